@@ -1,0 +1,8 @@
+//! Registry tables in the `public` schema. Every entity sets `schema_name = "public"`, so
+//! queries stay on the registry even inside a transaction pinned to a tenant schema.
+
+pub mod prelude;
+
+pub mod audit_events;
+pub mod platform_users;
+pub mod tenants;

@@ -1,0 +1,57 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(schema_name = "public", table_name = "tenants")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    #[sea_orm(column_type = "Text")]
+    pub tenant_name: String,
+    #[sea_orm(column_type = "Text", unique)]
+    pub domain: String,
+    #[sea_orm(column_type = "Text", unique)]
+    pub schema_name: String,
+    #[sea_orm(column_type = "Text")]
+    pub tenant_type: String,
+    #[sea_orm(column_type = "Text")]
+    pub email: String,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub phone: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub website: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub address: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub city: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub state: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub description: Option<String>,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub settings: Json,
+    /// PENDING | PROVISIONING | ACTIVE | FAILED | INACTIVE (CHECK constraint).
+    #[sea_orm(column_type = "Text")]
+    pub status: String,
+    pub schema_provisioned: bool,
+    pub migrations_applied: bool,
+    /// Last tenant migration applied; `None` = base.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub current_revision: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub failure_reason: Option<String>,
+    /// Hex SHA-256 of the API key.
+    #[sea_orm(column_type = "Text", nullable, unique)]
+    pub api_key_hash: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub api_key_prefix: Option<String>,
+    pub api_key_created_at: Option<DateTimeWithTimeZone>,
+    pub created_at: DateTimeWithTimeZone,
+    pub updated_at: DateTimeWithTimeZone,
+    pub last_activity_at: Option<DateTimeWithTimeZone>,
+    pub deleted_at: Option<DateTimeWithTimeZone>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,61 @@
+//! Two migration sets: [`PublicMigrator`] for the shared registry in the `public` schema and
+//! [`TenantMigrator`] for the tables of one tenant schema.
+//!
+//! The tenant set never names a schema: the caller sets `search_path` to the tenant schema
+//! (transaction-locally) and passes that transaction, so the tables and the `seaql_migrations`
+//! ledger all land in the tenant schema.
+
+pub use sea_orm_migration;
+
+use sea_orm_migration::prelude::*;
+
+mod columns;
+mod public;
+mod tenant;
+
+/// Tables every migrated `public` schema has.
+pub const PUBLIC_TABLES: &[&str] = &[
+    "tenants",
+    "platform_users",
+    "audit_events",
+    "seaql_migrations",
+];
+
+/// Tables every fully provisioned tenant schema has.
+pub const TENANT_TABLES: &[&str] = &[
+    "tenant_settings",
+    "user_statuses",
+    "roles",
+    "users",
+    "user_roles",
+    "permissions",
+    "role_permissions",
+    "person",
+    "seaql_migrations",
+];
+
+/// The registry migrations; run with the default `search_path`.
+pub struct PublicMigrator;
+
+impl MigratorTrait for PublicMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        public::migrations()
+    }
+}
+
+/// The per-tenant migrations; run inside a transaction whose `search_path` is the tenant schema.
+pub struct TenantMigrator;
+
+impl MigratorTrait for TenantMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        tenant::migrations()
+    }
+}
+
+/// Names of the tenant migrations, oldest first; the last one is the head revision.
+pub fn tenant_migration_names() -> Vec<String> {
+    TenantMigrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
+}

@@ -1,0 +1,163 @@
+//! HS256 access tokens: issued at login, verified strictly at the edge of every request.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+
+pub const ISSUER: &str = "tenantgraph";
+pub const AUDIENCE: &str = "tenantgraph-api";
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TokenKind {
+    Platform,
+    TenantUser,
+}
+
+/// The claims of a tenantgraph token. Tenant tokens also carry the tenant (`tid`, `schema`) and
+/// the user's roles at login; the server still checks them against the registry on every use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub kind: TokenKind,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+    pub jti: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+/// Signs and verifies tokens with one secret.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+/// A freshly signed token.
+pub struct IssuedToken {
+    pub token: String,
+    pub claims: Claims,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &SecretString, ttl: Duration) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        // One algorithm only: a token naming any other (`none`, RS256 with the secret as a public
+        // key, ...) is refused before its signature is looked at.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        JwtKeys {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Signs a token for `sub`; `tenant` is `(tenant id, schema, roles)` for tenant users.
+    pub fn issue(
+        &self,
+        kind: TokenKind,
+        sub: Uuid,
+        tenant: Option<(Uuid, String, Vec<String>)>,
+    ) -> AppResult<IssuedToken> {
+        let now = chrono::Utc::now().timestamp();
+        let (tid, schema, roles) = match tenant {
+            Some((tid, schema, roles)) => (Some(tid), Some(schema), roles),
+            None => (None, None, Vec::new()),
+        };
+        let claims = Claims {
+            sub,
+            kind,
+            iat: now,
+            exp: now + self.ttl.as_secs() as i64,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            jti: Uuid::new_v4(),
+            tid,
+            schema,
+            roles,
+        };
+        self.sign(&claims)
+            .map(|token| IssuedToken { token, claims })
+    }
+
+    /// Signs arbitrary claims; tests use it to forge expired or foreign tokens.
+    pub fn sign(&self, claims: &Claims) -> AppResult<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| AppError::internal(anyhow::anyhow!("signing a token failed: {e}")))
+    }
+
+    /// Verifies signature, algorithm, expiry, issuer and audience, and the shape of the claims.
+    pub fn verify(&self, token: &str) -> AppResult<Claims> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| AppError::Unauthenticated("invalid or expired token".into()))?
+            .claims;
+        let tenant_claims_present = claims.tid.is_some() && claims.schema.is_some();
+        let shape_ok = match claims.kind {
+            TokenKind::Platform => claims.tid.is_none() && claims.schema.is_none(),
+            TokenKind::TenantUser => tenant_claims_present,
+        };
+        if !shape_ok {
+            return Err(AppError::Unauthenticated("invalid or expired token".into()));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> JwtKeys {
+        JwtKeys::new(&secret.to_owned().into(), Duration::from_secs(600))
+    }
+
+    #[test]
+    fn a_token_verifies_with_its_own_key_only() {
+        let ours = keys("0123456789abcdef0123456789abcdef");
+        let theirs = keys("fedcba9876543210fedcba9876543210");
+        let issued = ours
+            .issue(TokenKind::Platform, Uuid::new_v4(), None)
+            .unwrap();
+        assert_eq!(ours.verify(&issued.token).unwrap(), issued.claims);
+        assert!(theirs.verify(&issued.token).is_err());
+    }
+
+    #[test]
+    fn expired_tokens_and_wrong_audiences_are_refused() {
+        let keys = keys("0123456789abcdef0123456789abcdef");
+        let mut claims = keys
+            .issue(TokenKind::Platform, Uuid::new_v4(), None)
+            .unwrap()
+            .claims;
+        claims.exp = chrono::Utc::now().timestamp() - 60;
+        assert!(keys.verify(&keys.sign(&claims).unwrap()).is_err());
+
+        claims.exp = chrono::Utc::now().timestamp() + 60;
+        claims.aud = "someone-else".into();
+        assert!(keys.verify(&keys.sign(&claims).unwrap()).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! argon2id password hashing, run on blocking threads so it never stalls the async runtime.
+
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version,
+    password_hash::SaltString,
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+use crate::error::{AppError, AppResult};
+
+/// Longest accepted password: argon2 accepts more, but unbounded input is free CPU for attackers.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub const MIN_PASSWORD_BYTES: usize = 8;
+
+/// Hashes and verifies passwords with argon2id at OWASP's recommended cost (19 MiB, 2 passes,
+/// 1 lane), at most one job per core at a time so a login storm queues instead of starving the
+/// runtime's blocking pool.
+#[derive(Clone)]
+pub struct PasswordHasherPool {
+    permits: Arc<Semaphore>,
+}
+
+impl Default for PasswordHasherPool {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PasswordHasherPool {
+            permits: Arc::new(Semaphore::new(cores)),
+        }
+    }
+}
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Checks the length rules shared by every place that accepts a new password.
+pub fn check_password_rules(field: &str, password: &str) -> AppResult<()> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AppError::bad_input(
+            field,
+            format!("password must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    if password.len() < MIN_PASSWORD_BYTES {
+        return Err(AppError::bad_input(
+            field,
+            format!("password must be at least {MIN_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+impl PasswordHasherPool {
+    pub async fn hash(&self, password: SecretString) -> AppResult<String> {
+        self.run(move || {
+            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+            argon2()
+                .hash_password(password.expose_secret().as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
+        })
+        .await
+    }
+
+    /// Verifies `password` against `stored_hash`; with no stored hash (unknown user) it verifies
+    /// against a dummy hash instead, so both cases cost the same time and give the same answer.
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored_hash: Option<String>,
+    ) -> AppResult<bool> {
+        let known_user = stored_hash.is_some();
+        let stored_hash = stored_hash.unwrap_or_else(|| dummy_hash().to_owned());
+        let matches = self
+            .run(move || {
+                let parsed = PasswordHash::new(&stored_hash)
+                    .map_err(|e| anyhow::anyhow!("stored password hash is malformed: {e}"))?;
+                Ok(argon2()
+                    .verify_password(password.expose_secret().as_bytes(), &parsed)
+                    .is_ok())
+            })
+            .await?;
+        Ok(known_user && matches)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> AppResult<T> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .context("password hasher closed")?;
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(job))
+            .await
+            .context("password hashing task failed")?
+            .map_err(AppError::internal)
+    }
+}
+
+/// A hash of a random password with the live parameters, made once.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let random_password = uuid::Uuid::new_v4().to_string();
+        argon2()
+            .hash_password(random_password.as_bytes(), &salt)
+            .expect("hashing a dummy password")
+            .to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hash_verifies_only_its_own_password() {
+        let pool = PasswordHasherPool::default();
+        let hash = pool.hash("correct horse".to_owned().into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(
+            pool.verify("correct horse".to_owned().into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !pool
+                .verify("wrong horse".to_owned().into(), Some(hash))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !pool
+                .verify("correct horse".to_owned().into(), None)
+                .await
+                .unwrap()
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! Typed configuration read from the environment once, at start-up.
+//!
+//! Every variable is parsed and checked here, so a bad value stops the process with one line naming
+//! the variable and what it expects, instead of failing later in the middle of a request.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+
+use crate::tenancy::naming::is_valid_identifier;
+
+/// A configuration value that could not be accepted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {variable}={value:?}: expected {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Everything the server needs to know about its surroundings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None`: run on the embedded PostgreSQL cluster under `data_dir`.
+    pub database_url: Option<SecretString>,
+    pub database_max_connections: u32,
+    pub data_dir: PathBuf,
+    pub pg_bin: Option<PathBuf>,
+    pub bind_addr: SocketAddr,
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+    pub graphql_introspection: bool,
+    /// Allowed browser origins; empty means CORS is off and WebSocket origins are not checked.
+    pub cors_origins: Vec<String>,
+    /// `None`: generate one and keep it in `data_dir`.
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_ttl: Duration,
+    pub tenant_schema_prefix: String,
+    pub api_key_prefix: String,
+    pub max_tenants_per_batch: u32,
+    pub max_concurrent_operations: u32,
+    pub operation_timeout: Duration,
+    pub retry_attempts: u32,
+    pub enable_rollback: bool,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct BootstrapAdmin {
+    pub email: String,
+    pub password: SecretString,
+}
+
+/// Shortest accepted `JWT_SECRET`: HS256 wants at least as many bytes of key as hash output.
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can supply variables without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup: &lookup };
+        let bootstrap_admin = match (
+            env.text("BOOTSTRAP_ADMIN_EMAIL"),
+            env.text("BOOTSTRAP_ADMIN_PASSWORD"),
+        ) {
+            (None, None) => None,
+            (Some(email), Some(password)) => {
+                if !email_address::EmailAddress::is_valid(&email) {
+                    return Err(ConfigError::new(
+                        "BOOTSTRAP_ADMIN_EMAIL",
+                        email,
+                        "an email address",
+                    ));
+                }
+                if password.len() < 8 || password.len() > 1024 {
+                    return Err(ConfigError::new(
+                        "BOOTSTRAP_ADMIN_PASSWORD",
+                        "<hidden>",
+                        "a password of 8 to 1024 bytes",
+                    ));
+                }
+                Some(BootstrapAdmin {
+                    email: email.to_lowercase(),
+                    password: password.into(),
+                })
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "BOOTSTRAP_ADMIN_PASSWORD",
+                    "",
+                    "to be set together with BOOTSTRAP_ADMIN_EMAIL",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "BOOTSTRAP_ADMIN_EMAIL",
+                    "",
+                    "to be set together with BOOTSTRAP_ADMIN_PASSWORD",
+                ));
+            }
+        };
+
+        let jwt_secret = match env.text("JWT_SECRET") {
+            Some(secret) if secret.len() < MIN_JWT_SECRET_BYTES => {
+                return Err(ConfigError::new(
+                    "JWT_SECRET",
+                    "<hidden>",
+                    format!("at least {MIN_JWT_SECRET_BYTES} bytes of secret"),
+                ));
+            }
+            other => other.map(SecretString::from),
+        };
+
+        let database_url = match env.text("DATABASE_URL") {
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "<hidden>",
+                    "a postgres:// or postgresql:// URL",
+                ));
+            }
+            other => other.map(SecretString::from),
+        };
+
+        let tenant_schema_prefix = env
+            .text("TENANT_SCHEMA_PREFIX")
+            .unwrap_or_else(|| "tenant_".into());
+        if tenant_schema_prefix.len() > 20
+            || !is_valid_identifier(&tenant_schema_prefix)
+            || tenant_schema_prefix.starts_with("pg_")
+        {
+            return Err(ConfigError::new(
+                "TENANT_SCHEMA_PREFIX",
+                tenant_schema_prefix,
+                "1 to 20 characters of a-z, 0-9 and _, starting with a letter or _, not pg_",
+            ));
+        }
+
+        let api_key_prefix = env.text("API_KEY_PREFIX").unwrap_or_else(|| "tk_".into());
+        if api_key_prefix.is_empty()
+            || api_key_prefix.len() > 16
+            || !api_key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new(
+                "API_KEY_PREFIX",
+                api_key_prefix,
+                "1 to 16 characters of letters, digits, _ and -",
+            ));
+        }
+
+        let cors_origins = match env.text("CORS_ORIGINS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|origin| !origin.is_empty())
+                .map(|origin| parse_origin(origin).map_err(|_| ()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|()| {
+                    ConfigError::new(
+                        "CORS_ORIGINS",
+                        list.clone(),
+                        "a comma-separated list of origins such as https://app.example.com",
+                    )
+                })?,
+        };
+
+        Ok(Config {
+            database_url,
+            database_max_connections: env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=500)?,
+            data_dir: env
+                .text("DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            pg_bin: env.text("PG_BIN").map(PathBuf::from),
+            bind_addr: match env.text("BIND_ADDR") {
+                None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+                Some(addr) => addr.parse().map_err(|_| {
+                    ConfigError::new("BIND_ADDR", addr, "an address such as 127.0.0.1:8000")
+                })?,
+            },
+            bootstrap_admin,
+            graphql_introspection: env.flag("GRAPHQL_INTROSPECTION", true)?,
+            cors_origins,
+            jwt_secret,
+            jwt_ttl: Duration::from_secs(env.number("JWT_TTL_SECONDS", 3600, 60..=2_592_000)?),
+            tenant_schema_prefix,
+            api_key_prefix,
+            max_tenants_per_batch: env.number("MAX_TENANTS_PER_BATCH", 50, 1..=10_000)?,
+            max_concurrent_operations: env.number("MAX_CONCURRENT_OPERATIONS", 5, 1..=64)?,
+            operation_timeout: Duration::from_secs(env.number(
+                "OPERATION_TIMEOUT_SECONDS",
+                60,
+                1..=3600,
+            )?),
+            retry_attempts: env.number("RETRY_ATTEMPTS", 2, 0..=10)?,
+            enable_rollback: env.flag("ENABLE_ROLLBACK", true)?,
+            request_timeout: Duration::from_secs(env.number(
+                "REQUEST_TIMEOUT_SECONDS",
+                30,
+                1..=3600,
+            )?),
+            max_body_bytes: env.number("MAX_BODY_BYTES", 1024 * 1024, 1024..=64 * 1024 * 1024)?,
+            log_format: match env.text("LOG_FORMAT").as_deref() {
+                None | Some("pretty") => LogFormat::Pretty,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(ConfigError::new("LOG_FORMAT", other, "pretty or json"));
+                }
+            },
+        })
+    }
+}
+
+/// Checks an origin of the form `scheme://host[:port]` and returns it normalised (no trailing /).
+fn parse_origin(origin: &str) -> Result<String, url::ParseError> {
+    let url = url::Url::parse(origin)?;
+    let is_bare_origin = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if !is_bare_origin {
+        return Err(url::ParseError::InvalidDomainCharacter);
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, value: impl Into<String>, expected: impl Into<String>) -> Self {
+        ConfigError {
+            variable,
+            value: value.into(),
+            expected: expected.into(),
+        }
+    }
+}
+
+/// Typed access to the variables; empty values count as unset.
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn text(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(value) => match value.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::new(name, value, "true or false")),
+            },
+        }
+    }
+
+    fn number<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(value) = self.text(name) else {
+            return Ok(default);
+        };
+        match value.parse::<T>() {
+            Ok(number) if range.contains(&number) => Ok(number),
+            _ => Err(ConfigError::new(
+                name,
+                value,
+                format!("a whole number from {} to {}", range.start(), range.end()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let config = config_with(&[]).unwrap();
+        assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(config.tenant_schema_prefix, "tenant_");
+        assert_eq!(config.api_key_prefix, "tk_");
+        assert_eq!(config.max_tenants_per_batch, 50);
+        assert_eq!(config.max_concurrent_operations, 5);
+        assert!(config.graphql_introspection);
+        assert!(config.database_url.is_none());
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_what_is_expected() {
+        let cases: &[(&str, &str)] = &[
+            ("BIND_ADDR", "localhost"),
+            ("JWT_TTL_SECONDS", "soon"),
+            ("JWT_TTL_SECONDS", "5"),
+            ("MAX_TENANTS_PER_BATCH", "0"),
+            ("GRAPHQL_INTROSPECTION", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("TENANT_SCHEMA_PREFIX", "Tenant-"),
+            ("TENANT_SCHEMA_PREFIX", "pg_"),
+            ("API_KEY_PREFIX", "tk key"),
+            ("CORS_ORIGINS", "https://ok.example, not an origin"),
+            ("CORS_ORIGINS", "https://app.example/path"),
+            ("DATABASE_URL", "mysql://x"),
+            ("JWT_SECRET", "short"),
+            ("BOOTSTRAP_ADMIN_EMAIL", "admin@example.com"),
+        ];
+        for (variable, value) in cases {
+            let err = config_with(&[(variable, value)]).unwrap_err();
+            assert_eq!(err.variable, *variable, "for {variable}={value}");
+            let line = err.to_string();
+            assert!(line.starts_with(&format!("invalid {variable}=")), "{line}");
+            assert!(line.contains("expected"), "{line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_debug_output() {
+        let err = config_with(&[("JWT_SECRET", "tiny-secret")]).unwrap_err();
+        assert!(!err.to_string().contains("tiny-secret"));
+
+        let config = config_with(&[
+            ("JWT_SECRET", "a-very-long-secret-that-is-long-enough-1234"),
+            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+        ])
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("a-very-long-secret"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn cors_origins_are_normalised() {
+        let config = config_with(&[(
+            "CORS_ORIGINS",
+            "https://app.example.com/, http://localhost:3000",
+        )])
+        .unwrap();
+        assert_eq!(
+            config.cors_origins,
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
+    }
+
+    #[test]
+    fn bootstrap_admin_needs_both_variables() {
+        let config = config_with(&[
+            ("BOOTSTRAP_ADMIN_EMAIL", "Ops@Example.com"),
+            ("BOOTSTRAP_ADMIN_PASSWORD", "correct horse battery"),
+        ])
+        .unwrap();
+        assert_eq!(config.bootstrap_admin.unwrap().email, "ops@example.com");
+        let err = config_with(&[("BOOTSTRAP_ADMIN_PASSWORD", "correct horse")]).unwrap_err();
+        assert_eq!(err.variable, "BOOTSTRAP_ADMIN_EMAIL");
+    }
+}

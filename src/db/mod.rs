@@ -1,0 +1,98 @@
+//! Database access: the connection pool, the embedded PostgreSQL default, public migrations.
+
+pub mod embedded;
+pub mod migrate;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+use embedded::{EmbeddedOptions, EmbeddedPostgres};
+
+/// The database the embedded cluster serves tenantgraph from.
+pub const EMBEDDED_DATABASE: &str = "tenantgraph";
+
+/// The pool, and the embedded cluster behind it when there is one.
+pub struct Connected {
+    pub db: DatabaseConnection,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// Connects to `DATABASE_URL`, or starts the embedded cluster and connects to it.
+pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
+    if let Some(url) = &config.database_url {
+        let db = open_pool(url.expose_secret(), config.database_max_connections).await?;
+        return Ok(Connected { db, embedded: None });
+    }
+    let embedded = EmbeddedPostgres::start(EmbeddedOptions {
+        data_dir: config.data_dir.clone(),
+        pg_bin: config.pg_bin.clone(),
+    })
+    .await?;
+    create_database_if_missing(&embedded.url("postgres"), EMBEDDED_DATABASE).await?;
+    let db = open_pool(
+        &embedded.url(EMBEDDED_DATABASE),
+        config.database_max_connections,
+    )
+    .await?;
+    Ok(Connected {
+        db,
+        embedded: Some(embedded),
+    })
+}
+
+/// A pool that fails fast when the database is away instead of queueing requests for minutes.
+pub async fn open_pool(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .context("could not connect to PostgreSQL")
+}
+
+/// Creates `database` through the maintenance database at `maintenance_url`; a concurrent
+/// creator winning the race is fine.
+pub async fn create_database_if_missing(
+    maintenance_url: &str,
+    database: &str,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        crate::tenancy::naming::is_valid_identifier(database),
+        "invalid database name {database:?}"
+    );
+    let admin = open_pool(maintenance_url, 1).await?;
+    let exists = admin
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [database.into()],
+        ))
+        .await?
+        .is_some();
+    if !exists {
+        match admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{database}\""))
+            .await
+        {
+            Ok(_) => tracing::info!(database, "created database"),
+            Err(err) if is_duplicate_database(&err) => {}
+            Err(err) => return Err(err).context("could not create the database"),
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+fn is_duplicate_database(err: &DbErr) -> bool {
+    // 42P04 duplicate_database
+    err.to_string().contains("already exists")
+}

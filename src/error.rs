@@ -1,0 +1,180 @@
+//! The one error type of the API and its mapping to the contract's `extensions.code`s.
+//!
+//! Internal failures are logged with their detail under a reference id; the client sees only
+//! `INTERNAL` and the id. `DbErr` is converted on purpose (unique violations become `CONFLICT`),
+//! never passed through, so no SQL text reaches a client.
+
+use async_graphql::ErrorExtensions;
+use sea_orm::{DbErr, SqlErr};
+
+/// Result of services and resolvers.
+pub type AppResult<T> = Result<T, AppError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    BadUserInput {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("{0}")]
+    Timeout(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    pub fn unauthenticated() -> Self {
+        AppError::Unauthenticated("authentication required".into())
+    }
+
+    pub fn invalid_credentials() -> Self {
+        AppError::Unauthenticated("invalid email or password".into())
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        AppError::Forbidden(message.into())
+    }
+
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::BadUserInput {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        AppError::NotFound(message.into())
+    }
+
+    pub fn conflict(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Conflict {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        AppError::Internal(error.into())
+    }
+
+    /// The contract's `extensions.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated(_) => "UNAUTHENTICATED",
+            AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::BadUserInput { .. } => "BAD_USER_INPUT",
+            AppError::NotFound(_) => "NOT_FOUND",
+            AppError::Conflict { .. } => "CONFLICT",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::Timeout(_) => "TIMEOUT",
+            AppError::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<DbErr> for AppError {
+    fn from(err: DbErr) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(detail)) => AppError::Conflict {
+                field: conflicting_field(&detail),
+                message: "already exists".into(),
+            },
+            _ => AppError::Internal(err.into()),
+        }
+    }
+}
+
+/// Names the input field behind a unique-constraint violation from the constraint's name, which
+/// the migrations keep as `<table>_<column>_key`.
+fn conflicting_field(detail: &str) -> Option<String> {
+    ["domain", "schema_name", "email"]
+        .into_iter()
+        .find(|column| detail.contains(&format!("_{column}_key")))
+        .map(|column| match column {
+            "schema_name" => "schemaName".to_owned(),
+            other => other.to_owned(),
+        })
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(err: anyhow::Error) -> Self {
+        AppError::Internal(err)
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        err.extend()
+    }
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        let message = match self {
+            AppError::Internal(source) => {
+                let reference = uuid::Uuid::new_v4();
+                tracing::error!(%reference, error = ?source, "internal error");
+                format!("internal error (reference {reference})")
+            }
+            other => other.to_string(),
+        };
+        async_graphql::Error::new(message).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            match self {
+                AppError::BadUserInput {
+                    field: Some(field), ..
+                }
+                | AppError::Conflict {
+                    field: Some(field), ..
+                } => ext.set("field", field.as_str()),
+                AppError::RateLimited { retry_after_secs } => {
+                    ext.set("retryAfterSeconds", *retry_after_secs)
+                }
+                _ => {}
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_detail() {
+        let err = AppError::internal(anyhow::anyhow!(
+            "relation \"secret_table\" does not exist: SELECT * FROM secret_table"
+        ));
+        let gql = async_graphql::Error::from(err);
+        assert!(gql.message.starts_with("internal error"));
+        assert!(!gql.message.contains("secret_table"));
+    }
+
+    #[test]
+    fn unique_violations_name_the_field() {
+        assert_eq!(
+            conflicting_field(
+                "duplicate key value violates unique constraint \"tenants_domain_key\""
+            ),
+            Some("domain".into())
+        );
+        assert_eq!(
+            conflicting_field("unique constraint \"tenants_schema_name_key\""),
+            Some("schemaName".into())
+        );
+    }
+}

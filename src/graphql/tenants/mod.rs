@@ -1,0 +1,5 @@
+//! The tenant registry over GraphQL.
+
+mod types;
+
+pub use types::{Tenant, TenantStatus};

@@ -1,0 +1,198 @@
+//! GraphQL over HTTP: `POST /graphql` (JSON, batches of at most ten), `GET /graphql` (queries only,
+//! or GraphiQL for a browser), and the shared execution path with authentication and metrics.
+
+use std::{net::SocketAddr, time::Instant};
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, ServerError};
+use async_graphql_axum::GraphQLResponse;
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, StatusCode, Uri, header},
+    response::{Html, IntoResponse, Response},
+};
+
+use crate::{
+    auth::{self, RequestContext},
+    error::AppError,
+    graphql::MAX_BATCH_OPERATIONS,
+    http::HttpState,
+};
+
+pub async fn post(
+    State(http): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_json(&headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::BadUserInput {
+                field: None,
+                message: "send the request as application/json".into(),
+            },
+        );
+    }
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                AppError::BadUserInput {
+                    field: None,
+                    message: "the body is not a GraphQL request (or a non-empty array of them)"
+                        .into(),
+                },
+            );
+        }
+    };
+    if let BatchRequest::Batch(requests) = &batch
+        && requests.len() > MAX_BATCH_OPERATIONS
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            AppError::BadUserInput {
+                field: None,
+                message: format!("a batch may hold at most {MAX_BATCH_OPERATIONS} operations"),
+            },
+        );
+    }
+    execute(&http, &headers, peer, batch).await
+}
+
+pub async fn get(
+    State(http): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let query = uri.query().unwrap_or_default();
+    if query.is_empty() && accepts_html(&headers) {
+        return graphiql().await.into_response();
+    }
+    let request = match async_graphql::http::parse_query_string(query) {
+        Ok(request) => request,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                AppError::BadUserInput {
+                    field: None,
+                    message: "expected ?query=...&variables=...&operationName=...".into(),
+                },
+            );
+        }
+    };
+    if !is_query_operation(&request) {
+        return error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            AppError::BadUserInput {
+                field: None,
+                message: "only queries may be sent with GET; use POST for mutations".into(),
+            },
+        );
+    }
+    execute(&http, &headers, peer, BatchRequest::Single(request)).await
+}
+
+pub async fn graphiql() -> Html<String> {
+    Html(
+        async_graphql::http::GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("tenantgraph")
+            .finish(),
+    )
+}
+
+/// Authenticates once for the whole batch, then runs each operation with the request context.
+async fn execute(
+    http: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    batch: BatchRequest,
+) -> Response {
+    let token = match auth::bearer_token(headers) {
+        Ok(token) => token,
+        Err(err) => return error_response(StatusCode::OK, err),
+    };
+    let principal = match auth::authenticate(&http.state, token).await {
+        Ok(principal) => principal,
+        Err(err) => return error_response(StatusCode::OK, err),
+    };
+    let context = RequestContext {
+        principal,
+        client_addr: Some(peer.ip()),
+    };
+    let response = match batch {
+        BatchRequest::Single(request) => {
+            BatchResponse::Single(execute_one(http, request, &context).await)
+        }
+        BatchRequest::Batch(requests) => {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(execute_one(http, request, &context).await);
+            }
+            BatchResponse::Batch(responses)
+        }
+    };
+    GraphQLResponse::from(response).into_response()
+}
+
+async fn execute_one(
+    http: &HttpState,
+    request: Request,
+    context: &RequestContext,
+) -> async_graphql::Response {
+    let operation_name = request.operation_name.clone();
+    let started = Instant::now();
+    let response = http.schema.execute(request.data(context.clone())).await;
+    http.state.metrics.record_operation(
+        operation_name.as_deref(),
+        response.is_ok(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// A GraphQL-shaped error for a request refused before execution.
+pub fn error_response(status: StatusCode, err: AppError) -> Response {
+    let extended = err.extend();
+    let mut error = ServerError::new(extended.message, None);
+    error.extensions = extended.extensions;
+    let body = async_graphql::Response::from_errors(vec![error]);
+    (status, GraphQLResponse::from(body)).into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// True when the operation the request selects is a query. Documents that fail to parse count as
+/// queries here: execution reports the syntax error.
+fn is_query_operation(request: &Request) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return true;
+    };
+    let selected = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations
+            .iter()
+            .find(|(op_name, _)| op_name.as_str() == name)
+            .map(|(_, operation)| operation.node.ty),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    selected.is_none_or(|ty| ty == OperationType::Query)
+}

@@ -1,0 +1,103 @@
+//! Prometheus metrics: GraphQL request counts and latency per operation name.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Distinct operation names tracked; names come from clients, so past this they count as `other`.
+const MAX_OPERATION_LABELS: usize = 256;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationNameLabel {
+    operation: String,
+}
+
+/// The server's metrics registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    requests: Family<OperationLabels, Counter>,
+    durations: Family<OperationNameLabel, Histogram>,
+    known_operations: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tenantgraph");
+        let requests = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "graphql_requests",
+            "GraphQL operations executed, by operation name and outcome",
+            requests.clone(),
+        );
+        let durations = Family::<OperationNameLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        registry.register(
+            "graphql_request_duration_seconds",
+            "Time to execute a GraphQL operation, by operation name",
+            durations.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            requests,
+            durations,
+            known_operations: Arc::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one executed operation.
+    pub fn record_operation(&self, operation_name: Option<&str>, ok: bool, elapsed: Duration) {
+        let operation = self.operation_label(operation_name);
+        self.requests
+            .get_or_create(&OperationLabels {
+                operation: operation.clone(),
+                outcome: if ok { "ok" } else { "error" },
+            })
+            .inc();
+        self.durations
+            .get_or_create(&OperationNameLabel { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn operation_label(&self, name: Option<&str>) -> String {
+        let Some(name) = name.filter(|name| {
+            name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        }) else {
+            return "anonymous".to_owned();
+        };
+        let mut known = self.known_operations.lock().expect("metrics lock poisoned");
+        if known.contains(name) || known.len() < MAX_OPERATION_LABELS {
+            known.insert(name.to_owned());
+            name.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}

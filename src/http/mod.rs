@@ -1,0 +1,100 @@
+//! The HTTP surface: routes and the tower layers around them.
+
+pub mod graphql;
+pub mod health;
+pub mod metrics;
+pub mod ws;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{graphql::AppSchema, state::SharedState};
+
+/// What the handlers share: the application state and the schema built on it.
+#[derive(Clone)]
+pub struct HttpState {
+    pub state: SharedState,
+    pub schema: AppSchema,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(http: HttpState) -> Router {
+    let config = &http.state.config;
+
+    // Bounded in time and size. The GraphQL handler reads the body into memory, so the limit
+    // applies to it too, and a declared Content-Length over the limit is refused unread.
+    let bounded = Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphiql", get(graphql::graphiql))
+        .route("/health", get(health::live))
+        .route("/health/db", get(health::database))
+        .route("/metrics", get(render_metrics))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ));
+    // Sockets live long; their limits are per message and per socket (see `ws`).
+    let sockets = Router::new().route("/graphql/ws", get(ws::upgrade));
+
+    let mut app = bounded.merge(sockets).with_state(http.clone());
+    if !config.cors_origins.is_empty() {
+        let origins = config
+            .cors_origins
+            .iter()
+            .filter_map(|origin| HeaderValue::from_str(origin).ok())
+            .collect::<Vec<_>>();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("x-api-key"),
+                ])
+                .max_age(std::time::Duration::from_secs(600)),
+        );
+    }
+    app.layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|id| id.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "http request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn render_metrics(State(http): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        http.state.metrics.render(),
+    )
+}

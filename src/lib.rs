@@ -1,0 +1,19 @@
+//! tenantgraph: a GraphQL API server for multi-tenant SaaS back-ends, one PostgreSQL schema per
+//! tenant.
+//!
+//! - [`config`] reads the environment; [`startup`] wires everything into an [`startup::Application`].
+//! - [`db`] owns the pool, the embedded PostgreSQL default and the public migrations.
+//! - [`auth`] decides who calls; [`tenancy`] owns the tenant life cycle.
+//! - [`graphql`] is the API (thin resolvers over the services); [`http`] serves it.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod tenancy;

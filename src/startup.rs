@@ -1,0 +1,172 @@
+//! Start-up: database, migrations, secrets, the first operator, then the listening server.
+
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{jwt::JwtKeys, operators, password::PasswordHasherPool},
+    config::Config,
+    db::{self, embedded::EmbeddedPostgres, migrate},
+    graphql,
+    http::{self, HttpState, metrics::Metrics},
+    state::{AppState, SharedState},
+};
+
+/// How long open connections (WebSockets above all) get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A server that is bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: SharedState,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Application {
+    /// Connects (starting the embedded cluster if needed), migrates `public`, makes sure an
+    /// operator exists, and binds `BIND_ADDR` (port 0 picks a free port).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let connected = db::connect(&config).await?;
+        let state = prepare_state(config, connected.db).await?;
+        let listener = TcpListener::bind(state.config.bind_addr)
+            .await
+            .with_context(|| format!("could not listen on {}", state.config.bind_addr))?;
+        let address = listener.local_addr()?;
+        Ok(Application {
+            listener,
+            address,
+            state,
+            embedded: connected.embedded,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn state(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, lets open requests finish (for a bounded time), then
+    /// stops the embedded cluster if this process runs one.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let schema = graphql::build_schema(self.state.clone());
+        let app = http::router(HttpState {
+            state: self.state.clone(),
+            schema,
+        });
+        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stopping_tx.send(true);
+        });
+        tracing::info!(address = %self.address, "tenantgraph listening");
+        let grace = async move {
+            let mut stopping = stopping_rx;
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            served = server => served.context("server failed")?,
+            () = grace => tracing::warn!("connections still open after the grace period; closing them"),
+        }
+        self.state.db.close_by_ref().await.ok();
+        if let Some(embedded) = self.embedded {
+            embedded.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the shared state on a connected pool: migrations, the token key, the first operator.
+pub async fn prepare_state(
+    config: Config,
+    db: sea_orm::DatabaseConnection,
+) -> anyhow::Result<SharedState> {
+    migrate::migrate_public(&db, migrate::PublicMigration::Up).await?;
+    let jwt_secret = match &config.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => load_or_create_jwt_secret(&config.data_dir)?,
+    };
+    let passwords = PasswordHasherPool::default();
+    let configured = config
+        .bootstrap_admin
+        .as_ref()
+        .map(|admin| (admin.email.clone(), admin.password.clone()));
+    match operators::bootstrap(&db, &passwords, configured)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the first platform operator failed: {e:?}"))?
+    {
+        operators::Bootstrap::AlreadyPresent => {}
+        operators::Bootstrap::Configured { email } => {
+            tracing::info!(%email, "created the platform operator from BOOTSTRAP_ADMIN_EMAIL");
+        }
+        operators::Bootstrap::Generated { email, password } => {
+            // Shown once, on the console only: it is not stored anywhere in clear.
+            println!(
+                "\n  First platform operator created.\n  email:    {email}\n  password: {password}\n  Change it, or create your own with `tenantgraph admin create`.\n"
+            );
+        }
+    }
+    Ok(Arc::new(AppState {
+        jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
+        config,
+        db,
+        passwords,
+        metrics: Metrics::default(),
+    }))
+}
+
+/// Reads the token signing secret kept in the data directory, creating it on first use.
+fn load_or_create_jwt_secret(data_dir: &Path) -> anyhow::Result<SecretString> {
+    use std::{fs::OpenOptions, io::Write, os::unix::fs::OpenOptionsExt};
+
+    let path = data_dir.join("jwt_secret");
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("could not create {}", data_dir.display()))?;
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if secret.trim().len() >= 32 => {
+            tracing::warn!(path = %path.display(), "JWT_SECRET is not set; using the secret kept in the data directory");
+            return Ok(secret.trim().to_owned().into());
+        }
+        Ok(_) => anyhow::bail!(
+            "{} is too short; delete it or set JWT_SECRET",
+            path.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("could not read {}", path.display())),
+    }
+    let secret = crate::auth::random_token(64);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("could not create {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    tracing::warn!(path = %path.display(), "JWT_SECRET is not set; generated one and kept it in the data directory");
+    Ok(secret.into())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,3 @@
+//! The tenant life cycle: naming and validation, provisioning, per-schema migrations.
+
+pub mod naming;

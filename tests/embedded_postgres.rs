@@ -1,0 +1,332 @@
+//! The embedded PostgreSQL default against the real server binaries installed on this machine.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, User, geteuid};
+use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
+use tenantgraph::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
+
+/// A unique directory under /tmp, which the `postgres` user can traverse when the tests run as
+/// root. Removed on drop, after shutting down any server a failed test left running.
+struct TestDir {
+    path: PathBuf,
+}
+
+impl TestDir {
+    fn new(name: &str) -> TestDir {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let path = PathBuf::from(format!(
+            "/tmp/tenantgraph-embedded-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TestDir { path }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.path.join("data")
+    }
+
+    fn options(&self) -> EmbeddedOptions {
+        EmbeddedOptions {
+            data_dir: self.data_dir(),
+            pg_bin: None,
+        }
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if let Some(pid) = postmaster_pid(&self.data_dir()) {
+            // SIGQUIT is PostgreSQL's immediate shutdown.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
+            wait_until_gone(pid);
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    let contents = std::fs::read_to_string(data_dir.join("postgres/postmaster.pid")).ok()?;
+    contents.lines().next()?.trim().parse().ok()
+}
+
+/// Waits until `pid` has exited; a zombie counts, since nobody may reap an orphaned server.
+fn wait_until_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat)
+                if !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => return,
+        }
+    }
+    panic!("process {pid} did not exit");
+}
+
+async fn start(dir: &TestDir) -> EmbeddedPostgres {
+    EmbeddedPostgres::start(dir.options())
+        .await
+        .unwrap_or_else(|error| panic!("start failed: {error:#}"))
+}
+
+async fn select_one(postgres: &EmbeddedPostgres) {
+    let db = Database::connect(postgres.url("postgres"))
+        .await
+        .expect("connects");
+    db.execute_unprepared("select 1")
+        .await
+        .expect("runs a query");
+    db.close().await.unwrap();
+}
+
+fn start_error(result: anyhow::Result<EmbeddedPostgres>) -> String {
+    match result {
+        Ok(postgres) => panic!("start unexpectedly succeeded: {postgres:?}"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_data_dir_is_initialised_and_accepts_connections() {
+    let dir = TestDir::new("fresh");
+    let postgres = start(&dir).await;
+
+    select_one(&postgres).await;
+    assert_ne!(postgres.port(), 0);
+    assert_eq!(postgres.data_dir(), dir.data_dir());
+    let password = postgres
+        .url("x")
+        .split(['@', ':'])
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    assert!(password.len() >= 32 && password.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(
+        postgres.url("app"),
+        format!(
+            "postgres://tenantgraph:{password}@127.0.0.1:{}/app",
+            postgres.port()
+        )
+    );
+    assert!(
+        !format!("{postgres:?}").contains(&password),
+        "Debug must redact the password"
+    );
+
+    let credentials = std::fs::metadata(dir.data_dir().join("postgres.json")).unwrap();
+    assert_eq!(credentials.mode() & 0o777, 0o600);
+    assert_eq!(credentials.uid(), geteuid().as_raw());
+    let cluster = std::fs::metadata(dir.data_dir().join("postgres")).unwrap();
+    assert_eq!(cluster.mode() & 0o777, 0o700);
+    if geteuid().is_root() {
+        let postgres_user = User::from_name("postgres").unwrap().unwrap();
+        assert_eq!(
+            cluster.uid(),
+            postgres_user.uid.as_raw(),
+            "the server must not run as root"
+        );
+    }
+    assert!(!dir.data_dir().join(".initdb-password").exists());
+
+    postgres.stop().await.unwrap();
+    assert!(
+        postmaster_pid(&dir.data_dir()).is_none(),
+        "stop waits for the server to exit"
+    );
+}
+
+#[tokio::test]
+async fn a_second_start_reuses_the_cluster_and_keeps_its_data() {
+    let dir = TestDir::new("reuse");
+    let first = start(&dir).await;
+    let db = Database::connect(first.url("postgres")).await.unwrap();
+    db.execute_unprepared(
+        "create table survivors (name text); insert into survivors values ('ada')",
+    )
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    let port = first.port();
+    first.stop().await.unwrap();
+
+    let second = start(&dir).await;
+    assert_eq!(second.port(), port);
+    let db = Database::connect(second.url("postgres")).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            "select name from survivors",
+        ))
+        .await
+        .unwrap()
+        .expect("the row survived the restart");
+    assert_eq!(row.try_get::<String>("", "name").unwrap(), "ada");
+    db.close().await.unwrap();
+    second.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_left_running_by_a_dead_process_is_adopted() {
+    let dir = TestDir::new("adopt");
+    let orphaned = start(&dir).await;
+    let port = orphaned.port();
+    let pid = postmaster_pid(&dir.data_dir()).unwrap();
+    // Like a `kill -9` of tenantgraph: no stop, the server keeps running.
+    drop(orphaned);
+
+    let adopted = start(&dir).await;
+    assert_eq!(adopted.port(), port);
+    assert_eq!(
+        postmaster_pid(&dir.data_dir()),
+        Some(pid),
+        "no second server was started"
+    );
+    select_one(&adopted).await;
+    adopted.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_killed_with_sigkill_is_started_again() {
+    let dir = TestDir::new("sigkill");
+    let killed = start(&dir).await;
+    let port = killed.port();
+    let pid = postmaster_pid(&dir.data_dir()).unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    wait_until_gone(pid);
+    assert_eq!(
+        postmaster_pid(&dir.data_dir()),
+        Some(pid),
+        "the stale postmaster.pid stays behind"
+    );
+
+    let restarted = start(&dir).await;
+    assert_eq!(restarted.port(), port);
+    assert_ne!(postmaster_pid(&dir.data_dir()), Some(pid));
+    select_one(&restarted).await;
+    restarted.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_pid_file_naming_another_live_process_does_not_block_start() {
+    let dir = TestDir::new("stale-pid");
+    let first = start(&dir).await;
+    let port = first.port();
+    first.stop().await.unwrap();
+    let mut unrelated = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let cluster_dir = dir.data_dir().join("postgres");
+    std::fs::write(
+        cluster_dir.join("postmaster.pid"),
+        format!(
+            "{}\n{}\n1700000000\n{port}\n\n127.0.0.1\n  1234   5678\nready   \n",
+            unrelated.id(),
+            cluster_dir.display()
+        ),
+    )
+    .unwrap();
+
+    let result = EmbeddedPostgres::start(dir.options()).await;
+    unrelated.kill().unwrap();
+    unrelated.wait().unwrap();
+    let postgres = result.unwrap_or_else(|error| panic!("start failed: {error:#}"));
+    select_one(&postgres).await;
+    postgres.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_concurrent_starts_share_one_cluster() {
+    let dir = TestDir::new("concurrent");
+    let (first, second) = tokio::join!(
+        EmbeddedPostgres::start(dir.options()),
+        EmbeddedPostgres::start(dir.options())
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.port(), second.port());
+    assert_eq!(
+        first.url("postgres"),
+        second.url("postgres"),
+        "one initdb, one password"
+    );
+    select_one(&second).await;
+    first.stop().await.unwrap();
+    second
+        .stop()
+        .await
+        .expect("stopping an already stopped cluster succeeds");
+}
+
+#[tokio::test]
+async fn a_persisted_port_taken_by_another_program_is_reported() {
+    let dir = TestDir::new("port-taken");
+    let first = start(&dir).await;
+    let port = first.port();
+    first.stop().await.unwrap();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+
+    let error = start_error(EmbeddedPostgres::start(dir.options()).await);
+    assert!(error.contains(&format!("port {port}")), "{error}");
+    assert!(error.contains("postgres.json"), "{error}");
+}
+
+#[tokio::test]
+async fn pg_bin_without_the_server_binaries_fails_with_instructions() {
+    let dir = TestDir::new("no-binaries");
+    let empty_bin = dir.path.join("bin");
+    std::fs::create_dir(&empty_bin).unwrap();
+    let options = EmbeddedOptions {
+        data_dir: dir.data_dir(),
+        pg_bin: Some(empty_bin.clone()),
+    };
+
+    let error = start_error(EmbeddedPostgres::start(options).await);
+    assert!(
+        error.contains(&format!("PG_BIN={}", empty_bin.display())),
+        "{error}"
+    );
+    assert!(error.contains("apt-get install postgresql"), "{error}");
+    assert!(error.contains("DATABASE_URL"), "{error}");
+    assert!(
+        !dir.data_dir().exists(),
+        "nothing is created before the binaries are found"
+    );
+}
+
+#[tokio::test]
+async fn as_root_a_data_dir_the_server_user_cannot_reach_is_reported() {
+    if !geteuid().is_root() {
+        return;
+    }
+    let dir = TestDir::new("untraversable");
+    let private = dir.path.join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let options = EmbeddedOptions {
+        data_dir: private.join("data"),
+        pg_bin: None,
+    };
+
+    let error = start_error(EmbeddedPostgres::start(options).await);
+    assert!(
+        error.contains(&format!("cannot enter {}", private.display())),
+        "{error}"
+    );
+    assert!(error.contains("chmod o+x"), "{error}");
+}
