@@ -339,7 +339,6 @@ mod tests {
             ("CORS_ORIGINS", "https://app.example/path"),
             ("DATABASE_URL", "mysql://x"),
             ("JWT_SECRET", "short"),
-            ("BOOTSTRAP_ADMIN_EMAIL", "admin@example.com"),
         ];
         for (variable, value) in cases {
             let err = config_with(&[(variable, value)]).unwrap_err();

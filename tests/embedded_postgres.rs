@@ -330,3 +330,21 @@ async fn as_root_a_data_dir_the_server_user_cannot_reach_is_reported() {
     );
     assert!(error.contains("chmod o+x"), "{error}");
 }
+
+#[tokio::test]
+async fn a_server_that_fails_to_start_reports_the_end_of_its_log() {
+    let dir = TestDir::new("bad-config");
+    start(&dir).await.stop().await.unwrap();
+    let config = dir.data_dir().join("postgres/postgresql.conf");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\nnot_a_real_setting = 1\n");
+    std::fs::write(&config, text).unwrap();
+
+    let error = start_error(EmbeddedPostgres::start(dir.options()).await);
+    assert!(error.contains("pg_ctl start failed"), "{error}");
+    assert!(error.contains("postgres.log"), "{error}");
+    assert!(
+        error.contains("not_a_real_setting"),
+        "the log tail explains why: {error}"
+    );
+}

@@ -134,7 +134,10 @@ impl EmbeddedPostgres {
         // Keeps a concurrent start from adopting a server that is about to go away.
         let _lock = lock_data_dir(&cluster.data_dir).await?;
         if cluster.live_postmaster().await?.is_none() {
-            tracing::info!(data_dir = %cluster.data_dir.display(), "embedded PostgreSQL was already stopped");
+            tracing::info!(
+                data_dir = %cluster.data_dir.display(),
+                "embedded PostgreSQL was already stopped"
+            );
             return Ok(());
         }
         let output = cluster
@@ -377,7 +380,7 @@ impl Cluster {
         {
             return Ok(Some(pid));
         }
-        tracing::info!(pid_file = %pid_file.display(), "removing stale postmaster.pid");
+        tracing::warn!(pid_file = %pid_file.display(), "removing stale postmaster.pid");
         match tokio::fs::remove_file(&pid_file).await {
             Ok(()) => Ok(None),
             Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
@@ -561,7 +564,10 @@ async fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<File>> {
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(lock),
         Err((file, Errno::EWOULDBLOCK)) => {
-            tracing::info!(lock = %path.display(), "waiting for another process using the embedded PostgreSQL");
+            tracing::info!(
+                lock = %path.display(),
+                "waiting for another process using the embedded PostgreSQL"
+            );
             tokio::task::spawn_blocking(move || Flock::lock(file, FlockArg::LockExclusive))
                 .await?
                 .map_err(|(_, errno)| errno)

@@ -1,0 +1,439 @@
+//! The test harness: one PostgreSQL per test run, a fresh database per test cloned from a
+//! migrated template, the app in-process on a free port, and GraphQL clients over HTTP and
+//! WebSocket.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde_json::{Value, json};
+use tenantgraph::{
+    config::Config,
+    db::{
+        self,
+        embedded::{EmbeddedOptions, EmbeddedPostgres},
+    },
+    startup::Application,
+    state::SharedState,
+};
+use tokio::sync::OnceCell;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+
+pub const OPERATOR_EMAIL: &str = "operator@tenantgraph.test";
+pub const OPERATOR_PASSWORD: &str = "operator-password-for-tests";
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// The server every test of this run uses: `DATABASE_URL` when set, else an embedded cluster
+/// shared by all test processes (started by the first, adopted by the others).
+static SERVER: OnceCell<TestServer> = OnceCell::const_new();
+
+struct TestServer {
+    /// URL of the server's maintenance database, with `{db}` where a database name goes.
+    url_pattern: String,
+    template: String,
+}
+
+impl TestServer {
+    fn url(&self, database: &str) -> String {
+        self.url_pattern.replace("{db}", database)
+    }
+}
+
+async fn test_server() -> &'static TestServer {
+    SERVER
+        .get_or_init(|| async {
+            let url_pattern = match std::env::var("DATABASE_URL") {
+                Ok(url) => {
+                    let mut parsed = url::Url::parse(&url).expect("DATABASE_URL is a URL");
+                    parsed.set_path("/DBNAME");
+                    parsed.to_string().replace("DBNAME", "{db}")
+                }
+                Err(_) => {
+                    // Under /tmp, which the unprivileged server user can always reach.
+                    let data_dir = std::env::temp_dir()
+                        .join(format!("tenantgraph-tests-{}", nix::unistd::geteuid()));
+                    let cluster = EmbeddedPostgres::start(EmbeddedOptions {
+                        data_dir,
+                        pg_bin: std::env::var_os("PG_BIN").map(Into::into),
+                    })
+                    .await
+                    .expect("the embedded test cluster starts");
+                    // Left running for the other test processes; the next run adopts it.
+                    let pattern = cluster.url("{db}");
+                    std::mem::forget(cluster);
+                    pattern
+                }
+            };
+            let mut server = TestServer {
+                url_pattern,
+                template: String::new(),
+            };
+            server.template = ensure_template(&server).await;
+            server
+        })
+        .await
+}
+
+/// A template database with the public migrations applied, named after the migration set so a
+/// change of migrations makes a new one. Built once per server under an advisory lock.
+async fn ensure_template(server: &TestServer) -> String {
+    use migration::{PublicMigrator, TenantMigrator, sea_orm_migration::MigratorTrait};
+    use std::hash::{Hash, Hasher};
+
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for migration in PublicMigrator::migrations()
+        .iter()
+        .chain(TenantMigrator::migrations().iter())
+    {
+        migration.name().hash(&mut hasher);
+    }
+    let template = format!("tg_template_{:016x}", hasher.finish());
+
+    let admin = db::open_pool(&server.url("postgres"), 1).await.unwrap();
+    admin
+        .execute_unprepared("SELECT pg_advisory_lock(727274)")
+        .await
+        .unwrap();
+    let exists = database_exists(&admin, &template).await;
+    if !exists {
+        let building = format!("{template}_build");
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .await
+            .unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {building}"))
+            .await
+            .unwrap();
+        let pool = db::open_pool(&server.url(&building), 2).await.unwrap();
+        db::migrate::migrate_public(&pool, db::migrate::PublicMigration::Up)
+            .await
+            .unwrap();
+        pool.close().await.unwrap();
+        admin
+            .execute_unprepared(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .await
+            .unwrap();
+    }
+    admin
+        .execute_unprepared("SELECT pg_advisory_unlock(727274)")
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    template
+}
+
+async fn database_exists(admin: &DatabaseConnection, name: &str) -> bool {
+    admin
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [name.into()],
+        ))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// A fresh database cloned from the template; dropped when the handle is.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    maintenance_url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        let server = test_server().await;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let admin = db::open_pool(&server.url("postgres"), 1).await.unwrap();
+        admin
+            .execute_unprepared(&format!(
+                "CREATE DATABASE {name} TEMPLATE {}",
+                server.template
+            ))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        TestDatabase {
+            url: server.url(&name),
+            name,
+            maintenance_url: server.url("postgres"),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.maintenance_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on; use a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let admin = db::open_pool(&url, 1).await?;
+                    admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await?;
+                    admin.close().await?;
+                    anyhow::Ok(())
+                })
+        })
+        .join();
+        if let Ok(Err(err)) = dropped {
+            eprintln!("could not drop test database {}: {err:#}", self.name);
+        }
+    }
+}
+
+/// The environment a test app starts with; tests add or override variables.
+pub fn test_env(database_url: &str) -> HashMap<String, String> {
+    [
+        ("DATABASE_URL", database_url),
+        ("BIND_ADDR", "127.0.0.1:0"),
+        ("JWT_SECRET", JWT_SECRET),
+        ("BOOTSTRAP_ADMIN_EMAIL", OPERATOR_EMAIL),
+        ("BOOTSTRAP_ADMIN_PASSWORD", OPERATOR_PASSWORD),
+        ("DATABASE_MAX_CONNECTIONS", "5"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+pub fn config_from(env: &HashMap<String, String>) -> Config {
+    Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration is valid")
+}
+
+/// The app, running in-process on a free port over its own database.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub state: SharedState,
+    pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    // Declared last: dropped after the server task is aborted.
+    pub database: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts the app after `configure` adjusted its environment.
+    pub async fn spawn_with(configure: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+        let database = TestDatabase::create().await;
+        let mut env = test_env(&database.url);
+        configure(&mut env);
+        let app = Application::build(config_from(&env))
+            .await
+            .expect("the app starts");
+        let address = app.address();
+        let state = app.state();
+        let server = tokio::spawn(app.run_until(std::future::pending()));
+        TestApp {
+            address,
+            state,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            server,
+            database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.state.db
+    }
+
+    /// Posts one GraphQL operation and returns the JSON response.
+    pub async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Gql {
+        let response = self
+            .post_json(json!({ "query": query, "variables": variables }), token)
+            .await;
+        assert!(
+            response.status().is_success(),
+            "HTTP {} for {query}",
+            response.status()
+        );
+        Gql(response.json().await.unwrap())
+    }
+
+    /// Posts any JSON body to `/graphql`.
+    pub async fn post_json(&self, body: Value, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.post(self.url("/graphql")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Gql {
+        self.graphql(
+            "mutation($input: LoginInput!) { login(input: $input) { token expiresAt user { id email roles } } }",
+            json!({ "input": { "email": email, "password": password } }),
+            None,
+        )
+        .await
+    }
+
+    /// A token of the bootstrap platform operator.
+    pub async fn operator_token(&self) -> String {
+        self.login(OPERATOR_EMAIL, OPERATOR_PASSWORD).await.data()["login"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Opens `/graphql/ws` with the `graphql-transport-ws` protocol (not yet initialised).
+    pub async fn websocket(&self) -> WsClient {
+        WsClient::connect(&format!("ws://{}/graphql/ws", self.address), None).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A GraphQL response body.
+#[derive(Debug, Clone)]
+pub struct Gql(pub Value);
+
+impl Gql {
+    /// `data`, asserting there were no errors.
+    pub fn data(&self) -> &Value {
+        assert!(
+            self.0.get("errors").is_none_or(Value::is_null),
+            "unexpected errors: {}",
+            self.0
+        );
+        &self.0["data"]
+    }
+
+    /// `extensions.code` of the first error, asserting there is one.
+    pub fn error_code(&self) -> &str {
+        self.0["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("expected an error with a code, got {}", self.0))
+    }
+
+    pub fn error_field(&self) -> Option<&str> {
+        self.0["errors"][0]["extensions"]["field"].as_str()
+    }
+
+    pub fn error_message(&self) -> &str {
+        self.0["errors"][0]["message"].as_str().unwrap_or_default()
+    }
+}
+
+/// A client of the `graphql-transport-ws` protocol.
+pub struct WsClient {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str, origin: Option<&str>) -> WsClient {
+        Self::try_connect(url, origin)
+            .await
+            .expect("websocket opens")
+    }
+
+    pub async fn try_connect(
+        url: &str,
+        origin: Option<&str>,
+    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", HeaderValue::from_str(origin).unwrap());
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(WsClient { socket })
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends `connection_init` with the token (if any) and returns the server's reply.
+    pub async fn init(&mut self, token: Option<&str>) -> WsEvent {
+        let payload = match token {
+            Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
+            None => json!({}),
+        };
+        self.send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        self.next_event().await
+    }
+
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({
+            "id": id,
+            "type": "subscribe",
+            "payload": { "query": query, "variables": variables },
+        }))
+        .await;
+    }
+
+    /// The next protocol message or close frame (pings are answered), within 20 seconds.
+    pub async fn next_event(&mut self) -> WsEvent {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(20), self.socket.next())
+                .await
+                .expect("a websocket message within 20 s");
+            match message {
+                None => return WsEvent::Closed(None),
+                Some(Err(_)) => return WsEvent::Closed(None),
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(text.as_str()).unwrap();
+                    if value["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    return WsEvent::Message(value);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return WsEvent::Closed(
+                        frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                    );
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum WsEvent {
+    Message(Value),
+    /// Close code and reason, when the server sent a close frame.
+    Closed(Option<(u16, String)>),
+}
+
+impl WsEvent {
+    pub fn message(self) -> Value {
+        match self {
+            WsEvent::Message(value) => value,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
