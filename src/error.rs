@@ -32,6 +32,9 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     Timeout(String),
+    /// A multi-step operation failed at `step`; `message` says what was done about it.
+    #[error("{message}")]
+    Failed { step: &'static str, message: String },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -81,6 +84,7 @@ impl AppError {
             AppError::Conflict { .. } => "CONFLICT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Timeout(_) => "TIMEOUT",
+            AppError::Failed { .. } => "INTERNAL",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -144,6 +148,7 @@ impl ErrorExtensions for AppError {
                 AppError::RateLimited { retry_after_secs } => {
                     ext.set("retryAfterSeconds", *retry_after_secs)
                 }
+                AppError::Failed { step, .. } => ext.set("step", *step),
                 _ => {}
             }
         })

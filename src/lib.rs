@@ -6,6 +6,7 @@
 //! - [`auth`] decides who calls; [`tenancy`] owns the tenant life cycle.
 //! - [`graphql`] is the API (thin resolvers over the services); [`http`] serves it.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

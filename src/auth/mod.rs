@@ -1,5 +1,6 @@
 //! Who is calling: tokens, passwords, platform operators, and the principal of a request.
 
+pub mod api_keys;
 pub mod jwt;
 pub mod operators;
 pub mod password;

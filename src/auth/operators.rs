@@ -146,7 +146,7 @@ pub async fn login(
     platform_users::Entity::update_many()
         .col_expr(
             platform_users::Column::LastLoginAt,
-            sea_orm::sea_query::Expr::current_timestamp().into(),
+            sea_orm::sea_query::Expr::current_timestamp(),
         )
         .filter(platform_users::Column::Id.eq(operator.id))
         .exec(&state.db)

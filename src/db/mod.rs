@@ -2,6 +2,7 @@
 
 pub mod embedded;
 pub mod migrate;
+pub mod pinned;
 
 use std::time::Duration;
 

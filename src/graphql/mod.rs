@@ -8,16 +8,17 @@ use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuil
 
 use crate::{
     auth::{Principal, RequestContext},
+    error::{AppError, AppResult},
     state::SharedState,
 };
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(auth::AuthQuery);
+pub struct QueryRoot(auth::AuthQuery, tenants::TenantQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(auth::AuthMutation);
+pub struct MutationRoot(auth::AuthMutation, tenants::TenantMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -74,4 +75,22 @@ impl ContextExt for Context<'_> {
         };
         self.data_opt::<RequestContext>().unwrap_or(&ANONYMOUS)
     }
+}
+
+/// Reads an `ID` argument as a UUID.
+pub fn parse_id(field: &str, id: &async_graphql::ID) -> AppResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not a valid id"))
+}
+
+/// Reports every error of a list: the first as the field's error, the others beside it.
+pub fn all_errors(ctx: &Context<'_>, errors: Vec<AppError>) -> async_graphql::Error {
+    use async_graphql::ErrorExtensions;
+    let mut errors = errors.into_iter();
+    let first = errors
+        .next()
+        .unwrap_or_else(|| AppError::internal(anyhow::anyhow!("an empty list of errors")));
+    for other in errors {
+        ctx.add_error(other.extend().into_server_error(ctx.item.pos));
+    }
+    first.into()
 }

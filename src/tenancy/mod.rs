@@ -1,3 +1,73 @@
 //! The tenant life cycle: naming and validation, provisioning, per-schema migrations.
 
+pub mod health;
+pub mod lifecycle;
+pub mod migrator;
 pub mod naming;
+pub mod registry;
+pub mod seed;
+pub mod validation;
+
+/// Where a tenant is in its life cycle (the registry's `status`).
+#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TenantStatus {
+    Pending,
+    Provisioning,
+    Active,
+    Failed,
+    Inactive,
+}
+
+impl TenantStatus {
+    pub const ALL: [TenantStatus; 5] = [
+        TenantStatus::Pending,
+        TenantStatus::Provisioning,
+        TenantStatus::Active,
+        TenantStatus::Failed,
+        TenantStatus::Inactive,
+    ];
+
+    pub fn as_db(self) -> &'static str {
+        match self {
+            TenantStatus::Pending => "PENDING",
+            TenantStatus::Provisioning => "PROVISIONING",
+            TenantStatus::Active => "ACTIVE",
+            TenantStatus::Failed => "FAILED",
+            TenantStatus::Inactive => "INACTIVE",
+        }
+    }
+
+    pub fn from_db(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_db() == value)
+    }
+}
+
+/// The steps of provisioning a tenant, as reported in errors and progress events.
+#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+pub enum Step {
+    Validate,
+    CreateSchema,
+    Migrate,
+    Seed,
+    Register,
+    ApiKey,
+    Verify,
+    Rollback,
+    Done,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Validate => "VALIDATE",
+            Step::CreateSchema => "CREATE_SCHEMA",
+            Step::Migrate => "MIGRATE",
+            Step::Seed => "SEED",
+            Step::Register => "REGISTER",
+            Step::ApiKey => "API_KEY",
+            Step::Verify => "VERIFY",
+            Step::Rollback => "ROLLBACK",
+            Step::Done => "DONE",
+        }
+    }
+}

@@ -74,18 +74,30 @@ async fn test_server() -> &'static TestServer {
         .await
 }
 
-/// A template database with the public migrations applied, named after the migration set so a
-/// change of migrations makes a new one. Built once per server under an advisory lock.
+/// A template database with the public migrations applied, named after the migrations' source
+/// so that any change to them makes a new one. Built once per server under an advisory lock.
 async fn ensure_template(server: &TestServer) -> String {
-    use migration::{PublicMigrator, TenantMigrator, sea_orm_migration::MigratorTrait};
     use std::hash::{Hash, Hasher};
 
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for migration in PublicMigrator::migrations()
-        .iter()
-        .chain(TenantMigrator::migrations().iter())
-    {
-        migration.name().hash(&mut hasher);
+    let mut sources = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migration/src"
+    ))];
+    let mut files = Vec::new();
+    while let Some(path) = sources.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    for file in files {
+        std::fs::read(&file).unwrap().hash(&mut hasher);
     }
     let template = format!("tg_template_{:016x}", hasher.finish());
 
@@ -135,11 +147,13 @@ async fn database_exists(admin: &DatabaseConnection, name: &str) -> bool {
         .is_some()
 }
 
-/// A fresh database cloned from the template; dropped when the handle is.
+/// A fresh database cloned from the template; dropped when the handle is (unless it is one the
+/// test brought itself, see [`TestDatabase::external`]).
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
-    maintenance_url: String,
+    /// Where to drop the database from; `None` for a database this handle does not own.
+    maintenance_url: Option<String>,
 }
 
 impl TestDatabase {
@@ -158,14 +172,30 @@ impl TestDatabase {
         TestDatabase {
             url: server.url(&name),
             name,
-            maintenance_url: server.url("postgres"),
+            maintenance_url: Some(server.url("postgres")),
+        }
+    }
+
+    /// A database the test manages itself (such as one on a private cluster); never dropped here.
+    pub fn external(url: &str) -> TestDatabase {
+        let name = url::Url::parse(url)
+            .ok()
+            .map(|url| url.path().trim_start_matches('/').to_owned())
+            .unwrap_or_default();
+        TestDatabase {
+            name,
+            url: url.to_owned(),
+            maintenance_url: None,
         }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let (url, name) = (self.maintenance_url.clone(), self.name.clone());
+        let Some(url) = self.maintenance_url.clone() else {
+            return;
+        };
+        let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot be blocked on; use a runtime of its own.
         let dropped = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
@@ -224,7 +254,21 @@ impl TestApp {
 
     /// Starts the app after `configure` adjusted its environment.
     pub async fn spawn_with(configure: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-        let database = TestDatabase::create().await;
+        Self::spawn_over(TestDatabase::create().await, configure).await
+    }
+
+    /// Starts the app on a database the test manages itself (`DATABASE_URL` = `database_url`).
+    pub async fn spawn_on(
+        database_url: &str,
+        configure: impl FnOnce(&mut HashMap<String, String>),
+    ) -> TestApp {
+        Self::spawn_over(TestDatabase::external(database_url), configure).await
+    }
+
+    async fn spawn_over(
+        database: TestDatabase,
+        configure: impl FnOnce(&mut HashMap<String, String>),
+    ) -> TestApp {
         let mut env = test_env(&database.url);
         configure(&mut env);
         let app = Application::build(config_from(&env))
@@ -353,10 +397,19 @@ impl WsClient {
         url: &str,
         origin: Option<&str>,
     ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        Self::try_connect_with_protocol(url, origin, "graphql-transport-ws").await
+    }
+
+    /// Opens a socket offering `protocol` (`graphql-transport-ws`, or the legacy `graphql-ws`).
+    pub async fn try_connect_with_protocol(
+        url: &str,
+        origin: Option<&str>,
+        protocol: &str,
+    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert(
             "sec-websocket-protocol",
-            HeaderValue::from_static("graphql-transport-ws"),
+            HeaderValue::from_str(protocol).unwrap(),
         );
         if let Some(origin) = origin {
             request
@@ -383,6 +436,17 @@ impl WsClient {
         self.send(json!({ "type": "connection_init", "payload": payload }))
             .await;
         self.next_event().await
+    }
+
+    /// Sends several messages in one write, so that they reach the server together.
+    pub async fn send_together(&mut self, messages: impl IntoIterator<Item = Value>) {
+        for message in messages {
+            self.socket
+                .feed(Message::Text(message.to_string().into()))
+                .await
+                .unwrap();
+        }
+        self.socket.flush().await.unwrap();
     }
 
     pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {

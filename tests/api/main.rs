@@ -3,5 +3,12 @@
 mod helpers;
 
 mod auth;
+mod database;
 mod health;
+mod hostile;
+mod migrations;
+mod observability;
 mod schema;
+mod tenants;
+mod tokens;
+mod websocket;

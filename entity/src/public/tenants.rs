@@ -39,6 +39,9 @@ pub struct Model {
     pub current_revision: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]
     pub failure_reason: Option<String>,
+    /// The super admin awaiting the migrated schema: `{"email", "name", "passwordHash"}`.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub pending_admin: Option<Json>,
     /// Hex SHA-256 of the API key.
     #[sea_orm(column_type = "Text", nullable, unique)]
     pub api_key_hash: Option<String>,

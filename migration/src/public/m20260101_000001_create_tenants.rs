@@ -32,6 +32,9 @@ impl MigrationTrait for Migration {
                     // Name of the last tenant migration applied; NULL means base.
                     .col(text_null(Tenants::CurrentRevision))
                     .col(text_null(Tenants::FailureReason))
+                    // The super admin to create once the schema is migrated (email, name and an
+                    // argon2id hash, never the password); cleared when seeded.
+                    .col(json_binary_null(Tenants::PendingAdmin))
                     // Hex SHA-256 of the API key; the key itself is never stored.
                     .col(text_null(Tenants::ApiKeyHash).unique_key())
                     .col(text_null(Tenants::ApiKeyPrefix))
@@ -115,6 +118,7 @@ enum Tenants {
     MigrationsApplied,
     CurrentRevision,
     FailureReason,
+    PendingAdmin,
     ApiKeyHash,
     ApiKeyPrefix,
     ApiKeyCreatedAt,

@@ -1,5 +1,10 @@
-//! The tenant registry over GraphQL.
+//! The tenant registry and life cycle over GraphQL (platform operators only).
 
+mod inputs;
+mod mutation;
+mod query;
 mod types;
 
+pub use mutation::TenantMutation;
+pub use query::TenantQuery;
 pub use types::{Tenant, TenantStatus};

@@ -1,39 +1,20 @@
 use async_graphql::{Enum, ID, Object, SimpleObject};
+
+use crate::tenancy::migrator::SchemaMigrations;
 use chrono::{DateTime, FixedOffset};
 use entity::public::tenants;
 
+use crate::tenancy::validation::SettingsDraft;
+
 /// Where a tenant is in its life cycle.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::tenancy::TenantStatus")]
 pub enum TenantStatus {
     Pending,
     Provisioning,
     Active,
     Failed,
     Inactive,
-}
-
-impl TenantStatus {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            TenantStatus::Pending => "PENDING",
-            TenantStatus::Provisioning => "PROVISIONING",
-            TenantStatus::Active => "ACTIVE",
-            TenantStatus::Failed => "FAILED",
-            TenantStatus::Inactive => "INACTIVE",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Option<Self> {
-        [
-            TenantStatus::Pending,
-            TenantStatus::Provisioning,
-            TenantStatus::Active,
-            TenantStatus::Failed,
-            TenantStatus::Inactive,
-        ]
-        .into_iter()
-        .find(|status| status.as_db() == value)
-    }
 }
 
 /// Resource limits of a tenant.
@@ -98,7 +79,9 @@ impl Tenant {
         self.0.current_revision.as_deref()
     }
     async fn status(&self) -> TenantStatus {
-        TenantStatus::from_db(&self.0.status).unwrap_or(TenantStatus::Failed)
+        crate::tenancy::TenantStatus::from_db(&self.0.status)
+            .unwrap_or(crate::tenancy::TenantStatus::Failed)
+            .into()
     }
     /// Why provisioning last failed, when it did.
     async fn failure_reason(&self) -> Option<&str> {
@@ -108,7 +91,15 @@ impl Tenant {
         self.0.description.as_deref()
     }
     async fn settings(&self) -> TenantSettings {
-        settings_from_json(&self.0.settings)
+        let settings = SettingsDraft::from_json(&self.0.settings);
+        let limits = settings.limits.unwrap_or_default();
+        TenantSettings {
+            features: settings.features.unwrap_or_default(),
+            limits: TenantLimits {
+                users: limits.users,
+                storage_gb: limits.storage_gb,
+            },
+        }
     }
     /// The first characters of the current API key, to tell keys apart; the key itself is never
     /// readable after creation.
@@ -126,27 +117,76 @@ impl Tenant {
     }
 }
 
-/// Reads the registry's `settings` JSON (`{"features": [...], "limits": {...}}`).
-pub fn settings_from_json(json: &serde_json::Value) -> TenantSettings {
-    let limit = |name: &str| {
-        json.pointer(&format!("/limits/{name}"))
-            .and_then(serde_json::Value::as_i64)
-            .and_then(|n| i32::try_from(n).ok())
-    };
-    TenantSettings {
-        features: json
-            .get("features")
-            .and_then(serde_json::Value::as_array)
-            .map(|features| {
-                features
-                    .iter()
-                    .filter_map(|f| f.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        limits: TenantLimits {
-            users: limit("users"),
-            storage_gb: limit("storageGb"),
-        },
+/// Where a tenant's schema stands in its own migration history.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct MigrationStatus {
+    pub tenant_id: ID,
+    pub schema_name: String,
+    /// The last applied migration; null at base.
+    pub current_revision: Option<String>,
+    pub applied_migrations: Vec<String>,
+    pub pending_migrations: Vec<String>,
+    pub schema_provisioned: bool,
+    /// Every migration is applied.
+    pub migrations_applied: bool,
+}
+
+impl MigrationStatus {
+    pub fn new(tenant: &tenants::Model, schema_exists: bool, migrations: SchemaMigrations) -> Self {
+        MigrationStatus {
+            tenant_id: ID(tenant.id.to_string()),
+            schema_name: tenant.schema_name.clone(),
+            current_revision: migrations.current_revision().map(str::to_owned),
+            migrations_applied: schema_exists && migrations.at_head(),
+            applied_migrations: migrations.applied,
+            pending_migrations: migrations.pending,
+            schema_provisioned: schema_exists,
+        }
     }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::tenancy::health::HealthStatus")]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+    Error,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TenantHealth {
+    pub tenant_id: ID,
+    pub status: HealthStatus,
+    pub schema_exists: bool,
+    /// Tables a provisioned tenant must have that its schema lacks.
+    pub missing_tables: Vec<String>,
+    /// The schema's migration ledger and the registry agree on the revision.
+    pub revision_matches: bool,
+    pub db_accessible: bool,
+}
+
+/// What `createTenant` made.
+#[derive(SimpleObject)]
+pub struct TenantProvisionResult {
+    pub tenant: Tenant,
+    /// The tenant's API key, shown this once; only its hash is stored.
+    pub api_key: String,
+    pub schema_created: bool,
+    pub migrations_applied: bool,
+    pub migration_status: MigrationStatus,
+    pub message: String,
+}
+
+#[derive(SimpleObject)]
+pub struct DeleteTenantResult {
+    pub tenant_id: ID,
+    pub schema_name: String,
+    /// The schema and its data were dropped; otherwise they are kept for a restore.
+    pub schema_dropped: bool,
+}
+
+#[derive(SimpleObject, Default)]
+pub struct TotalCount {
+    /// Tenants matching the filter, across all pages.
+    pub total_count: u64,
 }

@@ -1,9 +1,5 @@
-//! Runs both migration sets against a real PostgreSQL when `TEST_DATABASE_URL` is set.
-//!
-//! The test creates its own scratch database (the public set's `down` drops the registry, so it
-//! must never touch a shared one) and drops it again at the end.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Both migration sets against a real PostgreSQL: the public set down and up again on a fresh
+//! database, and the tenant set in two schemas that each keep their own ledger.
 
 use entity::{public, tenant};
 use migration::sea_orm_migration::MigratorTrait;
@@ -12,41 +8,26 @@ use migration::{
 };
 use sea_orm::prelude::{Date, Json};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DatabaseTransaction, DbBackend, EntityTrait, ModelTrait, QueryFilter, QueryOrder, Set,
-    Statement, TransactionTrait, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, EntityTrait, ModelTrait, QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+    Value,
 };
+
+use crate::helpers::TestDatabase;
 
 const SCHEMA_A: &str = "schema_a";
 const SCHEMA_B: &str = "schema_b";
 
 #[tokio::test]
-async fn public_and_tenant_migrations() {
-    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("TEST_DATABASE_URL is not set; skipping the migration test");
-        return;
-    };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let scratch = format!("tg_migration_test_{}_{nanos}", std::process::id());
-
-    let admin = Database::connect(&url)
-        .await
-        .expect("connect TEST_DATABASE_URL");
-    exec(&admin, &format!("CREATE DATABASE \"{scratch}\"")).await;
-    let mut opts = ConnectOptions::new(with_database(&url, &scratch));
-    opts.max_connections(2).sqlx_logging(false);
-    let db = Database::connect(opts)
-        .await
-        .expect("connect scratch database");
+async fn public_and_tenant_migrations_apply_revert_and_reapply() {
+    // A database of its own: the public set's `down` drops the registry.
+    let database = TestDatabase::create().await;
+    let db = tenantgraph::db::open_pool(&database.url, 2).await.unwrap();
 
     public_set(&db).await;
     tenant_set(&db).await;
 
     db.close().await.unwrap();
-    exec(&admin, &format!("DROP DATABASE \"{scratch}\" WITH (FORCE)")).await;
 }
 
 async fn public_set(db: &DatabaseConnection) {
@@ -63,8 +44,17 @@ async fn public_set(db: &DatabaseConnection) {
         ]
     );
 
-    PublicMigrator::up(db, None).await.unwrap();
+    // The harness's database comes with the public set applied.
     assert_eq!(tables(db, "public").await, sorted(PUBLIC_TABLES));
+    assert_eq!(applied(db, "public").await, names);
+    assert!(
+        PublicMigrator::get_pending_migrations(db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Up again is a no-op.
+    PublicMigrator::up(db, None).await.unwrap();
     assert_eq!(applied(db, "public").await, names);
 
     PublicMigrator::down(db, None).await.unwrap();
@@ -448,18 +438,4 @@ fn sorted(tables: &[&str]) -> Vec<String> {
     let mut tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
     tables.sort();
     tables
-}
-
-/// `url` with its database name replaced by `name`, keeping any query string.
-fn with_database(url: &str, name: &str) -> String {
-    let authority_start = url.find("://").map_or(0, |i| i + 3);
-    let (head, query) = match url.find('?') {
-        Some(q) => url.split_at(q),
-        None => (url, ""),
-    };
-    let base = match head[authority_start..].find('/') {
-        Some(slash) => &head[..authority_start + slash],
-        None => head,
-    };
-    format!("{base}/{name}{query}")
 }

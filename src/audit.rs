@@ -1,0 +1,79 @@
+//! The audit trail (`public.audit_events`): who did what to which tenant, with what outcome.
+
+use entity::public::audit_events;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::{Principal, RequestContext};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+/// Who acted, as the audit trail records it.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub kind: &'static str,
+    pub id: Option<String>,
+    pub client_addr: Option<String>,
+}
+
+impl Actor {
+    /// The operator at a command line, or the server acting on its own.
+    pub fn system() -> Self {
+        Actor {
+            kind: "SYSTEM",
+            id: None,
+            client_addr: None,
+        }
+    }
+}
+
+impl From<&RequestContext> for Actor {
+    fn from(request: &RequestContext) -> Self {
+        let (kind, id) = match &request.principal {
+            Principal::Anonymous => ("ANONYMOUS", None),
+            Principal::Platform(operator) => ("PLATFORM", Some(operator.id.to_string())),
+        };
+        Actor {
+            kind,
+            id,
+            client_addr: request.client_addr.map(|addr| addr.to_string()),
+        }
+    }
+}
+
+/// Writes one event. A failure to audit is logged, not raised: the action itself already
+/// happened and must be reported truthfully to the caller.
+pub async fn record(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    action: &str,
+    tenant_id: Option<Uuid>,
+    outcome: Outcome,
+    detail: Value,
+) {
+    let event = audit_events::ActiveModel {
+        actor_kind: Set(actor.kind.to_owned()),
+        actor_id: Set(actor.id.clone()),
+        action: Set(action.to_owned()),
+        tenant_id: Set(tenant_id),
+        outcome: Set(match outcome {
+            Outcome::Success => "SUCCESS",
+            Outcome::Failure => "FAILURE",
+        }
+        .to_owned()),
+        detail: Set(Some(detail)),
+        client_addr: Set(actor.client_addr.clone()),
+        ..Default::default()
+    };
+    if let Err(err) = audit_events::Entity::insert(event)
+        .exec_without_returning(db)
+        .await
+    {
+        tracing::error!(error = %err, action, ?tenant_id, "could not write an audit event");
+    }
+}

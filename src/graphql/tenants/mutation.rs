@@ -1,0 +1,152 @@
+use async_graphql::{Context, ID, Object};
+
+use crate::{
+    audit::Actor,
+    graphql::{ContextExt, all_errors, parse_id},
+    tenancy::{
+        lifecycle::{self, ProvisionOptions},
+        migrator::Target,
+        validation::{TenantDraft, validate_new_tenant},
+    },
+};
+
+use super::{
+    inputs::{CreateTenantInput, UpdateTenantInput},
+    types::{DeleteTenantResult, MigrationStatus, Tenant, TenantProvisionResult},
+};
+
+#[derive(Default)]
+pub struct TenantMutation;
+
+#[Object]
+impl TenantMutation {
+    /// Registers a tenant and (by default) provisions, migrates and seeds its schema. The API key
+    /// in the result is shown this once.
+    async fn create_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateTenantInput,
+    ) -> async_graphql::Result<TenantProvisionResult> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let state = ctx.state();
+        let options = ProvisionOptions {
+            provision_schema: input.provision_schema,
+            run_migrations: input.provision_schema && input.run_migrations,
+        };
+        let draft = TenantDraft::from(input);
+        let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)
+            .map_err(|errors| all_errors(ctx, errors))?;
+        let created = lifecycle::create(state, &Actor::from(request), valid, options).await?;
+        let status =
+            MigrationStatus::new(&created.tenant, created.schema_created, created.migrations);
+        Ok(TenantProvisionResult {
+            api_key: created.api_key,
+            schema_created: created.schema_created,
+            migrations_applied: status.migrations_applied,
+            migration_status: status,
+            message: created.message,
+            tenant: Tenant(created.tenant),
+        })
+    }
+
+    async fn update_tenant(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateTenantInput,
+    ) -> async_graphql::Result<Tenant> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let id = parse_id("id", &id)?;
+        let tenant = lifecycle::update(ctx.state(), &Actor::from(request), id, input.into())
+            .await
+            .map_err(|errors| all_errors(ctx, errors))?;
+        Ok(Tenant(tenant))
+    }
+
+    /// Turns the tenant off: its tokens and API key stop working at once.
+    async fn deactivate_tenant(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Tenant> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let id = parse_id("id", &id)?;
+        Ok(Tenant(
+            lifecycle::set_active(ctx.state(), &Actor::from(request), id, false).await?,
+        ))
+    }
+
+    /// Turns a deactivated tenant back on.
+    async fn reactivate_tenant(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Tenant> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let id = parse_id("id", &id)?;
+        Ok(Tenant(
+            lifecycle::set_active(ctx.state(), &Actor::from(request), id, true).await?,
+        ))
+    }
+
+    /// Deletes the tenant. With `dropSchema` its data goes too; otherwise the schema is kept for
+    /// a restore and its domain and schema name stay reserved.
+    async fn delete_tenant(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default = false)] drop_schema: bool,
+    ) -> async_graphql::Result<DeleteTenantResult> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let tenant_id = parse_id("id", &id)?;
+        let tenant =
+            lifecycle::delete(ctx.state(), &Actor::from(request), tenant_id, drop_schema).await?;
+        Ok(DeleteTenantResult {
+            tenant_id: id,
+            schema_name: tenant.schema_name,
+            schema_dropped: drop_schema,
+        })
+    }
+
+    /// Replaces the tenant's API key and returns the new one, this once.
+    async fn rotate_api_key(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+    ) -> async_graphql::Result<String> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let id = parse_id("tenantId", &tenant_id)?;
+        Ok(lifecycle::rotate_api_key(ctx.state(), &Actor::from(request), id).await?)
+    }
+
+    /// Creates the tenant's schema (empty); `forceRecreate` drops an existing one and its data.
+    async fn provision_schema(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        #[graphql(default = false)] force_recreate: bool,
+    ) -> async_graphql::Result<MigrationStatus> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let id = parse_id("tenantId", &tenant_id)?;
+        let (tenant, migrations) =
+            lifecycle::provision_schema(ctx.state(), &Actor::from(request), id, force_recreate)
+                .await?;
+        Ok(MigrationStatus::new(&tenant, true, migrations))
+    }
+
+    /// Migrates the tenant's schema up or down to `targetRevision`: `head`, `base` (nothing
+    /// applied) or a migration name. Reaching head the first time seeds and activates the tenant.
+    async fn run_migrations(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        #[graphql(default_with = "String::from(\"head\")")] target_revision: String,
+    ) -> async_graphql::Result<MigrationStatus> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let id = parse_id("tenantId", &tenant_id)?;
+        let target = Target::parse("targetRevision", &target_revision)?;
+        let (tenant, migrations) =
+            lifecycle::run_migrations(ctx.state(), &Actor::from(request), id, target).await?;
+        Ok(MigrationStatus::new(&tenant, true, migrations))
+    }
+}

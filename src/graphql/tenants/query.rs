@@ -1,0 +1,123 @@
+use async_graphql::{
+    Context, ID, Object,
+    connection::{Connection, CursorType, Edge, OpaqueCursor},
+};
+use entity::public::tenants;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::{
+    error::AppError,
+    graphql::{ContextExt, MAX_PAGE_SIZE, parse_id},
+    tenancy::{health, lifecycle, registry},
+};
+
+use super::{
+    inputs::TenantFilter,
+    types::{MigrationStatus, Tenant, TenantHealth, TotalCount},
+};
+
+pub type TenantConnection = Connection<OpaqueCursor<registry::TenantCursor>, Tenant, TotalCount>;
+
+#[derive(Default)]
+pub struct TenantQuery;
+
+#[Object]
+impl TenantQuery {
+    /// The registry, oldest first (platform operators only).
+    async fn tenants(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: Option<i32>,
+        after: Option<String>,
+        filter: Option<TenantFilter>,
+    ) -> async_graphql::Result<TenantConnection> {
+        ctx.request().require_platform()?;
+        let after = after
+            .map(|cursor| {
+                OpaqueCursor::<registry::TenantCursor>::decode_cursor(&cursor)
+                    .map_err(|_| AppError::bad_input("after", "not a cursor of this connection"))
+            })
+            .transpose()?;
+        let limit = first.unwrap_or(50).clamp(1, MAX_PAGE_SIZE) as u64;
+        let query = filter.map(Into::into).unwrap_or_default();
+        let page = registry::list(&ctx.state().db, &query, after.as_deref(), limit).await?;
+        let mut connection = Connection::with_additional_fields(
+            after.is_some(),
+            page.has_next_page,
+            TotalCount {
+                total_count: page.total_count,
+            },
+        );
+        connection
+            .edges
+            .extend(page.tenants.into_iter().map(|tenant| {
+                let cursor = OpaqueCursor(registry::TenantCursor {
+                    created_at: tenant.created_at,
+                    id: tenant.id,
+                });
+                Edge::new(cursor, Tenant(tenant))
+            }));
+        Ok(connection)
+    }
+
+    /// One tenant by id or by domain (platform operators only).
+    async fn tenant(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        domain: Option<String>,
+    ) -> async_graphql::Result<Option<Tenant>> {
+        ctx.request().require_platform()?;
+        let db = &ctx.state().db;
+        let found = match (id, domain) {
+            (Some(id), None) => lifecycle::find_live(db, parse_id("id", &id)?).await.ok(),
+            (None, Some(domain)) => tenants::Entity::find()
+                .filter(tenants::Column::Domain.eq(domain.trim().to_ascii_lowercase()))
+                .filter(tenants::Column::DeletedAt.is_null())
+                .one(db)
+                .await
+                .map_err(AppError::from)?,
+            _ => return Err(AppError::bad_input("id", "give either id or domain").into()),
+        };
+        Ok(found.map(Tenant))
+    }
+
+    /// Where the tenant's schema stands in its migration history.
+    async fn migration_status(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+    ) -> async_graphql::Result<MigrationStatus> {
+        ctx.request().require_platform()?;
+        let (tenant, exists, migrations) =
+            lifecycle::migration_status(ctx.state(), parse_id("tenantId", &tenant_id)?).await?;
+        Ok(MigrationStatus::new(&tenant, exists, migrations))
+    }
+
+    /// Whether the tenant's schema is complete and agrees with the registry.
+    async fn tenant_health(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+    ) -> async_graphql::Result<TenantHealth> {
+        ctx.request().require_platform()?;
+        let db = &ctx.state().db;
+        let tenant = lifecycle::find_live(db, parse_id("tenantId", &tenant_id)?).await?;
+        let report = health::check(db, &tenant).await;
+        Ok(TenantHealth {
+            tenant_id,
+            status: report.status.into(),
+            schema_exists: report.schema_exists,
+            missing_tables: report.missing_tables,
+            revision_matches: report.revision_matches,
+            db_accessible: report.db_accessible,
+        })
+    }
+
+    /// Schemas in the database that belong to no tenant of the registry; they are never reused
+    /// silently and are left for an operator to inspect.
+    async fn orphan_schemas(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        ctx.request().require_platform()?;
+        Ok(lifecycle::orphan_schemas(&ctx.state().db).await?)
+    }
+}

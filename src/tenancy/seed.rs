@@ -1,0 +1,89 @@
+//! The data a migrated tenant schema starts with: its settings row and its super admin. Roles,
+//! statuses and permissions come with the migrations that create their tables.
+
+use entity::tenant::{roles, tenant_settings, user_roles, users};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, TransactionTrait, sea_query::OnConflict,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{db::pinned::begin_in_schema, tenancy::naming::SchemaName};
+
+/// The super admin waiting in the registry for the tenant's schema to be migrated; it holds an
+/// argon2id hash, never the password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingAdmin {
+    pub email: String,
+    pub name: Option<String>,
+    pub password_hash: String,
+}
+
+/// Seeds a schema migrated to head. Idempotent: running it twice changes nothing.
+pub async fn seed_schema(
+    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
+    schema: &SchemaName,
+    display_name: &str,
+    settings: &Value,
+    admin: Option<&PendingAdmin>,
+) -> Result<(), DbErr> {
+    let txn = begin_in_schema(db, schema).await?;
+    tenant_settings::Entity::insert(tenant_settings::ActiveModel {
+        id: Set(true),
+        display_name: Set(display_name.to_owned()),
+        features: Set(settings
+            .get("features")
+            .cloned()
+            .unwrap_or(Value::Array(vec![]))),
+        limits: Set(settings
+            .get("limits")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()))),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(tenant_settings::Column::Id)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&txn)
+    .await?;
+
+    if let Some(admin) = admin {
+        let user_id = Uuid::new_v4();
+        let inserted = users::Entity::insert(users::ActiveModel {
+            id: Set(user_id),
+            email: Set(admin.email.clone()),
+            password_hash: Set(Some(admin.password_hash.clone())),
+            name: Set(admin.name.clone()),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::column(users::Column::Email)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        if inserted > 0 {
+            let admin_role: i32 = roles::Entity::find()
+                .select_only()
+                .column(roles::Column::Id)
+                .filter(roles::Column::Name.eq("admin"))
+                .into_tuple()
+                .one(&txn)
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound("the admin role is not seeded".into()))?;
+            user_roles::Entity::insert(user_roles::ActiveModel {
+                user_id: Set(user_id),
+                role_id: Set(admin_role),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+        }
+    }
+    txn.commit().await
+}

@@ -1,0 +1,380 @@
+//! Checks of a tenant's input before anything is written: every fault becomes its own
+//! `BAD_USER_INPUT` naming the field.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    auth::{operators::normalize_email, password::check_password_rules},
+    error::AppError,
+    tenancy::naming::{SchemaName, SchemaNameError},
+};
+
+/// Features a tenant may have switched on.
+pub const ALLOWED_FEATURES: &[&str] = &[
+    "basic",
+    "analytics",
+    "reporting",
+    "advanced_security",
+    "api_access",
+    "webhooks",
+];
+pub const MAX_USERS_LIMIT: i32 = 10_000;
+pub const MAX_STORAGE_GB_LIMIT: i32 = 1_000;
+
+/// A tenant as asked for, before validation (GraphQL input and batch files both become this).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TenantDraft {
+    pub tenant_name: String,
+    pub domain: String,
+    #[serde(default)]
+    pub email: String,
+    pub tenant_type: Option<String>,
+    pub phone: Option<String>,
+    pub website: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub schema_name: Option<String>,
+    pub description: Option<String>,
+    pub settings: Option<SettingsDraft>,
+    #[serde(skip)]
+    pub admin: Option<AdminDraft>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SettingsDraft {
+    pub features: Option<Vec<String>>,
+    pub limits: Option<LimitsDraft>,
+}
+
+impl SettingsDraft {
+    /// Reads the registry's settings JSON (written by [`validate_new_tenant`]).
+    pub fn from_json(json: &Value) -> Self {
+        serde_json::from_value(json.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LimitsDraft {
+    pub users: Option<i32>,
+    #[serde(alias = "storageGb")]
+    pub storage_gb: Option<i32>,
+}
+
+/// The tenant's first administrator.
+#[derive(Debug, Clone)]
+pub struct AdminDraft {
+    pub email: String,
+    pub password: SecretString,
+    pub name: Option<String>,
+}
+
+/// A draft that passed every check, normalised.
+#[derive(Debug, Clone)]
+pub struct ValidTenant {
+    pub tenant_name: String,
+    pub domain: String,
+    pub email: String,
+    pub tenant_type: String,
+    pub phone: Option<String>,
+    pub website: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub schema: SchemaName,
+    pub description: Option<String>,
+    /// `{"features": [...], "limits": {"users": n, "storageGb": n}}`
+    pub settings: Value,
+    pub admin: Option<ValidAdmin>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidAdmin {
+    pub email: String,
+    pub password: SecretString,
+    pub name: Option<String>,
+}
+
+/// Collects faults so the caller sees all of them at once.
+#[derive(Default)]
+struct Faults(Vec<AppError>);
+
+impl Faults {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(AppError::bad_input(field, message));
+    }
+
+    /// A required, trimmed, length-bounded string.
+    fn required(&mut self, field: &str, value: &str, max: usize) -> String {
+        let value = value.trim();
+        if value.is_empty() {
+            self.add(field, format!("{field} is required"));
+        } else if value.len() > max {
+            self.add(field, format!("{field} must be at most {max} bytes"));
+        }
+        value.to_owned()
+    }
+
+    /// An optional, trimmed, length-bounded string; blank counts as absent.
+    fn optional(&mut self, field: &str, value: Option<&str>, max: usize) -> Option<String> {
+        let value = value.map(str::trim).filter(|v| !v.is_empty())?;
+        if value.len() > max {
+            self.add(field, format!("{field} must be at most {max} bytes"));
+        }
+        Some(value.to_owned())
+    }
+
+    fn email(&mut self, field: &str, value: &str) -> String {
+        match normalize_email(field, value) {
+            Ok(email) => email,
+            Err(err) => {
+                self.0.push(err);
+                String::new()
+            }
+        }
+    }
+}
+
+/// Validates a new tenant; `schema_prefix` is `TENANT_SCHEMA_PREFIX`.
+pub fn validate_new_tenant(
+    draft: &TenantDraft,
+    schema_prefix: &str,
+) -> Result<ValidTenant, Vec<AppError>> {
+    let mut faults = Faults::default();
+    let tenant_name = faults.required("tenantName", &draft.tenant_name, 200);
+    let domain = faults
+        .required("domain", &draft.domain, 253)
+        .to_ascii_lowercase();
+    if !domain.is_empty() && !is_valid_domain(&domain) {
+        faults.add(
+            "domain",
+            "domain must be a hostname (labels of letters, digits and hyphens, with a TLD) or a slug such as demo-church",
+        );
+    }
+    let email = faults.email("email", &draft.email);
+    let tenant_type = faults
+        .optional("tenantType", draft.tenant_type.as_deref(), 50)
+        .unwrap_or_else(|| "organization".to_owned());
+    if !tenant_type
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        faults.add(
+            "tenantType",
+            "tenantType may hold letters, digits, _ and - only",
+        );
+    }
+    let phone = faults.optional("phone", draft.phone.as_deref(), 40);
+    if phone.as_deref().is_some_and(|phone| {
+        !phone
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    }) {
+        faults.add("phone", "phone may hold digits, spaces and + - ( ) . only");
+    }
+    let website = faults.optional("website", draft.website.as_deref(), 2048);
+    if website.as_deref().is_some_and(|site| {
+        url::Url::parse(site)
+            .map(|url| !matches!(url.scheme(), "http" | "https") || url.host_str().is_none())
+            .unwrap_or(true)
+    }) {
+        faults.add("website", "website must be an http(s) URL");
+    }
+    let address = faults.optional("address", draft.address.as_deref(), 500);
+    let city = faults.optional("city", draft.city.as_deref(), 100);
+    let state = faults.optional("state", draft.state.as_deref(), 100);
+    let description = faults.optional("description", draft.description.as_deref(), 2000);
+
+    let schema = match &draft.schema_name {
+        Some(name) => SchemaName::parse(name),
+        None => SchemaName::from_domain(schema_prefix, &domain),
+    }
+    .map_err(|err| match err {
+        SchemaNameError::Empty if draft.schema_name.is_none() => {
+            "no schema name can be made from this domain; give schemaName".to_owned()
+        }
+        other => other.to_string(),
+    });
+    let schema = match schema {
+        Ok(schema) => Some(schema),
+        Err(message) => {
+            faults.add("schemaName", message);
+            None
+        }
+    };
+
+    let settings = validate_settings(&mut faults, draft.settings.as_ref());
+    let admin = draft.admin.as_ref().map(|admin| ValidAdmin {
+        email: faults.email("admin.email", &admin.email),
+        password: {
+            if let Err(err) = check_password_rules("admin.password", admin.password.expose_secret())
+            {
+                faults.0.push(err);
+            }
+            admin.password.clone()
+        },
+        name: faults.optional("admin.name", admin.name.as_deref(), 200),
+    });
+
+    match schema {
+        Some(schema) if faults.0.is_empty() => Ok(ValidTenant {
+            tenant_name,
+            domain,
+            email,
+            tenant_type,
+            phone,
+            website,
+            address,
+            city,
+            state,
+            schema,
+            description,
+            settings,
+            admin,
+        }),
+        _ => Err(faults.0),
+    }
+}
+
+/// Validates settings into the registry's JSON form.
+fn validate_settings(faults: &mut Faults, settings: Option<&SettingsDraft>) -> Value {
+    let mut features: Vec<String> = Vec::new();
+    for feature in settings
+        .and_then(|s| s.features.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if !ALLOWED_FEATURES.contains(&feature.as_str()) {
+            faults.add(
+                "settings.features",
+                format!(
+                    "unknown feature {:?}: expected any of {}",
+                    feature.chars().take(40).collect::<String>(),
+                    ALLOWED_FEATURES.join(", ")
+                ),
+            );
+        } else if !features.contains(feature) {
+            features.push(feature.clone());
+        }
+    }
+    let limits = settings.and_then(|s| s.limits.as_ref());
+    let users = limits.and_then(|l| l.users);
+    if users.is_some_and(|n| !(1..=MAX_USERS_LIMIT).contains(&n)) {
+        faults.add(
+            "settings.limits.users",
+            format!("users must be from 1 to {MAX_USERS_LIMIT}"),
+        );
+    }
+    let storage_gb = limits.and_then(|l| l.storage_gb);
+    if storage_gb.is_some_and(|n| !(1..=MAX_STORAGE_GB_LIMIT).contains(&n)) {
+        faults.add(
+            "settings.limits.storageGb",
+            format!("storageGb must be from 1 to {MAX_STORAGE_GB_LIMIT}"),
+        );
+    }
+    json!({ "features": features, "limits": { "users": users, "storageGb": storage_gb } })
+}
+
+/// A hostname with a TLD (`stmarys.church`) or a single-label slug (`demo-church`): ASCII letters,
+/// digits and inner hyphens only, so look-alike characters and punctuation never reach a name.
+pub fn is_valid_domain(domain: &str) -> bool {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let labels: Vec<&str> = domain.split('.').collect();
+    let tld_ok = |tld: &str| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_lowercase());
+    domain.len() <= 253
+        && labels.iter().all(|label| label_ok(label))
+        && (labels.len() == 1 || tld_ok(labels[labels.len() - 1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft() -> TenantDraft {
+        TenantDraft {
+            tenant_name: "St Mary's".into(),
+            domain: "StMarys.Church".into(),
+            email: "office@stmarys.church".into(),
+            ..Default::default()
+        }
+    }
+
+    fn faults_of(draft: &TenantDraft) -> Vec<(String, String)> {
+        validate_new_tenant(draft, "tenant_")
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|err| match err {
+                AppError::BadUserInput {
+                    field: Some(field),
+                    message,
+                } => (field, message),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_good_draft_is_normalised() {
+        let valid = validate_new_tenant(&draft(), "tenant_").unwrap();
+        assert_eq!(valid.domain, "stmarys.church");
+        assert_eq!(valid.schema.as_str(), "tenant_stmarys_church");
+        assert_eq!(valid.tenant_type, "organization");
+    }
+
+    #[test]
+    fn domains_are_hostnames_or_slugs() {
+        for good in ["demo-church", "stmarys.church", "a.b.example.org", "x1"] {
+            assert!(is_valid_domain(good), "{good}");
+        }
+        for bad in [
+            "a\"; drop schema public; --",
+            "-lead.com",
+            "trail-.com",
+            "ex ample.com",
+            "exаmple.com", // Cyrillic а
+            "example.c",
+            "example.123",
+            "a..b.com",
+            "",
+        ] {
+            assert!(!is_valid_domain(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_fault_is_reported_with_its_field() {
+        let mut bad = draft();
+        bad.tenant_name = " ".into();
+        bad.email = "not-an-email".into();
+        bad.schema_name = Some("pg_catalog".into());
+        bad.settings = Some(SettingsDraft {
+            features: Some(vec!["teleport".into()]),
+            limits: Some(LimitsDraft {
+                users: Some(0),
+                storage_gb: Some(1001),
+            }),
+        });
+        let fields: Vec<String> = faults_of(&bad).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "tenantName",
+                "email",
+                "schemaName",
+                "settings.features",
+                "settings.limits.users",
+                "settings.limits.storageGb"
+            ]
+        );
+    }
+}
