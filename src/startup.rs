@@ -32,6 +32,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let connected = db::connect(&config).await?;
         let state = prepare_state(config, connected.db).await?;
+        bootstrap_operator(&state).await?;
         let listener = TcpListener::bind(state.config.bind_addr)
             .await
             .with_context(|| format!("could not listen on {}", state.config.bind_addr))?;
@@ -91,7 +92,7 @@ impl Application {
     }
 }
 
-/// Builds the shared state on a connected pool: migrations, the token key, the first operator.
+/// Builds the shared state on a connected pool: public migrations first, then the token key.
 pub async fn prepare_state(
     config: Config,
     db: sea_orm::DatabaseConnection,
@@ -101,12 +102,23 @@ pub async fn prepare_state(
         Some(secret) => secret.clone(),
         None => load_or_create_jwt_secret(&config.data_dir)?,
     };
-    let passwords = PasswordHasherPool::default();
-    let configured = config
+    Ok(Arc::new(AppState {
+        jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
+        config,
+        db,
+        passwords: PasswordHasherPool::default(),
+        metrics: Metrics::default(),
+    }))
+}
+
+/// Makes sure a platform operator exists (see [`operators::bootstrap`]).
+async fn bootstrap_operator(state: &AppState) -> anyhow::Result<()> {
+    let configured = state
+        .config
         .bootstrap_admin
         .as_ref()
         .map(|admin| (admin.email.clone(), admin.password.clone()));
-    match operators::bootstrap(&db, &passwords, configured)
+    match operators::bootstrap(&state.db, &state.passwords, configured)
         .await
         .map_err(|e| anyhow::anyhow!("creating the first platform operator failed: {e:?}"))?
     {
@@ -121,13 +133,7 @@ pub async fn prepare_state(
             );
         }
     }
-    Ok(Arc::new(AppState {
-        jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
-        config,
-        db,
-        passwords,
-        metrics: Metrics::default(),
-    }))
+    Ok(())
 }
 
 /// Reads the token signing secret kept in the data directory, creating it on first use.

@@ -1,5 +1,6 @@
 //! The tenant life cycle: naming and validation, provisioning, per-schema migrations.
 
+pub mod fleet;
 pub mod health;
 pub mod lifecycle;
 pub mod migrator;

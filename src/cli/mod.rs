@@ -4,6 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
+mod tenant_cli;
+
 use crate::{
     auth::{operators, password::PasswordHasherPool},
     config::Config,
@@ -31,6 +33,11 @@ pub enum Command {
         #[command(subcommand)]
         target: MigrateTarget,
     },
+    /// Inspect the tenant registry.
+    Tenants {
+        #[command(subcommand)]
+        action: TenantsAction,
+    },
     /// Manage platform operators.
     Admin {
         #[command(subcommand)]
@@ -49,6 +56,55 @@ pub enum MigrateTarget {
     Public {
         #[command(subcommand)]
         action: PublicAction,
+    },
+    /// One tenant's schema.
+    Tenant {
+        /// The tenant's schema name.
+        #[arg(long)]
+        schema: String,
+        #[command(subcommand)]
+        action: TenantSchemaAction,
+    },
+    /// Every tenant's schema.
+    Tenants {
+        #[command(subcommand)]
+        action: FleetAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantsAction {
+    /// List live tenants with their status and revision.
+    List,
+    /// Report what disagrees between the registry and the database: schemas no tenant owns,
+    /// tenants whose schema is missing, tenants stuck mid-provisioning.
+    Reconcile,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantSchemaAction {
+    /// Migrate up, to head or to `--to`.
+    Up {
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Roll back the newest migrations.
+    Down {
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+    },
+    /// Applied and pending migrations.
+    Status,
+    /// Applied migrations with when each was applied.
+    History,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetAction {
+    /// Migrate every tenant behind the target (head, or `--to`).
+    Up {
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -112,6 +168,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Migrate {
+            target: MigrateTarget::Tenant { schema, action },
+        } => {
+            with_state(config, |state| async move {
+                tenant_cli::migrate_one(&state, &schema, action).await
+            })
+            .await
+        }
+        Command::Migrate {
+            target:
+                MigrateTarget::Tenants {
+                    action: FleetAction::Up { to },
+                },
+        } => {
+            with_state(config, |state| async move {
+                tenant_cli::migrate_all(&state, to.as_deref()).await
+            })
+            .await
+        }
+        Command::Tenants { action } => {
+            with_state(config, |state| async move {
+                match action {
+                    TenantsAction::List => tenant_cli::list(&state).await,
+                    TenantsAction::Reconcile => tenant_cli::reconcile(&state).await,
+                }
+            })
+            .await
+        }
         Command::Admin {
             action:
                 AdminAction::Create {
@@ -159,6 +243,20 @@ async fn migrate_public(
         println!("{} {name}", if applied { "applied" } else { "pending" });
     }
     Ok(())
+}
+
+/// Runs `work` on the application state (public schema migrated).
+async fn with_state<F, Fut>(config: Config, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(crate::state::SharedState) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config_for_db = config.clone();
+    with_database(&config_for_db, |db| async move {
+        let state = startup::prepare_state(config, db).await?;
+        work(state).await
+    })
+    .await
 }
 
 /// Runs `work` on a pool; an embedded cluster this command had to start is stopped afterwards.

@@ -1,0 +1,202 @@
+//! `migrate tenant`, `migrate tenants` and `tenants …`: the tenant services at a terminal.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use entity::public::tenants;
+use indicatif::{ProgressBar, ProgressStyle};
+use migration::tenant_migration_names;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use crate::{
+    audit::Actor,
+    state::SharedState,
+    tenancy::{
+        fleet, lifecycle,
+        migrator::{self, Target},
+        naming::SchemaName,
+    },
+};
+
+use super::TenantSchemaAction;
+
+pub async fn migrate_one(
+    state: &SharedState,
+    schema: &str,
+    action: TenantSchemaAction,
+) -> anyhow::Result<()> {
+    let schema = SchemaName::parse(schema).context("--schema")?;
+    let tenant = lifecycle::find_by_schema(&state.db, &schema)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .filter(|tenant| tenant.deleted_at.is_none())
+        .with_context(|| format!("schema {schema} belongs to no tenant of the registry"))?;
+    let target = match action {
+        TenantSchemaAction::Status => {
+            let status = migrator::status(&state.db, &schema).await?;
+            for name in &status.applied {
+                println!("applied  {name}");
+            }
+            for name in &status.pending {
+                println!("pending  {name}");
+            }
+            return Ok(());
+        }
+        TenantSchemaAction::History => {
+            for (name, applied_at) in migrator::history(&state.db, &schema).await? {
+                let at = chrono::DateTime::from_timestamp(applied_at, 0)
+                    .map(|at| at.to_rfc3339())
+                    .unwrap_or_default();
+                println!("{at}  {name}");
+            }
+            return Ok(());
+        }
+        TenantSchemaAction::Up { to } => parse_target(to.as_deref())?,
+        TenantSchemaAction::Down { steps } => {
+            let applied = migrator::status(&state.db, &schema).await?.applied;
+            match applied.len().checked_sub(steps) {
+                Some(kept) if kept > 0 => Target::Revision(applied[kept - 1].clone()),
+                _ => Target::Base,
+            }
+        }
+    };
+    let (_, reached) = lifecycle::run_migrations(state, &Actor::system(), tenant.id, target)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "{schema} is at {}",
+        reached.current_revision().unwrap_or("base")
+    );
+    Ok(())
+}
+
+pub async fn migrate_all(state: &SharedState, to: Option<&str>) -> anyhow::Result<()> {
+    let target = parse_target(to)?;
+    let behind = fleet::tenants_behind(state, &target)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if behind.is_empty() {
+        println!("every tenant is at the target revision");
+        return Ok(());
+    }
+    let bar = ProgressBar::new(behind.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tenants {msg} ({elapsed})")
+            .expect("valid progress template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let results = fleet::migrate_fleet(
+        state,
+        &Actor::system(),
+        behind,
+        &target,
+        state.config.max_concurrent_operations as usize,
+        |result| {
+            bar.set_message(result.tenant.domain.clone());
+            bar.inc(1);
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+
+    println!(
+        "{:<40} {:<10} {:>8}  revision / error",
+        "tenant", "result", "ms"
+    );
+    let mut failed = 0;
+    for result in &results {
+        let (outcome, detail) = match &result.outcome {
+            Ok(reached) => (
+                "ok",
+                reached.current_revision().unwrap_or("base").to_owned(),
+            ),
+            Err(err) => {
+                failed += 1;
+                ("FAILED", err.to_string())
+            }
+        };
+        println!(
+            "{:<40} {:<10} {:>8}  {detail}",
+            result.tenant.domain,
+            outcome,
+            result.duration.as_millis()
+        );
+    }
+    println!(
+        "{} migrated, {failed} failed, of {}",
+        results.len() - failed,
+        results.len()
+    );
+    if failed > 0 {
+        bail!("{failed} tenant(s) failed to migrate");
+    }
+    Ok(())
+}
+
+pub async fn list(state: &SharedState) -> anyhow::Result<()> {
+    let tenants = tenants::Entity::find()
+        .filter(tenants::Column::DeletedAt.is_null())
+        .order_by_asc(tenants::Column::CreatedAt)
+        .all(&state.db)
+        .await?;
+    println!(
+        "{:<36} {:<30} {:<32} {:<12} revision",
+        "id", "domain", "schema", "status"
+    );
+    for tenant in tenants {
+        println!(
+            "{:<36} {:<30} {:<32} {:<12} {}",
+            tenant.id,
+            tenant.domain,
+            tenant.schema_name,
+            tenant.status,
+            tenant.current_revision.as_deref().unwrap_or("base")
+        );
+    }
+    Ok(())
+}
+
+pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
+    let orphans = lifecycle::orphan_schemas(&state.db)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for schema in &orphans {
+        println!("orphan schema (no tenant): {schema}");
+    }
+    let mut problems = orphans.len();
+    for tenant in tenants::Entity::find()
+        .filter(tenants::Column::DeletedAt.is_null())
+        .all(&state.db)
+        .await?
+    {
+        let schema = lifecycle::schema_of(&tenant);
+        let exists = migrator::schema_exists(&state.db, &schema).await?;
+        if tenant.schema_provisioned && !exists {
+            problems += 1;
+            println!(
+                "tenant {} ({}): its schema {schema} is missing",
+                tenant.domain, tenant.id
+            );
+        }
+        if tenant.status == "PROVISIONING" {
+            problems += 1;
+            println!(
+                "tenant {} ({}): stuck in PROVISIONING",
+                tenant.domain, tenant.id
+            );
+        }
+    }
+    if problems == 0 {
+        println!("the registry and the database agree");
+    }
+    Ok(())
+}
+
+fn parse_target(to: Option<&str>) -> anyhow::Result<Target> {
+    Target::parse("--to", to.unwrap_or("head")).map_err(|_| {
+        anyhow::anyhow!(
+            "unknown revision {:?}: expected head, base or one of {}",
+            to.unwrap_or_default(),
+            tenant_migration_names().join(", ")
+        )
+    })
+}

@@ -1,0 +1,173 @@
+//! The `tenantgraph` binary against a test database.
+
+use std::process::Output;
+
+use serde_json::json;
+
+use crate::{
+    helpers::TestApp,
+    tenants::{create_tenant, tenant_input},
+};
+
+fn tenantgraph(app: &TestApp, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tenantgraph"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.database.url)
+        .env("JWT_SECRET", crate::helpers::JWT_SECRET)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_cli_migrates_one_tenant_down_and_the_fleet_back_up() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    for domain in ["cli-one", "cli-two"] {
+        create_tenant(&app, &token, tenant_input(domain)).await;
+    }
+    let names = migration::tenant_migration_names();
+
+    let down = stdout(&tenantgraph(
+        &app,
+        &[
+            "migrate",
+            "tenant",
+            "--schema",
+            "tenant_cli_one",
+            "down",
+            "--steps",
+            "2",
+        ],
+    ));
+    assert!(down.contains(&names[names.len() - 3]), "{down}");
+    let status = stdout(&tenantgraph(
+        &app,
+        &["migrate", "tenant", "--schema", "tenant_cli_one", "status"],
+    ));
+    assert_eq!(status.matches("pending").count(), 2, "{status}");
+    let history = stdout(&tenantgraph(
+        &app,
+        &["migrate", "tenant", "--schema", "tenant_cli_one", "history"],
+    ));
+    assert_eq!(history.lines().count(), names.len() - 2, "{history}");
+
+    let fleet = stdout(&tenantgraph(&app, &["migrate", "tenants", "up"]));
+    assert!(fleet.contains("1 migrated, 0 failed, of 1"), "{fleet}");
+    let again = stdout(&tenantgraph(&app, &["migrate", "tenants", "up"]));
+    assert!(
+        again.contains("every tenant is at the target revision"),
+        "{again}"
+    );
+
+    let list = stdout(&tenantgraph(&app, &["tenants", "list"]));
+    assert!(
+        list.contains("cli-one") && list.contains("cli-two"),
+        "{list}"
+    );
+    assert_eq!(
+        list.matches(names.last().unwrap().as_str()).count(),
+        2,
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_refuses_schemas_that_belong_to_no_tenant_and_reports_them() {
+    let app = TestApp::spawn().await;
+    sea_orm::ConnectionTrait::execute_unprepared(app.db(), "CREATE SCHEMA tenant_stray")
+        .await
+        .unwrap();
+    let refused = tenantgraph(
+        &app,
+        &["migrate", "tenant", "--schema", "tenant_stray", "up"],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("belongs to no tenant"));
+    let reconcile = stdout(&tenantgraph(&app, &["tenants", "reconcile"]));
+    assert!(
+        reconcile.contains("orphan schema (no tenant): tenant_stray"),
+        "{reconcile}"
+    );
+    let bad_revision = tenantgraph(&app, &["migrate", "tenants", "up", "--to", "nope"]);
+    assert!(!bad_revision.status.success());
+}
+
+#[tokio::test]
+async fn admin_create_and_public_status_work_from_the_cli() {
+    let app = TestApp::spawn().await;
+    let created = stdout(&tenantgraph(
+        &app,
+        &[
+            "admin",
+            "create",
+            "--email",
+            "Second@Ops.test",
+            "--password",
+            "second-operator-pw",
+        ],
+    ));
+    assert!(created.contains("second@ops.test"), "{created}");
+    let login = app.login("second@ops.test", "second-operator-pw").await;
+    assert!(login.data()["login"]["token"].is_string());
+    let duplicate = tenantgraph(
+        &app,
+        &[
+            "admin",
+            "create",
+            "--email",
+            "second@ops.test",
+            "--password",
+            "second-operator-pw",
+        ],
+    );
+    assert!(!duplicate.status.success());
+
+    let status = stdout(&tenantgraph(&app, &["migrate", "public", "status"]));
+    assert!(
+        status.lines().all(|line| line.starts_with("applied ")),
+        "{status}"
+    );
+    assert_eq!(
+        json!(status.lines().count()),
+        json!(migration::PUBLIC_TABLES.len() - 1)
+    );
+}
+
+#[test]
+fn a_bad_configuration_value_stops_the_binary_with_one_line() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tenantgraph"))
+        .args(["migrate", "public", "status"])
+        .env_clear()
+        .env("BIND_ADDR", "nowhere")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("BIND_ADDR"), "{stderr}");
+}
+
+#[test]
+fn schema_export_prints_the_committed_sdl() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tenantgraph"))
+        .args(["schema", "export"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap()
+    );
+}
