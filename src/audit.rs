@@ -5,7 +5,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::auth::{Principal, RequestContext};
+use crate::auth::{Principal, RequestContext, tenant::TenantActor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -37,6 +37,10 @@ impl From<&RequestContext> for Actor {
         let (kind, id) = match &request.principal {
             Principal::Anonymous => ("ANONYMOUS", None),
             Principal::Platform(operator) => ("PLATFORM", Some(operator.id.to_string())),
+            Principal::Tenant(context) => match &context.actor {
+                TenantActor::User { id, .. } => ("TENANT_USER", Some(id.to_string())),
+                TenantActor::ApiKey { prefix } => ("API_KEY", Some(prefix.clone())),
+            },
         };
         Actor {
             kind,

@@ -98,6 +98,10 @@ pub async fn prepare_state(
     db: sea_orm::DatabaseConnection,
 ) -> anyhow::Result<SharedState> {
     migrate::migrate_public(&db, migrate::PublicMigration::Up).await?;
+    let metrics = Metrics::default();
+    let mut db = db;
+    let statements = metrics.clone();
+    db.set_metric_callback(move |_| statements.count_statement());
     let jwt_secret = match &config.jwt_secret {
         Some(secret) => secret.clone(),
         None => load_or_create_jwt_secret(&config.data_dir)?,
@@ -107,7 +111,10 @@ pub async fn prepare_state(
         config,
         db,
         passwords: PasswordHasherPool::default(),
-        metrics: Metrics::default(),
+        metrics,
+        directory: Default::default(),
+        login_throttle: Default::default(),
+        activity: Default::default(),
     }))
 }
 

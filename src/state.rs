@@ -5,9 +5,10 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{jwt::JwtKeys, password::PasswordHasherPool},
+    auth::{jwt::JwtKeys, password::PasswordHasherPool, throttle::LoginThrottle},
     config::Config,
     http::metrics::Metrics,
+    tenancy::{activity::ActivityTracker, directory::TenantDirectory},
 };
 
 /// Shared by the HTTP handlers and handed to GraphQL once as schema data.
@@ -18,6 +19,10 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub passwords: PasswordHasherPool,
     pub metrics: Metrics,
+    /// Cached registry entries and role permissions for authenticating tenant requests.
+    pub directory: TenantDirectory,
+    pub login_throttle: LoginThrottle,
+    pub activity: ActivityTracker,
 }
 
 pub type SharedState = Arc<AppState>;

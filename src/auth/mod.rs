@@ -4,6 +4,9 @@ pub mod api_keys;
 pub mod jwt;
 pub mod operators;
 pub mod password;
+pub mod tenant;
+pub mod tenant_login;
+pub mod throttle;
 
 use std::net::IpAddr;
 
@@ -20,6 +23,8 @@ use crate::{
 pub enum Principal {
     Anonymous,
     Platform(PlatformOperator),
+    /// A tenant user's token or a tenant API key.
+    Tenant(tenant::TenantContext),
 }
 
 #[derive(Debug, Clone)]
@@ -36,11 +41,59 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The platform operator behind the request; tenant credentials never reach platform
+    /// operations.
     pub fn require_platform(&self) -> AppResult<&PlatformOperator> {
         match &self.principal {
             Principal::Platform(operator) => Ok(operator),
+            Principal::Tenant(_) => Err(AppError::forbidden("platform operators only")),
             Principal::Anonymous => Err(AppError::unauthenticated()),
         }
+    }
+
+    /// The tenant the request acts in, holding `permission`; platform tokens never reach
+    /// tenant data.
+    pub fn require_tenant(
+        &self,
+        permission: tenant::Permission,
+    ) -> AppResult<&tenant::TenantContext> {
+        match &self.principal {
+            Principal::Tenant(context) => {
+                context.require(permission)?;
+                Ok(context)
+            }
+            Principal::Platform(_) => Err(AppError::forbidden(
+                "tenant data needs a tenant user's token or the tenant's API key",
+            )),
+            Principal::Anonymous => Err(AppError::unauthenticated()),
+        }
+    }
+}
+
+/// The credentials a request presents.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Credentials<'a> {
+    pub bearer: Option<&'a str>,
+    pub api_key: Option<&'a str>,
+}
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+impl<'a> Credentials<'a> {
+    /// Reads `Authorization: Bearer` and `X-API-Key` from HTTP headers.
+    pub fn from_headers(headers: &'a HeaderMap) -> AppResult<Self> {
+        let api_key = match headers.get(API_KEY_HEADER) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| AppError::Unauthenticated("invalid API key".into()))?,
+            ),
+        };
+        Ok(Credentials {
+            bearer: bearer_token(headers)?,
+            api_key,
+        })
     }
 }
 
@@ -61,28 +114,53 @@ pub fn parse_bearer(value: Option<&str>) -> AppResult<&str> {
         .ok_or_else(|| AppError::Unauthenticated("malformed Authorization header".into()))
 }
 
-/// Turns a bearer token (if any) into the request's principal: a present but bad token is an
+/// Turns the request's credentials into its principal: a present but bad credential is an
 /// error, never a silent downgrade to anonymous.
-pub async fn authenticate(state: &AppState, token: Option<&str>) -> AppResult<Principal> {
-    let Some(token) = token else {
-        return Ok(Principal::Anonymous);
+pub async fn authenticate(state: &AppState, credentials: Credentials<'_>) -> AppResult<Principal> {
+    let principal = match credentials {
+        Credentials {
+            bearer: Some(_),
+            api_key: Some(_),
+        } => {
+            return Err(AppError::Unauthenticated(
+                "send either a bearer token or an API key, not both".into(),
+            ));
+        }
+        Credentials {
+            bearer: None,
+            api_key: None,
+        } => return Ok(Principal::Anonymous),
+        Credentials {
+            api_key: Some(key), ..
+        } => Principal::Tenant(tenant::from_api_key(state, key).await?),
+        Credentials {
+            bearer: Some(token),
+            ..
+        } => {
+            let claims = state.jwt.verify(token)?;
+            match claims.kind {
+                jwt::TokenKind::Platform => {
+                    // The operator must still exist and be active: removal takes effect at once.
+                    let operator = operators::find_active(&state.db, claims.sub)
+                        .await?
+                        .ok_or_else(|| {
+                            AppError::Unauthenticated("invalid or expired token".into())
+                        })?;
+                    Principal::Platform(PlatformOperator {
+                        id: operator.id,
+                        email: operator.email,
+                    })
+                }
+                jwt::TokenKind::TenantUser => {
+                    Principal::Tenant(tenant::from_claims(state, &claims).await?)
+                }
+            }
+        }
     };
-    let claims = state.jwt.verify(token)?;
-    match claims.kind {
-        jwt::TokenKind::Platform => {
-            // The operator must still exist and be active: removal takes effect at once.
-            let operator = operators::find_active(&state.db, claims.sub)
-                .await?
-                .ok_or_else(|| AppError::Unauthenticated("invalid or expired token".into()))?;
-            Ok(Principal::Platform(PlatformOperator {
-                id: operator.id,
-                email: operator.email,
-            }))
-        }
-        jwt::TokenKind::TenantUser => {
-            Err(AppError::Unauthenticated("invalid or expired token".into()))
-        }
+    if let Principal::Tenant(context) = &principal {
+        state.activity.touch(&state.db, context.tenant.id).await;
     }
+    Ok(principal)
 }
 
 /// A random string of ASCII letters and digits from a CSPRNG (about 5.95 bits per character).

@@ -54,6 +54,9 @@ pub async fn open_pool(url: &str, max_connections: u32) -> anyhow::Result<Databa
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
+        // No schema of ours on the pool's search path: registry tables are always qualified,
+        // and tenant tables resolve only inside a transaction pinned to one tenant.
+        .set_schema_search_path("pg_catalog")
         .sqlx_logging(false);
     Database::connect(options)
         .await

@@ -113,11 +113,11 @@ async fn execute(
     peer: SocketAddr,
     batch: BatchRequest,
 ) -> Response {
-    let token = match auth::bearer_token(headers) {
-        Ok(token) => token,
+    let credentials = match auth::Credentials::from_headers(headers) {
+        Ok(credentials) => credentials,
         Err(err) => return error_response(StatusCode::OK, err),
     };
-    let principal = match auth::authenticate(&http.state, token).await {
+    let principal = match auth::authenticate(&http.state, credentials).await {
         Ok(principal) => principal,
         Err(err) => return error_response(StatusCode::OK, err),
     };

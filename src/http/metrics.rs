@@ -32,6 +32,7 @@ pub struct Metrics {
     registry: Arc<Registry>,
     requests: Family<OperationLabels, Counter>,
     durations: Family<OperationNameLabel, Histogram>,
+    db_statements: Counter,
     known_operations: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -54,10 +55,17 @@ impl Default for Metrics {
             "Time to execute a GraphQL operation, by operation name",
             durations.clone(),
         );
+        let db_statements = Counter::default();
+        registry.register(
+            "db_statements",
+            "SQL statements sent to PostgreSQL",
+            db_statements.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             requests,
             durations,
+            db_statements,
             known_operations: Arc::default(),
         }
     }
@@ -76,6 +84,15 @@ impl Metrics {
         self.durations
             .get_or_create(&OperationNameLabel { operation })
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn count_statement(&self) {
+        self.db_statements.inc();
+    }
+
+    /// SQL statements sent so far.
+    pub fn db_statements(&self) -> u64 {
+        self.db_statements.get()
     }
 
     fn operation_label(&self, name: Option<&str>) -> String {

@@ -121,9 +121,9 @@ async fn serve(
     let graphql =
         GraphQLWebSocket::new_with_pair(outgoing.clone(), inbound, http.schema.clone(), protocol)
             .on_connection_init(move |payload| async move {
-                let token =
-                    token_from_init_payload(&payload).map_err(async_graphql::Error::from)?;
-                let principal = auth::authenticate(&state, token)
+                let credentials =
+                    credentials_from_init_payload(&payload).map_err(async_graphql::Error::from)?;
+                let principal = auth::authenticate(&state, credentials)
                     .await
                     .map_err(async_graphql::Error::from)?;
                 let mut data = Data::default();
@@ -238,16 +238,30 @@ fn forget_finished(tracker: &Mutex<SocketTracker>, text: &str) {
     }
 }
 
-/// The token from `{"Authorization": "Bearer <jwt>"}` (any key case) in `connection_init`.
-fn token_from_init_payload(payload: &Value) -> crate::error::AppResult<Option<&str>> {
+/// Credentials from the `connection_init` payload: `{"Authorization": "Bearer <jwt>"}` or
+/// `{"X-API-Key": "tk_..."}` (any key case).
+fn credentials_from_init_payload(
+    payload: &Value,
+) -> crate::error::AppResult<auth::Credentials<'_>> {
     let Some(object) = payload.as_object() else {
-        return Ok(None);
+        return Ok(auth::Credentials::default());
     };
-    match object
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))
-    {
-        None => Ok(None),
-        Some((_, value)) => auth::parse_bearer(value.as_str()).map(Some),
-    }
+    let field = |name: &str| {
+        object
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    };
+    let bearer = match field("authorization") {
+        None => None,
+        Some(value) => Some(auth::parse_bearer(value)?),
+    };
+    let api_key = match field(auth::API_KEY_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .ok_or_else(|| crate::error::AppError::Unauthenticated("invalid API key".into()))?,
+        ),
+    };
+    Ok(auth::Credentials { bearer, api_key })
 }

@@ -18,7 +18,7 @@ use crate::{
     audit::{self, Actor, Outcome},
     auth::api_keys,
     error::{AppError, AppResult},
-    state::SharedState,
+    state::{AppState, SharedState},
     tenancy::{
         Step, TenantStatus,
         migrator::{self, MigrationFailure, SchemaMigrations, Target},
@@ -227,13 +227,13 @@ async fn provision(
     db.execute_unprepared(&format!("CREATE SCHEMA {}", schema.quoted()))
         .await
         .map_err(|e| fail(Step::CreateSchema, false)(&e))?;
-    let tenant = update_registry(db, tenant.id, |row| {
+    let tenant = update_registry(state, tenant.id, |row| {
         row.schema_provisioned = Set(true);
     })
     .await
     .map_err(|e| fail(Step::Register, true)(&e))?;
     if !run_migrations {
-        let tenant = update_registry(db, tenant.id, |row| {
+        let tenant = update_registry(state, tenant.id, |row| {
             row.status = Set(TenantStatus::Pending.as_db().to_owned());
         })
         .await
@@ -259,7 +259,7 @@ async fn finish_when_at_head(
     let db = &state.db;
     let revision = migrations.current_revision().map(str::to_owned);
     let at_head = migrations.at_head();
-    let tenant = update_registry(db, tenant.id, |row| {
+    let tenant = update_registry(state, tenant.id, |row| {
         row.current_revision = Set(revision);
         row.migrations_applied = Set(at_head);
     })
@@ -297,7 +297,7 @@ async fn finish_when_at_head(
             )),
         ));
     }
-    update_registry(db, tenant.id, |row| {
+    update_registry(state, tenant.id, |row| {
         row.status = Set(TenantStatus::Active.as_db().to_owned());
         row.pending_admin = Set(None);
         row.failure_reason = Set(None);
@@ -335,7 +335,7 @@ async fn undo_provisioning(
         tracing::error!(tenant = %tenant.id, %schema, "rolling back a failed provisioning did not finish");
     }
     let reason = format!("{}: {}", failure.step.name(), failure.detail);
-    if let Err(err) = update_registry(db, tenant.id, |row| {
+    if let Err(err) = update_registry(state, tenant.id, |row| {
         row.status = Set(TenantStatus::Failed.as_db().to_owned());
         row.failure_reason = Set(Some(reason));
     })
@@ -389,7 +389,7 @@ pub async fn provision_schema(
         }
     };
     let recreated = created && tenant.schema_provisioned;
-    let tenant = update_registry(&state.db, tenant.id, |row| {
+    let tenant = update_registry(state, tenant.id, |row| {
         row.schema_provisioned = Set(true);
         if created {
             row.current_revision = Set(None);
@@ -497,7 +497,7 @@ pub async fn set_active(
         (true, true) => TenantStatus::Active,
         (true, false) => TenantStatus::Pending,
     };
-    let tenant = update_registry(&state.db, tenant.id, |row| {
+    let tenant = update_registry(state, tenant.id, |row| {
         row.status = Set(status.as_db().to_owned());
     })
     .await?;
@@ -522,6 +522,7 @@ pub async fn delete(
     let schema = schema_of(&tenant);
     let task_state = state.clone();
     let task_tenant = tenant.clone();
+    let task_tenant_id = tenant.id;
     let result: AppResult<()> = tokio::spawn(async move {
         let txn = task_state.db.begin().await?;
         if drop_schema {
@@ -542,6 +543,7 @@ pub async fn delete(
             row.update(&txn).await?;
         }
         txn.commit().await?;
+        task_state.directory.forget(task_tenant_id).await;
         Ok(())
     })
     .await
@@ -573,7 +575,7 @@ pub async fn rotate_api_key(
 ) -> AppResult<String> {
     let tenant = find_live(&state.db, tenant_id).await?;
     let key = api_keys::generate(&state.config.api_key_prefix);
-    let tenant = update_registry(&state.db, tenant.id, |row| {
+    let tenant = update_registry(state, tenant.id, |row| {
         row.api_key_hash = Set(Some(key.hash.clone()));
         row.api_key_prefix = Set(Some(key.display_prefix.clone()));
         row.api_key_created_at = Set(Some(Utc::now().fixed_offset()));
@@ -654,9 +656,10 @@ pub fn schema_of(tenant: &tenants::Model) -> SchemaName {
     SchemaName::parse(&tenant.schema_name).expect("the registry holds only validated schema names")
 }
 
-/// Applies `change` to the tenant's row and bumps `updated_at`.
-pub async fn update_registry(
-    db: &impl ConnectionTrait,
+/// Applies `change` to the tenant's row, bumps `updated_at`, and evicts the tenant from the
+/// authentication cache so the change takes effect at once.
+async fn update_registry(
+    state: &AppState,
     id: Uuid,
     change: impl FnOnce(&mut tenants::ActiveModel),
 ) -> AppResult<tenants::Model> {
@@ -666,7 +669,9 @@ pub async fn update_registry(
     };
     change(&mut row);
     row.updated_at = Set(Utc::now().fixed_offset());
-    Ok(row.update(db).await?)
+    let updated = row.update(&state.db).await;
+    state.directory.forget(id).await;
+    Ok(updated?)
 }
 
 async fn audit_success(
@@ -765,7 +770,7 @@ pub async fn update(
         admin: None,
     };
     let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)?;
-    let updated = update_registry(&state.db, tenant_id, |row| {
+    let updated = update_registry(state, tenant_id, |row| {
         row.tenant_name = Set(valid.tenant_name);
         row.domain = Set(valid.domain);
         row.email = Set(valid.email);

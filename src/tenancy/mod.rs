@@ -1,5 +1,7 @@
 //! The tenant life cycle: naming and validation, provisioning, per-schema migrations.
 
+pub mod activity;
+pub mod directory;
 pub mod fleet;
 pub mod health;
 pub mod lifecycle;

@@ -332,7 +332,7 @@ async fn a_mutation_sent_with_get_is_refused_with_405_while_a_query_with_get_wor
     let (status, body) = get_graphql(&app, &[("query", &login_mutation(""))]).await;
     assert_eq!(status, 405, "{body}");
     assert_eq!(Gql(body.clone()).error_code(), "BAD_USER_INPUT");
-    assert!(!body.to_string().contains("token\":"), "{body}");
+    assert!(body["data"].is_null(), "the mutation ran: {body}");
 
     // A mutation hidden in a document with a query never runs over GET, whichever way the
     // operation is selected.

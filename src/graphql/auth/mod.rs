@@ -5,9 +5,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use secrecy::SecretString;
 
 use crate::{
-    auth::{Principal, operators},
+    auth::{Principal, operators, tenant::TenantActor, tenant_login},
     error::AppError,
     graphql::{ContextExt, tenants::Tenant},
+    tenancy::lifecycle,
 };
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -70,6 +71,31 @@ impl AuthQuery {
                 }),
                 tenant: None,
             }),
+            Principal::Tenant(context) => {
+                let state = ctx.state();
+                let tenant = lifecycle::find_live(&state.db, context.tenant.id).await?;
+                let user = match (&context.actor, context.user_id()) {
+                    (TenantActor::User { .. }, Some(user_id)) => {
+                        let (email, roles) = tenant_login::describe_user(state, context, user_id)
+                            .await?
+                            .ok_or_else(AppError::unauthenticated)?;
+                        Some(ViewerUser {
+                            id: ID(user_id.to_string()),
+                            email,
+                            roles,
+                        })
+                    }
+                    _ => None,
+                };
+                Ok(Viewer {
+                    kind: match context.actor {
+                        TenantActor::User { .. } => ViewerKind::TenantUser,
+                        TenantActor::ApiKey { .. } => ViewerKind::ApiKey,
+                    },
+                    user,
+                    tenant: Some(Tenant(tenant)),
+                })
+            }
             Principal::Anonymous => Err(AppError::unauthenticated().into()),
         }
     }
@@ -89,20 +115,30 @@ impl AuthMutation {
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
         let password = SecretString::from(input.password);
-        if input.tenant.is_some() {
-            return Err(AppError::bad_input(
-                "tenant",
-                "tenant logins are not enabled on this server",
+        if let Some(tenant) = input.tenant {
+            let logged_in = tenant_login::login(
+                state,
+                &tenant,
+                &input.email,
+                password,
+                ctx.request().client_addr,
             )
-            .into());
+            .await?;
+            return Ok(AuthPayload {
+                expires_at: expiry(logged_in.token.claims.exp),
+                token: logged_in.token.token,
+                user: ViewerUser {
+                    id: ID(logged_in.user_id.to_string()),
+                    email: logged_in.email,
+                    roles: logged_in.roles,
+                },
+                tenant: Some(Tenant(logged_in.tenant)),
+            });
         }
         let (issued, operator) = operators::login(state, &input.email, password).await?;
         Ok(AuthPayload {
             token: issued.token,
-            expires_at: Utc
-                .timestamp_opt(issued.claims.exp, 0)
-                .single()
-                .unwrap_or_else(Utc::now),
+            expires_at: expiry(issued.claims.exp),
             user: ViewerUser {
                 id: ID(operator.id.to_string()),
                 email: operator.email,
@@ -111,4 +147,8 @@ impl AuthMutation {
             tenant: None,
         })
     }
+}
+
+fn expiry(exp: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(exp, 0).single().unwrap_or_else(Utc::now)
 }

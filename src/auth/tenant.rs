@@ -1,0 +1,183 @@
+//! The tenant side of a request: who acts inside which tenant, with which permissions, and the
+//! only door to that tenant's data.
+//!
+//! A [`TenantContext`] is built once per request from a verified token or API key and the
+//! registry. Tenant data is reachable only through [`TenantContext::begin`], which pins a
+//! transaction to the tenant's schema; the pool itself has no tenant schema on its search path,
+//! so a query that skips the pin fails instead of reaching anybody's data.
+
+use std::{collections::BTreeSet, fmt};
+
+use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
+use uuid::Uuid;
+
+use crate::{
+    auth::{api_keys, jwt::Claims},
+    db::pinned::begin_in_schema,
+    error::{AppError, AppResult},
+    state::AppState,
+    tenancy::directory::TenantEntry,
+};
+
+/// What a tenant principal may do; the codes are the seeded `permissions.code`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permission {
+    UsersRead,
+    UsersWrite,
+    PeopleRead,
+    PeopleWrite,
+    RolesRead,
+    SettingsRead,
+    SettingsWrite,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 7] = [
+        Permission::UsersRead,
+        Permission::UsersWrite,
+        Permission::PeopleRead,
+        Permission::PeopleWrite,
+        Permission::RolesRead,
+        Permission::SettingsRead,
+        Permission::SettingsWrite,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Permission::UsersRead => "users:read",
+            Permission::UsersWrite => "users:write",
+            Permission::PeopleRead => "people:read",
+            Permission::PeopleWrite => "people:write",
+            Permission::RolesRead => "roles:read",
+            Permission::SettingsRead => "settings:read",
+            Permission::SettingsWrite => "settings:write",
+        }
+    }
+
+    fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.code() == code)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Who acts inside the tenant.
+#[derive(Debug, Clone)]
+pub enum TenantActor {
+    /// A user; `roles` are those the token was issued with.
+    User { id: Uuid, roles: Vec<String> },
+    /// The tenant's service key, identified by its display prefix.
+    ApiKey { prefix: String },
+}
+
+/// The role an API key acts with: the tenant's service credential, shown once to the operator
+/// who created the tenant.
+pub const API_KEY_ROLE: &str = "admin";
+
+/// A request acting inside one tenant.
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    pub tenant: TenantEntry,
+    pub actor: TenantActor,
+    permissions: BTreeSet<Permission>,
+}
+
+impl TenantContext {
+    /// Fails with `FORBIDDEN` unless the principal holds `permission`.
+    pub fn require(&self, permission: Permission) -> AppResult<()> {
+        if self.permissions.contains(&permission) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(format!(
+                "this needs the {permission} permission"
+            )))
+        }
+    }
+
+    pub fn permissions(&self) -> impl Iterator<Item = Permission> + '_ {
+        self.permissions.iter().copied()
+    }
+
+    /// The acting user's id, when a user (not a key) acts.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match &self.actor {
+            TenantActor::User { id, .. } => Some(*id),
+            TenantActor::ApiKey { .. } => None,
+        }
+    }
+
+    /// A transaction pinned to this tenant's schema: the one way to its data.
+    pub async fn begin(
+        &self,
+        db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        begin_in_schema(db, &self.tenant.schema).await
+    }
+}
+
+fn invalid_token() -> AppError {
+    AppError::Unauthenticated("invalid or expired token".into())
+}
+
+/// Builds the context of a verified tenant-user token: the tenant must still be active and be
+/// the one the token names, by id and schema.
+pub async fn from_claims(state: &AppState, claims: &Claims) -> AppResult<TenantContext> {
+    let (Some(tenant_id), Some(schema)) = (claims.tid, claims.schema.as_deref()) else {
+        return Err(invalid_token());
+    };
+    let tenant = state
+        .directory
+        .tenant(&state.db, tenant_id)
+        .await?
+        .filter(|tenant| tenant.is_active() && tenant.schema.as_str() == schema)
+        .ok_or_else(invalid_token)?;
+    let permissions = permissions_of(state, &tenant, &claims.roles).await?;
+    Ok(TenantContext {
+        actor: TenantActor::User {
+            id: claims.sub,
+            roles: claims.roles.clone(),
+        },
+        tenant,
+        permissions,
+    })
+}
+
+/// Builds the context of an `X-API-Key`: the key must be the current one of an active tenant.
+pub async fn from_api_key(state: &AppState, key: &str) -> AppResult<TenantContext> {
+    let invalid_key = || AppError::Unauthenticated("invalid API key".into());
+    if !key.starts_with(&state.config.api_key_prefix) || key.len() > 200 {
+        return Err(invalid_key());
+    }
+    let tenant = state
+        .directory
+        .tenant_by_api_key(&state.db, &api_keys::hash(key))
+        .await?
+        .filter(|tenant| tenant.is_active())
+        .ok_or_else(invalid_key)?;
+    let permissions = permissions_of(state, &tenant, &[API_KEY_ROLE.to_owned()]).await?;
+    Ok(TenantContext {
+        actor: TenantActor::ApiKey {
+            prefix: key[..key.len().min(state.config.api_key_prefix.len() + 8)].to_owned(),
+        },
+        tenant,
+        permissions,
+    })
+}
+
+async fn permissions_of(
+    state: &AppState,
+    tenant: &TenantEntry,
+    roles: &[String],
+) -> AppResult<BTreeSet<Permission>> {
+    let table = state.directory.role_permissions(&state.db, tenant).await?;
+    Ok(roles
+        .iter()
+        .filter_map(|role| table.get(role))
+        .flatten()
+        .filter_map(|code| Permission::from_code(code))
+        .collect())
+}

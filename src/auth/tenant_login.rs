@@ -1,0 +1,171 @@
+//! Tenant user login: the tenant by domain or schema, the user in the tenant's own schema, one
+//! answer for every kind of failure, and throttling of repeated failures.
+
+use entity::public::tenants;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
+};
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::{
+    auth::{
+        jwt::{IssuedToken, TokenKind},
+        operators::MAX_EMAIL_BYTES,
+        password::MAX_PASSWORD_BYTES,
+        throttle::AttemptKeys,
+    },
+    db::pinned::begin_in_schema,
+    error::{AppError, AppResult},
+    state::AppState,
+    tenancy::{TenantStatus, lifecycle::schema_of},
+};
+
+/// A tenant user who logged in.
+pub struct LoggedIn {
+    pub token: IssuedToken,
+    pub tenant: tenants::Model,
+    pub user_id: Uuid,
+    pub email: String,
+    pub roles: Vec<String>,
+}
+
+struct StoredUser {
+    id: Uuid,
+    email: String,
+    password_hash: Option<String>,
+    active: bool,
+    roles: Vec<String>,
+}
+
+pub async fn login(
+    state: &AppState,
+    tenant_ref: &str,
+    email: &str,
+    password: SecretString,
+    client: Option<std::net::IpAddr>,
+) -> AppResult<LoggedIn> {
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(AppError::bad_input("email", "email is too long"));
+    }
+    if password.expose_secret().len() > MAX_PASSWORD_BYTES {
+        return Err(AppError::bad_input("password", "password is too long"));
+    }
+    let tenant_ref = tenant_ref.trim().to_ascii_lowercase();
+    if tenant_ref.len() > 253 {
+        return Err(AppError::bad_input("tenant", "tenant is too long"));
+    }
+    let tenant = tenants::Entity::find()
+        .filter(tenants::Column::DeletedAt.is_null())
+        .filter(
+            Condition::any()
+                .add(tenants::Column::Domain.eq(tenant_ref.as_str()))
+                .add(tenants::Column::SchemaName.eq(tenant_ref.as_str())),
+        )
+        .one(&state.db)
+        .await?
+        .filter(|tenant| tenant.status == TenantStatus::Active.as_db());
+
+    let scope = tenant
+        .as_ref()
+        .map_or_else(|| format!("unknown:{tenant_ref}"), |t| t.id.to_string());
+    let keys = AttemptKeys::new(&scope, email, client);
+    state.login_throttle.check(&keys).await?;
+
+    let user = match &tenant {
+        Some(tenant) => find_user(state, tenant, email).await?,
+        None => None,
+    };
+    let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let password_ok = state.passwords.verify(password, stored_hash).await?;
+    let (Some(tenant), Some(user)) = (tenant, user) else {
+        state.login_throttle.record_failure(&keys).await;
+        return Err(AppError::invalid_credentials());
+    };
+    if !(password_ok && user.active) {
+        state.login_throttle.record_failure(&keys).await;
+        return Err(AppError::invalid_credentials());
+    }
+    state.login_throttle.record_success(&keys).await;
+
+    let schema = schema_of(&tenant);
+    let txn = begin_in_schema(&state.db, &schema).await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE users SET last_login_at = now() WHERE id = $1",
+        [user.id.into()],
+    ))
+    .await?;
+    txn.commit().await?;
+
+    let token = state.jwt.issue(
+        TokenKind::TenantUser,
+        user.id,
+        Some((tenant.id, tenant.schema_name.clone(), user.roles.clone())),
+    )?;
+    Ok(LoggedIn {
+        token,
+        tenant,
+        user_id: user.id,
+        email: user.email,
+        roles: user.roles,
+    })
+}
+
+async fn find_user(
+    state: &AppState,
+    tenant: &tenants::Model,
+    email: &str,
+) -> AppResult<Option<StoredUser>> {
+    let txn = begin_in_schema(&state.db, &schema_of(tenant)).await?;
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT u.id, u.email, u.password_hash, s.code = 'active' AS active, \
+                    coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles \
+               FROM users u \
+               JOIN user_statuses s ON s.id = u.status_id \
+               LEFT JOIN user_roles ur ON ur.user_id = u.id \
+               LEFT JOIN roles r ON r.id = ur.role_id \
+              WHERE u.email = $1 \
+              GROUP BY u.id, s.code",
+            [email.trim().to_lowercase().into()],
+        ))
+        .await?;
+    txn.commit().await?;
+    row.map(|row| {
+        Ok(StoredUser {
+            id: row.try_get("", "id")?,
+            email: row.try_get("", "email")?,
+            password_hash: row.try_get("", "password_hash")?,
+            active: row.try_get("", "active")?,
+            roles: row.try_get("", "roles")?,
+        })
+    })
+    .transpose()
+    .map_err(|e: sea_orm::DbErr| AppError::from(e))
+}
+
+/// The acting user's email and current roles, read in the tenant's schema.
+pub async fn describe_user(
+    state: &AppState,
+    context: &crate::auth::tenant::TenantContext,
+    user_id: Uuid,
+) -> AppResult<Option<(String, Vec<String>)>> {
+    let txn = context.begin(&state.db).await?;
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT u.email, coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles \
+               FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id LEFT JOIN roles r ON r.id = ur.role_id \
+              WHERE u.id = $1 GROUP BY u.email",
+            [user_id.into()],
+        ))
+        .await?;
+    txn.commit().await?;
+    Ok(row
+        .map(|row| -> Result<_, sea_orm::DbErr> {
+            Ok((row.try_get("", "email")?, row.try_get("", "roles")?))
+        })
+        .transpose()?)
+}
