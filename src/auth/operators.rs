@@ -11,6 +11,7 @@ use crate::{
     auth::{
         jwt::{IssuedToken, TokenKind},
         password::{PasswordHasherPool, check_password_rules},
+        throttle::AttemptKeys,
     },
     error::{AppError, AppResult},
     state::AppState,
@@ -126,6 +127,7 @@ pub async fn login(
     state: &AppState,
     email: &str,
     password: SecretString,
+    client: Option<std::net::IpAddr>,
 ) -> AppResult<(IssuedToken, platform_users::Model)> {
     if email.len() > MAX_EMAIL_BYTES {
         return Err(AppError::bad_input("email", "email is too long"));
@@ -133,6 +135,8 @@ pub async fn login(
     if password.expose_secret().len() > crate::auth::password::MAX_PASSWORD_BYTES {
         return Err(AppError::bad_input("password", "password is too long"));
     }
+    let keys = AttemptKeys::new("platform", email, client);
+    state.login_throttle.check(&keys).await?;
     let operator = platform_users::Entity::find()
         .filter(platform_users::Column::Email.eq(email.trim().to_lowercase()))
         .one(&state.db)
@@ -141,8 +145,12 @@ pub async fn login(
     let password_ok = state.passwords.verify(password, stored_hash).await?;
     let operator = match operator {
         Some(operator) if password_ok && operator.is_active => operator,
-        _ => return Err(AppError::invalid_credentials()),
+        _ => {
+            state.login_throttle.record_failure(&keys).await;
+            return Err(AppError::invalid_credentials());
+        }
     };
+    state.login_throttle.record_success(&keys).await;
     platform_users::Entity::update_many()
         .col_expr(
             platform_users::Column::LastLoginAt,

@@ -10,6 +10,7 @@ mod hostile;
 mod migrations;
 mod observability;
 mod schema;
+mod tenant_auth;
 mod tenants;
 mod tokens;
 mod websocket;

@@ -47,28 +47,50 @@ async fn public_set(db: &DatabaseConnection) {
     // The harness's database comes with the public set applied.
     assert_eq!(tables(db, "public").await, sorted(PUBLIC_TABLES));
     assert_eq!(applied(db, "public").await, names);
+    // The public set runs as the server runs it: in a transaction whose search_path is `public`
+    // (the pool's own search_path names no schema of ours).
+    let txn = in_schema(db, "public").await;
     assert!(
-        PublicMigrator::get_pending_migrations(db)
+        PublicMigrator::get_pending_migrations(&txn)
             .await
             .unwrap()
             .is_empty()
     );
     // Up again is a no-op.
-    PublicMigrator::up(db, None).await.unwrap();
+    PublicMigrator::up(&txn, None).await.unwrap();
+    txn.commit().await.unwrap();
     assert_eq!(applied(db, "public").await, names);
 
-    PublicMigrator::down(db, None).await.unwrap();
+    let txn = in_schema(db, "public").await;
+    PublicMigrator::down(&txn, None).await.unwrap();
+    txn.commit().await.unwrap();
     assert_eq!(tables(db, "public").await, ["seaql_migrations"]);
     assert!(applied(db, "public").await.is_empty());
 
-    PublicMigrator::up(db, None).await.unwrap();
+    let txn = in_schema(db, "public").await;
+    PublicMigrator::up(&txn, None).await.unwrap();
+    txn.commit().await.unwrap();
     assert_eq!(tables(db, "public").await, sorted(PUBLIC_TABLES));
     assert_eq!(applied(db, "public").await, names);
 
-    // CHECK constraints hold.
+    // CHECK constraints hold: the same rows with allowed values go in (and are rolled back).
+    let txn = db.begin().await.unwrap();
+    exec(
+        &txn,
+        "INSERT INTO public.tenants (tenant_name, domain, schema_name, email, status)
+         VALUES ('x', 'x.test', 'tenant_x', 'a@x.test', 'ACTIVE')",
+    )
+    .await;
+    exec(
+        &txn,
+        "INSERT INTO public.audit_events (actor_kind, action, outcome)
+         VALUES ('SYSTEM', 'tenant.create', 'SUCCESS')",
+    )
+    .await;
+    txn.rollback().await.unwrap();
     assert!(
         db.execute_unprepared(
-            "INSERT INTO tenants (tenant_name, domain, schema_name, email, status)
+            "INSERT INTO public.tenants (tenant_name, domain, schema_name, email, status)
              VALUES ('x', 'x.test', 'tenant_x', 'a@x.test', 'BOGUS')"
         )
         .await
@@ -76,7 +98,7 @@ async fn public_set(db: &DatabaseConnection) {
     );
     assert!(
         db.execute_unprepared(
-            "INSERT INTO audit_events (actor_kind, action, outcome)
+            "INSERT INTO public.audit_events (actor_kind, action, outcome)
              VALUES ('SYSTEM', 'tenant.create', 'MAYBE')"
         )
         .await
@@ -108,10 +130,10 @@ async fn tenant_set(db: &DatabaseConnection) {
         exec(db, &format!("CREATE SCHEMA \"{schema}\"")).await;
     }
     // schema_a to head, schema_b two steps: each keeps its own ledger.
-    let txn = in_tenant(db, SCHEMA_A).await;
+    let txn = in_schema(db, SCHEMA_A).await;
     TenantMigrator::up(&txn, None).await.unwrap();
     txn.commit().await.unwrap();
-    let txn = in_tenant(db, SCHEMA_B).await;
+    let txn = in_schema(db, SCHEMA_B).await;
     TenantMigrator::up(&txn, Some(2)).await.unwrap();
     txn.commit().await.unwrap();
 
@@ -122,7 +144,7 @@ async fn tenant_set(db: &DatabaseConnection) {
     // Nothing leaked into the registry schema.
     assert_eq!(tables(db, "public").await, sorted(PUBLIC_TABLES));
 
-    let txn = in_tenant(db, SCHEMA_B).await;
+    let txn = in_schema(db, SCHEMA_B).await;
     let pending: Vec<String> = TenantMigrator::get_pending_migrations(&txn)
         .await
         .unwrap()
@@ -134,13 +156,13 @@ async fn tenant_set(db: &DatabaseConnection) {
     assert_eq!(role_names(&txn).await, ["admin", "member", "viewer"]);
     txn.rollback().await.unwrap();
 
-    let txn = in_tenant(db, SCHEMA_A).await;
+    let txn = in_schema(db, SCHEMA_A).await;
     assert_seeded(&txn).await;
     entities_round_trip(&txn).await;
     txn.rollback().await.unwrap();
 
     // schema_a down to base and back; schema_b is untouched meanwhile.
-    let txn = in_tenant(db, SCHEMA_A).await;
+    let txn = in_schema(db, SCHEMA_A).await;
     TenantMigrator::down(&txn, None).await.unwrap();
     txn.commit().await.unwrap();
     assert!(applied(db, SCHEMA_A).await.is_empty());
@@ -148,7 +170,7 @@ async fn tenant_set(db: &DatabaseConnection) {
     assert_eq!(applied(db, SCHEMA_B).await, names[..2]);
     assert_eq!(tables(db, SCHEMA_B).await, two_step_tables);
 
-    let txn = in_tenant(db, SCHEMA_A).await;
+    let txn = in_schema(db, SCHEMA_A).await;
     TenantMigrator::up(&txn, None).await.unwrap();
     assert_seeded(&txn).await;
     txn.commit().await.unwrap();
@@ -156,7 +178,7 @@ async fn tenant_set(db: &DatabaseConnection) {
     assert_eq!(tables(db, SCHEMA_A).await, sorted(TENANT_TABLES));
 
     // schema_b to head, then one step back: only `person` goes.
-    let txn = in_tenant(db, SCHEMA_B).await;
+    let txn = in_schema(db, SCHEMA_B).await;
     TenantMigrator::up(&txn, None).await.unwrap();
     assert_seeded(&txn).await;
     TenantMigrator::down(&txn, Some(1)).await.unwrap();
@@ -366,8 +388,9 @@ async fn entities_round_trip(txn: &DatabaseTransaction) {
     .unwrap();
 }
 
-/// A transaction whose `search_path` is only `schema`, as the server runs tenant work.
-async fn in_tenant(db: &DatabaseConnection, schema: &str) -> DatabaseTransaction {
+/// A transaction whose `search_path` is only `schema`, as the server runs tenant work (and
+/// public migrations).
+async fn in_schema(db: &DatabaseConnection, schema: &str) -> DatabaseTransaction {
     let txn = db.begin().await.unwrap();
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,

@@ -135,7 +135,8 @@ impl AuthMutation {
                 tenant: Some(Tenant(logged_in.tenant)),
             });
         }
-        let (issued, operator) = operators::login(state, &input.email, password).await?;
+        let (issued, operator) =
+            operators::login(state, &input.email, password, ctx.request().client_addr).await?;
         Ok(AuthPayload {
             token: issued.token,
             expires_at: expiry(issued.claims.exp),
