@@ -34,7 +34,12 @@ pub enum AppError {
     Timeout(String),
     /// A multi-step operation failed at `step`; `message` says what was done about it.
     #[error("{message}")]
-    Failed { step: &'static str, message: String },
+    Failed {
+        step: &'static str,
+        message: String,
+        /// The cause may go away by itself; trying again makes sense.
+        transient: bool,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -74,6 +79,20 @@ impl AppError {
         AppError::Internal(error.into())
     }
 
+    /// Whether trying again may succeed: lost connections, lock time-outs, deadlocks,
+    /// serialization failures and time-outs. Bad input and conflicts never are.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AppError::Timeout(_) => true,
+            AppError::Failed { transient, .. } => *transient,
+            AppError::Internal(err) => err
+                .chain()
+                .filter_map(|cause| cause.downcast_ref::<DbErr>())
+                .any(is_transient_db_error),
+            _ => false,
+        }
+    }
+
     /// The contract's `extensions.code`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -99,6 +118,34 @@ impl From<DbErr> for AppError {
             },
             _ => AppError::Internal(err.into()),
         }
+    }
+}
+
+/// Lost connections, pool exhaustion, and the SQLSTATEs of errors that a retry can outlive:
+/// serialization failure (40001), deadlock (40P01), lock not available (55P03), query canceled
+/// by a timeout (57014), admin shutdown (57P01) and connection exceptions (08xxx).
+pub fn is_transient_db_error(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        other => {
+            let text = other.to_string();
+            ["40001", "40P01", "55P03", "57014", "57P01"]
+                .iter()
+                .any(|code| text.contains(code))
+                || code_of(other).is_some_and(|code| code.starts_with("08"))
+        }
+    }
+}
+
+/// The SQLSTATE of a database error, when there is one.
+fn code_of(err: &DbErr) -> Option<String> {
+    match err {
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e
+            .as_database_error()
+            .and_then(|db| db.code())
+            .map(|code| code.into_owned()),
+        _ => None,
     }
 }
 

@@ -18,6 +18,9 @@ pub const PUBLIC_TABLES: &[&str] = &[
     "tenants",
     "platform_users",
     "audit_events",
+    "provisioning_batches",
+    "provisioning_jobs",
+    "provisioning_events",
     "seaql_migrations",
 ];
 

@@ -2,6 +2,7 @@
 //! keep hostile documents cheap to refuse.
 
 pub mod auth;
+mod error_codes;
 pub mod tenants;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
@@ -41,6 +42,7 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
     .limit_complexity(MAX_COMPLEXITY)
     .limit_recursive_depth(32)
     .limit_directives(16)
+    .extension(error_codes::ErrorCodes)
 }
 
 /// The schema served to clients.

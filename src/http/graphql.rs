@@ -8,7 +8,7 @@ use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, Serve
 use async_graphql_axum::GraphQLResponse;
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, State},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, StatusCode, Uri, header},
     response::{Html, IntoResponse, Response},
 };
@@ -48,6 +48,16 @@ pub async fn post(
             );
         }
     };
+    // serde reads `{}` and even `[]` as a request with no query: refuse them here.
+    if batch.iter().any(|request| request.query.trim().is_empty()) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            AppError::BadUserInput {
+                field: None,
+                message: "every request needs a query".into(),
+            },
+        );
+    }
     if let BatchRequest::Batch(requests) = &batch
         && requests.len() > MAX_BATCH_OPERATIONS
     {
@@ -72,9 +82,12 @@ pub async fn get(
     if query.is_empty() && accepts_html(&headers) {
         return graphiql().await.into_response();
     }
-    let request = match async_graphql::http::parse_query_string(query) {
-        Ok(request) => request,
-        Err(_) => {
+    let request = match Query::<GetParams>::try_from_uri(&uri)
+        .ok()
+        .and_then(|Query(params)| params.into_request())
+    {
+        Some(request) => request,
+        None => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 AppError::BadUserInput {
@@ -94,6 +107,29 @@ pub async fn get(
         );
     }
     execute(&http, &headers, peer, BatchRequest::Single(request)).await
+}
+
+/// GraphQL-over-HTTP GET parameters; `variables` and `extensions` are JSON text.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetParams {
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<String>,
+}
+
+impl GetParams {
+    fn into_request(self) -> Option<Request> {
+        let mut request = Request::new(self.query);
+        if let Some(name) = self.operation_name {
+            request = request.operation_name(name);
+        }
+        if let Some(variables) = self.variables {
+            let json = serde_json::from_str(&variables).ok()?;
+            request = request.variables(async_graphql::Variables::from_json(json));
+        }
+        Some(request)
+    }
 }
 
 pub async fn graphiql() -> Html<String> {

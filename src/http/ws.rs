@@ -139,9 +139,19 @@ async fn serve(
     let writer = {
         let tracker = tracker.clone();
         async move {
-            while let Some(message) = outgoing_rx.next().await {
-                if let Message::Text(text) = &message {
-                    forget_finished(&tracker, text.as_str());
+            let mut acknowledged = false;
+            while let Some(mut message) = outgoing_rx.next().await {
+                match &mut message {
+                    Message::Text(text) => {
+                        acknowledged |= text.as_str().contains("\"connection_ack\"");
+                        forget_finished(&tracker, text.as_str());
+                    }
+                    // A refused `connection_init` is 4403 Forbidden in graphql-transport-ws;
+                    // async-graphql closes such sockets with a generic 1002.
+                    Message::Close(Some(frame)) if !acknowledged && frame.code == 1002 => {
+                        frame.code = 4403;
+                    }
+                    _ => {}
                 }
                 let closing = matches!(message, Message::Close(_));
                 if socket_sink.send(message).await.is_err() || closing {

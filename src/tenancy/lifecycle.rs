@@ -20,7 +20,7 @@ use crate::{
     error::{AppError, AppResult},
     state::{AppState, SharedState},
     tenancy::{
-        Step, TenantStatus,
+        Progress, Step, StepStatus, TenantStatus,
         migrator::{self, MigrationFailure, SchemaMigrations, Target},
         naming::SchemaName,
         seed::{PendingAdmin, seed_schema},
@@ -28,11 +28,14 @@ use crate::{
     },
 };
 
-/// How far `create` goes.
-#[derive(Debug, Clone, Copy)]
+/// How far `create` goes, and how long it may take.
+#[derive(Clone)]
 pub struct ProvisionOptions {
     pub provision_schema: bool,
     pub run_migrations: bool,
+    /// Limit for making the schema; past it everything made is rolled back.
+    pub timeout: std::time::Duration,
+    pub progress: Progress,
 }
 
 /// A registered tenant and what was done for it.
@@ -50,6 +53,8 @@ struct StepFailure {
     step: Step,
     detail: String,
     schema_created: bool,
+    /// Worth trying again (a lost connection, a lock timeout, a deadlock, a time-out).
+    transient: bool,
 }
 
 /// Registers a validated tenant and, as asked, provisions and migrates its schema.
@@ -107,8 +112,14 @@ pub async fn create(
         api_key_created_at: Set(Some(now)),
         ..Default::default()
     };
+    let progress = &options.progress;
+    progress.report(Step::Register, StepStatus::Started, None);
     let tenant = match tenants::Entity::insert(row).exec_with_returning(db).await {
-        Ok(tenant) => tenant,
+        Ok(tenant) => {
+            progress.report(Step::Register, StepStatus::Succeeded, None);
+            progress.report(Step::ApiKey, StepStatus::Succeeded, None);
+            tenant
+        }
         Err(err) => {
             let err = match AppError::from(err) {
                 AppError::Conflict { field, .. } => AppError::Conflict {
@@ -120,6 +131,7 @@ pub async fn create(
                 },
                 other => other,
             };
+            progress.report(Step::Register, StepStatus::Failed, Some(&err.to_string()));
             audit_failure(state, actor, "tenant.create", None, &err).await;
             return Err(err);
         }
@@ -145,13 +157,11 @@ pub async fn create(
 
     let task_state = state.clone();
     let task_tenant = tenant.clone();
+    let task_options = options.clone();
     let provisioned = tokio::spawn(async move {
-        let timeout = task_state.config.operation_timeout;
-        match tokio::time::timeout(
-            timeout,
-            provision(&task_state, &task_tenant, options.run_migrations),
-        )
-        .await
+        let timeout = task_options.timeout;
+        match tokio::time::timeout(timeout, provision(&task_state, &task_tenant, &task_options))
+            .await
         {
             Ok(result) => result,
             Err(_) => Err(StepFailure {
@@ -159,6 +169,7 @@ pub async fn create(
                 detail: format!("provisioning took longer than {} s", timeout.as_secs()),
                 // Unknown how far it got: the rollback drops the schema if it is there.
                 schema_created: true,
+                transient: true,
             }),
         }
     })
@@ -189,9 +200,21 @@ pub async fn create(
             })
         }
         Err(failure) => {
+            progress.report(failure.step, StepStatus::Failed, Some(&failure.detail));
+            progress.report(Step::Rollback, StepStatus::Started, None);
             let rolled_back = undo_provisioning(state, &tenant, &failure).await;
+            progress.report(
+                Step::Rollback,
+                if rolled_back {
+                    StepStatus::Succeeded
+                } else {
+                    StepStatus::Failed
+                },
+                None,
+            );
             let err = AppError::Failed {
                 step: failure.step.name(),
+                transient: failure.transient,
                 message: format!(
                     "provisioning failed at {}: {}; {}",
                     failure.step.name(),
@@ -213,39 +236,50 @@ pub async fn create(
 async fn provision(
     state: &SharedState,
     tenant: &tenants::Model,
-    run_migrations: bool,
+    options: &ProvisionOptions,
 ) -> Result<(tenants::Model, SchemaMigrations), StepFailure> {
     let db = &state.db;
     let schema = schema_of(tenant);
+    let progress = &options.progress;
     let fail = |step: Step, schema_created: bool| {
-        move |err: &dyn std::fmt::Display| StepFailure {
-            step,
-            detail: err.to_string(),
-            schema_created,
+        move |err: AppError| {
+            tracing::warn!(tenant = %tenant.id, step = step.name(), error = ?err, "provisioning step failed");
+            StepFailure {
+                step,
+                transient: err.is_transient(),
+                // The outermost description only: it says what failed without SQL detail.
+                detail: match &err {
+                    AppError::Internal(source) => source.to_string(),
+                    other => other.to_string(),
+                },
+                schema_created,
+            }
         }
     };
+    progress.report(Step::CreateSchema, StepStatus::Started, None);
     db.execute_unprepared(&format!("CREATE SCHEMA {}", schema.quoted()))
         .await
-        .map_err(|e| fail(Step::CreateSchema, false)(&e))?;
+        .map_err(|e| fail(Step::CreateSchema, false)(e.into()))?;
     let tenant = update_registry(state, tenant.id, |row| {
         row.schema_provisioned = Set(true);
+        if !options.run_migrations {
+            row.status = Set(TenantStatus::Pending.as_db().to_owned());
+        }
     })
     .await
-    .map_err(|e| fail(Step::Register, true)(&e))?;
-    if !run_migrations {
-        let tenant = update_registry(state, tenant.id, |row| {
-            row.status = Set(TenantStatus::Pending.as_db().to_owned());
-        })
-        .await
-        .map_err(|e| fail(Step::Register, true)(&e))?;
+    .map_err(fail(Step::CreateSchema, true))?;
+    progress.report(Step::CreateSchema, StepStatus::Succeeded, None);
+    if !options.run_migrations {
         return Ok((tenant, SchemaMigrations::pending_all()));
     }
+    progress.report(Step::Migrate, StepStatus::Started, None);
     let migrations = migrator::migrate_to(db, &schema, &Target::Head)
         .await
-        .map_err(|e| fail(Step::Migrate, true)(&e))?;
-    let tenant = finish_when_at_head(state, &tenant, &migrations)
+        .map_err(|e| fail(Step::Migrate, true)(e.into()))?;
+    progress.report(Step::Migrate, StepStatus::Succeeded, None);
+    let tenant = finish_when_at_head(state, &tenant, &migrations, progress)
         .await
-        .map_err(|(step, e)| fail(step, true)(&e))?;
+        .map_err(|(step, e)| fail(step, true)(e))?;
     Ok((tenant, migrations))
 }
 
@@ -255,6 +289,7 @@ async fn finish_when_at_head(
     state: &SharedState,
     tenant: &tenants::Model,
     migrations: &SchemaMigrations,
+    progress: &Progress,
 ) -> Result<tenants::Model, (Step, AppError)> {
     let db = &state.db;
     let revision = migrations.current_revision().map(str::to_owned);
@@ -273,6 +308,7 @@ async fn finish_when_at_head(
         return Ok(tenant);
     }
     let schema = schema_of(&tenant);
+    progress.report(Step::Seed, StepStatus::Started, None);
     let admin: Option<PendingAdmin> = tenant
         .pending_admin
         .clone()
@@ -297,13 +333,15 @@ async fn finish_when_at_head(
             )),
         ));
     }
-    update_registry(state, tenant.id, |row| {
+    let activated = update_registry(state, tenant.id, |row| {
         row.status = Set(TenantStatus::Active.as_db().to_owned());
         row.pending_admin = Set(None);
         row.failure_reason = Set(None);
     })
     .await
-    .map_err(|e| (Step::Register, e))
+    .map_err(|e| (Step::Verify, e))?;
+    progress.report(Step::Verify, StepStatus::Succeeded, None);
+    Ok(activated)
 }
 
 /// Undoes a failed provisioning: with rollback enabled the schema it made and the registry row go;
@@ -435,7 +473,7 @@ pub async fn run_migrations(
             Ok(reached) => reached.clone(),
             Err(failure) => failure.reached.clone(),
         };
-        let recorded = finish_when_at_head(&task_state, &tenant, &reached).await;
+        let recorded = finish_when_at_head(&task_state, &tenant, &reached, &Progress::none()).await;
         (migrated, recorded)
     })
     .await
@@ -463,6 +501,7 @@ pub async fn run_migrations(
             tracing::warn!(tenant = %tenant_id, migration = %failed_migration, error = %source, "tenant migration failed");
             let err = AppError::Failed {
                 step: Step::Migrate.name(),
+                transient: crate::error::is_transient_db_error(&source),
                 message: format!(
                     "migration {failed_migration} failed; the schema stays at revision {}",
                     reached.current_revision().unwrap_or("base")
@@ -475,6 +514,7 @@ pub async fn run_migrations(
             audit_failure(state, actor, "tenant.migrate", Some(tenant_id), &err).await;
             Err(AppError::Failed {
                 step: step.name(),
+                transient: err.is_transient(),
                 message: format!("the schema was migrated but {} failed", step.name()),
             })
         }

@@ -245,3 +245,17 @@ fn split_by_status(migrations: &[migration::sea_orm_migration::Migration]) -> Sc
         pending: pending.iter().map(|m| m.name().to_owned()).collect(),
     }
 }
+
+impl From<MigrationFailure> for AppError {
+    fn from(failure: MigrationFailure) -> Self {
+        let revision = failure
+            .reached
+            .current_revision()
+            .unwrap_or("base")
+            .to_owned();
+        AppError::Internal(anyhow::Error::new(failure.source).context(format!(
+            "migration {} failed; the schema stays at revision {revision}",
+            failure.failed_migration
+        )))
+    }
+}

@@ -74,3 +74,43 @@ impl Step {
         }
     }
 }
+
+/// How a step went, as progress events report it.
+#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+pub enum StepStatus {
+    Started,
+    Succeeded,
+    Failed,
+    Retrying,
+}
+
+impl StepStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepStatus::Started => "STARTED",
+            StepStatus::Succeeded => "SUCCEEDED",
+            StepStatus::Failed => "FAILED",
+            StepStatus::Retrying => "RETRYING",
+        }
+    }
+}
+
+/// Where the steps of one tenant's provisioning are reported; nowhere by default.
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<dyn Fn(Step, StepStatus, Option<&str>) + Send + Sync>>);
+
+impl Progress {
+    pub fn none() -> Self {
+        Progress(None)
+    }
+
+    pub fn new(report: impl Fn(Step, StepStatus, Option<&str>) + Send + Sync + 'static) -> Self {
+        Progress(Some(std::sync::Arc::new(report)))
+    }
+
+    pub fn report(&self, step: Step, status: StepStatus, message: Option<&str>) {
+        if let Some(report) = &self.0 {
+            report(step, status, message);
+        }
+    }
+}

@@ -205,10 +205,7 @@ async fn forged_expired_or_mismatched_tenant_tokens_are_unauthenticated() {
 
     let other_key = "another-secret-another-secret-another-secret-xx";
     let now = chrono::Utc::now().timestamp();
-    let b64 = |value: &Value| {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
-    };
+    let b64 = |value: &Value| crate::tokens::base64url(value.to_string().as_bytes());
     let payload = serde_json::to_value(&claims).unwrap();
     let alg_none = format!(
         "{}.{}.",

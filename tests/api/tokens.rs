@@ -33,19 +33,9 @@ fn platform_claims(operator: Uuid) -> Claims {
 }
 
 /// Unpadded base64url, as JWTs use.
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-        }
-    }
-    out
+pub fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The three dot-separated parts of a JWT.
@@ -85,16 +75,6 @@ fn assert_unauthenticated(response: &Gql, what: &str) {
         "{what} must not yield data: {}",
         response.0
     );
-}
-
-#[test]
-fn the_test_base64url_encoder_matches_the_known_none_header() {
-    assert_eq!(
-        base64url(br#"{"alg":"none","typ":"JWT"}"#),
-        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"
-    );
-    assert_eq!(base64url(b"ab"), "YWI");
-    assert_eq!(base64url(b"a"), "YQ");
 }
 
 #[tokio::test]

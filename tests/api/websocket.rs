@@ -89,8 +89,6 @@ async fn connection_init_with_a_bad_token_gets_no_ack_and_the_socket_is_closed()
 }
 
 #[tokio::test]
-#[ignore = "src bug: a refused connection_init closes with 1002 (async-graphql's default), not \
-            4403 Forbidden as graphql-transport-ws specifies (src/http/ws.rs on_connection_init)"]
 async fn connection_init_with_a_bad_token_closes_the_socket_with_4403() {
     let app = TestApp::spawn().await;
     let mut socket = app.websocket().await;

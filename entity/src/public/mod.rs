@@ -5,4 +5,7 @@ pub mod prelude;
 
 pub mod audit_events;
 pub mod platform_users;
+pub mod provisioning_batches;
+pub mod provisioning_events;
+pub mod provisioning_jobs;
 pub mod tenants;

@@ -3,11 +3,13 @@ use sea_orm_migration::prelude::*;
 mod m20260101_000001_create_tenants;
 mod m20260101_000002_create_platform_users;
 mod m20260101_000003_create_audit_events;
+mod m20260101_000004_create_provisioning_batches;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
         Box::new(m20260101_000001_create_tenants::Migration),
         Box::new(m20260101_000002_create_platform_users::Migration),
         Box::new(m20260101_000003_create_audit_events::Migration),
+        Box::new(m20260101_000004_create_provisioning_batches::Migration),
     ]
 }

@@ -4,6 +4,7 @@ use crate::{
     audit::Actor,
     graphql::{ContextExt, all_errors, parse_id},
     tenancy::{
+        Progress,
         lifecycle::{self, ProvisionOptions},
         migrator::Target,
         validation::{TenantDraft, validate_new_tenant},
@@ -33,6 +34,8 @@ impl TenantMutation {
         let options = ProvisionOptions {
             provision_schema: input.provision_schema,
             run_migrations: input.provision_schema && input.run_migrations,
+            timeout: state.config.operation_timeout,
+            progress: Progress::none(),
         };
         let draft = TenantDraft::from(input);
         let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)

@@ -1,0 +1,51 @@
+use sea_orm::entity::prelude::*;
+
+/// One tenant of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(schema_name = "public", table_name = "provisioning_jobs")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub batch_id: Uuid,
+    pub position: i32,
+    #[sea_orm(column_type = "Text")]
+    pub tenant_name: String,
+    #[sea_orm(column_type = "Text")]
+    pub domain: String,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub schema_name: Option<String>,
+    pub tenant_id: Option<Uuid>,
+    /// PENDING | RUNNING | SUCCEEDED | FAILED | ROLLED_BACK
+    #[sea_orm(column_type = "Text")]
+    pub status: String,
+    /// The step last started.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub step: Option<String>,
+    pub attempts: i32,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error_code: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error_message: Option<String>,
+    pub started_at: Option<DateTimeWithTimeZone>,
+    pub finished_at: Option<DateTimeWithTimeZone>,
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::provisioning_batches::Entity",
+        from = "Column::BatchId",
+        to = "super::provisioning_batches::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Batch,
+}
+
+impl Related<super::provisioning_batches::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Batch.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}
