@@ -37,7 +37,7 @@ impl ActivityTracker {
             let written = tenants::Entity::update_many()
                 .col_expr(
                     tenants::Column::LastActivityAt,
-                    Expr::current_timestamp().into(),
+                    Expr::current_timestamp(),
                 )
                 .filter(tenants::Column::Id.eq(tenant_id))
                 .exec(&db)

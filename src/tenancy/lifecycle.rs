@@ -324,7 +324,7 @@ async fn finish_when_at_head(
     .map_err(|e| (Step::Seed, e.into()))?;
     let missing = missing_tables(db, &schema)
         .await
-        .map_err(|e| (Step::Verify, e.into()))?;
+        .map_err(|e| (Step::Verify, e))?;
     if !missing.is_empty() {
         return Err((
             Step::Verify,

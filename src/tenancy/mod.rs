@@ -95,9 +95,11 @@ impl StepStatus {
     }
 }
 
+type ReportStep = dyn Fn(Step, StepStatus, Option<&str>) + Send + Sync;
+
 /// Where the steps of one tenant's provisioning are reported; nowhere by default.
 #[derive(Clone, Default)]
-pub struct Progress(Option<std::sync::Arc<dyn Fn(Step, StepStatus, Option<&str>) + Send + Sync>>);
+pub struct Progress(Option<std::sync::Arc<ReportStep>>);
 
 impl Progress {
     pub fn none() -> Self {
