@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{jwt::JwtKeys, operators, password::PasswordHasherPool},
+    batch::{self, events::EventHub},
     config::Config,
     db::{self, embedded::EmbeddedPostgres, migrate},
     graphql,
@@ -33,6 +34,13 @@ impl Application {
         let connected = db::connect(&config).await?;
         let state = prepare_state(config, connected.db).await?;
         bootstrap_operator(&state).await?;
+        let recovered = batch::recovery::recover_unfinished(&state).await?;
+        if recovered > 0 {
+            tracing::warn!(
+                recovered,
+                "finished batches left unfinished by a stopped server"
+            );
+        }
         let listener = TcpListener::bind(state.config.bind_addr)
             .await
             .with_context(|| format!("could not listen on {}", state.config.bind_addr))?;
@@ -109,12 +117,13 @@ pub async fn prepare_state(
     Ok(Arc::new(AppState {
         jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
         config,
-        db,
         passwords: PasswordHasherPool::default(),
         metrics,
         directory: Default::default(),
         login_throttle: Default::default(),
         activity: Default::default(),
+        events: EventHub::new(db.clone()),
+        db,
     }))
 }
 

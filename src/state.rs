@@ -6,6 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasherPool, throttle::LoginThrottle},
+    batch::events::EventHub,
     config::Config,
     http::metrics::Metrics,
     tenancy::{activity::ActivityTracker, directory::TenantDirectory},
@@ -23,6 +24,8 @@ pub struct AppState {
     pub directory: TenantDirectory,
     pub login_throttle: LoginThrottle,
     pub activity: ActivityTracker,
+    /// Progress events of batches, for subscribers.
+    pub events: EventHub,
 }
 
 pub type SharedState = Arc<AppState>;

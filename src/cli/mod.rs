@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
+mod batch_cli;
 mod tenant_cli;
 
 use crate::{
@@ -76,6 +77,15 @@ pub enum MigrateTarget {
 pub enum TenantsAction {
     /// List live tenants with their status and revision.
     List,
+    /// Provision every tenant of a batch file (a JSON list of tenants with tenant_name,
+    /// domain, email, schema_name, description, settings), with a progress bar.
+    Provision {
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Contact email for tenants of the file that have none.
+        #[arg(long)]
+        contact_email: Option<String>,
+    },
     /// Report what disagrees between the registry and the database: schemas no tenant owns,
     /// tenants whose schema is missing, tenants stuck mid-provisioning.
     Reconcile,
@@ -183,7 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             with_state(config, |state| async move {
-                tenant_cli::migrate_all(&state, to.as_deref()).await
+                batch_cli::migrate_all(&state, tenant_cli::parse_target(to.as_deref())?).await
             })
             .await
         }
@@ -191,6 +201,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             with_state(config, |state| async move {
                 match action {
                     TenantsAction::List => tenant_cli::list(&state).await,
+                    TenantsAction::Provision {
+                        file,
+                        contact_email,
+                    } => batch_cli::provision_file(&state, &file, contact_email.as_deref()).await,
                     TenantsAction::Reconcile => tenant_cli::reconcile(&state).await,
                 }
             })

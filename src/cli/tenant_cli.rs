@@ -1,10 +1,7 @@
 //! `migrate tenant`, `migrate tenants` and `tenants …`: the tenant services at a terminal.
 
-use std::time::Duration;
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use entity::public::tenants;
-use indicatif::{ProgressBar, ProgressStyle};
 use migration::tenant_migration_names;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
@@ -12,7 +9,7 @@ use crate::{
     audit::Actor,
     state::SharedState,
     tenancy::{
-        fleet, lifecycle,
+        lifecycle,
         migrator::{self, Target},
         naming::SchemaName,
     },
@@ -67,68 +64,6 @@ pub async fn migrate_one(
         "{schema} is at {}",
         reached.current_revision().unwrap_or("base")
     );
-    Ok(())
-}
-
-pub async fn migrate_all(state: &SharedState, to: Option<&str>) -> anyhow::Result<()> {
-    let target = parse_target(to)?;
-    let behind = fleet::tenants_behind(state, &target)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if behind.is_empty() {
-        println!("every tenant is at the target revision");
-        return Ok(());
-    }
-    let bar = ProgressBar::new(behind.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} tenants {msg} ({elapsed})")
-            .expect("valid progress template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    let results = fleet::migrate_fleet(
-        state,
-        &Actor::system(),
-        behind,
-        &target,
-        state.config.max_concurrent_operations as usize,
-        |result| {
-            bar.set_message(result.tenant.domain.clone());
-            bar.inc(1);
-        },
-    )
-    .await;
-    bar.finish_and_clear();
-
-    println!(
-        "{:<40} {:<10} {:>8}  revision / error",
-        "tenant", "result", "ms"
-    );
-    let mut failed = 0;
-    for result in &results {
-        let (outcome, detail) = match &result.outcome {
-            Ok(reached) => (
-                "ok",
-                reached.current_revision().unwrap_or("base").to_owned(),
-            ),
-            Err(err) => {
-                failed += 1;
-                ("FAILED", err.to_string())
-            }
-        };
-        println!(
-            "{:<40} {:<10} {:>8}  {detail}",
-            result.tenant.domain,
-            outcome,
-            result.duration.as_millis()
-        );
-    }
-    println!(
-        "{} migrated, {failed} failed, of {}",
-        results.len() - failed,
-        results.len()
-    );
-    if failed > 0 {
-        bail!("{failed} tenant(s) failed to migrate");
-    }
     Ok(())
 }
 
@@ -191,7 +126,7 @@ pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_target(to: Option<&str>) -> anyhow::Result<Target> {
+pub fn parse_target(to: Option<&str>) -> anyhow::Result<Target> {
     Target::parse("--to", to.unwrap_or("head")).map_err(|_| {
         anyhow::anyhow!(
             "unknown revision {:?}: expected head, base or one of {}",

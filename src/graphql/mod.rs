@@ -2,10 +2,11 @@
 //! keep hostile documents cheap to refuse.
 
 pub mod auth;
+pub mod batch;
 mod error_codes;
 pub mod tenants;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
 use crate::{
     auth::{Principal, RequestContext},
@@ -15,13 +16,21 @@ use crate::{
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(auth::AuthQuery, tenants::TenantQuery);
+pub struct QueryRoot(auth::AuthQuery, tenants::TenantQuery, batch::BatchQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(auth::AuthMutation, tenants::TenantMutation);
+pub struct MutationRoot(
+    auth::AuthMutation,
+    tenants::TenantMutation,
+    batch::BatchMutation,
+);
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(batch::BatchSubscription);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Deepest selection accepted; the contract's documents need about six levels.
 pub const MAX_DEPTH: usize = 12;
@@ -32,11 +41,11 @@ pub const MAX_BATCH_OPERATIONS: usize = 10;
 /// Largest page any connection hands out, whatever `first`/`last` ask for.
 pub const MAX_PAGE_SIZE: i32 = 100;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)

@@ -35,10 +35,7 @@ impl ActivityTracker {
         let db = db.clone();
         tokio::spawn(async move {
             let written = tenants::Entity::update_many()
-                .col_expr(
-                    tenants::Column::LastActivityAt,
-                    Expr::current_timestamp(),
-                )
+                .col_expr(tenants::Column::LastActivityAt, Expr::current_timestamp())
                 .filter(tenants::Column::Id.eq(tenant_id))
                 .exec(&db)
                 .await;

@@ -36,6 +36,9 @@ pub struct ProvisionOptions {
     /// Limit for making the schema; past it everything made is rolled back.
     pub timeout: std::time::Duration,
     pub progress: Progress,
+    /// The new tenant's id, when the caller must know it before the tenant exists (a batch
+    /// records it first, so that a crash can be cleaned up after).
+    pub tenant_id: Option<Uuid>,
 }
 
 /// A registered tenant and what was done for it.
@@ -86,7 +89,7 @@ pub async fn create(
     let key = api_keys::generate(&state.config.api_key_prefix);
     let now = Utc::now().fixed_offset();
     let row = tenants::ActiveModel {
-        id: Set(Uuid::new_v4()),
+        id: Set(options.tenant_id.unwrap_or_else(Uuid::new_v4)),
         tenant_name: Set(valid.tenant_name),
         domain: Set(valid.domain),
         schema_name: Set(valid.schema.as_str().to_owned()),

@@ -12,7 +12,8 @@ pub mod seed;
 pub mod validation;
 
 /// Where a tenant is in its life cycle (the registry's `status`).
-#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum TenantStatus {
     Pending,
     Provisioning,
@@ -22,31 +23,18 @@ pub enum TenantStatus {
 }
 
 impl TenantStatus {
-    pub const ALL: [TenantStatus; 5] = [
-        TenantStatus::Pending,
-        TenantStatus::Provisioning,
-        TenantStatus::Active,
-        TenantStatus::Failed,
-        TenantStatus::Inactive,
-    ];
-
     pub fn as_db(self) -> &'static str {
-        match self {
-            TenantStatus::Pending => "PENDING",
-            TenantStatus::Provisioning => "PROVISIONING",
-            TenantStatus::Active => "ACTIVE",
-            TenantStatus::Failed => "FAILED",
-            TenantStatus::Inactive => "INACTIVE",
-        }
+        self.into()
     }
 
     pub fn from_db(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_db() == value)
+        value.parse().ok()
     }
 }
 
 /// The steps of provisioning a tenant, as reported in errors and progress events.
-#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Step {
     Validate,
     CreateSchema,
@@ -61,22 +49,13 @@ pub enum Step {
 
 impl Step {
     pub fn name(self) -> &'static str {
-        match self {
-            Step::Validate => "VALIDATE",
-            Step::CreateSchema => "CREATE_SCHEMA",
-            Step::Migrate => "MIGRATE",
-            Step::Seed => "SEED",
-            Step::Register => "REGISTER",
-            Step::ApiKey => "API_KEY",
-            Step::Verify => "VERIFY",
-            Step::Rollback => "ROLLBACK",
-            Step::Done => "DONE",
-        }
+        self.into()
     }
 }
 
 /// How a step went, as progress events report it.
-#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum StepStatus {
     Started,
     Succeeded,
@@ -86,12 +65,7 @@ pub enum StepStatus {
 
 impl StepStatus {
     pub fn name(self) -> &'static str {
-        match self {
-            StepStatus::Started => "STARTED",
-            StepStatus::Succeeded => "SUCCEEDED",
-            StepStatus::Failed => "FAILED",
-            StepStatus::Retrying => "RETRYING",
-        }
+        self.into()
     }
 }
 

@@ -63,7 +63,7 @@ async fn the_cli_migrates_one_tenant_down_and_the_fleet_back_up() {
     assert_eq!(history.lines().count(), names.len() - 2, "{history}");
 
     let fleet = stdout(&tenantgraph(&app, &["migrate", "tenants", "up"]));
-    assert!(fleet.contains("1 migrated, 0 failed, of 1"), "{fleet}");
+    assert!(fleet.contains("1 succeeded, 0 failed, of 1"), "{fleet}");
     let again = stdout(&tenantgraph(&app, &["migrate", "tenants", "up"]));
     assert!(
         again.contains("every tenant is at the target revision"),
@@ -169,4 +169,58 @@ fn schema_export_prints_the_committed_sdl() {
         String::from_utf8_lossy(&output.stdout),
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap()
     );
+}
+
+#[tokio::test]
+async fn the_cli_provisions_a_batch_file_and_fails_when_a_tenant_fails() {
+    let app = TestApp::spawn().await;
+    let dir = std::env::temp_dir().join(format!("tg-batch-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.json");
+    std::fs::write(
+        &good,
+        serde_json::json!([
+            { "tenant_name": "First Church", "domain": "first.church", "description": "seed format",
+              "settings": { "features": ["basic"], "limits": { "users": 10, "storageGb": 2 } } },
+            { "tenant_name": "Second Club", "domain": "second-club", "schema_name": "club_second" }
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let output = stdout(&tenantgraph(
+        &app,
+        &[
+            "tenants",
+            "provision",
+            "--file",
+            good.to_str().unwrap(),
+            "--contact-email",
+            "ops@example.org",
+        ],
+    ));
+    assert!(output.contains("2 succeeded, 0 failed, of 2"), "{output}");
+    assert!(
+        output.contains("tk_"),
+        "the new API keys are shown: {output}"
+    );
+    assert!(output.contains("club_second"), "{output}");
+
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        serde_json::json!({ "tenants": [
+            { "tenant_name": "Third", "domain": "third.church", "email": "a@third.church" },
+            { "tenant_name": "Bad", "domain": "bad domain", "email": "a@b.co" }
+        ] })
+        .to_string(),
+    )
+    .unwrap();
+    let failed = tenantgraph(
+        &app,
+        &["tenants", "provision", "--file", bad.to_str().unwrap()],
+    );
+    assert!(!failed.status.success());
+    let text = String::from_utf8_lossy(&failed.stdout);
+    assert!(text.contains("1 succeeded, 1 failed, of 2"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

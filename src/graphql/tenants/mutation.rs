@@ -36,6 +36,7 @@ impl TenantMutation {
             run_migrations: input.provision_schema && input.run_migrations,
             timeout: state.config.operation_timeout,
             progress: Progress::none(),
+            tenant_id: None,
         };
         let draft = TenantDraft::from(input);
         let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)

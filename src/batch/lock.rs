@@ -1,0 +1,56 @@
+//! The lock that says "a live server runs this batch": a session advisory lock held on a
+//! connection of its own, which PostgreSQL releases the moment that server's process dies.
+
+use sea_orm::{
+    DatabaseConnection,
+    sqlx::{self, Connection, PgConnection},
+};
+use uuid::Uuid;
+
+pub struct BatchLock {
+    connection: PgConnection,
+    key: String,
+}
+
+fn key_of(batch_id: Uuid) -> String {
+    format!("tenantgraph.batch.{batch_id}")
+}
+
+impl BatchLock {
+    /// Takes the batch's lock, waiting if another holder has it.
+    pub async fn acquire(db: &DatabaseConnection, batch_id: Uuid) -> Result<Self, sqlx::Error> {
+        let mut lock = Self::connect(db, batch_id).await?;
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(&lock.key)
+            .execute(&mut lock.connection)
+            .await?;
+        Ok(lock)
+    }
+
+    /// Takes the batch's lock only if nobody holds it: `None` means a live server runs it.
+    pub async fn try_acquire(
+        db: &DatabaseConnection,
+        batch_id: Uuid,
+    ) -> Result<Option<Self>, sqlx::Error> {
+        let mut lock = Self::connect(db, batch_id).await?;
+        let (taken,): (bool,) =
+            sqlx::query_as("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                .bind(&lock.key)
+                .fetch_one(&mut lock.connection)
+                .await?;
+        Ok(taken.then_some(lock))
+    }
+
+    /// Releases the lock; dropping the lock without this also releases it, with the connection.
+    pub async fn release(self) {
+        let _ = self.connection.close().await;
+    }
+
+    async fn connect(db: &DatabaseConnection, batch_id: Uuid) -> Result<Self, sqlx::Error> {
+        let options = db.get_postgres_connection_pool().connect_options();
+        Ok(BatchLock {
+            connection: PgConnection::connect_with(&options).await?,
+            key: key_of(batch_id),
+        })
+    }
+}

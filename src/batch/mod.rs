@@ -1,0 +1,335 @@
+//! Batches: provisioning tenants by the hundred and migrating the fleet, on one durable job
+//! machinery. A batch and one job per tenant are written before any work starts; each job
+//! records how it ends; progress events stream to subscribers; a server that dies mid-batch
+//! leaves nothing half made, because the next start finishes the batch truthfully
+//! ([`recovery`]).
+
+pub mod events;
+mod lock;
+pub mod recovery;
+mod runner;
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use entity::public::{provisioning_batches, provisioning_jobs, tenants};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    audit::Actor,
+    error::{AppError, AppResult},
+    state::SharedState,
+    tenancy::{
+        fleet, lifecycle::find_live, migrator::Target, naming::SchemaName, validation::TenantDraft,
+    },
+};
+
+#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum BatchKind {
+    Provision,
+    Migrate,
+}
+
+#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum BatchStatus {
+    Pending,
+    Running,
+    Succeeded,
+    PartiallyFailed,
+    Failed,
+    RolledBack,
+}
+
+#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+impl JobStatus {
+    pub fn is_finished(self) -> bool {
+        !matches!(self, JobStatus::Pending | JobStatus::Running)
+    }
+}
+
+/// How a batch runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchOptions {
+    /// Tenants worked on at once; capped by `MAX_CONCURRENT_OPERATIONS` and the pool.
+    pub max_concurrency: u32,
+    /// All or nothing: when any tenant fails, every tenant the batch made is undone.
+    pub atomic: bool,
+    /// Further attempts after a transient failure (never after bad input or a conflict).
+    pub retry_attempts: u32,
+    /// Limit per tenant.
+    pub timeout_seconds: u32,
+    /// Answer with the finished batch instead of at once.
+    pub wait: bool,
+}
+
+/// A batch as stored, and, for a batch that was waited for, the new tenants' API keys by job.
+pub struct BatchReport {
+    pub batch: provisioning_batches::Model,
+    pub jobs: Vec<provisioning_jobs::Model>,
+    pub api_keys: HashMap<Uuid, String>,
+    /// For a batch that was not waited for: its run, which yields the API keys when it ends.
+    pub running: Option<tokio::task::JoinHandle<HashMap<Uuid, String>>>,
+}
+
+/// Starts provisioning `drafts`. Only whole-batch faults (size) are errors; a tenant's bad
+/// input or clash fails that tenant alone.
+pub async fn provision_tenants(
+    state: &SharedState,
+    actor: &Actor,
+    drafts: Vec<TenantDraft>,
+    options: BatchOptions,
+) -> AppResult<BatchReport> {
+    check_batch_size(state, drafts.len())?;
+    let options = effective(state, options)?;
+    let prefix = &state.config.tenant_schema_prefix;
+    let jobs: Vec<provisioning_jobs::ActiveModel> = drafts
+        .iter()
+        .enumerate()
+        .map(|(position, draft)| {
+            let schema = match &draft.schema_name {
+                Some(name) => SchemaName::parse(name).ok(),
+                None => SchemaName::from_domain(prefix, &draft.domain).ok(),
+            };
+            new_job(
+                position,
+                &draft.tenant_name,
+                &draft.domain,
+                schema.map(|s| s.as_str().to_owned()),
+                None,
+            )
+        })
+        .collect();
+    let (batch, jobs) =
+        record_batch(state, actor, BatchKind::Provision, None, &options, jobs).await?;
+    let work = jobs.into_iter().zip(drafts).collect();
+    let runner = runner::Runner::new(state.clone(), actor.clone(), &batch, options.clone());
+    finish_or_detach(state, batch.id, options.wait, runner.provision(work)).await
+}
+
+/// Starts migrating tenants to `target`: the given ones, or every tenant behind it.
+pub async fn migrate_tenants(
+    state: &SharedState,
+    actor: &Actor,
+    target: Target,
+    tenant_ids: Option<Vec<Uuid>>,
+    options: BatchOptions,
+) -> AppResult<BatchReport> {
+    let tenants: Vec<tenants::Model> = match tenant_ids {
+        Some(ids) => {
+            check_batch_size(state, ids.len())?;
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                found.push(find_live(&state.db, id).await?);
+            }
+            found
+        }
+        None => fleet::tenants_behind(state, &target).await?,
+    };
+    let options = effective(state, options)?;
+    let jobs = tenants
+        .iter()
+        .enumerate()
+        .map(|(position, tenant)| {
+            new_job(
+                position,
+                &tenant.tenant_name,
+                &tenant.domain,
+                Some(tenant.schema_name.clone()),
+                Some(tenant.id),
+            )
+        })
+        .collect();
+    let revision = match &target {
+        Target::Head => "head".to_owned(),
+        Target::Base => "base".to_owned(),
+        Target::Revision(name) => name.clone(),
+    };
+    let (batch, jobs) = record_batch(
+        state,
+        actor,
+        BatchKind::Migrate,
+        Some(revision),
+        &options,
+        jobs,
+    )
+    .await?;
+    let work = jobs.into_iter().zip(tenants).collect();
+    let runner = runner::Runner::new(state.clone(), actor.clone(), &batch, options.clone());
+    finish_or_detach(state, batch.id, options.wait, runner.migrate(work, target)).await
+}
+
+/// A stored batch and its jobs in order.
+pub async fn load(state: &SharedState, batch_id: Uuid) -> AppResult<Option<BatchReport>> {
+    let Some(batch) = provisioning_batches::Entity::find_by_id(batch_id)
+        .one(&state.db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let jobs = provisioning_jobs::Entity::find()
+        .filter(provisioning_jobs::Column::BatchId.eq(batch_id))
+        .order_by_asc(provisioning_jobs::Column::Position)
+        .all(&state.db)
+        .await?;
+    Ok(Some(BatchReport {
+        batch,
+        jobs,
+        api_keys: HashMap::new(),
+        running: None,
+    }))
+}
+
+fn check_batch_size(state: &SharedState, size: usize) -> AppResult<()> {
+    let limit = state.config.max_tenants_per_batch as usize;
+    if size == 0 || size > limit {
+        return Err(AppError::bad_input(
+            "tenants",
+            format!(
+                "a batch holds 1 to {limit} tenants (MAX_TENANTS_PER_BATCH); this one has {size}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the options and caps concurrency by configuration and by the pool, which must keep
+/// connections for requests.
+fn effective(state: &SharedState, mut options: BatchOptions) -> AppResult<BatchOptions> {
+    if options.max_concurrency == 0 {
+        return Err(AppError::bad_input(
+            "options.maxConcurrency",
+            "must be at least 1",
+        ));
+    }
+    if options.retry_attempts > 10 {
+        return Err(AppError::bad_input("options.retryAttempts", "at most 10"));
+    }
+    if !(1..=3600).contains(&options.timeout_seconds) {
+        return Err(AppError::bad_input(
+            "options.timeoutSeconds",
+            "1 to 3600 seconds",
+        ));
+    }
+    let pool_share = state
+        .config
+        .database_max_connections
+        .saturating_sub(2)
+        .max(1);
+    options.max_concurrency = options
+        .max_concurrency
+        .min(state.config.max_concurrent_operations)
+        .min(pool_share);
+    Ok(options)
+}
+
+fn new_job(
+    position: usize,
+    tenant_name: &str,
+    domain: &str,
+    schema_name: Option<String>,
+    tenant_id: Option<Uuid>,
+) -> provisioning_jobs::ActiveModel {
+    // Names are shown back to operators; keep what bad input can put there bounded.
+    let bounded = |text: &str| text.chars().take(253).collect::<String>();
+    provisioning_jobs::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        position: Set(position as i32),
+        tenant_name: Set(bounded(tenant_name)),
+        domain: Set(bounded(domain)),
+        schema_name: Set(schema_name),
+        tenant_id: Set(tenant_id),
+        status: Set(<&str>::from(JobStatus::Pending).to_owned()),
+        attempts: Set(0),
+        ..Default::default()
+    }
+}
+
+/// Writes the batch and all its jobs in one transaction, before any work starts.
+async fn record_batch(
+    state: &SharedState,
+    actor: &Actor,
+    kind: BatchKind,
+    target_revision: Option<String>,
+    options: &BatchOptions,
+    jobs: Vec<provisioning_jobs::ActiveModel>,
+) -> AppResult<(provisioning_batches::Model, Vec<provisioning_jobs::Model>)> {
+    let batch_id = Uuid::new_v4();
+    let txn = state.db.begin().await?;
+    let batch = provisioning_batches::Entity::insert(provisioning_batches::ActiveModel {
+        id: Set(batch_id),
+        kind: Set(<&str>::from(kind).to_owned()),
+        status: Set(<&str>::from(BatchStatus::Pending).to_owned()),
+        options: Set(serde_json::to_value(options).expect("options serialise")),
+        target_revision: Set(target_revision),
+        total: Set(jobs.len() as i32),
+        created_by: Set(actor.id.clone()),
+        created_at: Set(Utc::now().fixed_offset()),
+        ..Default::default()
+    })
+    .exec_with_returning(&txn)
+    .await?;
+    let mut stored = Vec::with_capacity(jobs.len());
+    for mut job in jobs {
+        job.batch_id = Set(batch_id);
+        stored.push(
+            provisioning_jobs::Entity::insert(job)
+                .exec_with_returning(&txn)
+                .await?,
+        );
+    }
+    txn.commit().await?;
+    crate::audit::record(
+        &state.db,
+        actor,
+        &format!("batch.{}", <&str>::from(kind).to_lowercase()),
+        None,
+        crate::audit::Outcome::Success,
+        serde_json::json!({ "batchId": batch_id, "total": stored.len() }),
+    )
+    .await;
+    Ok((batch, stored))
+}
+
+/// Runs the batch in a task of its own; with `wait` the caller gets the finished batch,
+/// otherwise the batch as it is once started.
+async fn finish_or_detach(
+    state: &SharedState,
+    batch_id: Uuid,
+    wait: bool,
+    work: impl std::future::Future<Output = HashMap<Uuid, String>> + Send + 'static,
+) -> AppResult<BatchReport> {
+    let task = tokio::spawn(work);
+    if !wait {
+        let mut report = load(state, batch_id)
+            .await?
+            .expect("the batch was just written");
+        // The task marks it RUNNING in a moment; say so now rather than PENDING.
+        report.batch.status = <&str>::from(BatchStatus::Running).to_owned();
+        report.running = Some(task);
+        return Ok(report);
+    }
+    let api_keys = task
+        .await
+        .map_err(|e| AppError::internal(anyhow::anyhow!("batch task failed: {e}")))?;
+    let mut report = load(state, batch_id)
+        .await?
+        .expect("the batch was just written");
+    report.api_keys = api_keys;
+    Ok(report)
+}

@@ -1,0 +1,117 @@
+//! Finishing batches that a dead server left unfinished. A batch whose lock nobody holds has no
+//! live runner: each of its unfinished tenants is kept if it reached `ACTIVE` (provisioning) or
+//! left where its migration stopped, and otherwise undone, and the batch ends with the truth.
+
+use chrono::Utc;
+use entity::public::{provisioning_batches, provisioning_jobs, tenants};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::{
+    audit::Actor,
+    batch::{BatchKind, BatchStatus, JobStatus, lock::BatchLock},
+    state::SharedState,
+    tenancy::{TenantStatus, lifecycle},
+};
+
+const INTERRUPTED: &str = "interrupted: the server running the batch stopped";
+
+/// Finishes every unfinished batch that no live server runs. Returns how many it finished.
+pub async fn recover_unfinished(state: &SharedState) -> anyhow::Result<usize> {
+    let unfinished = provisioning_batches::Entity::find()
+        .filter(provisioning_batches::Column::FinishedAt.is_null())
+        .all(&state.db)
+        .await?;
+    let mut recovered = 0;
+    for batch in unfinished {
+        let Some(lock) = BatchLock::try_acquire(&state.db, batch.id).await? else {
+            continue; // a live server runs it
+        };
+        recover(state, &batch).await?;
+        lock.release().await;
+        recovered += 1;
+    }
+    Ok(recovered)
+}
+
+async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> anyhow::Result<()> {
+    let kind: BatchKind = batch.kind.parse()?;
+    let jobs = provisioning_jobs::Entity::find()
+        .filter(provisioning_jobs::Column::BatchId.eq(batch.id))
+        .all(&state.db)
+        .await?;
+    let actor = Actor::system();
+    for job in jobs.iter().filter(|job| {
+        !job.status
+            .parse::<JobStatus>()
+            .is_ok_and(JobStatus::is_finished)
+    }) {
+        let tenant = match job.tenant_id {
+            Some(id) => tenants::Entity::find_by_id(id).one(&state.db).await?,
+            None => None,
+        };
+        let (status, message) = match (kind, tenant) {
+            (BatchKind::Provision, Some(tenant))
+                if tenant.status == TenantStatus::Active.as_db() =>
+            {
+                (JobStatus::Succeeded, None)
+            }
+            (BatchKind::Provision, Some(tenant)) => {
+                // Half made: the schema (if any) and the registry row go.
+                lifecycle::delete(state, &actor, tenant.id, true)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("undoing tenant {}: {e}", tenant.id))?;
+                (
+                    JobStatus::Failed,
+                    Some(format!("{INTERRUPTED}; the tenant was rolled back")),
+                )
+            }
+            (BatchKind::Provision, None) => (JobStatus::Failed, Some(INTERRUPTED.to_owned())),
+            // Each migration step is its own transaction: the schema is at its last good
+            // revision and the registry says which.
+            (BatchKind::Migrate, _) => (
+                JobStatus::Failed,
+                Some(format!(
+                    "{INTERRUPTED}; the schema stays at its last completed migration"
+                )),
+            ),
+        };
+        provisioning_jobs::Entity::update(provisioning_jobs::ActiveModel {
+            id: sea_orm::ActiveValue::Unchanged(job.id),
+            status: Set(<&str>::from(status).to_owned()),
+            error_code: Set(message.as_ref().map(|_| "INTERNAL".to_owned())),
+            error_message: Set(message),
+            finished_at: Set(Some(Utc::now().fixed_offset())),
+            ..Default::default()
+        })
+        .exec(&state.db)
+        .await?;
+    }
+
+    let jobs = provisioning_jobs::Entity::find()
+        .filter(provisioning_jobs::Column::BatchId.eq(batch.id))
+        .all(&state.db)
+        .await?;
+    let count = |status: JobStatus| {
+        jobs.iter()
+            .filter(|job| job.status == <&str>::from(status))
+            .count() as i32
+    };
+    let (successful, failed) = (count(JobStatus::Succeeded), count(JobStatus::Failed));
+    let status = match (successful, failed) {
+        (_, 0) => BatchStatus::Succeeded,
+        (0, _) => BatchStatus::Failed,
+        _ => BatchStatus::PartiallyFailed,
+    };
+    provisioning_batches::Entity::update(provisioning_batches::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(batch.id),
+        status: Set(<&str>::from(status).to_owned()),
+        successful: Set(successful),
+        failed: Set(failed),
+        finished_at: Set(Some(Utc::now().fixed_offset())),
+        ..Default::default()
+    })
+    .exec(&state.db)
+    .await?;
+    tracing::warn!(batch = %batch.id, status = <&str>::from(status), successful, failed, "finished a batch left unfinished by a stopped server");
+    Ok(())
+}

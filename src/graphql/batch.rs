@@ -1,0 +1,454 @@
+//! Batch provisioning, fleet migrations and their live progress (platform operators only).
+
+use std::time::Duration;
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Subscription};
+use chrono::{DateTime, FixedOffset, Utc};
+use entity::public::provisioning_events;
+use futures_util::{Stream, StreamExt, stream};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::{
+    audit::Actor,
+    batch::{self, BatchOptions, BatchReport, events::ProgressEvent},
+    error::AppError,
+    graphql::{ContextExt, all_errors, parse_id, tenants::CreateTenantInput},
+    tenancy::{Step, StepStatus, migrator::Target, validation::TenantDraft},
+};
+
+#[derive(InputObject, Debug, Clone)]
+#[graphql(name = "BatchOptions")]
+pub struct BatchOptionsInput {
+    /// Tenants worked on at once; capped by MAX_CONCURRENT_OPERATIONS and the pool.
+    #[graphql(default = 5)]
+    pub max_concurrency: i32,
+    /// All or nothing: when any tenant fails, everything the batch made is undone.
+    #[graphql(default = false)]
+    pub atomic: bool,
+    /// Further attempts after a transient failure (never after bad input or a conflict).
+    #[graphql(default = 2)]
+    pub retry_attempts: i32,
+    /// Limit per tenant.
+    #[graphql(default = 60)]
+    pub timeout_seconds: i32,
+    /// Answer with the finished batch (and the new API keys) instead of at once.
+    #[graphql(default = false)]
+    pub wait: bool,
+}
+
+impl Default for BatchOptionsInput {
+    fn default() -> Self {
+        BatchOptionsInput {
+            max_concurrency: 5,
+            atomic: false,
+            retry_attempts: 2,
+            timeout_seconds: 60,
+            wait: false,
+        }
+    }
+}
+
+impl BatchOptionsInput {
+    fn into_options(self) -> Result<BatchOptions, AppError> {
+        let non_negative = |field: &str, value: i32| {
+            u32::try_from(value).map_err(|_| {
+                AppError::bad_input(format!("options.{field}"), "must not be negative")
+            })
+        };
+        Ok(BatchOptions {
+            max_concurrency: non_negative("maxConcurrency", self.max_concurrency)?,
+            atomic: self.atomic,
+            retry_attempts: non_negative("retryAttempts", self.retry_attempts)?,
+            timeout_seconds: non_negative("timeoutSeconds", self.timeout_seconds)?,
+            wait: self.wait,
+        })
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::batch::BatchKind")]
+pub enum BatchKind {
+    Provision,
+    Migrate,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::batch::BatchStatus")]
+pub enum BatchStatus {
+    Pending,
+    Running,
+    Succeeded,
+    PartiallyFailed,
+    Failed,
+    RolledBack,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::batch::JobStatus", name = "ProvisioningResultStatus")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::tenancy::Step", name = "ProvisioningStep")]
+pub enum ProvisioningStep {
+    Validate,
+    CreateSchema,
+    Migrate,
+    Seed,
+    Register,
+    ApiKey,
+    Verify,
+    Rollback,
+    Done,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::tenancy::StepStatus", name = "ProvisioningStepStatus")]
+pub enum ProvisioningStepStatus {
+    Started,
+    Succeeded,
+    Failed,
+    Retrying,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct BatchError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ProvisioningResult {
+    pub tenant_name: String,
+    pub domain: String,
+    pub schema_name: Option<String>,
+    pub status: JobStatus,
+    pub tenant_id: Option<ID>,
+    /// Only in the response of `provisionTenants(options: {wait: true})`; never stored.
+    pub api_key: Option<String>,
+    pub error: Option<BatchError>,
+    pub attempts: i32,
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct BatchSummary {
+    pub total_requested: i32,
+    pub successful: i32,
+    pub failed: i32,
+    pub processing_time_ms: Option<i64>,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ProvisioningBatch {
+    pub id: ID,
+    pub kind: BatchKind,
+    pub status: BatchStatus,
+    /// For fleet migrations: the revision asked for.
+    pub target_revision: Option<String>,
+    pub results: Vec<ProvisioningResult>,
+    pub summary: BatchSummary,
+    pub created_at: DateTime<FixedOffset>,
+    pub finished_at: Option<DateTime<FixedOffset>>,
+}
+
+impl From<BatchReport> for ProvisioningBatch {
+    fn from(report: BatchReport) -> Self {
+        let batch = report.batch;
+        let results = report
+            .jobs
+            .into_iter()
+            .map(|job| ProvisioningResult {
+                api_key: report.api_keys.get(&job.id).cloned(),
+                tenant_name: job.tenant_name,
+                domain: job.domain,
+                schema_name: job.schema_name,
+                status: job
+                    .status
+                    .parse::<batch::JobStatus>()
+                    .unwrap_or(batch::JobStatus::Failed)
+                    .into(),
+                tenant_id: job.tenant_id.map(|id| ID(id.to_string())),
+                error: job.error_message.map(|message| BatchError {
+                    code: job.error_code.unwrap_or_else(|| "INTERNAL".into()),
+                    message,
+                }),
+                attempts: job.attempts,
+                duration_ms: job.duration_ms,
+            })
+            .collect();
+        let processing_time_ms = match (batch.started_at, batch.finished_at) {
+            (Some(started), Some(finished)) => Some((finished - started).num_milliseconds()),
+            _ => None,
+        };
+        ProvisioningBatch {
+            id: ID(batch.id.to_string()),
+            kind: batch
+                .kind
+                .parse::<batch::BatchKind>()
+                .unwrap_or(batch::BatchKind::Provision)
+                .into(),
+            status: batch
+                .status
+                .parse::<batch::BatchStatus>()
+                .unwrap_or(batch::BatchStatus::Failed)
+                .into(),
+            target_revision: batch.target_revision,
+            results,
+            summary: BatchSummary {
+                total_requested: batch.total,
+                successful: batch.successful,
+                failed: batch.failed,
+                processing_time_ms,
+            },
+            created_at: batch.created_at,
+            finished_at: batch.finished_at,
+        }
+    }
+}
+
+/// One step of one tenant of a batch; with no tenant, the end of the batch.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ProvisioningEvent {
+    pub batch_id: ID,
+    /// Position in the batch's event log.
+    pub seq: i32,
+    pub tenant_name: Option<String>,
+    pub schema_name: Option<String>,
+    pub step: ProvisioningStep,
+    pub status: ProvisioningStepStatus,
+    pub message: Option<String>,
+    pub completed: i32,
+    pub total: i32,
+    pub at: DateTime<Utc>,
+}
+
+impl From<ProgressEvent> for ProvisioningEvent {
+    fn from(event: ProgressEvent) -> Self {
+        ProvisioningEvent {
+            batch_id: ID(event.batch_id.to_string()),
+            seq: event.seq,
+            tenant_name: event.tenant_name,
+            schema_name: event.schema_name,
+            step: event.step.into(),
+            status: event.status.into(),
+            message: event.message,
+            completed: event.completed,
+            total: event.total,
+            at: event.at,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct BatchQuery;
+
+#[Object]
+impl BatchQuery {
+    /// A batch with every tenant's result (never API keys).
+    async fn provisioning_batch(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<ProvisioningBatch>> {
+        ctx.request().require_platform()?;
+        let id = parse_id("id", &id)?;
+        Ok(batch::load(ctx.state(), id).await?.map(Into::into))
+    }
+}
+
+#[derive(Default)]
+pub struct BatchMutation;
+
+#[Object]
+impl BatchMutation {
+    /// Provisions many tenants: bounded parallelism, per-tenant time-outs and retries, failures
+    /// kept to their tenant (or all undone with `atomic`).
+    async fn provision_tenants(
+        &self,
+        ctx: &Context<'_>,
+        tenants: Vec<CreateTenantInput>,
+        options: Option<BatchOptionsInput>,
+    ) -> async_graphql::Result<ProvisioningBatch> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let options = options.unwrap_or_default().into_options()?;
+        let drafts = tenants.into_iter().map(TenantDraft::from).collect();
+        let report =
+            batch::provision_tenants(ctx.state(), &Actor::from(request), drafts, options).await?;
+        Ok(report.into())
+    }
+
+    /// Migrates tenants (the given ones, or every tenant behind the target) up or down to
+    /// `targetRevision`; a tenant that fails stays at its last good revision.
+    async fn migrate_tenants(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "String::from(\"head\")")] target_revision: String,
+        tenant_ids: Option<Vec<ID>>,
+        options: Option<BatchOptionsInput>,
+    ) -> async_graphql::Result<ProvisioningBatch> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let target = Target::parse("targetRevision", &target_revision)?;
+        let tenant_ids = tenant_ids
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| parse_id("tenantIds", id))
+                    .collect::<Result<Vec<Uuid>, _>>()
+            })
+            .transpose()
+            .map_err(|e| all_errors(ctx, vec![e]))?;
+        let options = options.unwrap_or_default().into_options()?;
+        let report = batch::migrate_tenants(
+            ctx.state(),
+            &Actor::from(request),
+            target,
+            tenant_ids,
+            options,
+        )
+        .await?;
+        Ok(report.into())
+    }
+}
+
+#[derive(Default)]
+pub struct BatchSubscription;
+
+/// How often a subscriber of a batch run by another server looks for news.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+#[Subscription]
+impl BatchSubscription {
+    /// Every step of every tenant of the batch: first everything so far, then live, ending
+    /// when the batch ends.
+    async fn provisioning_progress(
+        &self,
+        ctx: &Context<'_>,
+        batch_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = ProvisioningEvent> + use<>> {
+        ctx.request().require_platform()?;
+        let batch_id = parse_id("batchId", &batch_id)?;
+        let state = ctx.state().clone();
+        if batch::load(&state, batch_id).await?.is_none() {
+            return Err(AppError::not_found("no such batch").into());
+        }
+        let events: futures_util::stream::BoxStream<'static, ProgressEvent> =
+            match state.events.subscribe(batch_id) {
+                Some(subscription) => live_stream(state, batch_id, subscription),
+                None => stored_stream(state, batch_id),
+            };
+        Ok(events.map(ProvisioningEvent::from))
+    }
+}
+
+/// Replays the in-memory log, then follows the live feed; a subscriber that falls behind is
+/// brought up to date from the log, so it misses nothing and never slows the batch.
+fn live_stream(
+    state: crate::state::SharedState,
+    batch_id: Uuid,
+    subscription: batch::events::Subscription,
+) -> futures_util::stream::BoxStream<'static, ProgressEvent> {
+    let next_seq = subscription.past.len() as i32;
+    let ended = subscription.past.iter().any(ProgressEvent::ends_batch);
+    let past = stream::iter(subscription.past);
+    if ended {
+        return past.boxed();
+    }
+    let live = stream::unfold(
+        (subscription.live, next_seq, false),
+        move |(mut live, mut next_seq, done)| {
+            let state = state.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match live.recv().await {
+                        Ok(event) if event.seq < next_seq => continue,
+                        Ok(event) => {
+                            next_seq = event.seq + 1;
+                            let done = event.ends_batch();
+                            return Some((vec![event], (live, next_seq, done)));
+                        }
+                        Err(RecvError::Lagged(_)) => {
+                            let missed = state.events.since(batch_id, next_seq);
+                            let Some(last) = missed.last() else { continue };
+                            next_seq = last.seq + 1;
+                            let done = missed.iter().any(ProgressEvent::ends_batch);
+                            return Some((missed, (live, next_seq, done)));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        },
+    )
+    .flat_map(stream::iter);
+    past.chain(live).boxed()
+}
+
+/// A batch not in this server's memory: its stored events, then (while it is unfinished, run
+/// by another server) whatever new ones appear.
+fn stored_stream(
+    state: crate::state::SharedState,
+    batch_id: Uuid,
+) -> futures_util::stream::BoxStream<'static, ProgressEvent> {
+    stream::unfold((0_i32, false), move |(next_seq, done)| {
+        let state = state.clone();
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                let rows = provisioning_events::Entity::find()
+                    .filter(provisioning_events::Column::BatchId.eq(batch_id))
+                    .filter(provisioning_events::Column::Seq.gte(next_seq))
+                    .order_by_asc(provisioning_events::Column::Seq)
+                    .all(&state.db)
+                    .await
+                    .ok()?;
+                let events: Vec<ProgressEvent> =
+                    rows.into_iter().filter_map(stored_event).collect();
+                let finished = batch::load(&state, batch_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none_or(|report| report.batch.finished_at.is_some());
+                if let Some(last) = events.last() {
+                    let next = last.seq + 1;
+                    let done = finished || events.iter().any(ProgressEvent::ends_batch);
+                    return Some((events, (next, done)));
+                }
+                if finished {
+                    return None;
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        }
+    })
+    .flat_map(stream::iter)
+    .boxed()
+}
+
+fn stored_event(row: provisioning_events::Model) -> Option<ProgressEvent> {
+    Some(ProgressEvent {
+        batch_id: row.batch_id,
+        seq: row.seq,
+        tenant_name: row.tenant_name,
+        schema_name: row.schema_name,
+        step: row.step.parse::<Step>().ok()?,
+        status: row.status.parse::<StepStatus>().ok()?,
+        message: row.message,
+        completed: row.completed,
+        total: row.total,
+        at: row.at.with_timezone(&Utc),
+    })
+}
