@@ -102,15 +102,11 @@ async fn public_set(db: &DatabaseConnection) {
 
 async fn tenant_set(db: &DatabaseConnection) {
     let names = tenant_migration_names();
-    assert_eq!(
-        names,
-        [
-            "m20260101_000001_create_settings_and_statuses",
-            "m20260101_000002_create_users_and_roles",
-            "m20260101_000003_create_permissions",
-            "m20260101_000004_create_person",
-        ]
-    );
+    assert!(names.windows(2).all(|pair| pair[0] < pair[1]), "{names:?}");
+    let person = names
+        .iter()
+        .position(|name| name.ends_with("create_person"))
+        .expect("a migration creates person");
     let two_step_tables = sorted(&[
         "tenant_settings",
         "user_statuses",
@@ -175,9 +171,12 @@ async fn tenant_set(db: &DatabaseConnection) {
     let txn = in_schema(db, SCHEMA_B).await;
     TenantMigrator::up(&txn, None).await.unwrap();
     assert_seeded(&txn).await;
-    TenantMigrator::down(&txn, Some(1)).await.unwrap();
+    let steps_back_before_person = (names.len() - person) as u32;
+    TenantMigrator::down(&txn, Some(steps_back_before_person))
+        .await
+        .unwrap();
     txn.commit().await.unwrap();
-    assert_eq!(applied(db, SCHEMA_B).await, names[..3]);
+    assert_eq!(applied(db, SCHEMA_B).await, names[..person]);
     let mut without_person = sorted(TENANT_TABLES);
     without_person.retain(|t| t != "person");
     assert_eq!(tables(db, SCHEMA_B).await, without_person);

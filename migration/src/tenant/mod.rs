@@ -7,6 +7,7 @@ mod m20260101_000001_create_settings_and_statuses;
 mod m20260101_000002_create_users_and_roles;
 mod m20260101_000003_create_permissions;
 mod m20260101_000004_create_person;
+mod m20260201_000005_add_person_external_ref;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
@@ -14,5 +15,6 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20260101_000002_create_users_and_roles::Migration),
         Box::new(m20260101_000003_create_permissions::Migration),
         Box::new(m20260101_000004_create_person::Migration),
+        Box::new(m20260201_000005_add_person_external_ref::Migration),
     ]
 }
