@@ -236,6 +236,32 @@ pub async fn lock_schema(txn: &DatabaseTransaction, schema: &SchemaName) -> Resu
     Ok(())
 }
 
+/// Pins `txn` to `schema` and takes the schema's migration lock (see [`lock_schema`]).
+pub async fn pin_and_lock(txn: &DatabaseTransaction, schema: &SchemaName) -> Result<(), DbErr> {
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('search_path', $1, true), set_config('lock_timeout', $2, true), \
+         pg_advisory_xact_lock(hashtextextended('tenantgraph.migrate.' || $3, 0))",
+        [
+            schema.quoted().into(),
+            LOCK_TIMEOUT.into(),
+            schema.as_str().into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Applies every pending migration inside `txn`, which [`pin_and_lock`] prepared: all or
+/// nothing, for a schema being created.
+pub async fn migrate_all_in(txn: &DatabaseTransaction) -> Result<SchemaMigrations, DbErr> {
+    TenantMigrator::up(txn, None).await?;
+    Ok(SchemaMigrations {
+        applied: tenant_migration_names(),
+        pending: Vec::new(),
+    })
+}
+
 fn split_by_status(migrations: &[migration::sea_orm_migration::Migration]) -> SchemaMigrations {
     let (applied, pending): (Vec<_>, Vec<_>) = migrations
         .iter()

@@ -4,13 +4,11 @@
 use entity::tenant::{roles, tenant_settings, user_roles, users};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, TransactionTrait, sea_query::OnConflict,
+    QuerySelect, sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
-
-use crate::{db::pinned::begin_in_schema, tenancy::naming::SchemaName};
 
 /// The super admin waiting in the registry for the tenant's schema to be migrated; it holds an
 /// argon2id hash, never the password.
@@ -22,15 +20,14 @@ pub struct PendingAdmin {
     pub password_hash: String,
 }
 
-/// Seeds a schema migrated to head. Idempotent: running it twice changes nothing.
+/// Seeds a schema migrated to head, inside `txn` (pinned to that schema). Idempotent: running
+/// it twice changes nothing.
 pub async fn seed_schema(
-    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
-    schema: &SchemaName,
+    txn: &DatabaseTransaction,
     display_name: &str,
     settings: &Value,
     admin: Option<&PendingAdmin>,
 ) -> Result<(), DbErr> {
-    let txn = begin_in_schema(db, schema).await?;
     tenant_settings::Entity::insert(tenant_settings::ActiveModel {
         id: Set(true),
         display_name: Set(display_name.to_owned()),
@@ -49,7 +46,7 @@ pub async fn seed_schema(
             .do_nothing()
             .to_owned(),
     )
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
 
     if let Some(admin) = admin {
@@ -66,7 +63,7 @@ pub async fn seed_schema(
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(&txn)
+        .exec_without_returning(txn)
         .await?;
         if inserted > 0 {
             let admin_role: i32 = roles::Entity::find()
@@ -74,16 +71,16 @@ pub async fn seed_schema(
                 .column(roles::Column::Id)
                 .filter(roles::Column::Name.eq("admin"))
                 .into_tuple()
-                .one(&txn)
+                .one(txn)
                 .await?
                 .ok_or_else(|| DbErr::RecordNotFound("the admin role is not seeded".into()))?;
             user_roles::Entity::insert(user_roles::ActiveModel {
                 user_id: Set(user_id),
                 role_id: Set(admin_role),
             })
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
         }
     }
-    txn.commit().await
+    Ok(())
 }
