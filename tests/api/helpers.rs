@@ -49,9 +49,14 @@ async fn test_server() -> &'static TestServer {
                     parsed.to_string().replace("DBNAME", "{db}")
                 }
                 Err(_) => {
-                    // Under /tmp, which the unprivileged server user can always reach.
-                    let data_dir = std::env::temp_dir()
-                        .join(format!("tenantgraph-tests-{}", nix::unistd::geteuid()));
+                    // TEST_CLUSTER_DIR (CI uses a fresh one), else under /tmp, which the
+                    // unprivileged server user can always reach.
+                    let data_dir = std::env::var_os("TEST_CLUSTER_DIR")
+                        .map(std::path::PathBuf::from)
+                        .unwrap_or_else(|| {
+                            std::env::temp_dir()
+                                .join(format!("tenantgraph-tests-{}", nix::unistd::geteuid()))
+                        });
                     let cluster = EmbeddedPostgres::start(EmbeddedOptions {
                         data_dir,
                         pg_bin: std::env::var_os("PG_BIN").map(Into::into),
