@@ -3,7 +3,8 @@
 
 use entity::public::tenants;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, Statement,
 };
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -112,38 +113,53 @@ pub async fn login(
     })
 }
 
+/// How a user is looked up.
+enum UserKey<'a> {
+    Email(&'a str),
+    Id(Uuid),
+}
+
+/// A user with status and roles, read in one statement inside a pinned transaction.
+async fn load_user(txn: &DatabaseTransaction, key: UserKey<'_>) -> AppResult<Option<StoredUser>> {
+    let (condition, value): (&str, sea_orm::Value) = match key {
+        UserKey::Email(email) => ("u.email = $1", email.trim().to_lowercase().into()),
+        UserKey::Id(id) => ("u.id = $1", id.into()),
+    };
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "SELECT u.id, u.email, u.password_hash, s.code = 'active' AS active, \
+                        coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{{}}') AS roles \
+                   FROM users u \
+                   JOIN user_statuses s ON s.id = u.status_id \
+                   LEFT JOIN user_roles ur ON ur.user_id = u.id \
+                   LEFT JOIN roles r ON r.id = ur.role_id \
+                  WHERE {condition} \
+                  GROUP BY u.id, s.code"
+            ),
+            [value],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(StoredUser {
+        id: row.try_get("", "id")?,
+        email: row.try_get("", "email")?,
+        password_hash: row.try_get("", "password_hash")?,
+        active: row.try_get("", "active")?,
+        roles: row.try_get("", "roles")?,
+    }))
+}
+
 async fn find_user(
     state: &AppState,
     tenant: &tenants::Model,
     email: &str,
 ) -> AppResult<Option<StoredUser>> {
     let txn = begin_in_schema(&state.db, &schema_of(tenant)).await?;
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT u.id, u.email, u.password_hash, s.code = 'active' AS active, \
-                    coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles \
-               FROM users u \
-               JOIN user_statuses s ON s.id = u.status_id \
-               LEFT JOIN user_roles ur ON ur.user_id = u.id \
-               LEFT JOIN roles r ON r.id = ur.role_id \
-              WHERE u.email = $1 \
-              GROUP BY u.id, s.code",
-            [email.trim().to_lowercase().into()],
-        ))
-        .await?;
+    let user = load_user(&txn, UserKey::Email(email)).await?;
     txn.commit().await?;
-    row.map(|row| {
-        Ok(StoredUser {
-            id: row.try_get("", "id")?,
-            email: row.try_get("", "email")?,
-            password_hash: row.try_get("", "password_hash")?,
-            active: row.try_get("", "active")?,
-            roles: row.try_get("", "roles")?,
-        })
-    })
-    .transpose()
-    .map_err(|e: sea_orm::DbErr| AppError::from(e))
+    Ok(user)
 }
 
 /// The acting user's email and current roles, read in the tenant's schema.
@@ -153,19 +169,7 @@ pub async fn describe_user(
     user_id: Uuid,
 ) -> AppResult<Option<(String, Vec<String>)>> {
     let txn = context.begin(&state.db).await?;
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT u.email, coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles \
-               FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id LEFT JOIN roles r ON r.id = ur.role_id \
-              WHERE u.id = $1 GROUP BY u.email",
-            [user_id.into()],
-        ))
-        .await?;
+    let user = load_user(&txn, UserKey::Id(user_id)).await?;
     txn.commit().await?;
-    Ok(row
-        .map(|row| -> Result<_, sea_orm::DbErr> {
-            Ok((row.try_get("", "email")?, row.try_get("", "roles")?))
-        })
-        .transpose()?)
+    Ok(user.map(|user| (user.email, user.roles)))
 }

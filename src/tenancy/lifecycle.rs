@@ -125,16 +125,7 @@ pub async fn create(
             tenant
         }
         Err(err) => {
-            let err = match AppError::from(err) {
-                AppError::Conflict { field, .. } => AppError::Conflict {
-                    message: format!(
-                        "a tenant with this {} already exists",
-                        field.as_deref().unwrap_or("name")
-                    ),
-                    field,
-                },
-                other => other,
-            };
+            let err = described_conflict(AppError::from(err));
             progress.report(Step::Register, StepStatus::Failed, Some(&err.to_string()));
             audit_failure(state, actor, "tenant.create", None, &err).await;
             return Err(err);
@@ -755,13 +746,7 @@ async fn update_registry(
     id: Uuid,
     change: impl FnOnce(&mut tenants::ActiveModel),
 ) -> AppResult<tenants::Model> {
-    let mut row = tenants::ActiveModel {
-        id: sea_orm::ActiveValue::Unchanged(id),
-        ..Default::default()
-    };
-    change(&mut row);
-    row.updated_at = Set(Utc::now().fixed_offset());
-    let updated = row.update(&state.db).await;
+    let updated = registry_change(id, change).update(&state.db).await;
     state.directory.forget(id).await;
     Ok(updated?)
 }
@@ -773,13 +758,35 @@ async fn update_registry_in(
     id: Uuid,
     change: impl FnOnce(&mut tenants::ActiveModel),
 ) -> AppResult<tenants::Model> {
+    Ok(registry_change(id, change).update(txn).await?)
+}
+
+/// The row change `change` describes, with `updated_at` bumped.
+fn registry_change(
+    id: Uuid,
+    change: impl FnOnce(&mut tenants::ActiveModel),
+) -> tenants::ActiveModel {
     let mut row = tenants::ActiveModel {
         id: sea_orm::ActiveValue::Unchanged(id),
         ..Default::default()
     };
     change(&mut row);
     row.updated_at = Set(Utc::now().fixed_offset());
-    Ok(row.update(txn).await?)
+    row
+}
+
+/// Names a registry uniqueness conflict in the operator's words.
+fn described_conflict(err: AppError) -> AppError {
+    match err {
+        AppError::Conflict { field, .. } => AppError::Conflict {
+            message: format!(
+                "a tenant with this {} already exists",
+                field.as_deref().unwrap_or("name")
+            ),
+            field,
+        },
+        other => other,
+    }
 }
 
 async fn audit_success(
@@ -898,16 +905,7 @@ pub async fn update(
             Ok(tenant)
         }
         Err(err) => {
-            let err = match err {
-                AppError::Conflict { field, .. } => AppError::Conflict {
-                    message: format!(
-                        "a tenant with this {} already exists",
-                        field.as_deref().unwrap_or("name")
-                    ),
-                    field,
-                },
-                other => other,
-            };
+            let err = described_conflict(err);
             audit_failure(state, actor, "tenant.update", Some(tenant_id), &err).await;
             Err(vec![err])
         }
