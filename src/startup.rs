@@ -171,16 +171,31 @@ fn load_or_create_jwt_secret(data_dir: &Path) -> anyhow::Result<SecretString> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("could not read {}", path.display())),
     }
+    // Written aside and linked into place: a second server starting at the same moment either
+    // wins the link or reads the winner's complete file, never a half-written one.
     let secret = crate::auth::random_token(64);
+    let staged = data_dir.join(format!("jwt_secret.{}.tmp", std::process::id()));
     let mut file = OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("could not create {}", path.display()))?;
+        .open(&staged)
+        .with_context(|| format!("could not create {}", staged.display()))?;
     file.write_all(secret.as_bytes())?;
-    tracing::warn!(path = %path.display(), "JWT_SECRET is not set; generated one and kept it in the data directory");
-    Ok(secret.into())
+    file.sync_all()?;
+    let linked = std::fs::hard_link(&staged, &path);
+    std::fs::remove_file(&staged).ok();
+    match linked {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), "JWT_SECRET is not set; generated one and kept it in the data directory");
+            Ok(secret.into())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            load_or_create_jwt_secret(data_dir)
+        }
+        Err(err) => Err(err).with_context(|| format!("could not create {}", path.display())),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
