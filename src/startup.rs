@@ -16,6 +16,9 @@ use crate::{
     state::{AppState, SharedState},
 };
 
+/// How often a running server looks for work that a stopped one left unfinished.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How long open connections (WebSockets above all) get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -83,6 +86,19 @@ impl Application {
             let _ = stopping_tx.send(true);
         });
         tracing::info!(address = %self.address, "tenantgraph listening");
+        // Another server of the deployment may stop mid-batch at any time, not only before ours
+        // starts: look for its leftovers now and then.
+        let recovery_state = self.state.clone();
+        let recovery = tokio::spawn(async move {
+            let mut every = tokio::time::interval(RECOVERY_INTERVAL);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(err) = recover_interrupted_work(&recovery_state).await {
+                    tracing::warn!(error = %err, "recovering interrupted work failed; trying again later");
+                }
+            }
+        });
         let grace = async move {
             let mut stopping = stopping_rx;
             let _ = stopping.wait_for(|stopping| *stopping).await;
@@ -92,6 +108,7 @@ impl Application {
             served = server => served.context("server failed")?,
             () = grace => tracing::warn!("connections still open after the grace period; closing them"),
         }
+        recovery.abort();
         self.state.db.close_by_ref().await.ok();
         if let Some(embedded) = self.embedded {
             embedded.stop().await?;
@@ -125,6 +142,16 @@ pub async fn prepare_state(
         events: EventHub::new(db.clone()),
         db,
     }))
+}
+
+/// Finishes what stopped servers left unfinished: batches and half-provisioned tenants.
+async fn recover_interrupted_work(state: &SharedState) -> anyhow::Result<()> {
+    let batches = batch::recovery::recover_unfinished(state).await?;
+    let tenants = batch::recovery::recover_stalled_tenants(state).await?;
+    if batches + tenants > 0 {
+        tracing::warn!(batches, tenants, "finished work left by a stopped server");
+    }
+    Ok(())
 }
 
 /// Makes sure a platform operator exists (see [`operators::bootstrap`]).

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
 use crate::{
     audit::Actor,
@@ -114,4 +114,32 @@ async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> an
     .await?;
     tracing::warn!(batch = %batch.id, status = <&str>::from(status), successful, failed, "finished a batch left unfinished by a stopped server");
     Ok(())
+}
+
+/// Tenants left `PROVISIONING` by a server that stopped mid-way (outside any batch): their
+/// schema never committed, so only the registry row is left, and it goes. A tenant still being
+/// provisioned by a live server is recent, and holds its schema's lock, so it is never touched.
+pub async fn recover_stalled_tenants(state: &SharedState) -> anyhow::Result<usize> {
+    let stalled_before =
+        Utc::now() - chrono::Duration::from_std(state.config.operation_timeout * 2)?;
+    let stalled = tenants::Entity::find()
+        .filter(tenants::Column::Status.eq(TenantStatus::Provisioning.as_db()))
+        .filter(tenants::Column::UpdatedAt.lt(stalled_before.fixed_offset()))
+        .all(&state.db)
+        .await?;
+    let mut recovered = 0;
+    for tenant in stalled {
+        let schema = lifecycle::schema_of(&tenant);
+        let txn = state.db.begin().await?;
+        if !crate::tenancy::migrator::try_lock_schema(&txn, &schema).await? {
+            continue;
+        }
+        txn.commit().await?;
+        lifecycle::delete(state, &Actor::system(), tenant.id, true)
+            .await
+            .map_err(|e| anyhow::anyhow!("undoing stalled tenant {}: {e}", tenant.id))?;
+        tracing::warn!(tenant = %tenant.id, domain = %tenant.domain, "removed a tenant left half-provisioned by a stopped server");
+        recovered += 1;
+    }
+    Ok(recovered)
 }

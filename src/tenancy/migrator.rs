@@ -236,6 +236,21 @@ pub async fn lock_schema(txn: &DatabaseTransaction, schema: &SchemaName) -> Resu
     Ok(())
 }
 
+/// Takes the schema's migration lock if nobody holds it; false when someone works on it.
+pub async fn try_lock_schema(
+    txn: &DatabaseTransaction,
+    schema: &SchemaName,
+) -> Result<bool, DbErr> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('tenantgraph.migrate.' || $1, 0)) AS taken",
+            [schema.as_str().into()],
+        ))
+        .await?;
+    Ok(row.is_some_and(|row| row.try_get::<bool>("", "taken").unwrap_or(false)))
+}
+
 /// Pins `txn` to `schema` and takes the schema's migration lock (see [`lock_schema`]).
 pub async fn pin_and_lock(txn: &DatabaseTransaction, schema: &SchemaName) -> Result<(), DbErr> {
     txn.execute_raw(Statement::from_sql_and_values(
