@@ -4,7 +4,8 @@
 use entity::public::tenants;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, Statement,
+    QueryFilter, QueryOrder, Statement,
+    sea_query::{Expr, ExprTrait},
 };
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -56,6 +57,7 @@ pub async fn login(
     if tenant_ref.len() > 253 {
         return Err(AppError::bad_input("tenant", "tenant is too long"));
     }
+    // A slug domain can equal another tenant's schema name: the domain wins.
     let tenant = tenants::Entity::find()
         .filter(tenants::Column::DeletedAt.is_null())
         .filter(
@@ -63,6 +65,7 @@ pub async fn login(
                 .add(tenants::Column::Domain.eq(tenant_ref.as_str()))
                 .add(tenants::Column::SchemaName.eq(tenant_ref.as_str())),
         )
+        .order_by_desc(Expr::col(tenants::Column::Domain).eq(tenant_ref.as_str()))
         .one(&state.db)
         .await?
         .filter(|tenant| tenant.status == TenantStatus::Active.as_db());
