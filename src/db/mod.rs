@@ -100,3 +100,14 @@ fn is_duplicate_database(err: &DbErr) -> bool {
     // 42P04 duplicate_database
     err.to_string().contains("already exists")
 }
+
+/// A case-insensitive "contains" pattern for `lower(column) LIKE …`: the search text is data,
+/// so its own `%`, `_` and `\` match themselves.
+pub fn contains_pattern(search: &str) -> sea_orm::sea_query::LikeExpr {
+    let escaped = search
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('\\')
+}

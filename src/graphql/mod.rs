@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod batch;
 mod error_codes;
+pub mod tenant_data;
 pub mod tenants;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
@@ -16,7 +17,12 @@ use crate::{
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(auth::AuthQuery, tenants::TenantQuery, batch::BatchQuery);
+pub struct QueryRoot(
+    auth::AuthQuery,
+    tenants::TenantQuery,
+    batch::BatchQuery,
+    tenant_data::TenantDataQuery,
+);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
@@ -24,6 +30,7 @@ pub struct MutationRoot(
     auth::AuthMutation,
     tenants::TenantMutation,
     batch::BatchMutation,
+    tenant_data::TenantDataMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -104,4 +111,18 @@ pub fn all_errors(ctx: &Context<'_>, errors: Vec<AppError>) -> async_graphql::Er
         ctx.add_error(other.extend().into_server_error(ctx.item.pos));
     }
     first.into()
+}
+
+/// What an operation carries into execution: its context and, when it acts in a tenant, the
+/// DataLoaders bound to that tenant (fresh per operation, so nothing is cached across requests).
+pub fn operation_data(state: &SharedState, context: RequestContext) -> async_graphql::Data {
+    let mut data = async_graphql::Data::default();
+    if let Principal::Tenant(tenant) = &context.principal {
+        data.insert(tenant_data::TenantLoaders::new(
+            state.clone(),
+            tenant.clone(),
+        ));
+    }
+    data.insert(context);
+    data
 }

@@ -183,7 +183,9 @@ async fn execute_one(
 ) -> async_graphql::Response {
     let operation_name = request.operation_name.clone();
     let started = Instant::now();
-    let response = http.schema.execute(request.data(context.clone())).await;
+    let mut request = request;
+    request.data = crate::graphql::operation_data(&http.state, context.clone());
+    let response = http.schema.execute(request).await;
     http.state.metrics.record_operation(
         operation_name.as_deref(),
         response.is_ok(),

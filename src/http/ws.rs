@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use async_graphql::{Data, http::WebSocketProtocols};
+use async_graphql::http::WebSocketProtocols;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     extract::{
@@ -126,12 +126,13 @@ async fn serve(
                 let principal = auth::authenticate(&state, credentials)
                     .await
                     .map_err(async_graphql::Error::from)?;
-                let mut data = Data::default();
-                data.insert(RequestContext {
-                    principal,
-                    client_addr: Some(peer.ip()),
-                });
-                Ok(data)
+                Ok(crate::graphql::operation_data(
+                    &state,
+                    RequestContext {
+                        principal,
+                        client_addr: Some(peer.ip()),
+                    },
+                ))
             })
             .serve();
 

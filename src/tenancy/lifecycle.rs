@@ -25,7 +25,7 @@ use crate::{
         migrator::{self, MigrationFailure, SchemaMigrations, Target},
         naming::SchemaName,
         seed::{PendingAdmin, seed_schema},
-        validation::{LimitsDraft, SettingsDraft, TenantDraft, ValidTenant, validate_new_tenant},
+        validation::{SettingsDraft, TenantDraft, ValidTenant, validate_new_tenant},
     },
 };
 
@@ -853,18 +853,10 @@ pub async fn update(
     patch: TenantPatch,
 ) -> Result<tenants::Model, Vec<AppError>> {
     let current = find_live(&state.db, tenant_id).await.map_err(|e| vec![e])?;
-    // New settings merge into the current ones: features replace, limits merge per limit.
-    let existing = SettingsDraft::from_json(&current.settings);
-    let existing_limits = existing.limits.unwrap_or_default();
-    let new = patch.settings.unwrap_or_default();
-    let new_limits = new.limits.unwrap_or_default();
-    let settings = SettingsDraft {
-        features: new.features.or(existing.features),
-        limits: Some(LimitsDraft {
-            users: new_limits.users.or(existing_limits.users),
-            storage_gb: new_limits.storage_gb.or(existing_limits.storage_gb),
-        }),
-    };
+    let settings = patch
+        .settings
+        .unwrap_or_default()
+        .merged_over(SettingsDraft::from_json(&current.settings));
     let draft = TenantDraft {
         tenant_name: patch
             .tenant_name

@@ -5,7 +5,7 @@ use entity::public::tenants;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+    sea_query::{Expr, ExprTrait, Func},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -87,13 +87,7 @@ fn filter(query: &TenantQuery) -> Condition {
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        // The search text is data: its own % and _ match themselves.
-        let escaped = search
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        let pattern = || LikeExpr::new(format!("%{escaped}%")).escape('\\');
+        let pattern = || crate::db::contains_pattern(search);
         condition = condition.add(
             Condition::any()
                 .add(

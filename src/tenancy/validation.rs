@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::{
     auth::{operators::normalize_email, password::check_password_rules},
-    error::AppError,
+    error::{AppError, AppResult},
     tenancy::naming::{SchemaName, SchemaNameError},
 };
 
@@ -54,6 +54,19 @@ impl SettingsDraft {
     pub fn from_json(json: &Value) -> Self {
         serde_json::from_value(json.clone()).unwrap_or_default()
     }
+
+    /// These changes applied to `current`: features replace the list, limits change one by one.
+    pub fn merged_over(self, current: SettingsDraft) -> SettingsDraft {
+        let given = self.limits.unwrap_or_default();
+        let now = current.limits.unwrap_or_default();
+        SettingsDraft {
+            features: self.features.or(current.features),
+            limits: Some(LimitsDraft {
+                users: given.users.or(now.users),
+                storage_gb: given.storage_gb.or(now.storage_gb),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -99,15 +112,15 @@ pub struct ValidAdmin {
 
 /// Collects faults so the caller sees all of them at once.
 #[derive(Default)]
-struct Faults(Vec<AppError>);
+pub struct Faults(Vec<AppError>);
 
 impl Faults {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(AppError::bad_input(field, message));
     }
 
     /// A required, trimmed, length-bounded string.
-    fn required(&mut self, field: &str, value: &str, max: usize) -> String {
+    pub fn required(&mut self, field: &str, value: &str, max: usize) -> String {
         let value = value.trim();
         if value.is_empty() {
             self.add(field, format!("{field} is required"));
@@ -118,7 +131,7 @@ impl Faults {
     }
 
     /// An optional, trimmed, length-bounded string; blank counts as absent.
-    fn optional(&mut self, field: &str, value: Option<&str>, max: usize) -> Option<String> {
+    pub fn optional(&mut self, field: &str, value: Option<&str>, max: usize) -> Option<String> {
         let value = value.map(str::trim).filter(|v| !v.is_empty())?;
         if value.len() > max {
             self.add(field, format!("{field} must be at most {max} bytes"));
@@ -126,7 +139,7 @@ impl Faults {
         Some(value.to_owned())
     }
 
-    fn email(&mut self, field: &str, value: &str) -> String {
+    pub fn email(&mut self, field: &str, value: &str) -> String {
         match normalize_email(field, value) {
             Ok(email) => email,
             Err(err) => {
@@ -134,6 +147,49 @@ impl Faults {
                 String::new()
             }
         }
+    }
+}
+
+impl Faults {
+    /// A name that a new record must have and an update may leave out (but not blank).
+    pub fn name(
+        &mut self,
+        field: &str,
+        value: Option<String>,
+        creating: bool,
+        max: usize,
+    ) -> Option<String> {
+        match value {
+            Some(value) => Some(self.required(field, &value, max)),
+            None if creating => Some(self.required(field, "", max)),
+            None => None,
+        }
+    }
+
+    /// An optional email address; blank counts as absent.
+    pub fn optional_email(&mut self, field: &str, value: Option<String>) -> Option<String> {
+        value
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| self.email(field, &v))
+    }
+
+    /// An optional, length-bounded text.
+    pub fn text(&mut self, field: &str, value: Option<String>, max: usize) -> Option<String> {
+        self.optional(field, value.as_deref(), max)
+    }
+
+    /// Every fault found, or nothing.
+    pub fn into_result(self) -> Result<(), Vec<AppError>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+
+    /// The first fault found, for operations that report one.
+    pub fn finish(self) -> AppResult<()> {
+        self.into_result().map_err(|mut faults| faults.remove(0))
     }
 }
 
@@ -239,7 +295,7 @@ pub fn validate_new_tenant(
 }
 
 /// Validates settings into the registry's JSON form.
-fn validate_settings(faults: &mut Faults, settings: Option<&SettingsDraft>) -> Value {
+pub fn validate_settings(faults: &mut Faults, settings: Option<&SettingsDraft>) -> Value {
     let mut features: Vec<String> = Vec::new();
     for feature in settings
         .and_then(|s| s.features.as_ref())

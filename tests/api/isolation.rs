@@ -77,7 +77,10 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
                     json!({ "input": { "firstName": "P", "lastName": last_name } }),
                 )
                 .await;
-                let id = created.data()["createPerson"]["id"].as_str().unwrap().to_owned();
+                let id = created.data()["createPerson"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
                 owned[mine].insert(id, last_name);
             }
             2 => {
@@ -95,12 +98,22 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
                     .map(|p| p["id"].as_str().unwrap().to_owned())
                     .collect();
                 let expected: HashSet<String> = owned[mine].keys().cloned().collect();
-                assert_eq!(seen, expected, "tenant {} lists exactly its own people", TENANTS[mine]);
+                assert_eq!(
+                    seen, expected,
+                    "tenant {} lists exactly its own people",
+                    TENANTS[mine]
+                );
                 assert_eq!(listed.data()["people"]["totalCount"], json!(expected.len()));
             }
             3 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
-                let read = call(&app, credential, "query($id: ID!) { person(id: $id) { id } }", json!({ "id": id })).await;
+                let read = call(
+                    &app,
+                    credential,
+                    "query($id: ID!) { person(id: $id) { id } }",
+                    json!({ "id": id }),
+                )
+                .await;
                 assert!(
                     read.0["data"]["person"].is_null(),
                     "tenant {} must not read another tenant's person: {}",
@@ -121,9 +134,16 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             }
             5 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
-                let deleted = call(&app, credential, "mutation($id: ID!) { deletePerson(id: $id) }", json!({ "id": id })).await;
+                let deleted = call(
+                    &app,
+                    credential,
+                    "mutation($id: ID!) { deletePerson(id: $id) }",
+                    json!({ "id": id }),
+                )
+                .await;
                 assert!(
-                    deleted.0["data"].is_null() || deleted.0["data"]["deletePerson"] == json!(false),
+                    deleted.0["data"].is_null()
+                        || deleted.0["data"]["deletePerson"] == json!(false),
                     "{}",
                     deleted.0
                 );
@@ -135,12 +155,23 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
     // Finally, every tenant holds exactly what it made, untouched by the others.
     for (tenant, people) in owned.iter().enumerate() {
         let credential = credentials.iter().find(|c| c.tenant == tenant).unwrap();
-        let listed = call(&app, credential, "{ people(first: 100) { nodes { id lastName } } }", json!({})).await;
+        let listed = call(
+            &app,
+            credential,
+            "{ people(first: 100) { nodes { id lastName } } }",
+            json!({}),
+        )
+        .await;
         let seen: HashMap<String, String> = listed.data()["people"]["nodes"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p["id"].as_str().unwrap().to_owned(), p["lastName"].as_str().unwrap().to_owned()))
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_owned(),
+                    p["lastName"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect();
         assert_eq!(&seen, people, "tenant {}", TENANTS[tenant]);
         assert!(seen.values().all(|name| name.starts_with(TENANTS[tenant])));

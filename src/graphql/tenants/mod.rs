@@ -5,7 +5,7 @@ mod mutation;
 mod query;
 mod types;
 
-pub use inputs::CreateTenantInput;
+pub use inputs::{CreateTenantInput, TenantLimitsInput, TenantSettingsInput};
 pub use mutation::TenantMutation;
 pub use query::TenantQuery;
 pub use types::{Tenant, TenantStatus};

@@ -1,0 +1,196 @@
+//! People of a tenant (`person`): keyset-paginated search and changes.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use entity::tenant::person;
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, Func},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    auth::tenant::TenantContext,
+    error::{AppError, AppResult},
+    state::AppState,
+    tenancy::validation::Faults,
+};
+
+/// Position after the last person of a page, in `(created_at, id)` order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersonCursor {
+    pub created_at: DateTime<FixedOffset>,
+    pub id: Uuid,
+}
+
+pub struct PeoplePage {
+    pub people: Vec<person::Model>,
+    pub has_next_page: bool,
+    pub total_count: u64,
+}
+
+/// The fields of a person as given; on update, absent fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct PersonFields {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub membership_status: Option<String>,
+    pub notes: Option<String>,
+}
+
+pub async fn page(
+    state: &AppState,
+    tenant: &TenantContext,
+    search: Option<&str>,
+    after: Option<&PersonCursor>,
+    limit: u64,
+) -> AppResult<PeoplePage> {
+    let mut filter = Condition::all();
+    if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
+        let pattern = || crate::db::contains_pattern(search);
+        let lower = |column: person::Column| Expr::expr(Func::lower(Expr::col(column)));
+        filter = filter.add(
+            Condition::any()
+                .add(lower(person::Column::FirstName).like(pattern()))
+                .add(lower(person::Column::LastName).like(pattern()))
+                .add(lower(person::Column::Email).like(pattern())),
+        );
+    }
+    let txn = tenant.begin(&state.db).await?;
+    let total_count = person::Entity::find()
+        .filter(filter.clone())
+        .count(&txn)
+        .await?;
+    let mut query = person::Entity::find().filter(filter);
+    if let Some(after) = after {
+        query = query.filter(
+            Condition::any()
+                .add(person::Column::CreatedAt.gt(after.created_at))
+                .add(
+                    Condition::all()
+                        .add(person::Column::CreatedAt.eq(after.created_at))
+                        .add(person::Column::Id.gt(after.id)),
+                ),
+        );
+    }
+    let mut people = query
+        .order_by_asc(person::Column::CreatedAt)
+        .order_by_asc(person::Column::Id)
+        .limit(limit + 1)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    let has_next_page = people.len() as u64 > limit;
+    people.truncate(limit as usize);
+    Ok(PeoplePage {
+        people,
+        has_next_page,
+        total_count,
+    })
+}
+
+pub async fn find(
+    state: &AppState,
+    tenant: &TenantContext,
+    id: Uuid,
+) -> AppResult<Option<person::Model>> {
+    let txn = tenant.begin(&state.db).await?;
+    let found = person::Entity::find_by_id(id).one(&txn).await?;
+    txn.commit().await?;
+    Ok(found)
+}
+
+pub async fn create(
+    state: &AppState,
+    tenant: &TenantContext,
+    fields: PersonFields,
+) -> AppResult<person::Model> {
+    let mut row = person::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        created_by: Set(tenant.user_id()),
+        ..Default::default()
+    };
+    apply(&mut row, fields, true)?;
+    let txn = tenant.begin(&state.db).await?;
+    let created = person::Entity::insert(row)
+        .exec_with_returning(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+pub async fn update(
+    state: &AppState,
+    tenant: &TenantContext,
+    id: Uuid,
+    fields: PersonFields,
+) -> AppResult<person::Model> {
+    let mut row = person::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(id),
+        updated_at: Set(Utc::now().fixed_offset()),
+        ..Default::default()
+    };
+    apply(&mut row, fields, false)?;
+    let txn = tenant.begin(&state.db).await?;
+    let updated = match row.update(&txn).await {
+        Ok(updated) => updated,
+        Err(sea_orm::DbErr::RecordNotUpdated) => return Err(AppError::not_found("no such person")),
+        Err(err) => return Err(err.into()),
+    };
+    txn.commit().await?;
+    Ok(updated)
+}
+
+pub async fn delete(state: &AppState, tenant: &TenantContext, id: Uuid) -> AppResult<()> {
+    let txn = tenant.begin(&state.db).await?;
+    let deleted = person::Entity::delete_by_id(id).exec(&txn).await?;
+    txn.commit().await?;
+    if deleted.rows_affected == 0 {
+        return Err(AppError::not_found("no such person"));
+    }
+    Ok(())
+}
+
+/// Checks the given fields and sets them on `row`; a new person needs both names.
+fn apply(row: &mut person::ActiveModel, fields: PersonFields, creating: bool) -> AppResult<()> {
+    let mut checks = Faults::default();
+    let first_name = checks.name("firstName", fields.first_name, creating, 200);
+    let last_name = checks.name("lastName", fields.last_name, creating, 200);
+    let email = checks.optional_email("email", fields.email);
+    let phone = checks.text("phone", fields.phone, 40);
+    let address = checks.text("address", fields.address, 500);
+    let membership_status = checks.text("membershipStatus", fields.membership_status, 50);
+    let notes = checks.text("notes", fields.notes, 5000);
+    checks.finish()?;
+    if let Some(value) = first_name {
+        row.first_name = Set(value);
+    }
+    if let Some(value) = last_name {
+        row.last_name = Set(value);
+    }
+    if let Some(value) = email {
+        row.email = Set(Some(value));
+    }
+    if let Some(value) = phone {
+        row.phone = Set(Some(value));
+    }
+    if let Some(value) = address {
+        row.address = Set(Some(value));
+    }
+    if let Some(value) = fields.birth_date {
+        row.birth_date = Set(Some(value));
+    }
+    if let Some(value) = membership_status {
+        row.membership_status = Set(value);
+    }
+    if let Some(value) = notes {
+        row.notes = Set(Some(value));
+    }
+    Ok(())
+}
