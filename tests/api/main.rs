@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod batch;
 mod cli;
 mod database;
 mod health;

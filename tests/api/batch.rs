@@ -1,0 +1,442 @@
+//! Batch provisioning, fleet migrations and live progress.
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Gql, TestApp, WsEvent},
+    tenants::tenant_input,
+};
+
+const PROVISION: &str = r#"
+mutation($tenants: [CreateTenantInput!]!, $options: BatchOptions) {
+  provisionTenants(tenants: $tenants, options: $options) {
+    id kind status
+    results { tenantName domain schemaName status tenantId apiKey error { code message } attempts durationMs }
+    summary { totalRequested successful failed processingTimeMs }
+  }
+}"#;
+
+const MIGRATE: &str = r#"
+mutation($target: String!, $ids: [ID!], $options: BatchOptions) {
+  migrateTenants(targetRevision: $target, tenantIds: $ids, options: $options) {
+    id kind status results { domain status error { code } } summary { totalRequested successful failed }
+  }
+}"#;
+
+fn inputs(prefix: &str, count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| tenant_input(&format!("{prefix}-{i}")))
+        .collect()
+}
+
+async fn provision(app: &TestApp, token: &str, tenants: Vec<Value>, options: Value) -> Gql {
+    app.graphql(
+        PROVISION,
+        json!({ "tenants": tenants, "options": options }),
+        Some(token),
+    )
+    .await
+}
+
+async fn scalar(app: &TestApp, sql: &str) -> i64 {
+    app.db()
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+}
+
+/// The most jobs of the batch that ever ran at the same moment.
+async fn peak_concurrency(app: &TestApp, batch_id: &str) -> i64 {
+    scalar(
+        app,
+        &format!(
+            "SELECT max(running)::bigint FROM ( \
+               SELECT sum(delta) OVER (ORDER BY at, delta) AS running FROM ( \
+                 SELECT started_at AS at, 1 AS delta FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' \
+                 UNION ALL \
+                 SELECT finished_at, -1 FROM public.provisioning_jobs WHERE batch_id = '{batch_id}') edges) peaks"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_batch_of_twenty_provisions_every_tenant_within_its_concurrency() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    let response = provision(
+        &app,
+        &token,
+        inputs("twenty", 20),
+        json!({ "maxConcurrency": 5, "wait": true }),
+    )
+    .await;
+    let batch = &response.data()["provisionTenants"];
+    assert_eq!(batch["status"], "SUCCEEDED");
+    assert_eq!(batch["kind"], "PROVISION");
+    assert_eq!(batch["summary"]["totalRequested"], 20);
+    assert_eq!(batch["summary"]["successful"], 20);
+    assert_eq!(batch["summary"]["failed"], 0);
+    for result in batch["results"].as_array().unwrap() {
+        assert_eq!(result["status"], "SUCCEEDED", "{result}");
+        assert!(result["apiKey"].as_str().unwrap().starts_with("tk_"));
+        assert!(result["tenantId"].is_string());
+    }
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'"
+        )
+        .await,
+        20
+    );
+    let id = batch["id"].as_str().unwrap();
+    let peak = peak_concurrency(&app, id).await;
+    assert!((1..=5).contains(&peak), "peak concurrency {peak}");
+
+    // Read back later, the batch never shows keys.
+    let stored = app
+        .graphql(
+            "query($id: ID!) { provisioningBatch(id: $id) { status results { apiKey status } } }",
+            json!({ "id": id }),
+            Some(&token),
+        )
+        .await;
+    let results = stored.data()["provisioningBatch"]["results"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(results.len(), 20);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["apiKey"].is_null() && r["status"] == "SUCCEEDED")
+    );
+}
+
+#[tokio::test]
+async fn bad_tenants_fail_alone_with_their_reasons() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    provision(
+        &app,
+        &token,
+        vec![tenant_input("taken.org")],
+        json!({ "wait": true }),
+    )
+    .await
+    .data();
+    let tenants = vec![
+        tenant_input("good-one.org"),
+        tenant_input("bad domain"),
+        tenant_input("good-two.org"),
+        tenant_input("good-one.org"),
+        tenant_input("taken.org"),
+    ];
+    let response = provision(&app, &token, tenants, json!({ "wait": true })).await;
+    let batch = &response.data()["provisionTenants"];
+    assert_eq!(batch["status"], "PARTIALLY_FAILED");
+    assert_eq!(batch["summary"]["successful"], 2);
+    assert_eq!(batch["summary"]["failed"], 3);
+    let codes: Vec<Value> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"]["code"].clone())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            Value::Null,
+            json!("BAD_USER_INPUT"),
+            Value::Null,
+            json!("CONFLICT"),
+            json!("CONFLICT")
+        ]
+    );
+    let results = batch["results"].as_array().unwrap();
+    assert!(
+        results[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("domain")
+    );
+    assert_eq!(results[4]["attempts"], 1, "conflicts are never retried");
+    assert_eq!(scalar(&app, "SELECT count(*) FROM public.tenants").await, 3);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'"
+        )
+        .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn an_atomic_batch_with_one_failure_is_rolled_back_entirely() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    // A schema nobody registered makes one tenant fail at provisioning, not at validation.
+    app.db()
+        .execute_unprepared("CREATE SCHEMA tenant_atomic_2")
+        .await
+        .unwrap();
+    let response = provision(
+        &app,
+        &token,
+        inputs("atomic", 4),
+        json!({ "atomic": true, "wait": true, "maxConcurrency": 2 }),
+    )
+    .await;
+    let batch = &response.data()["provisionTenants"];
+    assert_eq!(batch["status"], "ROLLED_BACK", "{batch}");
+    let statuses: Vec<&str> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == "ROLLED_BACK" || *s == "FAILED"),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == "FAILED").count(), 1);
+    assert!(
+        batch["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["apiKey"].is_null())
+    );
+    assert_eq!(scalar(&app, "SELECT count(*) FROM public.tenants").await, 0);
+    // Only the pre-existing schema remains.
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_batch_over_the_size_limit_is_refused_and_nothing_starts() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("MAX_TENANTS_PER_BATCH".into(), "3".into());
+    })
+    .await;
+    let token = app.operator_token().await;
+    let response = provision(&app, &token, inputs("big", 4), json!({ "wait": true })).await;
+    assert_eq!(response.error_code(), "BAD_USER_INPUT");
+    assert_eq!(response.error_field(), Some("tenants"));
+    assert_eq!(
+        scalar(&app, "SELECT count(*) FROM public.provisioning_batches").await,
+        0
+    );
+    assert_eq!(scalar(&app, "SELECT count(*) FROM public.tenants").await, 0);
+}
+
+const PROGRESS: &str = "subscription($id: ID!) { provisioningProgress(batchId: $id) { seq tenantName step status completed total } }";
+
+/// Every event of a subscription up to its `complete`.
+async fn follow(app: &TestApp, token: &str, batch_id: &str) -> Vec<Value> {
+    let mut socket = app.websocket().await;
+    assert_eq!(
+        socket.init(Some(token)).await.message()["type"],
+        "connection_ack"
+    );
+    socket
+        .subscribe("progress", PROGRESS, json!({ "id": batch_id }))
+        .await;
+    let mut events = Vec::new();
+    loop {
+        match socket.next_event().await {
+            WsEvent::Message(message) if message["type"] == "next" => {
+                events.push(message["payload"]["data"]["provisioningProgress"].clone());
+            }
+            WsEvent::Message(message) if message["type"] == "complete" => return events,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn progress_subscribers_see_every_step_and_late_ones_miss_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    let started = provision(
+        &app,
+        &token,
+        inputs("live", 6),
+        json!({ "maxConcurrency": 2 }),
+    )
+    .await;
+    let batch = &started.data()["provisionTenants"];
+    assert_eq!(batch["status"], "RUNNING");
+    let id = batch["id"].as_str().unwrap().to_owned();
+
+    let live = follow(&app, &token, &id).await;
+    let seqs: Vec<i64> = live.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (0..live.len() as i64).collect::<Vec<_>>(),
+        "no gaps, no repeats"
+    );
+    let done: Vec<&Value> = live
+        .iter()
+        .filter(|e| e["step"] == "DONE" && e["tenantName"].is_string())
+        .collect();
+    assert_eq!(done.len(), 6);
+    assert!(
+        done.iter()
+            .all(|e| e["status"] == "SUCCEEDED" && e["total"] == 6)
+    );
+    let last = live.last().unwrap();
+    assert!(last["tenantName"].is_null() && last["step"] == "DONE" && last["completed"] == 6);
+    for step in ["VALIDATE", "CREATE_SCHEMA", "MIGRATE", "SEED", "VERIFY"] {
+        assert_eq!(
+            live.iter()
+                .filter(|e| e["step"] == step && e["status"] == "SUCCEEDED")
+                .count(),
+            6,
+            "{step}"
+        );
+    }
+
+    // After the end, a new subscriber gets the whole story, then completion.
+    let late = follow(&app, &token, &id).await;
+    assert_eq!(late, live);
+}
+
+#[tokio::test]
+async fn progress_is_for_operators_and_known_batches_only() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    let mut socket = app.websocket().await;
+    socket.init(Some(&token)).await.message();
+    socket
+        .subscribe("unknown", PROGRESS, json!({ "id": uuid::Uuid::new_v4() }))
+        .await;
+    // Execution errors arrive as a `next` carrying `errors` (graphql-transport-ws).
+    let reply = socket.next_event().await.message();
+    assert_eq!(reply["type"], "next");
+    assert_eq!(
+        reply["payload"]["errors"][0]["extensions"]["code"],
+        "NOT_FOUND"
+    );
+
+    let mut anonymous = app.websocket().await;
+    anonymous.init(None).await.message();
+    anonymous
+        .subscribe("anon", PROGRESS, json!({ "id": uuid::Uuid::new_v4() }))
+        .await;
+    let reply = anonymous.next_event().await.message();
+    assert_eq!(
+        reply["payload"]["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED"
+    );
+}
+
+#[tokio::test]
+async fn a_fleet_of_thirty_migrates_down_and_back_up() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    provision(
+        &app,
+        &token,
+        inputs("fleet", 30),
+        json!({ "wait": true, "maxConcurrency": 5 }),
+    )
+    .await
+    .data();
+
+    let down = app
+        .graphql(
+            MIGRATE,
+            json!({ "target": "base", "options": { "wait": true } }),
+            Some(&token),
+        )
+        .await;
+    let batch = &down.data()["migrateTenants"];
+    assert_eq!(
+        (batch["kind"].as_str(), batch["status"].as_str()),
+        (Some("MIGRATE"), Some("SUCCEEDED"))
+    );
+    assert_eq!(batch["summary"]["successful"], 30);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT count(*) FROM public.tenants WHERE current_revision IS NULL"
+        )
+        .await,
+        30
+    );
+
+    let up = app
+        .graphql(
+            MIGRATE,
+            json!({ "target": "head", "options": { "wait": true } }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(up.data()["migrateTenants"]["summary"]["successful"], 30);
+    let head = migration::tenant_migration_names().last().unwrap().clone();
+    assert_eq!(
+        scalar(&app, &format!("SELECT count(*) FROM public.tenants WHERE current_revision = '{head}' AND migrations_applied")).await,
+        30
+    );
+
+    // Nothing behind head: an empty batch, at once.
+    let noop = app
+        .graphql(
+            MIGRATE,
+            json!({ "target": "head", "options": { "wait": true } }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        noop.data()["migrateTenants"]["summary"]["totalRequested"],
+        0
+    );
+    assert_eq!(noop.data()["migrateTenants"]["status"], "SUCCEEDED");
+
+    // Two chosen tenants to a middle revision.
+    let ids: Vec<String> = app
+        .graphql(
+            "{ tenants(first: 2) { nodes { id } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .data()["tenants"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    let middle = migration::tenant_migration_names()[1].clone();
+    let some = app
+        .graphql(
+            MIGRATE,
+            json!({ "target": middle, "ids": ids, "options": { "wait": true } }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(some.data()["migrateTenants"]["summary"]["successful"], 2);
+    assert_eq!(
+        scalar(
+            &app,
+            &format!("SELECT count(*) FROM public.tenants WHERE current_revision = '{middle}'")
+        )
+        .await,
+        2
+    );
+}
