@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod batch;
 mod error_codes;
+mod operation_metrics;
 pub mod tenant_data;
 pub mod tenants;
 
@@ -63,7 +64,8 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 
 /// The schema served to clients.
 pub fn build_schema(state: SharedState) -> AppSchema {
-    let mut builder = builder();
+    let mut builder =
+        builder().extension(operation_metrics::OperationMetrics(state.metrics.clone()));
     if !state.config.graphql_introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

@@ -1,7 +1,7 @@
 //! GraphQL over HTTP: `POST /graphql` (JSON, batches of at most ten), `GET /graphql` (queries only,
 //! or GraphiQL for a browser), and the shared execution path with authentication and metrics.
 
-use std::{net::SocketAddr, time::Instant};
+use std::net::SocketAddr;
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, ServerError};
@@ -178,20 +178,11 @@ async fn execute(
 
 async fn execute_one(
     http: &HttpState,
-    request: Request,
+    mut request: Request,
     context: &RequestContext,
 ) -> async_graphql::Response {
-    let operation_name = request.operation_name.clone();
-    let started = Instant::now();
-    let mut request = request;
     request.data = crate::graphql::operation_data(&http.state, context.clone());
-    let response = http.schema.execute(request).await;
-    http.state.metrics.record_operation(
-        operation_name.as_deref(),
-        response.is_ok(),
-        started.elapsed(),
-    );
-    response
+    http.schema.execute(request).await
 }
 
 /// A GraphQL-shaped error for a request refused before execution.
