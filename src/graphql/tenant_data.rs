@@ -351,19 +351,21 @@ impl TenantDataQuery {
             })
             .transpose()?;
         let limit = first.unwrap_or(20).clamp(1, MAX_PAGE_SIZE) as u64;
+        let with_total = ctx.look_ahead().field("totalCount").exists();
         let page = people::page(
             ctx.state(),
             tenant,
             search.as_deref(),
             after.as_deref(),
             limit,
+            with_total,
         )
         .await?;
         let mut connection = Connection::with_additional_fields(
             after.is_some(),
             page.has_next_page,
             PeopleCount {
-                total_count: page.total_count,
+                total_count: page.total_count.unwrap_or_default(),
             },
         );
         connection

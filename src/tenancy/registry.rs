@@ -31,7 +31,8 @@ pub struct TenantCursor {
 pub struct TenantPage {
     pub tenants: Vec<tenants::Model>,
     pub has_next_page: bool,
-    pub total_count: u64,
+    /// Only when asked for: counting costs a second scan.
+    pub total_count: Option<u64>,
 }
 
 /// Up to `limit` live tenants after `after`, oldest first, and how many match in all.
@@ -40,12 +41,19 @@ pub async fn list(
     query: &TenantQuery,
     after: Option<&TenantCursor>,
     limit: u64,
+    with_total: bool,
 ) -> AppResult<TenantPage> {
     let filter = filter(query);
-    let total_count = tenants::Entity::find()
-        .filter(filter.clone())
-        .count(db)
-        .await?;
+    let total_count = if with_total {
+        Some(
+            tenants::Entity::find()
+                .filter(filter.clone())
+                .count(db)
+                .await?,
+        )
+    } else {
+        None
+    };
     let mut page = tenants::Entity::find().filter(filter);
     if let Some(after) = after {
         page = page.filter(

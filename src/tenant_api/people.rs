@@ -28,7 +28,8 @@ pub struct PersonCursor {
 pub struct PeoplePage {
     pub people: Vec<person::Model>,
     pub has_next_page: bool,
-    pub total_count: u64,
+    /// Only when asked for: counting costs a second scan.
+    pub total_count: Option<u64>,
 }
 
 /// The fields of a person as given; on update, absent fields stay as they are.
@@ -50,6 +51,7 @@ pub async fn page(
     search: Option<&str>,
     after: Option<&PersonCursor>,
     limit: u64,
+    with_total: bool,
 ) -> AppResult<PeoplePage> {
     let mut filter = Condition::all();
     if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
@@ -63,10 +65,16 @@ pub async fn page(
         );
     }
     let txn = tenant.begin(&state.db).await?;
-    let total_count = person::Entity::find()
-        .filter(filter.clone())
-        .count(&txn)
-        .await?;
+    let total_count = if with_total {
+        Some(
+            person::Entity::find()
+                .filter(filter.clone())
+                .count(&txn)
+                .await?,
+        )
+    } else {
+        None
+    };
     let mut query = person::Entity::find().filter(filter);
     if let Some(after) = after {
         query = query.filter(

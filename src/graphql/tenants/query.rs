@@ -40,12 +40,14 @@ impl TenantQuery {
             .transpose()?;
         let limit = first.unwrap_or(50).clamp(1, MAX_PAGE_SIZE) as u64;
         let query = filter.map(Into::into).unwrap_or_default();
-        let page = registry::list(&ctx.state().db, &query, after.as_deref(), limit).await?;
+        let with_total = ctx.look_ahead().field("totalCount").exists();
+        let page =
+            registry::list(&ctx.state().db, &query, after.as_deref(), limit, with_total).await?;
         let mut connection = Connection::with_additional_fields(
             after.is_some(),
             page.has_next_page,
             TotalCount {
-                total_count: page.total_count,
+                total_count: page.total_count.unwrap_or_default(),
             },
         );
         connection
