@@ -19,4 +19,4 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tenancy;
-pub mod tenant_api;
+pub mod tenant_data;

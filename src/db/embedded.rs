@@ -490,8 +490,9 @@ impl Cluster {
 }
 
 /// The first directory holding all server binaries: only `pg_bin` when given, otherwise
-/// `pg_config --bindir`, `/usr/lib/postgresql/*/bin` newest first, then `PATH`.
-async fn find_server_binaries(pg_bin: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// `pg_config --bindir`, `/usr/lib/postgresql/*/bin` newest first, then `PATH`. Client tools
+/// such as `pg_dump` sit beside them.
+pub async fn find_server_binaries(pg_bin: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = pg_bin {
         if has_server_binaries(dir) {
             return Ok(dir.to_path_buf());

@@ -43,29 +43,31 @@ pub struct UserChanges {
 pub async fn list(state: &AppState, tenant: &TenantContext) -> AppResult<Vec<User>> {
     let txn = tenant.begin(&state.db).await?;
     let users = with_status(
-        &txn,
         users::Entity::find()
+            .find_also_related(user_statuses::Entity)
             .order_by_asc(users::Column::CreatedAt)
+            .order_by_asc(users::Column::Id)
             .all(&txn)
             .await?,
-    )
-    .await?;
+    );
     txn.commit().await?;
     Ok(users)
 }
 
-/// Users by id, for batched look-ups.
+/// Users by id, for batched look-ups: one query, statuses joined in.
 pub async fn by_ids(
     state: &AppState,
     tenant: &TenantContext,
     ids: &[Uuid],
 ) -> AppResult<Vec<User>> {
     let txn = tenant.begin(&state.db).await?;
-    let found = users::Entity::find()
-        .filter(users::Column::Id.is_in(ids.iter().copied()))
-        .all(&txn)
-        .await?;
-    let users = with_status(&txn, found).await?;
+    let users = with_status(
+        users::Entity::find()
+            .find_also_related(user_statuses::Entity)
+            .filter(users::Column::Id.is_in(ids.iter().copied()))
+            .all(&txn)
+            .await?,
+    );
     txn.commit().await?;
     Ok(users)
 }
@@ -99,6 +101,9 @@ pub async fn create(state: &AppState, tenant: &TenantContext, new: NewUser) -> A
     let mut faults = Faults::default();
     let email = faults.email("email", &new.email);
     let name = faults.text("name", new.name, 200);
+    let status = new.status.as_deref().unwrap_or("active");
+    check_status(&mut faults, status);
+    check_role_names(&mut faults, "roles", &new.roles);
     faults.finish()?;
     let password_hash = match new.password {
         Some(password) => {
@@ -108,11 +113,8 @@ pub async fn create(state: &AppState, tenant: &TenantContext, new: NewUser) -> A
         None => None,
     };
     let txn = tenant.begin(&state.db).await?;
-    let status_id = match &new.status {
-        Some(code) => status_id(&txn, code).await?,
-        None => status_id(&txn, "active").await?,
-    };
-    let role_ids = role_ids(&txn, &new.roles).await?;
+    let status_id = status_id(&txn, status).await?;
+    let role_ids = role_ids(&txn, "roles", &new.roles).await?;
     let user = users::Entity::insert(users::ActiveModel {
         id: Set(Uuid::new_v4()),
         email: Set(email),
@@ -130,9 +132,11 @@ pub async fn create(state: &AppState, tenant: &TenantContext, new: NewUser) -> A
     for role_id in role_ids {
         grant(&txn, user.id, role_id).await?;
     }
-    let created = with_status(&txn, vec![user]).await?.remove(0);
     txn.commit().await?;
-    Ok(created)
+    Ok(User {
+        model: user,
+        status: status.to_owned(),
+    })
 }
 
 pub async fn update(
@@ -143,6 +147,9 @@ pub async fn update(
 ) -> AppResult<User> {
     let mut faults = Faults::default();
     let name = faults.text("name", changes.name, 200);
+    if let Some(status) = &changes.status {
+        check_status(&mut faults, status);
+    }
     faults.finish()?;
     let password_hash = match changes.password {
         Some(password) => {
@@ -166,12 +173,12 @@ pub async fn update(
     if let Some(hash) = password_hash {
         row.password_hash = Set(Some(hash));
     }
-    let updated = match row.update(&txn).await {
-        Ok(updated) => updated,
+    match row.update(&txn).await {
+        Ok(_) => {}
         Err(sea_orm::DbErr::RecordNotUpdated) => return Err(AppError::not_found("no such user")),
         Err(err) => return Err(err.into()),
-    };
-    let user = with_status(&txn, vec![updated]).await?.remove(0);
+    }
+    let user = fetch(&txn, id).await?;
     txn.commit().await?;
     Ok(user)
 }
@@ -183,16 +190,54 @@ pub async fn assign_role(
     user_id: Uuid,
     role: &str,
 ) -> AppResult<User> {
+    let names = [role.to_owned()];
+    let mut faults = Faults::default();
+    check_role_names(&mut faults, "role", &names);
+    faults.finish()?;
     let txn = tenant.begin(&state.db).await?;
-    let user = users::Entity::find_by_id(user_id)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::not_found("no such user"))?;
-    let role_id = role_ids(&txn, &[role.to_owned()]).await?.remove(0);
-    grant(&txn, user_id, role_id).await?;
-    let user = with_status(&txn, vec![user]).await?.remove(0);
+    let user = fetch(&txn, user_id).await?;
+    for role_id in role_ids(&txn, "role", &names).await? {
+        grant(&txn, user_id, role_id).await?;
+    }
     txn.commit().await?;
     Ok(user)
+}
+
+/// Longest role name looked up; the seeded ones are far shorter.
+const MAX_ROLE_NAME_BYTES: usize = 100;
+/// Most roles one request may name.
+const MAX_ROLES: usize = 20;
+
+fn check_role_names(faults: &mut Faults, field: &str, names: &[String]) {
+    if names.len() > MAX_ROLES {
+        faults.add(field, format!("at most {MAX_ROLES} roles"));
+    } else if names.iter().any(|name| name.len() > MAX_ROLE_NAME_BYTES) {
+        faults.add(
+            field,
+            format!("a role name is at most {MAX_ROLE_NAME_BYTES} bytes"),
+        );
+    }
+}
+
+const STATUSES: [&str; 4] = ["active", "inactive", "suspended", "pending"];
+
+fn check_status(faults: &mut Faults, code: &str) {
+    if !STATUSES.contains(&code) {
+        faults.add(
+            "status",
+            "status must be active, inactive, suspended or pending",
+        );
+    }
+}
+
+/// A user with their status, or `NOT_FOUND`.
+async fn fetch(txn: &DatabaseTransaction, id: Uuid) -> AppResult<User> {
+    users::Entity::find_by_id(id)
+        .find_also_related(user_statuses::Entity)
+        .one(txn)
+        .await?
+        .map(|row| with_status(vec![row]).remove(0))
+        .ok_or_else(|| AppError::not_found("no such user"))
 }
 
 async fn grant(txn: &DatabaseTransaction, user_id: Uuid, role_id: i32) -> AppResult<()> {
@@ -224,31 +269,41 @@ async fn status_id(txn: &DatabaseTransaction, code: &str) -> AppResult<i16> {
         })
 }
 
-async fn role_ids(txn: &DatabaseTransaction, names: &[String]) -> AppResult<Vec<i32>> {
-    let mut ids = Vec::with_capacity(names.len());
+/// The ids of the named roles, in one query; an unknown name is a fault of `field`.
+async fn role_ids(txn: &DatabaseTransaction, field: &str, names: &[String]) -> AppResult<Vec<i32>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: HashMap<String, i32> = roles::Entity::find()
+        .filter(roles::Column::Name.is_in(names.iter().map(String::as_str)))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|role| (role.name, role.id))
+        .collect();
+    let mut ids = Vec::with_capacity(found.len());
     for name in names {
-        let role = roles::Entity::find()
-            .filter(roles::Column::Name.eq(name.as_str()))
-            .one(txn)
-            .await?
-            .ok_or_else(|| AppError::bad_input("roles", format!("no role named {name:?}")))?;
-        ids.push(role.id);
+        let id = *found.get(name).ok_or_else(|| {
+            AppError::bad_input(
+                field,
+                format!(
+                    "no role named {:?}",
+                    name.chars().take(40).collect::<String>()
+                ),
+            )
+        })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
     }
     Ok(ids)
 }
 
-async fn with_status(txn: &DatabaseTransaction, users: Vec<users::Model>) -> AppResult<Vec<User>> {
-    let codes: HashMap<i16, String> = user_statuses::Entity::find()
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|status| (status.id, status.code))
-        .collect();
-    Ok(users
-        .into_iter()
-        .map(|model| User {
-            status: codes.get(&model.status_id).cloned().unwrap_or_default(),
+fn with_status(rows: Vec<(users::Model, Option<user_statuses::Model>)>) -> Vec<User> {
+    rows.into_iter()
+        .map(|(model, status)| User {
             model,
+            status: status.map(|status| status.code).unwrap_or_default(),
         })
-        .collect())
+        .collect()
 }

@@ -1,0 +1,813 @@
+//! The tenantgraph benchmark suite. Each scenario drives a real server over HTTP, as a client
+//! would, and measures its baseline — what PostgreSQL itself does for the same work — in the
+//! same run, so that the ratio travels between machines.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use futures_util::future::join_all;
+use rand::seq::IndexedRandom;
+use sea_orm::{
+    ConnectionTrait, DbBackend, Statement,
+    sqlx::{self, Connection, PgConnection},
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tenantgraph::{
+    config::Config,
+    db::{
+        self,
+        embedded::{EmbeddedOptions, EmbeddedPostgres, find_server_binaries},
+    },
+    startup::Application,
+    state::SharedState,
+};
+
+const OPERATOR_EMAIL: &str = "bench@tenantgraph.bench";
+const OPERATOR_PASSWORD: &str = "bench-operator-password";
+const ADMIN_PASSWORD: &str = "bench-tenant-admin";
+const POOL_SIZE: u32 = 20;
+/// Tenants per `provisionTenants` call.
+const CHUNK: usize = 50;
+
+/// What a run measures.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Tenants provisioned without and (half as many) with an admin user.
+    pub tenants: usize,
+    /// Length of each timed load.
+    pub load: Duration,
+    /// Concurrent clients of the query load.
+    pub clients: usize,
+    /// Tenants registered (without schemas) for the memory scenario.
+    pub registered: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tenants: 200,
+            load: Duration::from_secs(10),
+            clients: 16,
+            registered: 10_000,
+        }
+    }
+}
+
+/// One line of the result table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    pub metric: String,
+    pub tenantgraph: f64,
+    pub baseline: Option<f64>,
+    /// tenantgraph / baseline (higher is better for rates, lower for times).
+    pub ratio: Option<f64>,
+    pub target: String,
+    pub met: Option<bool>,
+}
+
+impl Row {
+    fn new(scenario: &str, metric: &str, value: f64) -> Self {
+        Row {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            tenantgraph: value,
+            baseline: None,
+            ratio: None,
+            target: String::new(),
+            met: None,
+        }
+    }
+
+    fn against(mut self, baseline: f64) -> Self {
+        self.baseline = Some(baseline);
+        self.ratio = Some(self.tenantgraph / baseline);
+        self
+    }
+
+    fn target(mut self, target: &str, met: bool) -> Self {
+        self.target = target.into();
+        self.met = Some(met);
+        self
+    }
+}
+
+/// A server under test and what the scenarios share.
+pub struct Bench {
+    pub rows: Vec<Row>,
+    options: Options,
+    state: SharedState,
+    base: String,
+    http: reqwest::Client,
+    operator: String,
+    url: String,
+    cluster: Option<EmbeddedPostgres>,
+    data_dir: Option<PathBuf>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// (domain, schema) of the tenants provisioned without and with an admin user.
+    plain: Vec<(String, String)>,
+    with_admin: Vec<(String, String)>,
+    tokens: Vec<String>,
+}
+
+impl Bench {
+    /// Starts a fresh embedded cluster (or a fresh database on `DATABASE_URL`) and the server.
+    pub async fn start(options: Options) -> anyhow::Result<Bench> {
+        let (url, cluster, data_dir) = match std::env::var("DATABASE_URL") {
+            Ok(url) => {
+                let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+                db::create_database_if_missing(&url, &name).await?;
+                let mut parsed = reqwest::Url::parse(&url)?;
+                parsed.set_path(&name);
+                (parsed.to_string(), None, None)
+            }
+            Err(_) => {
+                let dir = std::env::temp_dir().join(format!(
+                    "tenantgraph-bench-{}",
+                    uuid::Uuid::new_v4().simple()
+                ));
+                let cluster = EmbeddedPostgres::start(EmbeddedOptions {
+                    data_dir: dir.clone(),
+                    pg_bin: std::env::var_os("PG_BIN").map(Into::into),
+                })
+                .await?;
+                db::create_database_if_missing(&cluster.url("postgres"), "bench").await?;
+                (cluster.url("bench"), Some(cluster), Some(dir))
+            }
+        };
+        let env: HashMap<&str, String> = HashMap::from([
+            ("DATABASE_URL", url.clone()),
+            ("BIND_ADDR", "127.0.0.1:0".into()),
+            (
+                "JWT_SECRET",
+                "bench-secret-bench-secret-bench-secret-0123".into(),
+            ),
+            ("BOOTSTRAP_ADMIN_EMAIL", OPERATOR_EMAIL.into()),
+            ("BOOTSTRAP_ADMIN_PASSWORD", OPERATOR_PASSWORD.into()),
+            ("DATABASE_MAX_CONNECTIONS", POOL_SIZE.to_string()),
+            ("MAX_TENANTS_PER_BATCH", CHUNK.to_string()),
+            ("MAX_CONCURRENT_OPERATIONS", "2".into()),
+            ("REQUEST_TIMEOUT_SECONDS", "600".into()),
+            ("OPERATION_TIMEOUT_SECONDS", "600".into()),
+        ]);
+        let config = Config::from_lookup(|name| env.get(name).cloned())?;
+        let app = Application::build(config).await?;
+        let base = format!("http://{}", app.address());
+        let state = app.state();
+        let server = tokio::spawn(app.run_until(std::future::pending()));
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let mut bench = Bench {
+            rows: Vec::new(),
+            options,
+            state,
+            base,
+            http,
+            operator: String::new(),
+            url,
+            cluster,
+            data_dir,
+            server,
+            plain: Vec::new(),
+            with_admin: Vec::new(),
+            tokens: Vec::new(),
+        };
+        let login = bench
+            .graphql(
+                "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                json!({ "i": { "email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD } }),
+                None,
+            )
+            .await?;
+        bench.operator = login["login"]["token"]
+            .as_str()
+            .context("operator login")?
+            .into();
+        Ok(bench)
+    }
+
+    /// Stops the server and the cluster this run started.
+    pub async fn finish(self) -> anyhow::Result<Vec<Row>> {
+        self.server.abort();
+        if let Some(cluster) = self.cluster {
+            cluster.stop().await?;
+        }
+        if let Some(dir) = self.data_dir {
+            std::fs::remove_dir_all(dir).ok();
+        }
+        Ok(self.rows)
+    }
+
+    async fn graphql(
+        &self,
+        query: &str,
+        variables: Value,
+        token: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self
+            .http
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let body: Value = request.send().await?.json().await?;
+        if let Some(errors) = body.get("errors").filter(|e| !e.is_null()) {
+            bail!("GraphQL errors: {errors}");
+        }
+        Ok(body["data"].clone())
+    }
+
+    async fn sql_one(&self, sql: &str) -> anyhow::Result<f64> {
+        let row = self
+            .state
+            .db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await?
+            .context("a row")?;
+        Ok(row.try_get_by_index::<Option<f64>>(0)?.unwrap_or(0.0))
+    }
+
+    /// `provision`: tenants through `provisionTenants`, without and with an admin user, against
+    /// the same final DDL replayed as one script per schema.
+    pub async fn provision(&mut self, progress: &indicatif::ProgressBar) -> anyhow::Result<()> {
+        let n = self.options.tenants;
+        let (plain_rate, plain_batches, plain) =
+            self.provision_tenants("plain", n, false, progress).await?;
+        self.plain = plain;
+        let admins = (n / 2).max(1);
+        let (admin_rate, _, with_admin) = self
+            .provision_tenants("staffed", admins, true, progress)
+            .await?;
+        self.with_admin = with_admin;
+
+        let baseline = self.replay_baseline(n).await?;
+        self.rows.push(
+            Row::new("provision", "tenants/s (no admin)", plain_rate)
+                .against(baseline)
+                .target("≥ 0.5 × baseline", plain_rate >= 0.5 * baseline),
+        );
+        self.rows.push(
+            Row::new("provision", "tenants/s (with admin, argon2id)", admin_rate).against(baseline),
+        );
+
+        // Per-step times from the batches' own events, once the background writer stored each
+        // batch's final event.
+        let ids = plain_batches
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for _ in 0..100 {
+            let stored = self
+                .sql_one(&format!(
+                    "SELECT count(*)::float8 FROM public.provisioning_events \
+                      WHERE batch_id IN ({ids}) AND tenant_name IS NULL AND step = 'DONE'"
+                ))
+                .await?;
+            if stored as usize == plain_batches.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let steps = self
+            .state
+            .db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "WITH spans AS ( \
+                       SELECT tenant_name, step, \
+                              extract(epoch FROM max(at) FILTER (WHERE status = 'SUCCEEDED') \
+                                               - min(at) FILTER (WHERE status = 'STARTED')) * 1000 AS ms \
+                         FROM public.provisioning_events WHERE batch_id IN ({ids}) AND tenant_name IS NOT NULL \
+                        GROUP BY tenant_name, step) \
+                     SELECT step, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, \
+                            percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95 \
+                       FROM spans WHERE ms IS NOT NULL GROUP BY step ORDER BY p50 DESC"
+                ),
+            ))
+            .await?;
+        for row in steps {
+            let step: String = row.try_get("", "step")?;
+            let p50: f64 = row.try_get("", "p50")?;
+            let p95: f64 = row.try_get("", "p95")?;
+            self.rows
+                .push(Row::new("provision", &format!("{step} p50 ms"), p50));
+            self.rows
+                .push(Row::new("provision", &format!("{step} p95 ms"), p95));
+        }
+        if n >= 1000 {
+            let first = self.sql_one("SELECT avg(duration_ms)::float8 FROM (SELECT duration_ms FROM public.provisioning_jobs ORDER BY started_at LIMIT 100) f").await?;
+            let last = self.sql_one(&format!("SELECT avg(duration_ms)::float8 FROM (SELECT duration_ms FROM public.provisioning_jobs WHERE tenant_name LIKE 'plain-%' ORDER BY started_at DESC LIMIT 100) l")).await?;
+            self.rows
+                .push(Row::new("provision", "mean ms, first 100 tenants", first));
+            self.rows
+                .push(Row::new("provision", "mean ms, last 100 tenants", last));
+        }
+        Ok(())
+    }
+
+    /// Provisions `n` tenants in batches; returns tenants/s, the batch ids, and what was made.
+    async fn provision_tenants(
+        &self,
+        prefix: &str,
+        n: usize,
+        with_admin: bool,
+        progress: &indicatif::ProgressBar,
+    ) -> anyhow::Result<(f64, Vec<String>, Vec<(String, String)>)> {
+        let started = Instant::now();
+        let mut batches = Vec::new();
+        let mut made = Vec::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(CHUNK) {
+            let tenants: Vec<Value> = chunk
+                .iter()
+                .map(|i| {
+                    let domain = format!("{prefix}-{i}.bench");
+                    let mut tenant = json!({ "tenantName": domain, "domain": domain, "email": format!("office@{domain}") });
+                    if with_admin {
+                        tenant["admin"] = json!({ "email": format!("admin@{domain}"), "password": ADMIN_PASSWORD });
+                    }
+                    tenant
+                })
+                .collect();
+            let data = self
+                .graphql(
+                    "mutation($t: [CreateTenantInput!]!) { provisionTenants(tenants: $t, options: { wait: true, maxConcurrency: 2 }) { id status results { domain schemaName status } } }",
+                    json!({ "t": tenants }),
+                    Some(&self.operator),
+                )
+                .await?;
+            let batch = &data["provisionTenants"];
+            if batch["status"] != "SUCCEEDED" {
+                bail!("a provisioning batch did not succeed: {batch}");
+            }
+            batches.push(batch["id"].as_str().unwrap_or_default().to_owned());
+            for result in batch["results"].as_array().into_iter().flatten() {
+                made.push((
+                    result["domain"].as_str().unwrap_or_default().to_owned(),
+                    result["schemaName"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            progress.inc(chunk.len() as u64);
+        }
+        Ok((n as f64 / started.elapsed().as_secs_f64(), batches, made))
+    }
+
+    /// The same final schema as `pg_dump` sees it, replayed as one script per new schema.
+    async fn replay_baseline(&self, n: usize) -> anyhow::Result<f64> {
+        let template = self
+            .plain
+            .first()
+            .map(|(_, s)| s.clone())
+            .context("a provisioned schema")?;
+        let bin = find_server_binaries(
+            std::env::var_os("PG_BIN")
+                .as_deref()
+                .map(std::path::Path::new),
+        )
+        .await?;
+        // The password goes in the environment, where `ps` does not show it.
+        let mut target = reqwest::Url::parse(&self.url)?;
+        let password = target.password().unwrap_or_default().to_owned();
+        target.set_password(None).ok();
+        let dump = tokio::process::Command::new(bin.join("pg_dump"))
+            .env("PGPASSWORD", password)
+            .args([
+                "--schema",
+                &template,
+                // Data as multi-row INSERTs: the whole script is one batch of plain SQL.
+                "--rows-per-insert=1000",
+                "--no-owner",
+                "--no-privileges",
+                "--no-comments",
+                target.as_str(),
+            ])
+            .output()
+            .await?;
+        if !dump.status.success() {
+            bail!("pg_dump failed: {}", String::from_utf8_lossy(&dump.stderr));
+        }
+        // Keep the DDL and the data; drop session settings and psql meta-commands.
+        let script: String = String::from_utf8(dump.stdout)?
+            .lines()
+            .filter(|line| {
+                !line.starts_with("SET ")
+                    && !line.starts_with("SELECT pg_catalog.set_config")
+                    && !line.starts_with('\\')
+                    && !line.starts_with("--")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut connection = PgConnection::connect(&self.url).await?;
+        let started = Instant::now();
+        for i in 0..n {
+            let schema = format!("baseline_{i}");
+            let sql = format!("BEGIN;\n{}\nCOMMIT;", script.replace(&template, &schema));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut connection)
+                .await?;
+        }
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        for i in 0..n {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA baseline_{i} CASCADE"
+            )))
+            .execute(&mut connection)
+            .await?;
+        }
+        connection.close().await?;
+        Ok(rate)
+    }
+
+    /// `migrate-noop`: a fleet migration to head with nothing to do.
+    pub async fn migrate_noop(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        self.graphql("mutation { migrateTenants(options: { wait: true }) { status summary { totalRequested } } }", json!({}), Some(&self.operator))
+            .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let tenants = self.plain.len() + self.with_admin.len();
+        self.rows.push(
+            Row::new(
+                "migrate-noop",
+                &format!("seconds over {tenants} tenants"),
+                seconds,
+            )
+            .target("< 1 s at 1,000 tenants", seconds < 1.0),
+        );
+        Ok(())
+    }
+
+    /// `migrate`: the newest tenant migration (a nullable column and an index on `person`) over
+    /// every tenant, against the same two statements per schema over one connection.
+    pub async fn migrate(&mut self) -> anyhow::Result<()> {
+        let names = migration::tenant_migration_names();
+        let previous = &names[names.len() - 2];
+        let fleet = "mutation($to: String!) { migrateTenants(targetRevision: $to, options: { wait: true, maxConcurrency: 2 }) { status summary { successful } } }";
+        let down = self
+            .graphql(fleet, json!({ "to": previous }), Some(&self.operator))
+            .await?;
+        if down["migrateTenants"]["status"] != "SUCCEEDED" {
+            bail!("stepping the fleet down did not succeed: {down}");
+        }
+        let tenants = (self.plain.len() + self.with_admin.len()) as f64;
+        let started = Instant::now();
+        let up = self
+            .graphql(fleet, json!({ "to": "head" }), Some(&self.operator))
+            .await?;
+        let rate = tenants / started.elapsed().as_secs_f64();
+        if up["migrateTenants"]["status"] != "SUCCEEDED" {
+            bail!("the fleet migration did not succeed: {up}");
+        }
+
+        let mut connection = PgConnection::connect(&self.url).await?;
+        let schemas: Vec<String> = self
+            .plain
+            .iter()
+            .chain(&self.with_admin)
+            .map(|(_, s)| s.clone())
+            .collect();
+        let started = Instant::now();
+        for schema in &schemas {
+            // The schema names are the ones this run provisioned.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "BEGIN; ALTER TABLE \"{schema}\".person ADD COLUMN bench_col text; \
+                 CREATE INDEX ON \"{schema}\".person (bench_col); COMMIT;"
+            )))
+            .execute(&mut connection)
+            .await?;
+        }
+        let baseline = schemas.len() as f64 / started.elapsed().as_secs_f64();
+        for schema in &schemas {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE \"{schema}\".person DROP COLUMN bench_col"
+            )))
+            .execute(&mut connection)
+            .await?;
+        }
+        connection.close().await?;
+        self.rows.push(
+            Row::new("migrate", "tenants/s", rate)
+                .against(baseline)
+                .target("≥ 0.5 × baseline", rate >= 0.5 * baseline),
+        );
+        Ok(())
+    }
+
+    /// Logs in to every staffed tenant and gives each 50 people.
+    async fn prepare_query_tenants(&mut self) -> anyhow::Result<()> {
+        if !self.tokens.is_empty() {
+            return Ok(());
+        }
+        for (domain, schema) in &self.with_admin {
+            self.state
+                .db
+                .execute_unprepared(&format!(
+                    "INSERT INTO \"{schema}\".person (first_name, last_name, email) \
+                     SELECT 'First' || i, 'Last' || i, 'p' || i || '@example.org' FROM generate_series(1, 50) i"
+                ))
+                .await?;
+            let login = self
+                .graphql(
+                    "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                    json!({ "i": { "email": format!("admin@{domain}"), "password": ADMIN_PASSWORD, "tenant": domain } }),
+                    None,
+                )
+                .await?;
+            self.tokens.push(
+                login["login"]["token"]
+                    .as_str()
+                    .context("token")?
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `query`: a page of people with a tenant JWT from concurrent clients, against the same
+    /// pinned SQL run with sqlx in this process at the same concurrency.
+    pub async fn query(&mut self) -> anyhow::Result<()> {
+        self.prepare_query_tenants().await?;
+        let (rate, p50, p99) = self.people_load(self.options.load).await?;
+
+        let pool = self.state.db.get_postgres_connection_pool().clone();
+        let schemas: Arc<Vec<String>> =
+            Arc::new(self.with_admin.iter().map(|(_, s)| s.clone()).collect());
+        let deadline = Instant::now() + self.options.load;
+        let workers = (0..self.options.clients).map(|_| {
+            let pool = pool.clone();
+            let schemas = schemas.clone();
+            async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let schema = schemas
+                        .choose(&mut rand::rng())
+                        .cloned()
+                        .unwrap_or_default();
+                    let started = Instant::now();
+                    let mut txn = pool.begin().await?;
+                    sqlx::query("SELECT set_config('search_path', $1, true)")
+                        .bind(format!("\"{schema}\""))
+                        .execute(&mut *txn)
+                        .await?;
+                    sqlx::query("SELECT * FROM person ORDER BY created_at, id LIMIT 21")
+                        .fetch_all(&mut *txn)
+                        .await?;
+                    txn.commit().await?;
+                    latencies.push(started.elapsed());
+                }
+                anyhow::Ok(latencies)
+            }
+        });
+        let started = Instant::now();
+        let mut latencies: Vec<Duration> = Vec::new();
+        for worker in join_all(workers).await {
+            latencies.extend(worker?);
+        }
+        let baseline = latencies.len() as f64 / started.elapsed().as_secs_f64();
+        let (base_p50, base_p99) = percentiles(&mut latencies);
+        self.rows.push(
+            Row::new(
+                "query",
+                &format!("req/s ({} clients)", self.options.clients),
+                rate,
+            )
+            .against(baseline)
+            .target("≥ 0.5 × baseline", rate >= 0.5 * baseline),
+        );
+        self.rows
+            .push(Row::new("query", "p50 ms", p50).against(base_p50));
+        self.rows.push(
+            Row::new("query", "p99 ms", p99)
+                .against(base_p99)
+                .target("≤ 10 ms", p99 <= 10.0),
+        );
+        Ok(())
+    }
+
+    /// Concurrent `people(first: 20)` requests with random tenants' tokens for `duration`.
+    async fn people_load(&self, duration: Duration) -> anyhow::Result<(f64, f64, f64)> {
+        let deadline = Instant::now() + duration;
+        let tokens = Arc::new(self.tokens.clone());
+        let workers = (0..self.options.clients).map(|_| {
+            let http = self.http.clone();
+            let url = format!("{}/graphql", self.base);
+            let tokens = tokens.clone();
+            async move {
+                let body =
+                    json!({ "query": "{ people(first: 20) { nodes { id firstName lastName } } }" });
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let token = tokens.choose(&mut rand::rng()).cloned().unwrap_or_default();
+                    let started = Instant::now();
+                    let response: Value = http
+                        .post(&url)
+                        .bearer_auth(token)
+                        .json(&body)
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    if response.get("errors").is_some_and(|e| !e.is_null()) {
+                        bail!("query failed: {response}");
+                    }
+                    latencies.push(started.elapsed());
+                }
+                anyhow::Ok(latencies)
+            }
+        });
+        let started = Instant::now();
+        let mut latencies = Vec::new();
+        for worker in join_all(workers).await {
+            latencies.extend(worker?);
+        }
+        let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+        let (p50, p99) = percentiles(&mut latencies);
+        Ok((rate, p50, p99))
+    }
+
+    /// `login`: tenant logins/s at the configured argon2id cost, and `/health` p99 meanwhile.
+    pub async fn login(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.options.load;
+        let domains = Arc::new(
+            self.with_admin
+                .iter()
+                .map(|(d, _)| d.clone())
+                .collect::<Vec<_>>(),
+        );
+        let logins = (0..4).map(|_| {
+            let http = self.http.clone();
+            let url = format!("{}/graphql", self.base);
+            let domains = domains.clone();
+            async move {
+                let mut count = 0u64;
+                while Instant::now() < deadline {
+                    let domain = domains.choose(&mut rand::rng()).cloned().unwrap_or_default();
+                    let body = json!({
+                        "query": "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                        "variables": { "i": { "email": format!("admin@{domain}"), "password": ADMIN_PASSWORD, "tenant": domain } }
+                    });
+                    let response: Value = http.post(&url).json(&body).send().await?.json().await?;
+                    if response["data"]["login"]["token"].is_string() {
+                        count += 1;
+                    }
+                }
+                anyhow::Ok(count)
+            }
+        });
+        let health = {
+            let http = self.http.clone();
+            let url = format!("{}/health", self.base);
+            async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    http.get(&url).send().await?;
+                    latencies.push(started.elapsed());
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                anyhow::Ok(latencies)
+            }
+        };
+        let started = Instant::now();
+        let (counts, health) = tokio::join!(join_all(logins), health);
+        let mut total = 0;
+        for count in counts {
+            total += count?;
+        }
+        let rate = total as f64 / started.elapsed().as_secs_f64();
+        let (_, health_p99) = percentiles(&mut health?);
+        self.rows.push(Row::new(
+            "login",
+            "tenant logins/s (argon2id, 4 clients)",
+            rate,
+        ));
+        self.rows.push(
+            Row::new("login", "/health p99 ms during logins", health_p99)
+                .target("≤ 20 ms", health_p99 <= 20.0),
+        );
+        Ok(())
+    }
+
+    /// `memory`: RSS and connections with many tenants registered while the query load runs.
+    pub async fn memory(&mut self) -> anyhow::Result<()> {
+        self.prepare_query_tenants().await?;
+        self.state
+            .db
+            .execute_unprepared(&format!(
+                "INSERT INTO public.tenants (id, tenant_name, domain, schema_name, email) \
+                 SELECT gen_random_uuid(), 'Registered ' || i, 'registered-' || i || '.bench', \
+                        'tenant_registered_' || i, 'office@registered-' || i || '.bench' \
+                   FROM generate_series(1, {}) i",
+                self.options.registered
+            ))
+            .await?;
+        let before = rss_mb()?;
+        let load = self.people_load(self.options.load);
+        let sampler = async {
+            let mut peak_connections = 0.0_f64;
+            let deadline = Instant::now() + self.options.load;
+            while Instant::now() < deadline {
+                let connections = self
+                    .sql_one("SELECT count(*)::float8 FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'")
+                    .await?;
+                peak_connections = peak_connections.max(connections);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            anyhow::Ok(peak_connections)
+        };
+        let (load, connections) = tokio::join!(load, sampler);
+        load?;
+        let connections = connections?;
+        let after = rss_mb()?;
+        let tenants = self.options.registered + self.plain.len() + self.with_admin.len();
+        self.rows.push(
+            Row::new(
+                "memory",
+                &format!("process RSS MB, {tenants} tenants (server + bench client)"),
+                after,
+            )
+            .target("≤ 100 MB", after <= 100.0),
+        );
+        self.rows.push(Row::new(
+            "memory",
+            "RSS growth MB during the load",
+            after - before,
+        ));
+        self.rows.push(
+            Row::new("memory", "peak PostgreSQL connections", connections).target(
+                &format!("≤ pool size {POOL_SIZE} (+1 sampler)"),
+                connections <= f64::from(POOL_SIZE) + 1.0,
+            ),
+        );
+        Ok(())
+    }
+}
+
+/// p50 and p99 in milliseconds.
+fn percentiles(latencies: &mut [Duration]) -> (f64, f64) {
+    if latencies.is_empty() {
+        return (0.0, 0.0);
+    }
+    latencies.sort();
+    let at = |q: f64| {
+        latencies[((latencies.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0
+    };
+    (at(0.5), at(0.99))
+}
+
+fn rss_mb() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("VmRSS")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// The result table as text.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = format!(
+        "| {:<12} | {:<48} | {:>11} | {:>10} | {:>6} | {:<26} | {:<4} |\n|{}|{}|{}|{}|{}|{}|{}|\n",
+        "scenario",
+        "metric",
+        "tenantgraph",
+        "baseline",
+        "ratio",
+        "target",
+        "met",
+        "-".repeat(14),
+        "-".repeat(50),
+        "-".repeat(13),
+        "-".repeat(12),
+        "-".repeat(8),
+        "-".repeat(28),
+        "-".repeat(6)
+    );
+    for row in rows {
+        out.push_str(&format!(
+            "| {:<12} | {:<48} | {:>11.2} | {:>10} | {:>6} | {:<26} | {:<4} |\n",
+            row.scenario,
+            row.metric,
+            row.tenantgraph,
+            row.baseline.map(|b| format!("{b:.2}")).unwrap_or_default(),
+            row.ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
+            row.target,
+            match row.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "",
+            }
+        ));
+    }
+    out
+}

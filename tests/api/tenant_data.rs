@@ -1,0 +1,918 @@
+//! The tenant data API: users, people, roles and settings, per role, through GraphQL.
+
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Gql, TestApp},
+    tenants::{create_tenant, tenant_input},
+};
+
+const PASSWORD: &str = "tenant-user-password";
+const CREATE_USER: &str = "mutation($input: CreateUserInput!) { createUser(input: $input) { id email name status roles } }";
+const CREATE_PERSON: &str = "mutation($input: CreatePersonInput!) { createPerson(input: $input) { id firstName lastName createdBy { email } } }";
+const UPDATE_PERSON: &str = "mutation($id: ID!, $input: PersonInput!) { updatePerson(id: $id, input: $input) { id firstName lastName email phone address birthDate membershipStatus notes updatedAt } }";
+const PERSON: &str = "query($id: ID!) { person(id: $id) { id firstName lastName email phone address birthDate membershipStatus notes createdAt updatedAt createdBy { email } } }";
+const PEOPLE: &str = "query($first: Int, $after: String, $search: String) { people(first: $first, after: $after, search: $search) { totalCount pageInfo { hasNextPage endCursor } nodes { id firstName lastName } } }";
+const UPDATE_SETTINGS: &str = "mutation($input: UpdateTenantSettingsInput!) { updateTenantSettings(input: $input) { displayName features limits { users storageGb } timezone locale updatedAt } }";
+
+/// A tenant made by the operator with an admin `admin@<domain>`; returns the tenant's id and
+/// API key.
+async fn tenant(app: &TestApp, domain: &str) -> (String, String) {
+    let operator = app.operator_token().await;
+    let mut input = tenant_input(domain);
+    input["admin"] = json!({ "email": format!("admin@{domain}"), "password": PASSWORD });
+    let created = create_tenant(app, &operator, input).await;
+    (
+        created["tenant"]["id"].as_str().unwrap().to_owned(),
+        created["apiKey"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn login(app: &TestApp, domain: &str, email: &str, password: &str) -> Gql {
+    app.graphql(
+        "mutation($input: LoginInput!) { login(input: $input) { token user { email roles } } }",
+        json!({ "input": { "email": email, "password": password, "tenant": domain } }),
+        None,
+    )
+    .await
+}
+
+async fn token(app: &TestApp, domain: &str, email: &str) -> String {
+    login(app, domain, email, PASSWORD).await.data()["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A tenant with an admin, a member and a viewer; returns their tokens in that order.
+async fn tenant_with_staff(app: &TestApp, domain: &str) -> [String; 3] {
+    tenant(app, domain).await;
+    let admin = token(app, domain, &format!("admin@{domain}")).await;
+    let mut tokens = vec![admin.clone()];
+    for role in ["member", "viewer"] {
+        let email = format!("{role}@{domain}");
+        let created = app
+            .graphql(
+                CREATE_USER,
+                json!({ "input": { "email": email, "password": PASSWORD, "roles": [role] } }),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(created.data()["createUser"]["roles"], json!([role]));
+        let login = login(app, domain, &email, PASSWORD).await;
+        assert_eq!(login.data()["login"]["user"]["roles"], json!([role]));
+        tokens.push(login.data()["login"]["token"].as_str().unwrap().to_owned());
+    }
+    tokens.try_into().unwrap()
+}
+
+/// Posts `query` with an `X-API-Key` header.
+async fn with_api_key(app: &TestApp, key: &str, query: &str, variables: Value) -> Gql {
+    let response = app
+        .http
+        .post(app.url("/graphql"))
+        .header("x-api-key", key)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    Gql(response.json().await.unwrap())
+}
+
+fn person(first: &str, last: &str) -> Value {
+    json!({ "input": { "firstName": first, "lastName": last } })
+}
+
+#[tokio::test]
+async fn each_role_gets_exactly_its_permissions() {
+    let app = TestApp::spawn().await;
+    let [admin, member, viewer] = tenant_with_staff(&app, "roles.church").await;
+
+    // Viewers read but do not write.
+    assert_eq!(
+        app.graphql(CREATE_PERSON, person("V", "Iewer"), Some(&viewer))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+    assert!(
+        app.graphql(PEOPLE, json!({}), Some(&viewer)).await.data()["people"]["nodes"].is_array()
+    );
+    // Members write people but not users or settings.
+    let created = app
+        .graphql(CREATE_PERSON, person("Mary", "Member"), Some(&member))
+        .await;
+    assert_eq!(
+        created.data()["createPerson"]["createdBy"]["email"],
+        "member@roles.church"
+    );
+    let new_user = json!({ "input": { "email": "x@roles.church", "password": PASSWORD } });
+    assert_eq!(
+        app.graphql(CREATE_USER, new_user.clone(), Some(&member))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+    let settings =
+        "mutation { updateTenantSettings(input: { displayName: \"Renamed\" }) { displayName } }";
+    assert_eq!(
+        app.graphql(settings, json!({}), Some(&member))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+    // Admins do everything.
+    assert_eq!(
+        app.graphql(CREATE_USER, new_user, Some(&admin))
+            .await
+            .data()["createUser"]["roles"],
+        json!(["member"])
+    );
+    assert_eq!(
+        app.graphql(settings, json!({}), Some(&admin)).await.data()["updateTenantSettings"]["displayName"],
+        "Renamed"
+    );
+
+    let roles = app
+        .graphql("{ roles { name permissions } }", json!({}), Some(&viewer))
+        .await;
+    let roles = roles.data()["roles"].as_array().unwrap().clone();
+    let of = |name: &str| roles.iter().find(|r| r["name"] == name).unwrap()["permissions"].clone();
+    assert_eq!(
+        of("viewer"),
+        json!(["people:read", "roles:read", "settings:read", "users:read"])
+    );
+    assert!(
+        of("admin")
+            .as_array()
+            .unwrap()
+            .contains(&json!("settings:write"))
+    );
+}
+
+#[tokio::test]
+async fn platform_tokens_and_anonymous_callers_do_not_reach_tenant_data() {
+    let app = TestApp::spawn().await;
+    tenant_with_staff(&app, "closed.church").await;
+    let operator = app.operator_token().await;
+    assert_eq!(
+        app.graphql(PEOPLE, json!({}), Some(&operator))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        app.graphql(PEOPLE, json!({}), None).await.error_code(),
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(
+        app.graphql("{ users { id } }", json!({}), Some(&operator))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+}
+
+#[tokio::test]
+async fn people_are_searched_and_paged_with_cursors() {
+    let app = TestApp::spawn().await;
+    let [admin, ..] = tenant_with_staff(&app, "pages.church").await;
+    for (first, last) in [
+        ("Ann", "Smith"),
+        ("Bob", "Smyth"),
+        ("Cid", "Jones"),
+        ("Dee", "Smithers"),
+        ("Eve", "50%_off"),
+    ] {
+        app.graphql(CREATE_PERSON, person(first, last), Some(&admin))
+            .await
+            .data();
+    }
+    let page = app
+        .graphql(PEOPLE, json!({ "first": 2 }), Some(&admin))
+        .await;
+    let people = &page.data()["people"];
+    assert_eq!(people["totalCount"], 5);
+    assert_eq!(people["pageInfo"]["hasNextPage"], true);
+    let mut seen: Vec<String> = Vec::new();
+    let mut after = people["pageInfo"]["endCursor"].clone();
+    seen.extend(
+        people["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["firstName"].as_str().unwrap().to_owned()),
+    );
+    loop {
+        let next = app
+            .graphql(PEOPLE, json!({ "first": 2, "after": after }), Some(&admin))
+            .await;
+        let people = &next.data()["people"];
+        seen.extend(
+            people["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["firstName"].as_str().unwrap().to_owned()),
+        );
+        if people["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = people["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen, ["Ann", "Bob", "Cid", "Dee", "Eve"]);
+
+    let smith = app
+        .graphql(PEOPLE, json!({ "search": "SMITH" }), Some(&admin))
+        .await;
+    assert_eq!(smith.data()["people"]["totalCount"], 2);
+    let literal = app
+        .graphql(PEOPLE, json!({ "search": "%_" }), Some(&admin))
+        .await;
+    assert_eq!(
+        literal.data()["people"]["nodes"],
+        json!([{ "id": literal.data()["people"]["nodes"][0]["id"], "firstName": "Eve", "lastName": "50%_off" }])
+    );
+}
+
+#[tokio::test]
+async fn bad_input_names_its_field_and_duplicates_conflict() {
+    let app = TestApp::spawn().await;
+    let [admin, ..] = tenant_with_staff(&app, "checks.church").await;
+    let blank = app
+        .graphql(CREATE_PERSON, person(" ", "X"), Some(&admin))
+        .await;
+    assert_eq!(
+        (blank.error_code(), blank.error_field()),
+        ("BAD_USER_INPUT", Some("firstName"))
+    );
+    let long_notes =
+        json!({ "input": { "firstName": "A", "lastName": "B", "notes": "n".repeat(5001) } });
+    assert_eq!(
+        app.graphql(CREATE_PERSON, long_notes, Some(&admin))
+            .await
+            .error_field(),
+        Some("notes")
+    );
+    let bad_email = json!({ "input": { "firstName": "A", "lastName": "B", "email": "nope" } });
+    assert_eq!(
+        app.graphql(CREATE_PERSON, bad_email, Some(&admin))
+            .await
+            .error_field(),
+        Some("email")
+    );
+
+    let duplicate = json!({ "input": { "email": "member@checks.church", "password": PASSWORD } });
+    let conflict = app.graphql(CREATE_USER, duplicate, Some(&admin)).await;
+    assert_eq!(
+        (conflict.error_code(), conflict.error_field()),
+        ("CONFLICT", Some("email"))
+    );
+    let unknown_role = json!({ "input": { "email": "r@checks.church", "roles": ["wizard"] } });
+    assert_eq!(
+        app.graphql(CREATE_USER, unknown_role, Some(&admin))
+            .await
+            .error_field(),
+        Some("roles")
+    );
+    let short_password = json!({ "input": { "email": "p@checks.church", "password": "short" } });
+    assert_eq!(
+        app.graphql(CREATE_USER, short_password, Some(&admin))
+            .await
+            .error_field(),
+        Some("password")
+    );
+
+    let missing = app
+        .graphql(
+            "mutation($id: ID!) { deletePerson(id: $id) }",
+            json!({ "id": uuid::Uuid::new_v4() }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(missing.error_code(), "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_suspended_user_can_no_longer_log_in_and_roles_can_be_added() {
+    let app = TestApp::spawn().await;
+    let [admin, ..] = tenant_with_staff(&app, "status.church").await;
+    let users = app
+        .graphql("{ users { id email } }", json!({}), Some(&admin))
+        .await;
+    let member_id = users.data()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "member@status.church")
+        .unwrap()["id"]
+        .clone();
+    let promoted = app
+        .graphql(
+            "mutation($id: ID!) { assignRole(userId: $id, role: \"admin\") { roles } }",
+            json!({ "id": member_id }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        promoted.data()["assignRole"]["roles"],
+        json!(["admin", "member"])
+    );
+    let suspended = app
+        .graphql("mutation($id: ID!) { updateUser(id: $id, input: { status: \"suspended\" }) { status } }", json!({ "id": member_id }), Some(&admin))
+        .await;
+    assert_eq!(suspended.data()["updateUser"]["status"], "suspended");
+    let login = login(&app, "status.church", "member@status.church", PASSWORD).await;
+    assert_eq!(login.error_code(), "UNAUTHENTICATED");
+}
+
+/// Statements the app sends for one request.
+async fn statements_for(app: &TestApp, token: &str, query: &str, variables: Value) -> (u64, Gql) {
+    let before = app.state.metrics.db_statements();
+    let response = app.graphql(query, variables, Some(token)).await;
+    (app.state.metrics.db_statements() - before, response)
+}
+
+#[tokio::test]
+async fn nested_creators_and_roles_cost_a_constant_number_of_queries() {
+    let app = TestApp::spawn().await;
+    let [admin, member, _] = tenant_with_staff(&app, "loader.church").await;
+    for i in 0..50 {
+        let token = if i % 2 == 0 { &admin } else { &member };
+        app.graphql(CREATE_PERSON, person("P", &format!("N{i}")), Some(token))
+            .await
+            .data();
+    }
+    const NESTED: &str = "query($first: Int) { people(first: $first) { nodes { firstName createdBy { email roles } } } }";
+    let (small, small_page) = statements_for(&app, &admin, NESTED, json!({ "first": 5 })).await;
+    let (large, large_page) = statements_for(&app, &admin, NESTED, json!({ "first": 50 })).await;
+    assert_eq!(
+        small_page.data()["people"]["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    let nodes = large_page.data()["people"]["nodes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(nodes.len(), 50);
+    assert!(nodes.iter().all(|p| {
+        p["createdBy"]["roles"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    }));
+    assert_eq!(small, large, "a page of 50 costs what a page of 5 does");
+}
+
+#[tokio::test]
+async fn a_person_is_created_read_updated_and_deleted() {
+    let app = TestApp::spawn().await;
+    let [admin, member, viewer] = tenant_with_staff(&app, "crud.church").await;
+    let full = json!({ "input": {
+        "firstName": " Ruth ", "lastName": "Moab", "email": "Ruth@Example.org", "phone": "+1 555 0100",
+        "address": "1 Field Lane", "birthDate": "1990-02-28", "membershipStatus": "visitor",
+        "notes": "Met at the harvest supper."
+    } });
+    let created = app.graphql(CREATE_PERSON, full, Some(&member)).await;
+    let id = created.data()["createPerson"]["id"].clone();
+    assert_eq!(
+        created.data()["createPerson"]["createdBy"]["email"],
+        "member@crud.church"
+    );
+
+    let read = app
+        .graphql(PERSON, json!({ "id": id }), Some(&viewer))
+        .await;
+    let person = read.data()["person"].clone();
+    assert_eq!(person["firstName"], "Ruth", "names are trimmed");
+    assert_eq!(
+        person["email"], "ruth@example.org",
+        "emails are lower-cased"
+    );
+    assert_eq!(person["birthDate"], "1990-02-28");
+    assert_eq!(person["membershipStatus"], "visitor");
+    assert_eq!(person["createdBy"]["email"], "member@crud.church");
+
+    let updated = app
+        .graphql(
+            UPDATE_PERSON,
+            json!({ "id": id, "input": { "phone": "+1 555 0199", "membershipStatus": "member" } }),
+            Some(&admin),
+        )
+        .await;
+    let after = &updated.data()["updatePerson"];
+    assert_eq!(after["phone"], "+1 555 0199");
+    assert_eq!(after["membershipStatus"], "member");
+    assert_eq!(after["lastName"], "Moab", "absent fields stay as they were");
+    assert_eq!(after["notes"], "Met at the harvest supper.");
+    assert_ne!(after["updatedAt"], person["updatedAt"]);
+
+    let delete = "mutation($id: ID!) { deletePerson(id: $id) }";
+    assert_eq!(
+        app.graphql(delete, json!({ "id": id }), Some(&viewer))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        app.graphql(delete, json!({ "id": id }), Some(&member))
+            .await
+            .data()["deletePerson"],
+        true
+    );
+    assert!(
+        app.graphql(PERSON, json!({ "id": id }), Some(&admin))
+            .await
+            .data()["person"]
+            .is_null()
+    );
+    assert_eq!(
+        app.graphql(delete, json!({ "id": id }), Some(&admin))
+            .await
+            .error_code(),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        app.graphql(
+            UPDATE_PERSON,
+            json!({ "id": id, "input": { "notes": "x" } }),
+            Some(&admin)
+        )
+        .await
+        .error_code(),
+        "NOT_FOUND"
+    );
+    let bad_id = app
+        .graphql(PERSON, json!({ "id": "not-an-id" }), Some(&admin))
+        .await;
+    assert_eq!(
+        (bad_id.error_code(), bad_id.error_field()),
+        ("BAD_USER_INPUT", Some("id"))
+    );
+}
+
+#[tokio::test]
+async fn every_text_input_is_bounded_and_the_fault_names_its_field() {
+    let app = TestApp::spawn().await;
+    let [admin, ..] = tenant_with_staff(&app, "limits.church").await;
+    let long = |n: usize| "x".repeat(n);
+    let long_email = format!("{}@limits.church", long(250));
+    let person_cases = [
+        ("firstName", json!(long(201))),
+        ("lastName", json!(long(201))),
+        ("email", json!(long_email)),
+        ("phone", json!(long(41))),
+        ("address", json!(long(501))),
+        ("membershipStatus", json!(long(51))),
+        ("notes", json!(long(5001))),
+    ];
+    let created = app
+        .graphql(CREATE_PERSON, person("Ok", "Person"), Some(&admin))
+        .await;
+    let id = created.data()["createPerson"]["id"].clone();
+    for (field, value) in person_cases {
+        let mut input = json!({ "firstName": "A", "lastName": "B" });
+        input[field] = value.clone();
+        let refused = app
+            .graphql(CREATE_PERSON, json!({ "input": input }), Some(&admin))
+            .await;
+        assert_eq!(
+            (refused.error_code(), refused.error_field()),
+            ("BAD_USER_INPUT", Some(field)),
+            "createPerson {field}"
+        );
+        let refused = app
+            .graphql(
+                UPDATE_PERSON,
+                json!({ "id": id, "input": { field: value } }),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(
+            (refused.error_code(), refused.error_field()),
+            ("BAD_USER_INPUT", Some(field)),
+            "updatePerson {field}"
+        );
+    }
+    // The limits themselves are accepted.
+    let at_limits = json!({ "input": {
+        "firstName": long(200), "lastName": long(200), "phone": long(40), "address": long(500),
+        "membershipStatus": long(50), "notes": long(5000)
+    } });
+    app.graphql(CREATE_PERSON, at_limits, Some(&admin))
+        .await
+        .data();
+
+    let user_cases = [
+        ("email", json!({ "email": long_email })),
+        (
+            "name",
+            json!({ "email": "n@limits.church", "name": long(201) }),
+        ),
+        (
+            "password",
+            json!({ "email": "p@limits.church", "password": long(1025) }),
+        ),
+        (
+            "status",
+            json!({ "email": "s@limits.church", "status": "retired" }),
+        ),
+        (
+            "roles",
+            json!({ "email": "r@limits.church", "roles": [long(101)] }),
+        ),
+    ];
+    for (field, input) in user_cases {
+        let refused = app
+            .graphql(CREATE_USER, json!({ "input": input }), Some(&admin))
+            .await;
+        assert_eq!(
+            (refused.error_code(), refused.error_field()),
+            ("BAD_USER_INPUT", Some(field)),
+            "createUser {field}"
+        );
+    }
+    let search = app
+        .graphql(PEOPLE, json!({ "search": long(201) }), Some(&admin))
+        .await;
+    assert_eq!(search.error_field(), Some("search"));
+    let settings = app
+        .graphql(
+            UPDATE_SETTINGS,
+            json!({ "input": { "displayName": long(201) } }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(settings.error_field(), Some("displayName"));
+}
+
+#[tokio::test]
+async fn emails_are_unique_in_a_tenant_whatever_their_case() {
+    let app = TestApp::spawn().await;
+    let [admin, ..] = tenant_with_staff(&app, "emails.church").await;
+    let first = app
+        .graphql(
+            CREATE_USER,
+            json!({ "input": { "email": "  Ann.Lee@Emails.Church ", "name": "Ann", "password": PASSWORD, "roles": ["viewer", "viewer"] } }),
+            Some(&admin),
+        )
+        .await;
+    let user = &first.data()["createUser"];
+    assert_eq!(user["email"], "ann.lee@emails.church");
+    assert_eq!(user["status"], "active");
+    assert_eq!(user["roles"], json!(["viewer"]));
+    let again = app
+        .graphql(
+            CREATE_USER,
+            json!({ "input": { "email": "ann.lee@EMAILS.church" } }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        (again.error_code(), again.error_field()),
+        ("CONFLICT", Some("email"))
+    );
+    // Another tenant may have the same address.
+    tenant(&app, "other.church").await;
+    let other = token(&app, "other.church", "admin@other.church").await;
+    app.graphql(
+        CREATE_USER,
+        json!({ "input": { "email": "ann.lee@emails.church" } }),
+        Some(&other),
+    )
+    .await
+    .data();
+}
+
+#[tokio::test]
+async fn users_are_changed_and_roles_assigned_idempotently() {
+    let app = TestApp::spawn().await;
+    let [admin, member, _] = tenant_with_staff(&app, "people.church").await;
+    let users = app
+        .graphql(
+            "{ users { id email status roles createdAt lastLoginAt } }",
+            json!({}),
+            Some(&member),
+        )
+        .await;
+    let users = users.data()["users"].as_array().unwrap().clone();
+    assert_eq!(users.len(), 3);
+    assert_eq!(users[0]["email"], "admin@people.church", "oldest first");
+    assert_eq!(users[0]["roles"], json!(["admin"]));
+    assert!(users[0]["lastLoginAt"].is_string(), "the admin logged in");
+    let viewer = users
+        .iter()
+        .find(|u| u["email"] == "viewer@people.church")
+        .unwrap();
+    let id = viewer["id"].clone();
+
+    let one = app
+        .graphql(
+            "query($id: ID!) { user(id: $id) { email roles } }",
+            json!({ "id": id }),
+            Some(&member),
+        )
+        .await;
+    assert_eq!(one.data()["user"]["roles"], json!(["viewer"]));
+    let nobody = app
+        .graphql(
+            "query($id: ID!) { user(id: $id) { email } }",
+            json!({ "id": uuid::Uuid::new_v4() }),
+            Some(&member),
+        )
+        .await;
+    assert!(nobody.data()["user"].is_null());
+
+    const ASSIGN: &str = "mutation($id: ID!, $role: String!) { assignRole(userId: $id, role: $role) { email roles } }";
+    assert_eq!(
+        app.graphql(ASSIGN, json!({ "id": id, "role": "member" }), Some(&member))
+            .await
+            .error_code(),
+        "FORBIDDEN"
+    );
+    for _ in 0..2 {
+        let assigned = app
+            .graphql(ASSIGN, json!({ "id": id, "role": "member" }), Some(&admin))
+            .await;
+        assert_eq!(
+            assigned.data()["assignRole"]["roles"],
+            json!(["member", "viewer"])
+        );
+    }
+    let unknown = app
+        .graphql(ASSIGN, json!({ "id": id, "role": "wizard" }), Some(&admin))
+        .await;
+    assert_eq!(
+        (unknown.error_code(), unknown.error_field()),
+        ("BAD_USER_INPUT", Some("role"))
+    );
+    let missing = app
+        .graphql(
+            ASSIGN,
+            json!({ "id": uuid::Uuid::new_v4(), "role": "member" }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(missing.error_code(), "NOT_FOUND");
+
+    const UPDATE: &str = "mutation($id: ID!, $input: UpdateUserInput!) { updateUser(id: $id, input: $input) { name status roles } }";
+    let renamed = app
+        .graphql(
+            UPDATE,
+            json!({ "id": id, "input": { "name": "Vera", "password": "a-new-password" } }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(renamed.data()["updateUser"]["name"], "Vera");
+    assert_eq!(renamed.data()["updateUser"]["status"], "active");
+    assert_eq!(
+        login(&app, "people.church", "viewer@people.church", PASSWORD)
+            .await
+            .error_code(),
+        "UNAUTHENTICATED"
+    );
+    let relogin = login(
+        &app,
+        "people.church",
+        "viewer@people.church",
+        "a-new-password",
+    )
+    .await;
+    assert_eq!(
+        relogin.data()["login"]["user"]["roles"],
+        json!(["member", "viewer"])
+    );
+    let bad_status = app
+        .graphql(
+            UPDATE,
+            json!({ "id": id, "input": { "status": "retired" } }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(bad_status.error_field(), Some("status"));
+    let missing = app
+        .graphql(
+            UPDATE,
+            json!({ "id": uuid::Uuid::new_v4(), "input": { "status": "inactive" } }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(missing.error_code(), "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn tenant_settings_are_read_by_all_and_changed_within_the_registry_rules() {
+    let app = TestApp::spawn().await;
+    let [admin, _, viewer] = tenant_with_staff(&app, "settings.church").await;
+    const READ: &str = "{ tenantSettings { displayName features limits { users storageGb } timezone locale updatedAt } }";
+    let before = app.graphql(READ, json!({}), Some(&viewer)).await;
+    let before = before.data()["tenantSettings"].clone();
+    assert!(before["displayName"].is_string());
+
+    let changed = app
+        .graphql(
+            UPDATE_SETTINGS,
+            json!({ "input": { "features": ["analytics", "webhooks"], "limits": { "users": 25, "storageGb": 5 }, "timezone": "Europe/Paris", "locale": "fr-FR" } }),
+            Some(&admin),
+        )
+        .await;
+    let changed = &changed.data()["updateTenantSettings"];
+    assert_eq!(changed["features"], json!(["analytics", "webhooks"]));
+    assert_eq!(changed["limits"], json!({ "users": 25, "storageGb": 5 }));
+    assert_eq!(changed["timezone"], "Europe/Paris");
+    assert_eq!(changed["displayName"], before["displayName"]);
+
+    // A limit given alone leaves the other limit and the features as they were.
+    let one_limit = app
+        .graphql(
+            UPDATE_SETTINGS,
+            json!({ "input": { "limits": { "users": 30 } } }),
+            Some(&admin),
+        )
+        .await;
+    let one_limit = &one_limit.data()["updateTenantSettings"];
+    assert_eq!(one_limit["limits"], json!({ "users": 30, "storageGb": 5 }));
+    assert_eq!(one_limit["features"], json!(["analytics", "webhooks"]));
+    assert_eq!(one_limit["locale"], "fr-FR");
+
+    for (input, field) in [
+        (json!({ "features": ["teleportation"] }), "features"),
+        (json!({ "limits": { "users": 0 } }), "limits.users"),
+        (
+            json!({ "limits": { "storageGb": 100000 } }),
+            "limits.storageGb",
+        ),
+        (json!({ "timezone": " " }), "timezone"),
+    ] {
+        let refused = app
+            .graphql(UPDATE_SETTINGS, json!({ "input": input }), Some(&admin))
+            .await;
+        assert_eq!(
+            (refused.error_code(), refused.error_field()),
+            ("BAD_USER_INPUT", Some(field)),
+            "{input}"
+        );
+    }
+    assert_eq!(
+        app.graphql(
+            UPDATE_SETTINGS,
+            json!({ "input": { "locale": "de" } }),
+            Some(&viewer)
+        )
+        .await
+        .error_code(),
+        "FORBIDDEN"
+    );
+    let after = app.graphql(READ, json!({}), Some(&viewer)).await;
+    assert_eq!(
+        after.data()["tenantSettings"]["limits"],
+        json!({ "users": 30, "storageGb": 5 }),
+        "refused changes change nothing"
+    );
+
+    // The registry keeps its own copy.
+    let operator = app.operator_token().await;
+    let registry = app
+        .graphql(
+            "query($d: String) { tenant(domain: $d) { settings { features } } }",
+            json!({ "d": "settings.church" }),
+            Some(&operator),
+        )
+        .await;
+    assert_ne!(
+        registry.data()["tenant"]["settings"]["features"],
+        json!(["analytics", "webhooks"])
+    );
+}
+
+#[tokio::test]
+async fn an_api_key_reads_and_writes_people_of_its_tenant() {
+    let app = TestApp::spawn().await;
+    let (_, key) = tenant(&app, "keyed.church").await;
+    let created = with_api_key(&app, &key, CREATE_PERSON, person("Kay", "Service")).await;
+    assert!(
+        created.data()["createPerson"]["createdBy"].is_null(),
+        "a key is nobody's user"
+    );
+    let listed = with_api_key(
+        &app,
+        &key,
+        "{ people { totalCount nodes { lastName createdBy { email } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(listed.data()["people"]["totalCount"], 1);
+    assert_eq!(listed.data()["people"]["nodes"][0]["lastName"], "Service");
+    let users = with_api_key(&app, &key, "{ users { email roles } }", json!({})).await;
+    assert_eq!(
+        users.data()["users"],
+        json!([{ "email": "admin@keyed.church", "roles": ["admin"] }])
+    );
+    let bad = with_api_key(&app, "tk_not-a-key", "{ people { totalCount } }", json!({})).await;
+    assert_eq!(bad.error_code(), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn a_tenant_reaches_none_of_another_tenants_people_by_id() {
+    let app = TestApp::spawn().await;
+    let [first_admin, ..] = tenant_with_staff(&app, "first.church").await;
+    tenant(&app, "second.church").await;
+    let second_admin = token(&app, "second.church", "admin@second.church").await;
+    let created = app
+        .graphql(CREATE_PERSON, person("Only", "First"), Some(&first_admin))
+        .await;
+    let id = created.data()["createPerson"]["id"].clone();
+    assert!(
+        app.graphql(PERSON, json!({ "id": id }), Some(&second_admin))
+            .await
+            .data()["person"]
+            .is_null()
+    );
+    assert_eq!(
+        app.graphql(
+            UPDATE_PERSON,
+            json!({ "id": id, "input": { "notes": "mine now" } }),
+            Some(&second_admin)
+        )
+        .await
+        .error_code(),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        app.graphql(
+            "mutation($id: ID!) { deletePerson(id: $id) }",
+            json!({ "id": id }),
+            Some(&second_admin)
+        )
+        .await
+        .error_code(),
+        "NOT_FOUND"
+    );
+    let still = app
+        .graphql(PERSON, json!({ "id": id }), Some(&first_admin))
+        .await;
+    assert_eq!(still.data()["person"]["notes"], Value::Null);
+}
+
+#[tokio::test]
+async fn page_sizes_are_clamped_and_foreign_cursors_refused() {
+    let app = TestApp::spawn().await;
+    let [admin, ..] = tenant_with_staff(&app, "clamp.church").await;
+    for last in ["One", "Two", "Three"] {
+        app.graphql(CREATE_PERSON, person("P", last), Some(&admin))
+            .await
+            .data();
+    }
+    let none = app
+        .graphql(PEOPLE, json!({ "first": 0 }), Some(&admin))
+        .await;
+    assert_eq!(none.data()["people"]["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(none.data()["people"]["pageInfo"]["hasNextPage"], true);
+    let huge = app
+        .graphql(PEOPLE, json!({ "first": 100000 }), Some(&admin))
+        .await;
+    assert_eq!(huge.data()["people"]["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(huge.data()["people"]["pageInfo"]["hasNextPage"], false);
+    let default = app.graphql(PEOPLE, json!({}), Some(&admin)).await;
+    assert_eq!(default.data()["people"]["totalCount"], 3);
+    let bad = app
+        .graphql(PEOPLE, json!({ "after": "bm90IGEgY3Vyc29y" }), Some(&admin))
+        .await;
+    assert_eq!(
+        (bad.error_code(), bad.error_field()),
+        ("BAD_USER_INPUT", Some("after"))
+    );
+    // `_` and `%` are literal in a search, not wildcards.
+    let underscore = app
+        .graphql(PEOPLE, json!({ "search": "T_o" }), Some(&admin))
+        .await;
+    assert_eq!(underscore.data()["people"]["totalCount"], 0);
+}
+
+#[tokio::test]
+async fn nested_look_ups_work_over_the_websocket_too() {
+    let app = TestApp::spawn().await;
+    let [admin, ..] = tenant_with_staff(&app, "socket.church").await;
+    app.graphql(CREATE_PERSON, person("Wes", "Socket"), Some(&admin))
+        .await
+        .data();
+    let mut socket = app.websocket().await;
+    let ack = socket.init(Some(&admin)).await.message();
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    socket
+        .subscribe(
+            "1",
+            "{ people { nodes { lastName createdBy { email roles } } } }",
+            json!({}),
+        )
+        .await;
+    let next = socket.next_event().await.message();
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(
+        next["payload"]["data"]["people"]["nodes"],
+        json!([{ "lastName": "Socket", "createdBy": { "email": "admin@socket.church", "roles": ["admin"] } }]),
+        "{next}"
+    );
+}
