@@ -3,7 +3,8 @@
 //!
 //! - [`config`] reads the environment; [`startup`] wires everything into an [`startup::Application`].
 //! - [`db`] owns the pool, the embedded PostgreSQL default and the public migrations.
-//! - [`auth`] decides who calls; [`tenancy`] owns the tenant life cycle.
+//! - [`auth`] decides who calls; [`tenancy`] owns the tenant life cycle; [`tenant_data`] is a
+//!   tenant's own users, people, roles and settings, reached only through its pinned transaction.
 //! - [`graphql`] is the API (thin resolvers over the services); [`http`] serves it.
 
 pub mod audit;
