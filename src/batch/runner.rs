@@ -25,7 +25,7 @@ use crate::{
     state::SharedState,
     tenancy::{
         Progress, Step, StepStatus,
-        lifecycle::{self, ProvisionOptions},
+        lifecycle::{self, MigrationMode, ProvisionOptions},
         migrator::Target,
         validation::{TenantDraft, ValidTenant, validate_new_tenant},
     },
@@ -233,7 +233,13 @@ impl Runner {
             self.event(&job, Step::Migrate, StepStatus::Started, None);
             let migrated = tokio::time::timeout(
                 Duration::from_secs(self.options.timeout_seconds.into()),
-                lifecycle::run_migrations(&self.state, &self.actor, tenant.id, target.clone()),
+                lifecycle::run_migrations(
+                    &self.state,
+                    &self.actor,
+                    tenant.id,
+                    target.clone(),
+                    MigrationMode::Whole,
+                ),
             )
             .await
             .unwrap_or_else(|_| Err(AppError::Timeout("the migration took too long".into())));
@@ -507,11 +513,15 @@ impl Runner {
                     .await
                     .map(|_| ())
             }
-            (BatchKind::Migrate, Some(previous)) => {
-                lifecycle::run_migrations(&self.state, &self.actor, tenant_id, previous.clone())
-                    .await
-                    .map(|_| ())
-            }
+            (BatchKind::Migrate, Some(previous)) => lifecycle::run_migrations(
+                &self.state,
+                &self.actor,
+                tenant_id,
+                previous.clone(),
+                MigrationMode::Whole,
+            )
+            .await
+            .map(|_| ()),
             (BatchKind::Migrate, None) => Ok(()),
         };
         match undone {

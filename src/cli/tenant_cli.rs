@@ -9,7 +9,7 @@ use crate::{
     audit::Actor,
     state::SharedState,
     tenancy::{
-        lifecycle,
+        lifecycle::{self, MigrationMode},
         migrator::{self, Target},
         naming::SchemaName,
     },
@@ -57,9 +57,15 @@ pub async fn migrate_one(
             }
         }
     };
-    let (_, reached) = lifecycle::run_migrations(state, &Actor::system(), tenant.id, target)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, reached) = lifecycle::run_migrations(
+        state,
+        &Actor::system(),
+        tenant.id,
+        target,
+        MigrationMode::Stepwise,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "{schema} is at {}",
         reached.current_revision().unwrap_or("base")

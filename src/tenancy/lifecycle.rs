@@ -500,6 +500,7 @@ pub async fn run_migrations(
     actor: &Actor,
     tenant_id: Uuid,
     target: Target,
+    mode: MigrationMode,
 ) -> AppResult<(tenants::Model, SchemaMigrations)> {
     let tenant = find_live(&state.db, tenant_id).await?;
     let schema = schema_of(&tenant);
@@ -511,13 +512,18 @@ pub async fn run_migrations(
     }
     let task_state = state.clone();
     let result = tokio::spawn(async move {
-        let migrated = migrator::migrate_to(&task_state.db, &schema, &target).await;
-        let reached = match &migrated {
-            Ok(reached) => reached.clone(),
-            Err(failure) => failure.reached.clone(),
-        };
-        let recorded = finish_when_at_head(&task_state, &tenant, &reached).await;
-        (migrated, recorded)
+        match mode {
+            MigrationMode::Stepwise => {
+                let migrated = migrator::migrate_to(&task_state.db, &schema, &target).await;
+                let reached = match &migrated {
+                    Ok(reached) => reached.clone(),
+                    Err(failure) => failure.reached.clone(),
+                };
+                let recorded = finish_when_at_head(&task_state, &tenant, &reached).await;
+                (migrated, recorded)
+            }
+            MigrationMode::Whole => migrate_whole(&task_state, &tenant, &schema, &target).await,
+        }
     })
     .await
     .map_err(|e| AppError::internal(anyhow::anyhow!("migration task failed: {e}")))?;
@@ -562,6 +568,77 @@ pub async fn run_migrations(
             })
         }
     }
+}
+
+/// How `run_migrations` commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationMode {
+    /// Each migration in its own transaction: a failure stops at the last good revision.
+    Stepwise,
+    /// Every step and the registry's record in one transaction: a failure leaves the schema
+    /// where it started. One commit per tenant, for fleet migrations.
+    Whole,
+}
+
+/// [`MigrationMode::Whole`]: the schema's steps, its registry record and (at head, for a tenant
+/// being set up) its seed, committed together.
+async fn migrate_whole(
+    state: &SharedState,
+    tenant: &tenants::Model,
+    schema: &SchemaName,
+    target: &Target,
+) -> (
+    Result<SchemaMigrations, MigrationFailure>,
+    Result<tenants::Model, (Step, AppError)>,
+) {
+    let not_started = |source: sea_orm::DbErr| {
+        (
+            Err(MigrationFailure {
+                failed_migration: String::new(),
+                reached: SchemaMigrations::pending_all(),
+                source,
+            }),
+            Err((
+                Step::Migrate,
+                AppError::internal(anyhow::anyhow!("not migrated")),
+            )),
+        )
+    };
+    let txn = match state.db.begin().await {
+        Ok(txn) => txn,
+        Err(err) => return not_started(err),
+    };
+    if let Err(err) = migrator::pin_and_lock(&txn, schema).await {
+        return not_started(err);
+    }
+    let reached = match migrator::migrate_whole_in(&txn, target).await {
+        Ok(reached) => reached,
+        Err(failure) => {
+            let _ = txn.rollback().await;
+            return (
+                Err(failure),
+                Err((
+                    Step::Migrate,
+                    AppError::internal(anyhow::anyhow!("not migrated")),
+                )),
+            );
+        }
+    };
+    let recorded = async {
+        let tenant = record_revision_in(&txn, tenant, &reached)
+            .await
+            .map_err(|e| (Step::Register, e))?;
+        let tenant = if reached.at_head() {
+            activate_in(&txn, schema, &tenant, &Progress::none()).await?
+        } else {
+            tenant
+        };
+        txn.commit().await.map_err(|e| (Step::Register, e.into()))?;
+        Ok(tenant)
+    }
+    .await;
+    state.directory.forget(tenant.id).await;
+    (Ok(reached), recorded)
 }
 
 /// Turns a tenant off: its tokens and keys stop working.

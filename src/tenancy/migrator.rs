@@ -267,6 +267,45 @@ pub async fn pin_and_lock(txn: &DatabaseTransaction, schema: &SchemaName) -> Res
     Ok(())
 }
 
+/// Takes the schema in `txn` (prepared by [`pin_and_lock`]) to `target` in that one transaction:
+/// all steps or none, so a failure leaves the schema where it started.
+pub async fn migrate_whole_in(
+    txn: &DatabaseTransaction,
+    target: &Target,
+) -> Result<SchemaMigrations, MigrationFailure> {
+    let before = split_by_status(
+        &TenantMigrator::get_migration_with_status(txn)
+            .await
+            .map_err(|source| MigrationFailure {
+                failed_migration: String::new(),
+                reached: SchemaMigrations::pending_all(),
+                source,
+            })?,
+    );
+    let (applied, wanted) = (before.applied.len(), target.applied_count());
+    let moved = if applied < wanted {
+        TenantMigrator::up(txn, Some((wanted - applied) as u32)).await
+    } else if applied > wanted {
+        TenantMigrator::down(txn, Some((applied - wanted) as u32)).await
+    } else {
+        Ok(())
+    };
+    match moved {
+        Ok(()) => {
+            let names = tenant_migration_names();
+            Ok(SchemaMigrations {
+                applied: names[..wanted].to_vec(),
+                pending: names[wanted..].to_vec(),
+            })
+        }
+        Err(source) => Err(MigrationFailure {
+            failed_migration: format!("towards {target:?}"),
+            reached: before,
+            source,
+        }),
+    }
+}
+
 /// Applies every pending migration inside `txn`, which [`pin_and_lock`] prepared: all or
 /// nothing, for a schema being created.
 pub async fn migrate_all_in(txn: &DatabaseTransaction) -> Result<SchemaMigrations, DbErr> {

@@ -5,7 +5,7 @@ use crate::{
     graphql::{ContextExt, all_errors, parse_id},
     tenancy::{
         Progress,
-        lifecycle::{self, ProvisionOptions},
+        lifecycle::{self, MigrationMode, ProvisionOptions},
         migrator::Target,
         validation::{TenantDraft, validate_new_tenant},
     },
@@ -149,8 +149,14 @@ impl TenantMutation {
         request.require_platform()?;
         let id = parse_id("tenantId", &tenant_id)?;
         let target = Target::parse("targetRevision", &target_revision)?;
-        let (tenant, migrations) =
-            lifecycle::run_migrations(ctx.state(), &Actor::from(request), id, target).await?;
+        let (tenant, migrations) = lifecycle::run_migrations(
+            ctx.state(),
+            &Actor::from(request),
+            id,
+            target,
+            MigrationMode::Stepwise,
+        )
+        .await?;
         Ok(MigrationStatus::new(&tenant, true, migrations))
     }
 }
