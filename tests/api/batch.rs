@@ -39,21 +39,9 @@ async fn provision(app: &TestApp, token: &str, tenants: Vec<Value>, options: Val
     .await
 }
 
-async fn scalar(app: &TestApp, sql: &str) -> i64 {
-    app.db()
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i64>(0)
-        .unwrap()
-}
-
 /// The most jobs of the batch that ever ran at the same moment.
 async fn peak_concurrency(app: &TestApp, batch_id: &str) -> i64 {
-    scalar(
-        app,
-        &format!(
+    app.scalar(&format!(
             "SELECT max(running)::bigint FROM ( \
                SELECT sum(delta) OVER (ORDER BY at, delta) AS running FROM ( \
                  SELECT started_at AS at, 1 AS delta FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' \
@@ -87,11 +75,8 @@ async fn a_batch_of_twenty_provisions_every_tenant_within_its_concurrency() {
         assert!(result["tenantId"].is_string());
     }
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'"
-        )
-        .await,
+        app.scalar("SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'")
+            .await,
         20
     );
     let id = batch["id"].as_str().unwrap();
@@ -166,13 +151,10 @@ async fn bad_tenants_fail_alone_with_their_reasons() {
             .contains("domain")
     );
     assert_eq!(results[4]["attempts"], 1, "conflicts are never retried");
-    assert_eq!(scalar(&app, "SELECT count(*) FROM public.tenants").await, 3);
+    assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 3);
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'"
-        )
-        .await,
+        app.scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'")
+            .await,
         3
     );
 }
@@ -215,14 +197,11 @@ async fn an_atomic_batch_with_one_failure_is_rolled_back_entirely() {
             .iter()
             .all(|r| r["apiKey"].is_null())
     );
-    assert_eq!(scalar(&app, "SELECT count(*) FROM public.tenants").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 0);
     // Only the pre-existing schema remains.
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'"
-        )
-        .await,
+        app.scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'")
+            .await,
         1
     );
 }
@@ -238,10 +217,11 @@ async fn a_batch_over_the_size_limit_is_refused_and_nothing_starts() {
     assert_eq!(response.error_code(), "BAD_USER_INPUT");
     assert_eq!(response.error_field(), Some("tenants"));
     assert_eq!(
-        scalar(&app, "SELECT count(*) FROM public.provisioning_batches").await,
+        app.scalar("SELECT count(*) FROM public.provisioning_batches")
+            .await,
         0
     );
-    assert_eq!(scalar(&app, "SELECT count(*) FROM public.tenants").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 0);
 }
 
 const PROGRESS: &str = "subscription($id: ID!) { provisioningProgress(batchId: $id) { seq tenantName step status completed total } }";
@@ -372,11 +352,8 @@ async fn a_fleet_of_thirty_migrates_down_and_back_up() {
     );
     assert_eq!(batch["summary"]["successful"], 30);
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) FROM public.tenants WHERE current_revision IS NULL"
-        )
-        .await,
+        app.scalar("SELECT count(*) FROM public.tenants WHERE current_revision IS NULL")
+            .await,
         30
     );
 
@@ -390,7 +367,7 @@ async fn a_fleet_of_thirty_migrates_down_and_back_up() {
     assert_eq!(up.data()["migrateTenants"]["summary"]["successful"], 30);
     let head = migration::tenant_migration_names().last().unwrap().clone();
     assert_eq!(
-        scalar(&app, &format!("SELECT count(*) FROM public.tenants WHERE current_revision = '{head}' AND migrations_applied")).await,
+        app.scalar(&format!("SELECT count(*) FROM public.tenants WHERE current_revision = '{head}' AND migrations_applied")).await,
         30
     );
 
@@ -432,10 +409,9 @@ async fn a_fleet_of_thirty_migrates_down_and_back_up() {
         .await;
     assert_eq!(some.data()["migrateTenants"]["summary"]["successful"], 2);
     assert_eq!(
-        scalar(
-            &app,
-            &format!("SELECT count(*) FROM public.tenants WHERE current_revision = '{middle}'")
-        )
+        app.scalar(&format!(
+            "SELECT count(*) FROM public.tenants WHERE current_revision = '{middle}'"
+        ))
         .await,
         2
     );

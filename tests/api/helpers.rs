@@ -302,6 +302,20 @@ impl TestApp {
         &self.state.db
     }
 
+    /// The one integer `sql` returns (schema-qualify: the pool's search path is pg_catalog).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        self.db()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+    }
+
     /// Posts one GraphQL operation and returns the JSON response.
     pub async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Gql {
         let response = self

@@ -74,16 +74,6 @@ async fn schema_exists(app: &TestApp, schema: &str) -> bool {
         .is_some()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    app.db()
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i64>(0)
-        .unwrap()
-}
-
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -161,11 +151,8 @@ async fn create_tenant_provisions_migrates_and_seeds_a_schema_with_every_table()
 
     // The pending admin hash does not linger in the registry once seeded.
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) FROM public.tenants WHERE pending_admin IS NOT NULL"
-        )
-        .await,
+        app.scalar("SELECT count(*) FROM public.tenants WHERE pending_admin IS NOT NULL")
+            .await,
         0
     );
 }
@@ -199,13 +186,10 @@ async fn the_api_key_is_shown_once_stored_as_a_hash_and_rotation_replaces_it() {
     assert!(!hash.contains(&key[3..]));
     // No column of the registry holds the key itself.
     assert_eq!(
-        count(
-            &app,
-            &format!(
-                "SELECT count(*) FROM public.tenants t WHERE t::text LIKE '%{}%'",
-                &key[3..]
-            )
-        )
+        app.scalar(&format!(
+            "SELECT count(*) FROM public.tenants t WHERE t::text LIKE '%{}%'",
+            &key[3..]
+        ))
         .await,
         0
     );
@@ -290,8 +274,7 @@ async fn the_manual_workflow_provisions_then_migrates_step_by_step() {
     assert_eq!(tenant.data()["tenant"]["status"], "ACTIVE");
     assert_eq!(tenant.data()["tenant"]["migrationsApplied"], true);
     assert_eq!(
-        count(
-            &app,
+        app.scalar(
             "SELECT count(*) FROM tenant_demo_church.users WHERE email = 'admin@demo.church'"
         )
         .await,
@@ -470,11 +453,9 @@ async fn every_validation_rule_is_enforced_and_leaves_no_row_and_no_schema() {
             response.0
         );
     }
-    assert_eq!(count(&app, "SELECT count(*) FROM public.tenants").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 0);
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) FROM pg_namespace WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'"
+        app.scalar("SELECT count(*) FROM pg_namespace WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'"
         )
         .await,
         0
@@ -527,7 +508,7 @@ async fn a_duplicate_domain_or_schema_is_a_conflict() {
         .await;
     assert_eq!(same_schema.error_code(), "CONFLICT");
     assert_eq!(same_schema.error_field(), Some("schemaName"));
-    assert_eq!(count(&app, "SELECT count(*) FROM public.tenants").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 1);
 }
 
 #[tokio::test]
@@ -548,7 +529,7 @@ async fn concurrent_creates_of_one_domain_make_exactly_one_tenant() {
         .filter(|r| !r.0["errors"].is_null() && r.error_code() == "CONFLICT")
         .count();
     assert_eq!((created, conflicts), (1, 5), "{responses:?}");
-    assert_eq!(count(&app, "SELECT count(*) FROM public.tenants").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 1);
     assert!(schema_exists(&app, "tenant_race_example").await);
 }
 
@@ -623,11 +604,9 @@ async fn a_migration_failing_during_provisioning_rolls_everything_back_and_says_
         response.0
     );
     assert!(!schema_exists(&app, "tenant_fragile_org").await);
-    assert_eq!(count(&app, "SELECT count(*) FROM public.tenants").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 0);
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) FROM public.audit_events WHERE action = 'tenant.create' AND outcome = 'FAILURE'"
+        app.scalar("SELECT count(*) FROM public.audit_events WHERE action = 'tenant.create' AND outcome = 'FAILURE'"
         )
         .await,
         1
@@ -740,16 +719,14 @@ async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
     // A dropped tenant frees its domain.
     create_tenant(&app, &token, tenant_input("drop.org")).await;
 
-    let actions = count(
-        &app,
-        "SELECT count(DISTINCT action) FROM public.audit_events WHERE outcome = 'SUCCESS' \
+    let actions = app.scalar("SELECT count(DISTINCT action) FROM public.audit_events WHERE outcome = 'SUCCESS' \
          AND action IN ('tenant.create', 'tenant.deactivate', 'tenant.reactivate', 'tenant.delete')",
     )
     .await;
     assert_eq!(actions, 4);
     assert_eq!(
-        count(&app, "SELECT count(*) FROM public.audit_events WHERE actor_kind = 'PLATFORM' AND client_addr = '127.0.0.1'").await,
-        count(&app, "SELECT count(*) FROM public.audit_events").await
+        app.scalar("SELECT count(*) FROM public.audit_events WHERE actor_kind = 'PLATFORM' AND client_addr = '127.0.0.1'").await,
+        app.scalar("SELECT count(*) FROM public.audit_events").await
     );
 }
 
@@ -878,7 +855,7 @@ async fn tenant_operations_need_a_platform_operator() {
         .graphql(STATUS, json!({ "id": uuid::Uuid::new_v4() }), None)
         .await;
     assert_eq!(status.error_code(), "UNAUTHENTICATED");
-    assert_eq!(count(&app, "SELECT count(*) FROM public.tenants").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 0);
 }
 
 #[tokio::test]
