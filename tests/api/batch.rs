@@ -516,7 +516,7 @@ async fn a_server_killed_mid_batch_finishes_the_batch_truthfully_after_a_restart
     let started = first
         .graphql(
             PROVISION,
-            json!({ "tenants": inputs("crash", 20), "options": { "maxConcurrency": 2 } }),
+            json!({ "tenants": inputs("crash", 40), "options": { "maxConcurrency": 2 } }),
             Some(&token),
         )
         .await;
