@@ -107,6 +107,16 @@ async fn ensure_template(server: &TestServer) -> String {
     let template = format!("tg_template_{:016x}", hasher.finish());
 
     let admin = db::open_pool(&server.url("postgres"), 1).await.unwrap();
+    // A server killed by a test (or a test's runtime stopping) can leave a connection mid-
+    // handshake; such a backend ignores the barrier `DROP DATABASE` waits on until
+    // `authentication_timeout` (60 s by default) ends it. Best effort: a server we may not
+    // reconfigure keeps its setting.
+    for statement in [
+        "ALTER SYSTEM SET authentication_timeout = '3s'",
+        "SELECT pg_reload_conf()",
+    ] {
+        let _ = admin.execute_unprepared(statement).await;
+    }
     admin
         .execute_unprepared("SELECT pg_advisory_lock(727274)")
         .await
