@@ -35,6 +35,8 @@ pub struct Config {
     pub bind_addr: SocketAddr,
     pub bootstrap_admin: Option<BootstrapAdmin>,
     pub graphql_introspection: bool,
+    /// Adds `extensions.sqlStatements` (statements the operation sent) to every response.
+    pub graphql_statement_counts: bool,
     /// Allowed browser origins; empty means CORS is off and WebSocket origins are not checked.
     pub cors_origins: Vec<String>,
     /// `None`: generate one and keep it in `data_dir`.
@@ -195,6 +197,7 @@ impl Config {
             },
             bootstrap_admin,
             graphql_introspection: env.flag("GRAPHQL_INTROSPECTION", true)?,
+            graphql_statement_counts: env.flag("GRAPHQL_STATEMENT_COUNTS", false)?,
             cors_origins,
             jwt_secret,
             jwt_ttl: Duration::from_secs(env.number("JWT_TTL_SECONDS", 3600, 60..=2_592_000)?),

@@ -126,7 +126,10 @@ pub async fn prepare_state(
     let metrics = Metrics::default();
     let mut db = db;
     let statements = metrics.clone();
-    db.set_metric_callback(move |_| statements.count_statement());
+    db.set_metric_callback(move |_| {
+        statements.count_statement();
+        crate::db::statements::record();
+    });
     let jwt_secret = match &config.jwt_secret {
         Some(secret) => secret.clone(),
         None => load_or_create_jwt_secret(&config.data_dir)?,

@@ -3,6 +3,7 @@
 pub mod embedded;
 pub mod migrate;
 pub mod pinned;
+pub mod statements;
 
 use std::time::Duration;
 

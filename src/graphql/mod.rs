@@ -64,8 +64,12 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 
 /// The schema served to clients.
 pub fn build_schema(state: SharedState) -> AppSchema {
-    let mut builder =
-        builder().extension(operation_metrics::OperationMetrics(state.metrics.clone()));
+    let mut builder = builder()
+        .extension(operation_metrics::OperationMetrics {
+            metrics: state.metrics.clone(),
+            report_statements: state.config.graphql_statement_counts,
+        })
+        .extension(tenant_data::PerOperationLoaders(state.clone()));
     if !state.config.graphql_introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
@@ -115,16 +119,10 @@ pub fn all_errors(ctx: &Context<'_>, errors: Vec<AppError>) -> async_graphql::Er
     first.into()
 }
 
-/// What an operation carries into execution: its context and, when it acts in a tenant, the
-/// DataLoaders bound to that tenant (fresh per operation, so nothing is cached across requests).
-pub fn operation_data(state: &SharedState, context: RequestContext) -> async_graphql::Data {
+/// What an operation carries into execution: who asks, and from where. Tenant operations get
+/// their DataLoaders from [`tenant_data::PerOperationLoaders`].
+pub fn operation_data(context: RequestContext) -> async_graphql::Data {
     let mut data = async_graphql::Data::default();
-    if let Principal::Tenant(tenant) = &context.principal {
-        data.insert(tenant_data::TenantLoaders::new(
-            state.clone(),
-            tenant.clone(),
-        ));
-    }
     data.insert(context);
     data
 }

@@ -1,19 +1,25 @@
-//! Counts and times every executed operation by name, over HTTP and WebSocket alike.
+//! Counts and times every executed operation by name, over HTTP and WebSocket alike, and, with
+//! `GRAPHQL_STATEMENT_COUNTS`, reports in `extensions.sqlStatements` the statements the operation
+//! itself sent, DataLoader batches included (see [`crate::db::statements`]).
 
 use std::{sync::Arc, time::Instant};
 
 use async_graphql::{
-    Response,
+    Response, Value,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute},
 };
 
-use crate::http::metrics::Metrics;
+use crate::{db::statements, http::metrics::Metrics};
 
-pub struct OperationMetrics(pub Metrics);
+#[derive(Clone)]
+pub struct OperationMetrics {
+    pub metrics: Metrics,
+    pub report_statements: bool,
+}
 
 impl ExtensionFactory for OperationMetrics {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OperationMetrics(self.0.clone()))
+        Arc::new(self.clone())
     }
 }
 
@@ -26,9 +32,14 @@ impl Extension for OperationMetrics {
         next: NextExecute<'_>,
     ) -> Response {
         let started = Instant::now();
-        let response = next.run(ctx, operation_name).await;
-        self.0
+        let (mut response, statements) = statements::counted(next.run(ctx, operation_name)).await;
+        self.metrics
             .record_operation(operation_name, response.is_ok(), started.elapsed());
+        if self.report_statements {
+            response
+                .extensions
+                .insert("sqlStatements".to_owned(), Value::from(statements));
+        }
         response
     }
 }

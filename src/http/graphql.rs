@@ -181,7 +181,7 @@ async fn execute_one(
     mut request: Request,
     context: &RequestContext,
 ) -> async_graphql::Response {
-    request.data = crate::graphql::operation_data(&http.state, context.clone());
+    request.data = crate::graphql::operation_data(context.clone());
     http.schema.execute(request).await
 }
 

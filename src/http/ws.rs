@@ -126,13 +126,10 @@ async fn serve(
                 let principal = auth::authenticate(&state, credentials)
                     .await
                     .map_err(async_graphql::Error::from)?;
-                Ok(crate::graphql::operation_data(
-                    &state,
-                    RequestContext {
-                        principal,
-                        client_addr: Some(peer.ip()),
-                    },
-                ))
+                Ok(crate::graphql::operation_data(RequestContext {
+                    principal,
+                    client_addr: Some(peer.ip()),
+                }))
             })
             .serve();
 

@@ -248,6 +248,11 @@ pub fn test_env(database_url: &str) -> HashMap<String, String> {
     .collect()
 }
 
+/// Turns on `extensions.sqlStatements`, for tests that count what an operation sent.
+pub fn count_statements(env: &mut HashMap<String, String>) {
+    env.insert("GRAPHQL_STATEMENT_COUNTS".into(), "true".into());
+}
+
 pub fn config_from(env: &HashMap<String, String>) -> Config {
     Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration is valid")
 }

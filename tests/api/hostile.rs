@@ -1,21 +1,19 @@
-//! Hostile requests: each is refused quickly, and the server is healthy afterwards.
+//! Hostile requests: each is refused before any work is done for it, and the server is healthy
+//! afterwards.
 
 use std::{
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::{Value, json};
 use tenantgraph::graphql::{MAX_BATCH_OPERATIONS, MAX_COMPLEXITY, MAX_DEPTH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{Gql, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp};
-
-/// Time a refusal may take; generous for an unoptimised build on a busy machine.
-const QUICKLY: Duration = Duration::from_secs(5);
+use crate::helpers::{Gql, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp, count_statements};
 
 const CONTRACT_CODES: [&str; 8] = [
     "UNAUTHENTICATED",
@@ -59,33 +57,55 @@ fn query_of_complexity(count: usize) -> String {
     format!("{{ {fields}}}")
 }
 
-async fn timed_graphql(app: &TestApp, query: &str) -> (Gql, Duration) {
-    let started = Instant::now();
-    let response = app.graphql(query, json!({}), None).await;
-    (response, started.elapsed())
+/// The document was refused before execution began: executed operations report the statements
+/// they sent (with `GRAPHQL_STATEMENT_COUNTS` on), refused ones never got that far.
+fn assert_not_executed(response: &Gql) {
+    assert!(
+        response.0["extensions"]["sqlStatements"].is_null(),
+        "the operation was executed: {}",
+        response.0
+    );
 }
 
 #[tokio::test]
-async fn a_query_deeper_than_the_depth_limit_is_refused_quickly() {
-    let app = TestApp::spawn().await;
+async fn a_query_deeper_than_the_depth_limit_is_refused_before_it_runs() {
+    let app = TestApp::spawn_with(count_statements).await;
 
-    let (at_limit, _) = timed_graphql(&app, &introspection_query_of_depth(MAX_DEPTH)).await;
+    let at_limit = app
+        .graphql(&introspection_query_of_depth(MAX_DEPTH), json!({}), None)
+        .await;
     assert!(
         at_limit.data()["__schema"]["types"].is_array(),
         "a query exactly at the limit runs"
     );
+    assert!(
+        at_limit.0["extensions"]["sqlStatements"].is_u64(),
+        "executed operations report their statements: {}",
+        at_limit.0
+    );
 
-    let (too_deep, took) = timed_graphql(&app, &introspection_query_of_depth(MAX_DEPTH + 1)).await;
+    let too_deep = app
+        .graphql(
+            &introspection_query_of_depth(MAX_DEPTH + 1),
+            json!({}),
+            None,
+        )
+        .await;
     assert!(too_deep.0["data"].is_null(), "{}", too_deep.0);
     assert!(
         too_deep.error_message().contains("nested too deep"),
         "{}",
         too_deep.0
     );
-    assert!(took < QUICKLY, "took {took:?}");
+    assert_not_executed(&too_deep);
 
-    let (far_too_deep, took) =
-        timed_graphql(&app, &introspection_query_of_depth(MAX_DEPTH * 20)).await;
+    let far_too_deep = app
+        .graphql(
+            &introspection_query_of_depth(MAX_DEPTH * 20),
+            json!({}),
+            None,
+        )
+        .await;
     assert!(far_too_deep.0["data"].is_null(), "{}", far_too_deep.0);
     assert!(
         far_too_deep.0["errors"]
@@ -94,14 +114,14 @@ async fn a_query_deeper_than_the_depth_limit_is_refused_quickly() {
         "{}",
         far_too_deep.0
     );
-    assert!(took < QUICKLY, "took {took:?}");
+    assert_not_executed(&far_too_deep);
 
     assert_still_healthy(&app).await;
 }
 
 #[tokio::test]
-async fn a_query_over_the_complexity_limit_is_refused_quickly() {
-    let app = TestApp::spawn().await;
+async fn a_query_over_the_complexity_limit_is_refused_before_it_runs() {
+    let app = TestApp::spawn_with(count_statements).await;
 
     let within = app
         .graphql(&query_of_complexity(MAX_COMPLEXITY), json!({}), None)
@@ -113,14 +133,16 @@ async fn a_query_over_the_complexity_limit_is_refused_quickly() {
         "a query exactly at the limit runs"
     );
 
-    let (too_complex, took) = timed_graphql(&app, &query_of_complexity(3000)).await;
+    let too_complex = app
+        .graphql(&query_of_complexity(3000), json!({}), None)
+        .await;
     assert!(too_complex.0["data"].is_null(), "{}", too_complex.0);
     assert!(
         too_complex.error_message().contains("too complex"),
         "{}",
         too_complex.0
     );
-    assert!(took < QUICKLY, "took {took:?}");
+    assert_not_executed(&too_complex);
 
     assert_still_healthy(&app).await;
 }
@@ -172,12 +194,10 @@ async fn a_batch_of_more_than_ten_operations_is_refused_and_a_batch_of_ten_runs(
     let operation = json!({ "query": "{ __typename }" });
 
     let eleven = vec![operation.clone(); MAX_BATCH_OPERATIONS + 1];
-    let started = Instant::now();
     let refused = app.post_json(Value::from(eleven), None).await;
     assert_eq!(refused.status(), 400);
     let body = Gql(refused.json().await.unwrap());
     assert_eq!(body.error_code(), "BAD_USER_INPUT");
-    assert!(started.elapsed() < QUICKLY);
 
     let ten = vec![operation; MAX_BATCH_OPERATIONS];
     let accepted = app.post_json(Value::from(ten), None).await;
@@ -271,21 +291,18 @@ async fn post_huge_body(app: &TestApp, chunked: bool) -> RawOutcome {
 #[tokio::test]
 async fn a_50_mb_body_with_a_content_length_is_refused_with_413_unread() {
     let app = TestApp::spawn().await;
-    let started = Instant::now();
     let outcome = post_huge_body(&app, false).await;
     assert_eq!(outcome.status, 413, "{outcome:?}");
     assert!(
         outcome.sent_when_answered < HUGE_BODY / 2,
         "the server read most of the body before answering: {outcome:?}"
     );
-    assert!(started.elapsed() < QUICKLY, "took {:?}", started.elapsed());
     assert_still_healthy(&app).await;
 }
 
 #[tokio::test]
 async fn a_50_mb_chunked_body_without_a_content_length_is_refused_without_being_buffered() {
     let app = TestApp::spawn().await;
-    let started = Instant::now();
     let outcome = post_huge_body(&app, true).await;
     assert!(
         (400..500).contains(&outcome.status),
@@ -296,7 +313,6 @@ async fn a_50_mb_chunked_body_without_a_content_length_is_refused_without_being_
         outcome.sent_when_answered < HUGE_BODY / 2,
         "the server read most of the body before answering: {outcome:?}"
     );
-    assert!(started.elapsed() < QUICKLY, "took {:?}", started.elapsed());
     assert_still_healthy(&app).await;
 }
 
@@ -432,13 +448,11 @@ async fn by_default_introspection_answers_and_misspellings_get_suggestions() {
 }
 
 #[tokio::test]
-async fn a_password_longer_than_1024_bytes_at_login_is_bad_user_input_and_quick() {
+async fn a_password_longer_than_1024_bytes_at_login_is_bad_user_input() {
     let app = TestApp::spawn().await;
-    let started = Instant::now();
     let response = app.login(OPERATOR_EMAIL, &"p".repeat(1025)).await;
     assert_eq!(response.error_code(), "BAD_USER_INPUT");
     assert_eq!(response.error_field(), Some("password"));
-    assert!(started.elapsed() < QUICKLY);
 
     // Multi-byte characters count in bytes: 342 × 3 = 1026 bytes.
     let response = app.login(OPERATOR_EMAIL, &"€".repeat(342)).await;

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Gql, TestApp},
+    helpers::{Gql, TestApp, count_statements},
     tenants::{create_tenant, tenant_input},
 };
 
@@ -327,15 +327,18 @@ async fn a_suspended_user_can_no_longer_log_in_and_roles_can_be_added() {
 }
 
 /// Statements the app sends for one request.
+/// The statements the operation itself sent, as the server reports them.
 async fn statements_for(app: &TestApp, token: &str, query: &str, variables: Value) -> (u64, Gql) {
-    let before = app.state.metrics.db_statements();
     let response = app.graphql(query, variables, Some(token)).await;
-    (app.state.metrics.db_statements() - before, response)
+    let count = response.0["extensions"]["sqlStatements"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a statement count in {}", response.0));
+    (count, response)
 }
 
 #[tokio::test]
 async fn nested_creators_and_roles_cost_a_constant_number_of_queries() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(count_statements).await;
     let [admin, member, _] = tenant_with_staff(&app, "loader.church").await;
     for i in 0..50 {
         let token = if i % 2 == 0 { &admin } else { &member };
@@ -364,6 +367,47 @@ async fn nested_creators_and_roles_cost_a_constant_number_of_queries() {
             .is_some_and(|r| !r.is_empty())
     }));
     assert_eq!(small, large, "a page of 50 costs what a page of 5 does");
+}
+
+#[tokio::test]
+async fn the_users_list_costs_the_same_whatever_its_length_and_a_mutation_reads_its_own_writes() {
+    let app = TestApp::spawn_with(count_statements).await;
+    let [admin, ..] = tenant_with_staff(&app, "listcost.church").await;
+    const USERS: &str = "{ users { id email roles } }";
+    let (three, _) = statements_for(&app, &admin, USERS, json!({})).await;
+    for i in 0..20 {
+        app.graphql(
+            "mutation($input: CreateUserInput!) { createUser(input: $input) { id } }",
+            json!({ "input": { "email": format!("u{i}@listcost.church"), "password": PASSWORD, "roles": ["viewer"] } }),
+            Some(&admin),
+        )
+        .await
+        .data();
+    }
+    let (twenty_three, listed) = statements_for(&app, &admin, USERS, json!({})).await;
+    assert_eq!(listed.data()["users"].as_array().unwrap().len(), 23);
+    assert_eq!(three, twenty_three, "roles of the whole list are one batch");
+
+    // Two role changes to one user in one document: the second answer sees both.
+    let id = listed.data()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "u0@listcost.church")
+        .unwrap()["id"]
+        .clone();
+    let both = app
+        .graphql(
+            "mutation($id: ID!) { a: assignRole(userId: $id, role: \"member\") { roles } b: assignRole(userId: $id, role: \"admin\") { roles } }",
+            json!({ "id": id }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(both.data()["a"]["roles"], json!(["member", "viewer"]));
+    assert_eq!(
+        both.data()["b"]["roles"],
+        json!(["admin", "member", "viewer"])
+    );
 }
 
 #[tokio::test]

@@ -116,10 +116,6 @@ async fn a_socket_without_connection_init_is_closed_with_4408_after_the_timeout(
         waited >= CONNECTION_INIT_TIMEOUT - Duration::from_secs(1),
         "closed after only {waited:?}"
     );
-    assert!(
-        waited < CONNECTION_INIT_TIMEOUT + Duration::from_secs(5),
-        "closed only after {waited:?}"
-    );
 
     talking.subscribe("1", "{ __typename }", json!({})).await;
     let payloads = payloads_until_complete(&mut talking, "1").await;

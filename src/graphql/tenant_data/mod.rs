@@ -1,6 +1,6 @@
 //! The caller's tenant over GraphQL: users, people, roles, settings. Every resolver first asks
 //! the request for its tenant with the permission it needs; nested look-ups (a user's roles, a
-//! person's creator) are batched per request with DataLoaders.
+//! person's creator) are batched per operation with DataLoaders.
 
 mod inputs;
 mod loaders;
@@ -8,7 +8,7 @@ mod mutation;
 mod query;
 mod types;
 
-pub use loaders::TenantLoaders;
+pub use loaders::PerOperationLoaders;
 pub use mutation::TenantDataMutation;
 pub use query::TenantDataQuery;
 pub use types::{Person, PersonConnection, Role, TenantSettingsView, User};

@@ -10,6 +10,7 @@ use super::{
     inputs::{
         CreatePersonInput, CreateUserInput, PersonInput, UpdateTenantSettingsInput, UpdateUserInput,
     },
+    loaders::loaders,
     types::{Person, TenantSettingsView, User},
 };
 
@@ -25,9 +26,9 @@ impl TenantDataMutation {
         input: CreateUserInput,
     ) -> async_graphql::Result<User> {
         let tenant = ctx.request().require_tenant(Permission::UsersWrite)?;
-        Ok(User(
-            users::create(ctx.state(), tenant, input.into()).await?,
-        ))
+        let user = users::create(ctx.state(), tenant, input.into()).await?;
+        loaders(ctx)?.forget();
+        Ok(User(user))
     }
 
     /// Changes a user's name, status or password (`users:write`).
@@ -39,9 +40,9 @@ impl TenantDataMutation {
     ) -> async_graphql::Result<User> {
         let tenant = ctx.request().require_tenant(Permission::UsersWrite)?;
         let id = parse_id("id", &id)?;
-        Ok(User(
-            users::update(ctx.state(), tenant, id, input.into()).await?,
-        ))
+        let user = users::update(ctx.state(), tenant, id, input.into()).await?;
+        loaders(ctx)?.forget();
+        Ok(User(user))
     }
 
     /// Gives the user a role; again is fine (`users:write`).
@@ -53,9 +54,9 @@ impl TenantDataMutation {
     ) -> async_graphql::Result<User> {
         let tenant = ctx.request().require_tenant(Permission::UsersWrite)?;
         let id = parse_id("userId", &user_id)?;
-        Ok(User(
-            users::assign_role(ctx.state(), tenant, id, &role).await?,
-        ))
+        let user = users::assign_role(ctx.state(), tenant, id, &role).await?;
+        loaders(ctx)?.forget();
+        Ok(User(user))
     }
 
     /// Records a person; the acting user is its creator (`people:write`).

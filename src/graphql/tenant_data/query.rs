@@ -26,11 +26,15 @@ impl TenantDataQuery {
     /// The tenant's users, oldest first (`users:read`).
     async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
         let tenant = ctx.request().require_tenant(Permission::UsersRead)?;
-        Ok(users::list(ctx.state(), tenant)
-            .await?
-            .into_iter()
-            .map(User)
-            .collect())
+        let users = users::list(ctx.state(), tenant).await?;
+        if ctx.look_ahead().field("roles").exists() {
+            loaders(ctx)?
+                .roles
+                .load_many(users.iter().map(|user| user.model.id))
+                .await
+                .map_err(batch_error)?;
+        }
+        Ok(users.into_iter().map(User).collect())
     }
 
     /// One user of the tenant, or null (`users:read`).
@@ -79,6 +83,22 @@ impl TenantDataQuery {
             with_total,
         )
         .await?;
+        let look_ahead = ctx.look_ahead();
+        let creators = [
+            look_ahead.field("nodes").field("createdBy"),
+            look_ahead.field("edges").field("node").field("createdBy"),
+        ];
+        if creators.iter().any(|creator| creator.exists()) {
+            let with_roles = creators
+                .iter()
+                .any(|creator| creator.field("roles").exists());
+            loaders(ctx)?
+                .prime_users(
+                    page.people.iter().filter_map(|person| person.created_by),
+                    with_roles,
+                )
+                .await?;
+        }
         let mut connection = Connection::with_additional_fields(
             after.is_some(),
             page.has_next_page,
