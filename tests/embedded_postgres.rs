@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User, geteuid};
 use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement};
-use tenantgraph::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use tenantgraph::db::embedded::{EmbeddedOptions, EmbeddedPostgres, Ownership, StopOutcome};
 
 /// A unique directory under /tmp, which the `postgres` user can traverse when the tests run as
 /// root. Removed on drop, after shutting down any server a failed test left running.
@@ -79,6 +79,16 @@ fn wait_until_gone(pid: i32) {
     panic!("process {pid} did not exit");
 }
 
+/// The postmaster `pid` has exited and left no `postmaster.pid` behind.
+fn assert_server_gone(dir: &TestDir, pid: i32) {
+    wait_until_gone(pid);
+    assert_eq!(
+        postmaster_pid(&dir.data_dir()),
+        None,
+        "postmaster.pid remains"
+    );
+}
+
 async fn start(dir: &TestDir) -> EmbeddedPostgres {
     EmbeddedPostgres::start(dir.options())
         .await
@@ -144,7 +154,8 @@ async fn a_fresh_data_dir_is_initialised_and_accepts_connections() {
     }
     assert!(!dir.data_dir().join(".initdb-password").exists());
 
-    postgres.stop().await.unwrap();
+    assert_eq!(postgres.ownership(), Ownership::Started);
+    assert_eq!(postgres.stop().await.unwrap(), StopOutcome::Stopped);
     assert!(
         postmaster_pid(&dir.data_dir()).is_none(),
         "stop waits for the server to exit"
@@ -192,13 +203,43 @@ async fn a_server_left_running_by_a_dead_process_is_adopted() {
 
     let adopted = start(&dir).await;
     assert_eq!(adopted.port(), port);
+    assert_eq!(adopted.ownership(), Ownership::Adopted);
     assert_eq!(
         postmaster_pid(&dir.data_dir()),
         Some(pid),
         "no second server was started"
     );
     select_one(&adopted).await;
-    adopted.stop().await.unwrap();
+    assert_eq!(
+        adopted.stop().await.unwrap(),
+        StopOutcome::Stopped,
+        "nobody else uses it, so the adopter stops it"
+    );
+    assert_server_gone(&dir, pid);
+}
+
+#[tokio::test]
+async fn a_cluster_is_stopped_only_by_the_last_handle_using_it() {
+    let dir = TestDir::new("shared");
+    let server = start(&dir).await;
+    assert_eq!(server.ownership(), Ownership::Started);
+    let pid = postmaster_pid(&dir.data_dir()).unwrap();
+
+    // A command run beside a live server adopts its cluster and leaves it running.
+    let command = start(&dir).await;
+    assert_eq!(command.ownership(), Ownership::Adopted);
+    assert_eq!(command.stop().await.unwrap(), StopOutcome::LeftRunning);
+    select_one(&server).await;
+
+    // The server stopping while a command still runs leaves the cluster to the command...
+    let command = start(&dir).await;
+    assert_eq!(server.stop().await.unwrap(), StopOutcome::LeftRunning);
+    select_one(&command).await;
+    assert_eq!(postmaster_pid(&dir.data_dir()), Some(pid));
+
+    // ...which, being the last, stops it.
+    assert_eq!(command.stop().await.unwrap(), StopOutcome::Stopped);
+    assert_server_gone(&dir, pid);
 }
 
 #[tokio::test]
@@ -265,12 +306,17 @@ async fn two_concurrent_starts_share_one_cluster() {
         second.url("postgres"),
         "one initdb, one password"
     );
+    let mut ownerships = [first.ownership(), second.ownership()];
+    ownerships.sort_by_key(|ownership| *ownership == Ownership::Adopted);
+    assert_eq!(
+        ownerships,
+        [Ownership::Started, Ownership::Adopted],
+        "one starts the server, the other adopts it"
+    );
+    assert_eq!(first.stop().await.unwrap(), StopOutcome::LeftRunning);
     select_one(&second).await;
-    first.stop().await.unwrap();
-    second
-        .stop()
-        .await
-        .expect("stopping an already stopped cluster succeeds");
+    assert_eq!(second.stop().await.unwrap(), StopOutcome::Stopped);
+    assert!(postmaster_pid(&dir.data_dir()).is_none());
 }
 
 #[tokio::test]
