@@ -31,29 +31,28 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects (starting the embedded cluster if needed), migrates `public`, makes sure an
-    /// operator exists, and binds `BIND_ADDR` (port 0 picks a free port).
+    /// Binds `BIND_ADDR` (port 0 picks a free port), then connects (starting the embedded
+    /// cluster if needed), migrates `public` and makes sure an operator exists. An address in
+    /// use fails before any database is started; a later failure stops the embedded cluster
+    /// again unless another process uses it.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let connected = db::connect(&config).await?;
-        let state = prepare_state(config, connected.db).await?;
-        bootstrap_operator(&state).await?;
-        let recovered = batch::recovery::recover_unfinished(&state).await?;
-        if recovered > 0 {
-            tracing::warn!(
-                recovered,
-                "finished batches left unfinished by a stopped server"
-            );
-        }
-        let listener = TcpListener::bind(state.config.bind_addr)
-            .await
-            .with_context(|| format!("could not listen on {}", state.config.bind_addr))?;
+        let listener = bind(config.bind_addr).await?;
         let address = listener.local_addr()?;
-        Ok(Application {
-            listener,
-            address,
-            state,
-            embedded: connected.embedded,
-        })
+        let connected = db::connect(&config).await?;
+        match ready_state(config, connected.db).await {
+            Ok(state) => Ok(Application {
+                listener,
+                address,
+                state,
+                embedded: connected.embedded,
+            }),
+            Err(err) => {
+                if let Some(embedded) = connected.embedded {
+                    db::stop_after_failure(embedded).await;
+                }
+                Err(err)
+            }
+        }
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -65,7 +64,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, lets open requests finish (for a bounded time), then
-    /// stops the embedded cluster if this process runs one.
+    /// stops the embedded cluster if this process uses one and no other process still does.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -115,6 +114,37 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Listens on `address`; an address in use is one line naming it and `BIND_ADDR`.
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.map_err(|err| {
+        if err.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "cannot listen on {address}: the address is already in use (by another program or \
+                 another tenantgraph serve); stop it or set BIND_ADDR to a free address"
+            )
+        } else {
+            anyhow::Error::new(err).context(format!("could not listen on {address} (BIND_ADDR)"))
+        }
+    })
+}
+
+/// The state of a server about to listen: migrated, with an operator, past work recovered.
+async fn ready_state(
+    config: Config,
+    db: sea_orm::DatabaseConnection,
+) -> anyhow::Result<SharedState> {
+    let state = prepare_state(config, db).await?;
+    bootstrap_operator(&state).await?;
+    let recovered = batch::recovery::recover_unfinished(&state).await?;
+    if recovered > 0 {
+        tracing::warn!(
+            recovered,
+            "finished batches left unfinished by a stopped server"
+        );
+    }
+    Ok(state)
 }
 
 /// Builds the shared state on a connected pool: public migrations first, then the token key.

@@ -273,7 +273,9 @@ where
     .await
 }
 
-/// Runs `work` on a pool; an embedded cluster this command had to start is stopped afterwards.
+/// Runs `work` on a pool. The embedded cluster is stopped afterwards only when no other process
+/// (a running server, another command) uses it: a command never pulls the database from under a
+/// live server, and a cluster it started alone does not outlive it.
 async fn with_database<F, Fut>(config: &Config, work: F) -> anyhow::Result<()>
 where
     F: FnOnce(sea_orm::DatabaseConnection) -> Fut,

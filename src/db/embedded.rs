@@ -5,10 +5,17 @@
 //! - `postgres/`: the cluster, owned by the user the server runs as, mode 0700;
 //! - `postgres.json`: port and superuser password, mode 0600;
 //! - `postgres.log`: the server log;
-//! - `.lock`: held while a process initialises, starts or stops the cluster.
+//! - `.lock`: held while a process initialises, starts or stops the cluster;
+//! - `.in-use`: every [`EmbeddedPostgres`] holds a shared lock on it for as long as it lives.
 //!
-//! Dropping an [`EmbeddedPostgres`] without [`EmbeddedPostgres::stop`] leaves the server running;
-//! the next [`EmbeddedPostgres::start`] adopts it.
+//! Several processes may use one cluster at once: a server, and CLI commands run beside it. Each
+//! handle knows whether it started the server or adopted one already running ([`Ownership`]), and
+//! [`EmbeddedPostgres::stop`] stops the server only when no other handle, in any process, still
+//! uses it; otherwise the last one to stop does. The kernel drops a process's locks when it dies,
+//! so a `kill -9` never leaves a cluster that nobody may stop.
+//!
+//! Dropping an [`EmbeddedPostgres`] without [`EmbeddedPostgres::stop`] leaves the server running
+//! (and no longer counts as a user of it); the next [`EmbeddedPostgres::start`] adopts it.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -56,11 +63,34 @@ pub struct EmbeddedOptions {
     pub pg_bin: Option<PathBuf>,
 }
 
+/// How an [`EmbeddedPostgres`] came by its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// This handle started the server.
+    Started,
+    /// The server was already running (for another process, or left behind by one that exited).
+    Adopted,
+}
+
+/// What [`EmbeddedPostgres::stop`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The server was stopped.
+    Stopped,
+    /// Another handle still uses the server, so it was left running for that one to stop.
+    LeftRunning,
+    /// The server had already stopped.
+    NotRunning,
+}
+
 /// A running embedded PostgreSQL cluster, started or adopted by [`EmbeddedPostgres::start`].
 pub struct EmbeddedPostgres {
     cluster: Cluster,
     port: u16,
     password: SecretString,
+    ownership: Ownership,
+    /// The shared lock on `.in-use` that tells others this handle uses the server.
+    in_use: Flock<File>,
 }
 
 impl EmbeddedPostgres {
@@ -92,21 +122,28 @@ impl EmbeddedPostgres {
         } else {
             cluster.initialise().await?
         };
-        let port = match cluster.live_postmaster().await? {
+        let (port, ownership) = match cluster.live_postmaster().await? {
             Some(pid) => {
                 tracing::info!(
                     pid,
                     data_dir = %cluster.data_dir.display(),
                     "adopting the embedded PostgreSQL already running on this data dir"
                 );
-                cluster.wait_until_ready(pid).await?
+                (cluster.wait_until_ready(pid).await?, Ownership::Adopted)
             }
-            None => cluster.start_server(credentials.port).await?,
+            None => (
+                cluster.start_server(credentials.port).await?,
+                Ownership::Started,
+            ),
         };
+        // Taken before the data dir lock is released, so no stop can slip in between.
+        let in_use = lock_file(&cluster.in_use_file(), LockKind::Shared).await?;
         Ok(EmbeddedPostgres {
             cluster,
             port,
             password: SecretString::from(credentials.password),
+            ownership,
+            in_use,
         })
     }
 
@@ -128,17 +165,39 @@ impl EmbeddedPostgres {
         &self.cluster.data_dir
     }
 
-    /// Stops the cluster with a fast shutdown and waits for the server to exit.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        let cluster = &self.cluster;
+    /// Whether this handle started the server or adopted a running one.
+    pub fn ownership(&self) -> Ownership {
+        self.ownership
+    }
+
+    /// Stops the cluster with a fast shutdown and waits for the server to exit, unless another
+    /// handle (a server, a CLI command) still uses it: then it is left running, and the last of
+    /// them to stop stops it.
+    pub async fn stop(self) -> anyhow::Result<StopOutcome> {
+        let EmbeddedPostgres {
+            cluster,
+            ownership,
+            in_use,
+            ..
+        } = self;
         // Keeps a concurrent start from adopting a server that is about to go away.
         let _lock = lock_data_dir(&cluster.data_dir).await?;
+        drop(in_use);
+        // Held until the server is down; a start waits for the data dir lock meanwhile.
+        let Some(_sole_user) = try_lock_exclusive(&cluster.in_use_file())? else {
+            tracing::info!(
+                data_dir = %cluster.data_dir.display(),
+                started_here = ownership == Ownership::Started,
+                "leaving the embedded PostgreSQL running: another tenantgraph process still uses it"
+            );
+            return Ok(StopOutcome::LeftRunning);
+        };
         if cluster.live_postmaster().await?.is_none() {
             tracing::info!(
                 data_dir = %cluster.data_dir.display(),
                 "embedded PostgreSQL was already stopped"
             );
-            return Ok(());
+            return Ok(StopOutcome::NotRunning);
         }
         let output = cluster
             .command("pg_ctl")
@@ -151,7 +210,7 @@ impl EmbeddedPostgres {
             bail!(cluster.command_failed("pg_ctl stop", &output).await);
         }
         tracing::info!(data_dir = %cluster.data_dir.display(), "stopped embedded PostgreSQL");
-        Ok(())
+        Ok(StopOutcome::Stopped)
     }
 }
 
@@ -161,6 +220,7 @@ impl fmt::Debug for EmbeddedPostgres {
             .field("data_dir", &self.cluster.data_dir)
             .field("bin_dir", &self.cluster.bin_dir)
             .field("port", &self.port)
+            .field("ownership", &self.ownership)
             .field("user", &SUPERUSER)
             .field("password", &"<redacted>")
             .finish()
@@ -199,6 +259,10 @@ impl Cluster {
 
     fn log_file(&self) -> PathBuf {
         self.data_dir.join("postgres.log")
+    }
+
+    fn in_use_file(&self) -> PathBuf {
+        self.data_dir.join(".in-use")
     }
 
     fn pid_file(&self) -> PathBuf {
@@ -554,28 +618,55 @@ fn debian_bin_dirs_newest_first() -> Vec<PathBuf> {
 /// Exclusive lock on `data_dir/.lock`, so that concurrent processes neither both run initdb nor
 /// both start a server.
 async fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<File>> {
-    let path = data_dir.join(".lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("could not open {}", path.display()))?;
+    lock_file(&data_dir.join(".lock"), LockKind::Exclusive).await
+}
+
+#[derive(Clone, Copy)]
+enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// Locks `path` (created if missing), waiting for other holders without blocking the runtime.
+async fn lock_file(path: &Path, kind: LockKind) -> anyhow::Result<Flock<File>> {
+    let (now, wait) = match kind {
+        LockKind::Shared => (FlockArg::LockSharedNonblock, FlockArg::LockShared),
+        LockKind::Exclusive => (FlockArg::LockExclusiveNonblock, FlockArg::LockExclusive),
+    };
+    let file = open_lock_file(path)?;
     let cannot_lock = || format!("could not lock {}", path.display());
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+    match Flock::lock(file, now) {
         Ok(lock) => Ok(lock),
         Err((file, Errno::EWOULDBLOCK)) => {
             tracing::info!(
                 lock = %path.display(),
                 "waiting for another process using the embedded PostgreSQL"
             );
-            tokio::task::spawn_blocking(move || Flock::lock(file, FlockArg::LockExclusive))
+            tokio::task::spawn_blocking(move || Flock::lock(file, wait))
                 .await?
                 .map_err(|(_, errno)| errno)
                 .with_context(cannot_lock)
         }
         Err((_, errno)) => Err(errno).with_context(cannot_lock),
     }
+}
+
+/// An exclusive lock on `path` if nobody else holds one of any kind, else `None`.
+fn try_lock_exclusive(path: &Path) -> anyhow::Result<Option<Flock<File>>> {
+    match Flock::lock(open_lock_file(path)?, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(errno).with_context(|| format!("could not lock {}", path.display())),
+    }
+}
+
+fn open_lock_file(path: &Path) -> anyhow::Result<File> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("could not open {}", path.display()))
 }
 
 /// Who runs the server: ourselves unless we are root. As root, an existing cluster keeps its

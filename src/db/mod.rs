@@ -23,7 +23,8 @@ pub struct Connected {
     pub embedded: Option<EmbeddedPostgres>,
 }
 
-/// Connects to `DATABASE_URL`, or starts the embedded cluster and connects to it.
+/// Connects to `DATABASE_URL`, or starts the embedded cluster and connects to it (stopping it
+/// again if that fails).
 pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     if let Some(url) = &config.database_url {
         let db = open_pool(url.expose_secret(), config.database_max_connections).await?;
@@ -34,16 +35,33 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
         pg_bin: config.pg_bin.clone(),
     })
     .await?;
-    create_database_if_missing(&embedded.url("postgres"), EMBEDDED_DATABASE).await?;
-    let db = open_pool(
-        &embedded.url(EMBEDDED_DATABASE),
-        config.database_max_connections,
-    )
-    .await?;
-    Ok(Connected {
-        db,
-        embedded: Some(embedded),
-    })
+    let opened = async {
+        create_database_if_missing(&embedded.url("postgres"), EMBEDDED_DATABASE).await?;
+        open_pool(
+            &embedded.url(EMBEDDED_DATABASE),
+            config.database_max_connections,
+        )
+        .await
+    }
+    .await;
+    match opened {
+        Ok(db) => Ok(Connected {
+            db,
+            embedded: Some(embedded),
+        }),
+        Err(err) => {
+            stop_after_failure(embedded).await;
+            Err(err)
+        }
+    }
+}
+
+/// Stops an embedded cluster (unless another process uses it) when start-up failed after
+/// starting it; the start-up error is the one to report, so a failure here is only logged.
+pub async fn stop_after_failure(embedded: EmbeddedPostgres) {
+    if let Err(err) = embedded.stop().await {
+        tracing::warn!(error = %format!("{err:#}"), "could not stop the embedded PostgreSQL");
+    }
 }
 
 /// A pool that fails fast when the database is away instead of queueing requests for minutes.
