@@ -1,5 +1,6 @@
 //! The HTTP surface: routes and the tower layers around them.
 
+pub mod graphiql;
 pub mod graphql;
 pub mod health;
 pub mod metrics;
@@ -38,7 +39,8 @@ pub fn router(http: HttpState) -> Router {
     // applies to it too, and a declared Content-Length over the limit is refused unread.
     let bounded = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
-        .route("/graphiql", get(graphql::graphiql))
+        .route("/graphiql", get(graphiql::graphiql))
+        .route("/graphiql/assets/{file}", get(graphiql::asset))
         .route("/health", get(health::live))
         .route("/health/db", get(health::database))
         .route("/metrics", get(render_metrics))

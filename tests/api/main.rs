@@ -6,6 +6,7 @@ mod auth;
 mod batch;
 mod cli;
 mod database;
+mod graphiql;
 mod health;
 mod hostile;
 mod isolation;
