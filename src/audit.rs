@@ -1,11 +1,14 @@
 //! The audit trail (`public.audit_events`): who did what to which tenant, with what outcome.
 
-use entity::public::audit_events;
+use entity::public::{audit_events, tenants};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::auth::{Principal, RequestContext, tenant::TenantActor};
+use crate::{
+    auth::{Principal, RequestContext, tenant::TenantActor},
+    error::AppError,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -80,4 +83,29 @@ pub async fn record(
     {
         tracing::error!(error = %err, action, ?tenant_id, "could not write an audit event");
     }
+}
+
+/// A successful action on `tenant`; the detail also names its domain and schema.
+pub async fn tenant_success(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    action: &str,
+    tenant: &tenants::Model,
+    mut detail: Value,
+) {
+    detail["domain"] = json!(tenant.domain);
+    detail["schemaName"] = json!(tenant.schema_name);
+    record(db, actor, action, Some(tenant.id), Outcome::Success, detail).await;
+}
+
+/// A failed action, with the error's code and its client-facing message.
+pub async fn failure(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    action: &str,
+    tenant_id: Option<Uuid>,
+    err: &AppError,
+) {
+    let detail = json!({ "code": err.code(), "error": err.to_string() });
+    record(db, actor, action, tenant_id, Outcome::Failure, detail).await;
 }

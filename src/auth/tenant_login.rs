@@ -20,7 +20,7 @@ use crate::{
     db::pinned::begin_in_schema,
     error::{AppError, AppResult},
     state::AppState,
-    tenancy::{TenantStatus, lifecycle::schema_of},
+    tenancy::{TenantStatus, registry::schema_of},
 };
 
 /// A tenant user who logged in.

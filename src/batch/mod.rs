@@ -24,7 +24,7 @@ use crate::{
     error::{AppError, AppResult},
     state::SharedState,
     tenancy::{
-        fleet, lifecycle::find_live, migrator::Target, naming::SchemaName, validation::TenantDraft,
+        fleet, migrator::Target, naming::SchemaName, registry::find_live, validation::TenantDraft,
     },
 };
 

@@ -10,7 +10,7 @@ use crate::{
     audit::Actor,
     batch::{BatchKind, BatchStatus, JobStatus, lock::BatchLock},
     state::SharedState,
-    tenancy::{TenantStatus, lifecycle},
+    tenancy::{TenantStatus, admin, registry},
 };
 
 const INTERRUPTED: &str = "interrupted: the server running the batch stopped";
@@ -57,7 +57,7 @@ async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> an
             }
             (BatchKind::Provision, Some(tenant)) => {
                 // Half made: the schema (if any) and the registry row go.
-                lifecycle::delete(state, &actor, tenant.id, true)
+                admin::delete(state, &actor, tenant.id, true)
                     .await
                     .map_err(|e| anyhow::anyhow!("undoing tenant {}: {e}", tenant.id))?;
                 (
@@ -129,13 +129,13 @@ pub async fn recover_stalled_tenants(state: &SharedState) -> anyhow::Result<usiz
         .await?;
     let mut recovered = 0;
     for tenant in stalled {
-        let schema = lifecycle::schema_of(&tenant);
+        let schema = registry::schema_of(&tenant);
         let txn = state.db.begin().await?;
         if !crate::tenancy::migrator::try_lock_schema(&txn, &schema).await? {
             continue;
         }
         txn.commit().await?;
-        lifecycle::delete(state, &Actor::system(), tenant.id, true)
+        admin::delete(state, &Actor::system(), tenant.id, true)
             .await
             .map_err(|e| anyhow::anyhow!("undoing stalled tenant {}: {e}", tenant.id))?;
         tracing::warn!(tenant = %tenant.id, domain = %tenant.domain, "removed a tenant left half-provisioned by a stopped server");

@@ -24,9 +24,10 @@ use crate::{
     error::AppError,
     state::SharedState,
     tenancy::{
-        Progress, Step, StepStatus,
-        lifecycle::{self, MigrationMode, ProvisionOptions},
+        Progress, Step, StepStatus, admin,
+        migrate::{self, MigrationMode},
         migrator::Target,
+        provision::{self, ProvisionOptions},
         validation::{TenantDraft, ValidTenant, validate_new_tenant},
     },
 };
@@ -196,7 +197,7 @@ impl Runner {
                 progress,
                 tenant_id: Some(tenant_id),
             };
-            match lifecycle::create(&self.state, &self.actor, valid.clone(), options).await {
+            match provision::create(&self.state, &self.actor, valid.clone(), options).await {
                 Ok(created) => {
                     let mut end = self
                         .job_finished(&job, Some(created.tenant.id), started, None)
@@ -233,7 +234,7 @@ impl Runner {
             self.event(&job, Step::Migrate, StepStatus::Started, None);
             let migrated = tokio::time::timeout(
                 Duration::from_secs(self.options.timeout_seconds.into()),
-                lifecycle::run_migrations(
+                migrate::run_migrations(
                     &self.state,
                     &self.actor,
                     tenant.id,
@@ -508,12 +509,10 @@ impl Runner {
         };
         self.event(&end.job, Step::Rollback, StepStatus::Started, None);
         let undone = match (&self.kind, &end.previous_revision) {
-            (BatchKind::Provision, _) => {
-                lifecycle::delete(&self.state, &self.actor, tenant_id, true)
-                    .await
-                    .map(|_| ())
-            }
-            (BatchKind::Migrate, Some(previous)) => lifecycle::run_migrations(
+            (BatchKind::Provision, _) => admin::delete(&self.state, &self.actor, tenant_id, true)
+                .await
+                .map(|_| ()),
+            (BatchKind::Migrate, Some(previous)) => migrate::run_migrations(
                 &self.state,
                 &self.actor,
                 tenant_id,

@@ -9,9 +9,10 @@ use crate::{
     audit::Actor,
     state::SharedState,
     tenancy::{
-        lifecycle::{self, MigrationMode},
+        migrate::{self, MigrationMode},
         migrator::{self, Target},
         naming::SchemaName,
+        registry,
     },
 };
 
@@ -23,7 +24,7 @@ pub async fn migrate_one(
     action: TenantSchemaAction,
 ) -> anyhow::Result<()> {
     let schema = SchemaName::parse(schema).context("--schema")?;
-    let tenant = lifecycle::find_by_schema(&state.db, &schema)
+    let tenant = registry::find_by_schema(&state.db, &schema)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .filter(|tenant| tenant.deleted_at.is_none())
@@ -57,7 +58,7 @@ pub async fn migrate_one(
             }
         }
     };
-    let (_, reached) = lifecycle::run_migrations(
+    let (_, reached) = migrate::run_migrations(
         state,
         &Actor::system(),
         tenant.id,
@@ -97,7 +98,7 @@ pub async fn list(state: &SharedState) -> anyhow::Result<()> {
 }
 
 pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
-    let orphans = lifecycle::orphan_schemas(&state.db)
+    let orphans = registry::orphan_schemas(&state.db)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for schema in &orphans {
@@ -109,7 +110,7 @@ pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
         .all(&state.db)
         .await?
     {
-        let schema = lifecycle::schema_of(&tenant);
+        let schema = registry::schema_of(&tenant);
         let exists = migrator::schema_exists(&state.db, &schema).await?;
         if tenant.schema_provisioned && !exists {
             problems += 1;

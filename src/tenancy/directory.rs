@@ -45,7 +45,7 @@ impl From<&tenants::Model> for TenantEntry {
         TenantEntry {
             id: tenant.id,
             domain: tenant.domain.clone(),
-            schema: crate::tenancy::lifecycle::schema_of(tenant),
+            schema: crate::tenancy::registry::schema_of(tenant),
             status: TenantStatus::from_db(&tenant.status).unwrap_or(TenantStatus::Failed),
             api_key_hash: tenant.api_key_hash.clone(),
         }

@@ -1,12 +1,25 @@
-//! The tenant life cycle: naming and validation, provisioning, per-schema migrations.
+//! The tenant life cycle, one concern a module:
+//!
+//! - [`validation`] checks a tenant's input; [`naming`] derives and checks schema names.
+//! - [`provision`] registers a tenant and makes its schema; [`migrate`] moves a registered
+//!   tenant's schema up or down and records where it is; [`admin`] updates, deactivates,
+//!   deletes and rotates keys.
+//! - [`registry`] reads and changes `public.tenants`; [`directory`] caches it for request
+//!   authentication; [`activity`] records `lastActivityAt`.
+//! - [`migrator`] is the per-schema migration machinery; [`seed`] the data a schema starts with;
+//!   [`health`] compares a schema with the registry; [`fleet`] finds tenants behind a revision.
+//!
+//! States move `PENDING → PROVISIONING → ACTIVE` (or `FAILED`), and `INACTIVE` when deactivated.
 
 pub mod activity;
+pub mod admin;
 pub mod directory;
 pub mod fleet;
 pub mod health;
-pub mod lifecycle;
+pub mod migrate;
 pub mod migrator;
 pub mod naming;
+pub mod provision;
 pub mod registry;
 pub mod seed;
 pub mod validation;
