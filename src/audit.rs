@@ -5,10 +5,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{Principal, RequestContext, tenant::TenantActor},
-    error::AppError,
-};
+use crate::error::AppError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -31,24 +28,6 @@ impl Actor {
             kind: "SYSTEM",
             id: None,
             client_addr: None,
-        }
-    }
-}
-
-impl From<&RequestContext> for Actor {
-    fn from(request: &RequestContext) -> Self {
-        let (kind, id) = match &request.principal {
-            Principal::Anonymous => ("ANONYMOUS", None),
-            Principal::Platform(operator) => ("PLATFORM", Some(operator.id.to_string())),
-            Principal::Tenant(context) => match &context.actor {
-                TenantActor::User { id, .. } => ("TENANT_USER", Some(id.to_string())),
-                TenantActor::ApiKey { prefix } => ("API_KEY", Some(prefix.clone())),
-            },
-        };
-        Actor {
-            kind,
-            id,
-            client_addr: request.client_addr.map(|addr| addr.to_string()),
         }
     }
 }

@@ -12,7 +12,8 @@ use crate::{
     config::Config,
     db::{self, embedded::EmbeddedPostgres, migrate},
     graphql,
-    http::{self, HttpState, metrics::Metrics},
+    http::{self, HttpState},
+    primitives::metrics::Metrics,
     state::{AppState, SharedState},
 };
 

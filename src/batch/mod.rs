@@ -22,10 +22,9 @@ use uuid::Uuid;
 use crate::{
     audit::Actor,
     error::{AppError, AppResult},
+    primitives::schema_name::SchemaName,
     state::SharedState,
-    tenancy::{
-        fleet, migrator::Target, naming::SchemaName, registry::find_live, validation::TenantDraft,
-    },
+    tenancy::{fleet, migrator::Target, registry::find_live, validation::TenantDraft},
 };
 
 #[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]

@@ -7,11 +7,11 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::{
     audit::Actor,
+    primitives::schema_name::SchemaName,
     state::SharedState,
     tenancy::{
         migrate::{self, MigrationMode},
         migrator::{self, Target},
-        naming::SchemaName,
         registry,
     },
 };

@@ -7,7 +7,7 @@ use async_graphql::{
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute},
 };
 
-use crate::http::metrics::Metrics;
+use crate::primitives::metrics::Metrics;
 
 pub struct OperationMetrics(pub Metrics);
 

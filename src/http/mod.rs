@@ -2,7 +2,6 @@
 
 pub mod graphql;
 pub mod health;
-pub mod metrics;
 pub mod ws;
 
 use axum::{

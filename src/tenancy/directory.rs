@@ -15,9 +15,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::pinned::begin_in_schema,
-    error::AppResult,
-    tenancy::{TenantStatus, naming::SchemaName},
+    db::pinned::begin_in_schema, error::AppResult, primitives::schema_name::SchemaName,
+    tenancy::TenantStatus,
 };
 
 /// How long a registry entry may be served from memory.

@@ -13,11 +13,11 @@ use crate::{
     audit::{self, Actor},
     db::pinned::begin_in_schema,
     error::{AppError, AppResult},
+    primitives::schema_name::SchemaName,
     state::SharedState,
     tenancy::{
         Progress, Step, StepStatus, TenantStatus,
         migrator::{self, MigrationFailure, SchemaMigrations, Target},
-        naming::SchemaName,
         registry::{find_live, missing_tables, schema_of, update_registry, update_registry_in},
         seed::{PendingAdmin, seed_schema},
     },

@@ -1,6 +1,7 @@
 //! The tenant life cycle, one concern a module:
 //!
-//! - [`validation`] checks a tenant's input; [`naming`] derives and checks schema names.
+//! - [`validation`] checks a tenant's input (schema names are
+//!   [`crate::primitives::schema_name`]).
 //! - [`provision`] registers a tenant and makes its schema; [`migrate`] moves a registered
 //!   tenant's schema up or down and records where it is; [`admin`] updates, deactivates,
 //!   deletes and rotates keys.
@@ -18,7 +19,6 @@ pub mod fleet;
 pub mod health;
 pub mod migrate;
 pub mod migrator;
-pub mod naming;
 pub mod provision;
 pub mod registry;
 pub mod seed;

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::{
     audit::{self, Actor},
-    auth::api_keys,
     error::{AppError, AppResult},
+    primitives::api_keys,
     state::SharedState,
     tenancy::{
         Progress, Step, StepStatus, TenantStatus,

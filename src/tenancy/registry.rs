@@ -16,8 +16,9 @@ use uuid::Uuid;
 
 use crate::{
     error::{AppError, AppResult},
+    primitives::schema_name::SchemaName,
     state::AppState,
-    tenancy::{TenantStatus, naming::SchemaName},
+    tenancy::TenantStatus,
 };
 
 /// A tenant of the registry that is not deleted.

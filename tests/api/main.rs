@@ -9,6 +9,7 @@ mod database;
 mod health;
 mod hostile;
 mod isolation;
+mod layers;
 mod migrations;
 mod observability;
 mod schema;
