@@ -6,6 +6,7 @@
 
 pub mod events;
 mod lock;
+pub mod progress;
 pub mod recovery;
 mod runner;
 

@@ -1,6 +1,7 @@
 //! Finishing batches that a dead server left unfinished. A batch whose lock nobody holds has no
 //! live runner: each of its unfinished tenants is kept if it reached `ACTIVE` (provisioning) or
-//! left where its migration stopped, and otherwise undone, and the batch ends with the truth.
+//! left as its migration's transaction left it, and otherwise undone, and the batch ends with the
+//! truth.
 
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
@@ -66,8 +67,9 @@ async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> an
                 )
             }
             (BatchKind::Provision, None) => (JobStatus::Failed, Some(INTERRUPTED.to_owned())),
-            // Each migration step is its own transaction: the schema is at its last good
-            // revision and the registry says which.
+            // A fleet migration moves each tenant in one transaction with its registry record:
+            // an interrupted one rolled back, so the schema is where it started (or, if it
+            // committed just before the stop, at the target), and the registry says which.
             (BatchKind::Migrate, _) => (
                 JobStatus::Failed,
                 Some(format!(

@@ -4,6 +4,7 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context, bail};
+use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
@@ -80,28 +81,10 @@ async fn finish(state: &SharedState, report: BatchReport, show_keys: bool) -> an
             .expect("valid progress template"),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    if let Some(mut subscription) = state.events.subscribe(batch_id) {
-        let mut seen = subscription.past.len();
-        let past = std::mem::take(&mut subscription.past);
-        let mut ended = false;
-        for event in past {
-            ended |= track(&bar, &event);
-        }
-        while !ended {
-            match subscription.live.recv().await {
-                Ok(event) if (event.seq as usize) < seen => {}
-                Ok(event) => {
-                    seen = event.seq as usize + 1;
-                    ended = track(&bar, &event);
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    for event in state.events.since(batch_id, seen as i32) {
-                        seen = event.seq as usize + 1;
-                        ended |= track(&bar, &event);
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
+    let mut events = batch::progress::follow(state.clone(), batch_id);
+    while let Some(event) = events.next().await {
+        if track(&bar, &event) {
+            break;
         }
     }
     let api_keys = match report.running {

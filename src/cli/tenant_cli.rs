@@ -1,9 +1,7 @@
 //! `migrate tenant`, `migrate tenants` and `tenants …`: the tenant services at a terminal.
 
 use anyhow::Context;
-use entity::public::tenants;
 use migration::tenant_migration_names;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::{
     audit::Actor,
@@ -75,11 +73,7 @@ pub async fn migrate_one(
 }
 
 pub async fn list(state: &SharedState) -> anyhow::Result<()> {
-    let tenants = tenants::Entity::find()
-        .filter(tenants::Column::DeletedAt.is_null())
-        .order_by_asc(tenants::Column::CreatedAt)
-        .all(&state.db)
-        .await?;
+    let tenants = registry::all_live(&state.db).await?;
     println!(
         "{:<36} {:<30} {:<32} {:<12} revision",
         "id", "domain", "schema", "status"
@@ -105,11 +99,7 @@ pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
         println!("orphan schema (no tenant): {schema}");
     }
     let mut problems = orphans.len();
-    for tenant in tenants::Entity::find()
-        .filter(tenants::Column::DeletedAt.is_null())
-        .all(&state.db)
-        .await?
-    {
+    for tenant in registry::all_live(&state.db).await? {
         let schema = registry::schema_of(&tenant);
         let exists = migrator::schema_exists(&state.db, &schema).await?;
         if tenant.schema_provisioned && !exists {

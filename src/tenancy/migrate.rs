@@ -89,8 +89,9 @@ pub async fn provision_schema(
     Ok((tenant, migrations))
 }
 
-/// Migrates the tenant's schema up or down to `target`. A failing migration leaves the schema
-/// at the last good revision, and the registry says so.
+/// Migrates the tenant's schema up or down to `target`. A failing migration leaves the schema at
+/// the last good revision ([`MigrationMode::Stepwise`]) or where it started
+/// ([`MigrationMode::Whole`]), and the registry says so.
 pub async fn run_migrations(
     state: &SharedState,
     actor: &Actor,

@@ -23,11 +23,27 @@ use crate::{
 
 /// A tenant of the registry that is not deleted.
 pub async fn find_live(db: &impl ConnectionTrait, id: Uuid) -> AppResult<tenants::Model> {
-    tenants::Entity::find_by_id(id)
-        .filter(tenants::Column::DeletedAt.is_null())
-        .one(db)
+    first_where(db, live().add(tenants::Column::Id.eq(id)))
         .await?
         .ok_or_else(|| AppError::not_found("no such tenant"))
+}
+
+/// Every live tenant, oldest first.
+pub async fn all_live(db: &impl ConnectionTrait) -> AppResult<Vec<tenants::Model>> {
+    Ok(tenants::Entity::find()
+        .filter(live())
+        .order_by_asc(tenants::Column::CreatedAt)
+        .all(db)
+        .await?)
+}
+
+/// The live tenant with this domain (compared as domains are stored: trimmed, lower-case).
+pub async fn find_live_by_domain(
+    db: &impl ConnectionTrait,
+    domain: &str,
+) -> AppResult<Option<tenants::Model>> {
+    let domain = domain.trim().to_ascii_lowercase();
+    first_where(db, live().add(tenants::Column::Domain.eq(domain))).await
 }
 
 /// The registry row owning `schema`, deleted or not.
@@ -35,10 +51,20 @@ pub async fn find_by_schema(
     db: &impl ConnectionTrait,
     schema: &SchemaName,
 ) -> AppResult<Option<tenants::Model>> {
-    Ok(tenants::Entity::find()
-        .filter(tenants::Column::SchemaName.eq(schema.as_str()))
-        .one(db)
-        .await?)
+    let condition = Condition::all().add(tenants::Column::SchemaName.eq(schema.as_str()));
+    first_where(db, condition).await
+}
+
+/// Tenants that are not deleted.
+fn live() -> Condition {
+    Condition::all().add(tenants::Column::DeletedAt.is_null())
+}
+
+async fn first_where(
+    db: &impl ConnectionTrait,
+    condition: Condition,
+) -> AppResult<Option<tenants::Model>> {
+    Ok(tenants::Entity::find().filter(condition).one(db).await?)
 }
 
 /// Tables a provisioned tenant must have that its schema lacks.
@@ -205,7 +231,7 @@ pub async fn list(
 }
 
 fn filter(query: &TenantQuery) -> Condition {
-    let mut condition = Condition::all().add(tenants::Column::DeletedAt.is_null());
+    let mut condition = live();
     if let Some(status) = query.status {
         condition = condition.add(tenants::Column::Status.eq(status.as_db()));
     }

@@ -1,14 +1,11 @@
-use async_graphql::{
-    Context, ID, Object,
-    connection::{Connection, CursorType, Edge, OpaqueCursor},
-};
-use entity::public::tenants;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-
 use crate::{
     error::AppError,
     graphql::{ContextExt, MAX_PAGE_SIZE, parse_id},
     tenancy::{health, migrate, registry},
+};
+use async_graphql::{
+    Context, ID, Object,
+    connection::{Connection, CursorType, Edge, OpaqueCursor},
 };
 
 use super::{
@@ -73,12 +70,7 @@ impl TenantQuery {
         let db = &ctx.state().db;
         let found = match (id, domain) {
             (Some(id), None) => registry::find_live(db, parse_id("id", &id)?).await.ok(),
-            (None, Some(domain)) => tenants::Entity::find()
-                .filter(tenants::Column::Domain.eq(domain.trim().to_ascii_lowercase()))
-                .filter(tenants::Column::DeletedAt.is_null())
-                .one(db)
-                .await
-                .map_err(AppError::from)?,
+            (None, Some(domain)) => registry::find_live_by_domain(db, &domain).await?,
             _ => return Err(AppError::bad_input("id", "give either id or domain").into()),
         };
         Ok(found.map(Tenant))
