@@ -72,6 +72,7 @@ pub async fn tenant_success(
     tenant: &tenants::Model,
     mut detail: Value,
 ) {
+    tracing::info!(action, tenant_id = %tenant.id, schema = %tenant.schema_name, "tenant action done");
     detail["domain"] = json!(tenant.domain);
     detail["schemaName"] = json!(tenant.schema_name);
     record(db, actor, action, Some(tenant.id), Outcome::Success, detail).await;
@@ -85,6 +86,7 @@ pub async fn failure(
     tenant_id: Option<Uuid>,
     err: &AppError,
 ) {
+    tracing::warn!(action, ?tenant_id, code = err.code(), error = %err, "tenant action failed");
     let detail = json!({ "code": err.code(), "error": err.to_string() });
     record(db, actor, action, tenant_id, Outcome::Failure, detail).await;
 }

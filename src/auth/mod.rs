@@ -27,6 +27,17 @@ pub enum Principal {
     Tenant(tenant::TenantContext),
 }
 
+impl Principal {
+    /// Names the tenant the principal acts in on `span`, which declares `tenant_id` and `schema`
+    /// (as `tracing::field::Empty`), so that every log line of the request says which tenant.
+    pub fn record_tenant(&self, span: &tracing::Span) {
+        if let Principal::Tenant(context) = self {
+            span.record("tenant_id", tracing::field::display(context.tenant.id));
+            span.record("schema", context.tenant.schema.as_str());
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PlatformOperator {
     pub id: Uuid,

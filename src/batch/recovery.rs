@@ -3,6 +3,7 @@
 //! left as its migration's transaction left it, and otherwise undone, and the batch ends with the
 //! truth.
 
+use anyhow::Context;
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
@@ -34,6 +35,7 @@ pub async fn recover_unfinished(state: &SharedState) -> anyhow::Result<usize> {
     Ok(recovered)
 }
 
+#[tracing::instrument(name = "recover batch", skip_all, fields(batch_id = %batch.id, kind = %batch.kind))]
 async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> anyhow::Result<()> {
     let kind: BatchKind = batch.kind.parse()?;
     let jobs = provisioning_jobs::Entity::find()
@@ -60,7 +62,7 @@ async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> an
                 // Half made: the schema (if any) and the registry row go.
                 admin::delete(state, &actor, tenant.id, true)
                     .await
-                    .map_err(|e| anyhow::anyhow!("undoing tenant {}: {e}", tenant.id))?;
+                    .with_context(|| format!("undoing tenant {}", tenant.id))?;
                 (
                     JobStatus::Failed,
                     Some(format!("{INTERRUPTED}; the tenant was rolled back")),
@@ -139,7 +141,7 @@ pub async fn recover_stalled_tenants(state: &SharedState) -> anyhow::Result<usiz
         txn.commit().await?;
         admin::delete(state, &Actor::system(), tenant.id, true)
             .await
-            .map_err(|e| anyhow::anyhow!("undoing stalled tenant {}: {e}", tenant.id))?;
+            .with_context(|| format!("undoing stalled tenant {}", tenant.id))?;
         tracing::warn!(tenant = %tenant.id, domain = %tenant.domain, "removed a tenant left half-provisioned by a stopped server");
         recovered += 1;
     }

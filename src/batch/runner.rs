@@ -78,6 +78,7 @@ impl Runner {
     }
 
     /// Provisions every draft; returns the new tenants' API keys by job.
+    #[tracing::instrument(name = "batch", skip_all, fields(batch_id = %self.batch_id, kind = "PROVISION"))]
     pub async fn provision(
         self: Arc<Self>,
         work: Vec<(provisioning_jobs::Model, TenantDraft)>,
@@ -137,6 +138,7 @@ impl Runner {
     }
 
     /// Migrates every tenant to `target`.
+    #[tracing::instrument(name = "batch", skip_all, fields(batch_id = %self.batch_id, kind = "MIGRATE"))]
     pub async fn migrate(
         self: Arc<Self>,
         work: Vec<(provisioning_jobs::Model, tenants::Model)>,
@@ -179,11 +181,17 @@ impl Runner {
         Some(lock)
     }
 
+    #[tracing::instrument(
+        name = "batch job",
+        skip_all,
+        fields(position = job.position, tenant_id = tracing::field::Empty, schema = %valid.schema)
+    )]
     async fn provision_one(&self, job: provisioning_jobs::Model, valid: ValidTenant) -> JobEnd {
         if self.abandoned.load(Ordering::SeqCst) {
             return self.skip(&job).await;
         }
         let tenant_id = Uuid::new_v4();
+        tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));
         let started = self.job_started(&job, Some(tenant_id)).await;
         let mut attempt = 0;
         loop {
@@ -213,6 +221,11 @@ impl Runner {
         }
     }
 
+    #[tracing::instrument(
+        name = "batch job",
+        skip_all,
+        fields(position = job.position, tenant_id = %tenant.id, schema = %tenant.schema_name)
+    )]
     async fn migrate_one(
         &self,
         job: provisioning_jobs::Model,

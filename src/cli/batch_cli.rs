@@ -52,14 +52,14 @@ pub async fn provision_file(
     }
     let report = batch::provision_tenants(state, &Actor::system(), drafts, options(state))
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("starting the provisioning batch")?;
     finish(state, report, true).await
 }
 
 pub async fn migrate_all(state: &SharedState, target: Target) -> anyhow::Result<()> {
     let behind = crate::tenancy::fleet::tenants_behind(state, &target)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("finding the tenants behind the target")?;
     if behind.is_empty() {
         println!("every tenant is at the target revision");
         return Ok(());
@@ -69,7 +69,7 @@ pub async fn migrate_all(state: &SharedState, target: Target) -> anyhow::Result<
     options.retry_attempts = options.retry_attempts.min(10);
     let report = batch::migrate_tenants(state, &Actor::system(), target, Some(ids), options)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("starting the migration batch")?;
     finish(state, report, false).await
 }
 
@@ -95,7 +95,7 @@ async fn finish(state: &SharedState, report: BatchReport, show_keys: bool) -> an
 
     let report = batch::load(state, batch_id)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("reading the finished batch")?
         .context("the batch disappeared")?;
     println!(
         "{:<32} {:<34} {:<12} {:>7}  {}",

@@ -24,7 +24,7 @@ pub async fn migrate_one(
     let schema = SchemaName::parse(schema).context("--schema")?;
     let tenant = registry::find_by_schema(&state.db, &schema)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("looking the schema up in the registry")?
         .filter(|tenant| tenant.deleted_at.is_none())
         .with_context(|| format!("schema {schema} belongs to no tenant of the registry"))?;
     let target = match action {
@@ -64,7 +64,7 @@ pub async fn migrate_one(
         MigrationMode::Stepwise,
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .with_context(|| format!("migrating {schema}"))?;
     println!(
         "{schema} is at {}",
         reached.current_revision().unwrap_or("base")
@@ -94,7 +94,7 @@ pub async fn list(state: &SharedState) -> anyhow::Result<()> {
 pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
     let orphans = registry::orphan_schemas(&state.db)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("listing schemas no tenant owns")?;
     for schema in &orphans {
         println!("orphan schema (no tenant): {schema}");
     }

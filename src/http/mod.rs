@@ -82,6 +82,8 @@ pub fn router(http: HttpState) -> Router {
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id,
+                    tenant_id = tracing::field::Empty,
+                    schema = tracing::field::Empty,
                 )
             }),
         )

@@ -17,13 +17,19 @@ use crate::{
     primitives::api_keys,
     state::SharedState,
     tenancy::{
-        TenantStatus, migrator,
+        TenantStatus, migrator, record_tenant,
         registry::{described_conflict, find_live, schema_of, update_registry},
+        run_detached,
         validation::{SettingsDraft, TenantDraft, validate_new_tenant},
     },
 };
 
 /// Turns a tenant off: its tokens and keys stop working.
+#[tracing::instrument(
+    name = "set tenant active",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
 pub async fn set_active(
     state: &SharedState,
     actor: &Actor,
@@ -31,6 +37,7 @@ pub async fn set_active(
     active: bool,
 ) -> AppResult<tenants::Model> {
     let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
     let status = match (
         active,
         tenant.migrations_applied && tenant.schema_provisioned,
@@ -54,6 +61,11 @@ pub async fn set_active(
 
 /// Deletes a tenant. With `drop_schema` its data goes too; otherwise the schema is kept for a
 /// restore and the tenant's domain and schema name stay reserved.
+#[tracing::instrument(
+    name = "delete tenant",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
 pub async fn delete(
     state: &SharedState,
     actor: &Actor,
@@ -61,11 +73,12 @@ pub async fn delete(
     drop_schema: bool,
 ) -> AppResult<tenants::Model> {
     let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
     let schema = schema_of(&tenant);
     let task_state = state.clone();
     let task_tenant = tenant.clone();
     let task_tenant_id = tenant.id;
-    let result: AppResult<()> = tokio::spawn(async move {
+    let result: AppResult<()> = run_detached("delete", async move {
         let txn = task_state.db.begin().await?;
         if drop_schema {
             migrator::lock_schema(&txn, &schema).await?;
@@ -88,8 +101,7 @@ pub async fn delete(
         task_state.directory.forget(task_tenant_id).await;
         Ok(())
     })
-    .await
-    .map_err(|e| AppError::internal(anyhow::anyhow!("delete task failed: {e}")))?;
+    .await?;
     match result {
         Ok(()) => {
             audit::tenant_success(
@@ -110,12 +122,18 @@ pub async fn delete(
 }
 
 /// Replaces the tenant's API key; the old one stops working at once.
+#[tracing::instrument(
+    name = "rotate tenant api key",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
 pub async fn rotate_api_key(
     state: &SharedState,
     actor: &Actor,
     tenant_id: Uuid,
 ) -> AppResult<String> {
     let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
     let key = api_keys::generate(&state.config.api_key_prefix);
     let tenant = update_registry(state, tenant.id, |row| {
         row.api_key_hash = Set(Some(key.hash.clone()));
@@ -152,6 +170,11 @@ pub struct TenantPatch {
 
 /// Updates a tenant's registry entry under the same rules as creation. The schema name never
 /// changes: it is where the data lives.
+#[tracing::instrument(
+    name = "update tenant",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
 pub async fn update(
     state: &SharedState,
     actor: &Actor,
@@ -159,6 +182,7 @@ pub async fn update(
     patch: TenantPatch,
 ) -> Result<tenants::Model, Vec<AppError>> {
     let current = find_live(&state.db, tenant_id).await.map_err(|e| vec![e])?;
+    record_tenant(&current);
     let settings = patch
         .settings
         .unwrap_or_default()

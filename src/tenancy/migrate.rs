@@ -18,12 +18,19 @@ use crate::{
     tenancy::{
         Progress, Step, StepStatus, TenantStatus,
         migrator::{self, MigrationFailure, SchemaMigrations, Target},
+        record_tenant,
         registry::{find_live, missing_tables, schema_of, update_registry, update_registry_in},
+        run_detached,
         seed::{PendingAdmin, seed_schema},
     },
 };
 
 /// Creates the tenant's schema, or with `force_recreate` drops and recreates it empty.
+#[tracing::instrument(
+    name = "provision tenant schema",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
 pub async fn provision_schema(
     state: &SharedState,
     actor: &Actor,
@@ -31,10 +38,11 @@ pub async fn provision_schema(
     force_recreate: bool,
 ) -> AppResult<(tenants::Model, SchemaMigrations)> {
     let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
     let schema = schema_of(&tenant);
     let task_state = state.clone();
     let task_schema = schema.clone();
-    let result = tokio::spawn(async move {
+    let result = run_detached("schema", async move {
         let txn = task_state.db.begin().await?;
         migrator::lock_schema(&txn, &task_schema).await?;
         let exists = migrator::schema_exists(&txn, &task_schema).await?;
@@ -49,8 +57,7 @@ pub async fn provision_schema(
         txn.commit().await?;
         AppResult::Ok(!exists || force_recreate)
     })
-    .await
-    .map_err(|e| AppError::internal(anyhow::anyhow!("schema task failed: {e}")))?;
+    .await?;
     let created = match result {
         Ok(created) => created,
         Err(err) => {
@@ -92,6 +99,11 @@ pub async fn provision_schema(
 /// Migrates the tenant's schema up or down to `target`. A failing migration leaves the schema at
 /// the last good revision ([`MigrationMode::Stepwise`]) or where it started
 /// ([`MigrationMode::Whole`]), and the registry says so.
+#[tracing::instrument(
+    name = "migrate tenant",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
 pub async fn run_migrations(
     state: &SharedState,
     actor: &Actor,
@@ -100,6 +112,7 @@ pub async fn run_migrations(
     mode: MigrationMode,
 ) -> AppResult<(tenants::Model, SchemaMigrations)> {
     let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
     let schema = schema_of(&tenant);
     if !migrator::schema_exists(&state.db, &schema).await? {
         return Err(AppError::bad_input(
@@ -108,7 +121,7 @@ pub async fn run_migrations(
         ));
     }
     let task_state = state.clone();
-    let result = tokio::spawn(async move {
+    let result = run_detached("migration", async move {
         match mode {
             MigrationMode::Stepwise => {
                 let migrated = migrator::migrate_to(&task_state.db, &schema, &target).await;
@@ -122,8 +135,7 @@ pub async fn run_migrations(
             MigrationMode::Whole => migrate_whole(&task_state, &tenant, &schema, &target).await,
         }
     })
-    .await
-    .map_err(|e| AppError::internal(anyhow::anyhow!("migration task failed: {e}")))?;
+    .await?;
     match result {
         (Ok(reached), Ok(tenant)) => {
             audit::tenant_success(

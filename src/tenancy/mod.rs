@@ -24,6 +24,28 @@ pub mod registry;
 pub mod seed;
 pub mod validation;
 
+/// Runs `work` in a task of its own, inside the current span: a client that disconnects mid-way
+/// does not cancel schema work half done.
+pub(crate) async fn run_detached<T: Send + 'static>(
+    what: &'static str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> crate::error::AppResult<T> {
+    use anyhow::Context;
+    use tracing::Instrument;
+    tokio::spawn(work.in_current_span())
+        .await
+        .with_context(|| format!("the {what} task failed"))
+        .map_err(crate::error::AppError::internal)
+}
+
+/// Names the tenant an operation is about on the current span, which declares `schema` (and,
+/// when the caller did not know it, `tenant_id`) as `tracing::field::Empty`.
+pub(crate) fn record_tenant(tenant: &entity::public::tenants::Model) {
+    let span = tracing::Span::current();
+    span.record("tenant_id", tracing::field::display(tenant.id));
+    span.record("schema", tenant.schema_name.as_str());
+}
+
 /// Where a tenant is in its life cycle (the registry's `status`).
 #[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]

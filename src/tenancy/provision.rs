@@ -24,6 +24,7 @@ use crate::{
         registry::{
             described_conflict, find_by_schema, schema_of, update_registry, update_registry_in,
         },
+        run_detached,
         seed::PendingAdmin,
         validation::ValidTenant,
     },
@@ -62,6 +63,11 @@ struct StepFailure {
 }
 
 /// Registers a validated tenant and, as asked, provisions and migrates its schema.
+#[tracing::instrument(
+    name = "provision tenant",
+    skip_all,
+    fields(tenant_id = tracing::field::Empty, schema = %valid.schema, domain = %valid.domain)
+)]
 pub async fn create(
     state: &SharedState,
     actor: &Actor,
@@ -88,9 +94,11 @@ pub async fn create(
         None => None,
     };
     let key = api_keys::generate(&state.config.api_key_prefix);
+    let tenant_id = options.tenant_id.unwrap_or_else(Uuid::new_v4);
+    tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));
     let now = Utc::now().fixed_offset();
     let row = tenants::ActiveModel {
-        id: Set(options.tenant_id.unwrap_or_else(Uuid::new_v4)),
+        id: Set(tenant_id),
         tenant_name: Set(valid.tenant_name),
         domain: Set(valid.domain),
         schema_name: Set(valid.schema.as_str().to_owned()),
@@ -153,7 +161,7 @@ pub async fn create(
     let task_state = state.clone();
     let task_tenant = tenant.clone();
     let task_options = options.clone();
-    let provisioned = tokio::spawn(async move {
+    let provisioned = run_detached("provisioning", async move {
         let timeout = task_options.timeout;
         match tokio::time::timeout(timeout, provision(&task_state, &task_tenant, &task_options))
             .await
@@ -168,8 +176,7 @@ pub async fn create(
             }),
         }
     })
-    .await
-    .map_err(|e| AppError::internal(anyhow::anyhow!("provisioning task failed: {e}")))?;
+    .await?;
 
     match provisioned {
         Ok((tenant, migrations)) => {
