@@ -12,7 +12,8 @@ use crate::{
     config::Config,
     db::{self, embedded::EmbeddedPostgres, migrate},
     graphql,
-    http::{self, HttpState, metrics::Metrics},
+    http::{self, HttpState},
+    primitives::metrics::Metrics,
     state::{AppState, SharedState},
 };
 
@@ -94,7 +95,10 @@ impl Application {
             loop {
                 every.tick().await;
                 if let Err(err) = recover_interrupted_work(&recovery_state).await {
-                    tracing::warn!(error = %err, "recovering interrupted work failed; trying again later");
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "recovering interrupted work failed; trying again later"
+                    );
                 }
             }
         });
@@ -196,7 +200,7 @@ async fn bootstrap_operator(state: &AppState) -> anyhow::Result<()> {
         .map(|admin| (admin.email.clone(), admin.password.clone()));
     match operators::bootstrap(&state.db, &state.passwords, configured)
         .await
-        .map_err(|e| anyhow::anyhow!("creating the first platform operator failed: {e:?}"))?
+        .context("creating the first platform operator failed")?
     {
         operators::Bootstrap::AlreadyPresent => {}
         operators::Bootstrap::Configured { email } => {

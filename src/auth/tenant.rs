@@ -12,9 +12,10 @@ use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
-    auth::{api_keys, jwt::Claims},
+    auth::jwt::Claims,
     db::pinned::begin_in_schema,
     error::{AppError, AppResult},
+    primitives::api_keys,
     state::AppState,
     tenancy::directory::TenantEntry,
 };

@@ -8,7 +8,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
 
-use crate::tenancy::naming::SchemaName;
+use crate::primitives::schema_name::SchemaName;
 
 /// Begins a transaction whose unqualified table names resolve in `schema` only.
 pub async fn begin_in_schema(

@@ -147,6 +147,8 @@ async fn execute(
         Ok(principal) => principal,
         Err(err) => return error_response(StatusCode::OK, err),
     };
+    // The request span of the HTTP layer (see `router`) declares these fields.
+    principal.record_tenant(&tracing::Span::current());
     let context = RequestContext {
         principal,
         client_addr: Some(peer.ip()),

@@ -85,6 +85,11 @@ struct SocketTracker {
     active: HashSet<String>,
 }
 
+#[tracing::instrument(
+    name = "websocket",
+    skip_all,
+    fields(tenant_id = tracing::field::Empty, schema = tracing::field::Empty)
+)]
 async fn serve(
     http: HttpState,
     socket: WebSocket,
@@ -118,6 +123,7 @@ async fn serve(
     };
 
     let state = http.state.clone();
+    let span = tracing::Span::current();
     let graphql =
         GraphQLWebSocket::new_with_pair(outgoing.clone(), inbound, http.schema.clone(), protocol)
             .on_connection_init(move |payload| async move {
@@ -126,6 +132,7 @@ async fn serve(
                 let principal = auth::authenticate(&state, credentials)
                     .await
                     .map_err(async_graphql::Error::from)?;
+                principal.record_tenant(&span);
                 Ok(crate::graphql::operation_data(RequestContext {
                     principal,
                     client_addr: Some(peer.ip()),

@@ -15,9 +15,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::pinned::begin_in_schema,
-    error::AppResult,
-    tenancy::{TenantStatus, naming::SchemaName},
+    db::pinned::begin_in_schema, error::AppResult, primitives::schema_name::SchemaName,
+    tenancy::TenantStatus,
 };
 
 /// How long a registry entry may be served from memory.
@@ -45,7 +44,7 @@ impl From<&tenants::Model> for TenantEntry {
         TenantEntry {
             id: tenant.id,
             domain: tenant.domain.clone(),
-            schema: crate::tenancy::lifecycle::schema_of(tenant),
+            schema: crate::tenancy::registry::schema_of(tenant),
             status: TenantStatus::from_db(&tenant.status).unwrap_or(TenantStatus::Failed),
             api_key_hash: tenant.api_key_hash.clone(),
         }

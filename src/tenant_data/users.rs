@@ -12,8 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::{
-    auth::{password::check_password_rules, tenant::TenantContext},
+    auth::tenant::TenantContext,
     error::{AppError, AppResult},
+    primitives::credentials::check_password_rules,
     state::AppState,
     tenancy::validation::Faults,
 };

@@ -10,6 +10,7 @@ mod graphiql;
 mod health;
 mod hostile;
 mod isolation;
+mod layers;
 mod migrations;
 mod observability;
 mod schema;

@@ -182,7 +182,7 @@ async fn the_api_key_is_shown_once_stored_as_a_hash_and_rotation_replaces_it() {
         }
     };
     let hash = stored(&app).await;
-    assert_eq!(hash, tenantgraph::auth::api_keys::hash(&key));
+    assert_eq!(hash, tenantgraph::primitives::api_keys::hash(&key));
     assert!(!hash.contains(&key[3..]));
     // No column of the registry holds the key itself.
     assert_eq!(
@@ -205,7 +205,7 @@ async fn the_api_key_is_shown_once_stored_as_a_hash_and_rotation_replaces_it() {
     assert_ne!(new_key, key);
     assert_eq!(
         stored(&app).await,
-        tenantgraph::auth::api_keys::hash(new_key)
+        tenantgraph::primitives::api_keys::hash(new_key)
     );
 }
 
