@@ -381,3 +381,85 @@ async fn a_pooled_connection_carries_no_tenant_search_path_into_the_next_request
         .await;
     assert!(unpinned.is_err());
 }
+
+#[tokio::test]
+async fn a_socket_opened_before_its_tenant_was_dropped_and_made_again_reaches_nothing_of_the_new_tenant()
+ {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (old_id, old_key) = tenant_with_admin(&app, &operator, "again.church").await;
+    let old_token = tenant_token(&app, "again.church").await;
+    let mut socket = app.websocket().await;
+    assert_eq!(
+        socket.init(Some(&old_token)).await.message()["type"],
+        "connection_ack"
+    );
+
+    let deleted = app
+        .graphql(
+            "mutation($id: ID!) { deleteTenant(id: $id, dropSchema: true) { schemaDropped } }",
+            json!({ "id": old_id }),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(deleted.data()["deleteTenant"]["schemaDropped"], true);
+    let (new_id, _) = tenant_with_admin(&app, &operator, "again.church").await;
+    assert_ne!(new_id, old_id);
+    let new_token = tenant_token(&app, "again.church").await;
+    app.graphql(
+        "mutation { createPerson(input: { firstName: \"New\", lastName: \"Tenant\" }) { id } }",
+        json!({}),
+        Some(&new_token),
+    )
+    .await
+    .data();
+
+    // The old socket: neither reads nor writes reach the new tenant's schema of the same name.
+    for (id, document) in [
+        ("read", "{ people(first: 10) { nodes { firstName } } }"),
+        (
+            "write",
+            "mutation { createPerson(input: { firstName: \"Old\", lastName: \"Admin\" }) { id } }",
+        ),
+    ] {
+        socket.subscribe(id, document, json!({})).await;
+        let answer = socket.next_event().await.message();
+        assert_eq!(answer["id"], id, "{answer}");
+        let payload = &answer["payload"];
+        let errors = if answer["type"] == "error" {
+            payload.clone()
+        } else {
+            payload["errors"].clone()
+        };
+        assert_eq!(
+            errors[0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{answer}"
+        );
+        assert!(
+            payload["data"].is_null() || payload["data"].get("people").is_none_or(Value::is_null),
+            "{answer}"
+        );
+        if answer["type"] == "next" {
+            assert_eq!(socket.next_event().await.message()["type"], "complete");
+        }
+    }
+    // The old token and key over HTTP too.
+    for refused in [
+        app.graphql(ME, json!({}), Some(&old_token)).await,
+        with_api_key(&app, &old_key, ME).await,
+    ] {
+        assert_eq!(refused.error_code(), "UNAUTHENTICATED", "{}", refused.0);
+    }
+    // Nothing of the old admin landed in the new tenant.
+    let people = app
+        .graphql(
+            "{ people(first: 10) { nodes { firstName } } }",
+            json!({}),
+            Some(&new_token),
+        )
+        .await;
+    assert_eq!(
+        people.data()["people"]["nodes"],
+        json!([{ "firstName": "New" }])
+    );
+}
