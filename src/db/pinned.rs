@@ -28,6 +28,13 @@ pub async fn begin_in_schema(
     Ok(txn)
 }
 
+/// Ends a transaction that only read. Its ROLLBACK (for a reader the same as a COMMIT) is queued
+/// on the connection and sent when the pool takes the connection back, so the request does not
+/// wait one more round trip for it.
+pub fn end_read(txn: DatabaseTransaction) {
+    drop(txn);
+}
+
 /// Begins a transaction pinned to `schema` for tenant `tenant_id`, or `None` when the registry
 /// no longer says that this tenant is active and owns that schema.
 ///

@@ -15,7 +15,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::pinned::begin_in_schema, error::AppResult, primitives::schema_name::SchemaName,
+    db::pinned::{begin_in_schema, end_read},
+    error::AppResult,
+    primitives::schema_name::SchemaName,
     tenancy::TenantStatus,
 };
 
@@ -152,7 +154,7 @@ impl TenantDirectory {
                    JOIN permissions p ON p.id = rp.permission_id",
             ))
             .await?;
-        txn.commit().await?;
+        end_read(txn);
         let mut table: HashMap<String, Vec<String>> = HashMap::new();
         for row in rows {
             table
