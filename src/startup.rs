@@ -151,6 +151,28 @@ async fn ready_state(
     Ok(state)
 }
 
+/// A server running in a task of its own, as the integration tests and the benchmark start one
+/// in-process: it serves until the task is aborted.
+pub struct Spawned {
+    pub address: SocketAddr,
+    pub state: SharedState,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Application {
+    /// Serves in the background (see [`Spawned`]).
+    pub fn spawn(self) -> Spawned {
+        let address = self.address;
+        let state = self.state.clone();
+        let task = tokio::spawn(self.run_until(std::future::pending()));
+        Spawned {
+            address,
+            state,
+            task,
+        }
+    }
+}
+
 /// Builds the shared state on a connected pool: public migrations first, then the token key.
 pub async fn prepare_state(
     config: Config,
