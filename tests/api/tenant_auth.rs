@@ -356,9 +356,9 @@ async fn a_pooled_connection_carries_no_tenant_search_path_into_the_next_request
 async fn a_socket_opened_before_its_tenant_was_dropped_and_made_again_reaches_nothing_of_the_new_tenant()
  {
     let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    let (old_id, old_key) = tenant_with_admin(&app, &operator, "again.church").await;
-    let old_token = tenant_token(&app, "again.church").await;
+    let old = app.with_tenant("again.church").await;
+    let (operator, old_id, old_key, old_token, old_schema) =
+        (old.operator, old.id, old.api_key, old.admin, old.schema);
     let mut socket = app.websocket().await;
     assert_eq!(
         socket.init(Some(&old_token)).await.message()["type"],
@@ -373,9 +373,13 @@ async fn a_socket_opened_before_its_tenant_was_dropped_and_made_again_reaches_no
         )
         .await;
     assert_eq!(deleted.data()["deleteTenant"]["schemaDropped"], true);
-    let (new_id, _) = tenant_with_admin(&app, &operator, "again.church").await;
-    assert_ne!(new_id, old_id);
-    let new_token = tenant_token(&app, "again.church").await;
+    let new = app.with_tenant("again.church").await;
+    assert_ne!(new.id, old_id);
+    assert_eq!(
+        new.schema, old_schema,
+        "the new tenant has the old one's schema name"
+    );
+    let new_token = new.admin;
     app.graphql(
         "mutation { createPerson(input: { firstName: \"New\", lastName: \"Tenant\" }) { id } }",
         json!({}),
@@ -416,7 +420,7 @@ async fn a_socket_opened_before_its_tenant_was_dropped_and_made_again_reaches_no
     // The old token and key over HTTP too.
     for refused in [
         app.graphql(ME, json!({}), Some(&old_token)).await,
-        with_api_key(&app, &old_key, ME).await,
+        app.graphql_with_key(ME, json!({}), &old_key).await,
     ] {
         assert_eq!(refused.error_code(), "UNAUTHENTICATED", "{}", refused.0);
     }
