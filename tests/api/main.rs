@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod batch;
 mod cli;
+mod conformance;
 mod database;
 mod graphiql;
 mod graphql_http;
