@@ -18,6 +18,13 @@ async fn the_graphql_http_audit_passes_with_no_error_and_no_warning() {
     run_node("audit-http.mjs", &app).await;
 }
 
+#[tokio::test]
+#[ignore = "needs node: see tests/conformance/README.md"]
+async fn the_reference_websocket_clients_pass_every_scenario() {
+    let app = TestApp::spawn().await;
+    run_node("ws-clients.mjs", &app).await;
+}
+
 /// Runs `tests/conformance/<script> <graphql url>` with node and fails unless it exits 0. Its
 /// output is printed (shown with `--nocapture`, or with the failure).
 async fn run_node(script: &str, app: &TestApp) {
@@ -46,8 +53,10 @@ async fn run_node(script: &str, app: &TestApp) {
         .await
         .unwrap_or_else(|_| panic!("{script} did not finish within {NODE_TIMEOUT:?}"))
         .expect("node's output is read");
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    println!("\n{}", String::from_utf8_lossy(&output.stdout));
+    if !output.stderr.is_empty() {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    }
     assert!(
         output.status.success(),
         "{script} failed ({}); its output is above",
