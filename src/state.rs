@@ -8,7 +8,7 @@ use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasherPool, throttle::LoginThrottle},
     batch::events::EventHub,
     config::Config,
-    http::metrics::Metrics,
+    primitives::metrics::Metrics,
     tenancy::{activity::ActivityTracker, directory::TenantDirectory},
 };
 

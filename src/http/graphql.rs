@@ -202,6 +202,8 @@ async fn execute(
             return graphql_response(format, response);
         }
     };
+    // The request span of the HTTP layer (see `router`) declares these fields.
+    principal.record_tenant(&tracing::Span::current());
     let context = RequestContext {
         principal,
         client_addr: Some(peer.ip()),

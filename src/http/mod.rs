@@ -3,7 +3,6 @@
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
-pub mod metrics;
 pub mod ws;
 
 use axum::{
@@ -85,6 +84,8 @@ pub fn router(http: HttpState) -> Router {
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id,
+                    tenant_id = tracing::field::Empty,
+                    schema = tracing::field::Empty,
                 )
             }),
         )

@@ -100,6 +100,11 @@ struct SocketTracker {
     silenced: HashSet<String>,
 }
 
+#[tracing::instrument(
+    name = "websocket",
+    skip_all,
+    fields(tenant_id = tracing::field::Empty, schema = tracing::field::Empty)
+)]
 async fn serve(
     http: HttpState,
     socket: WebSocket,
@@ -152,6 +157,7 @@ async fn serve(
     };
 
     let state = http.state.clone();
+    let span = tracing::Span::current();
     let init_tracker = tracker.clone();
     let graphql = GraphQLWebSocket::new_with_pair(replies, inbound, http.schema.clone(), protocol)
         .on_connection_init(move |payload| async move {
@@ -160,10 +166,13 @@ async fn serve(
                 Err(err) => Err(err),
             };
             match principal {
-                Ok(principal) => Ok(crate::graphql::operation_data(RequestContext {
-                    principal,
-                    client_addr: Some(peer.ip()),
-                })),
+                Ok(principal) => {
+                    principal.record_tenant(&span);
+                    Ok(crate::graphql::operation_data(RequestContext {
+                        principal,
+                        client_addr: Some(peer.ip()),
+                    }))
+                }
                 Err(err) => {
                     lock(&init_tracker).init_refused = true;
                     Err(err.into())

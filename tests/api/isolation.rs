@@ -6,10 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{Gql, TestApp},
-    tenant_auth::{tenant_token, tenant_with_admin},
-};
+use crate::helpers::{Gql, TestApp};
 
 const TENANTS: [&str; 3] = ["iso-a.church", "iso-b.church", "iso-c.church"];
 const OPERATIONS: usize = 120;
@@ -38,19 +35,18 @@ async fn call(app: &TestApp, credential: &Credential, query: &str, variables: Va
 #[tokio::test]
 async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
     let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
     let mut credentials = Vec::new();
     for (index, domain) in TENANTS.iter().enumerate() {
-        let (_, api_key) = tenant_with_admin(&app, &operator, domain).await;
+        let tenant = app.with_tenant(domain).await;
         credentials.push(Credential {
             tenant: index,
-            token: Some(tenant_token(&app, domain).await),
+            token: Some(tenant.admin),
             api_key: None,
         });
         credentials.push(Credential {
             tenant: index,
             token: None,
-            api_key: Some(api_key),
+            api_key: Some(tenant.api_key),
         });
     }
 

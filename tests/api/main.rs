@@ -12,6 +12,7 @@ mod graphql_http;
 mod health;
 mod hostile;
 mod isolation;
+mod layers;
 mod migrations;
 mod observability;
 mod schema;
