@@ -587,6 +587,11 @@ impl WsClient {
         self.next_event().await
     }
 
+    /// Sends any frame: text that is not JSON, or a binary message.
+    pub async fn send_frame(&mut self, frame: Message) {
+        self.socket.send(frame).await.unwrap();
+    }
+
     /// Sends several messages in one write, so that they reach the server together.
     pub async fn send_together(&mut self, messages: impl IntoIterator<Item = Value>) {
         for message in messages {
