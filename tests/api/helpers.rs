@@ -313,7 +313,7 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
-    pub fn db(&self) -> &DatabaseConnection {
+    pub fn db(&self) -> &db::Pool {
         &self.state.db
     }
 
