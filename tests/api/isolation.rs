@@ -37,14 +37,18 @@ async fn call(app: &TestApp, credential: &Credential, query: &str, variables: Va
 
 #[tokio::test]
 async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
-    let app = TestApp::spawn().await;
+    no_credential_sees_or_changes_another_tenants_rows(&TestApp::spawn().await).await;
+}
+
+/// Random operations of several credentials of several tenants, checked against a model.
+pub async fn no_credential_sees_or_changes_another_tenants_rows(app: &TestApp) {
     let operator = app.operator_token().await;
     let mut credentials = Vec::new();
     for (index, domain) in TENANTS.iter().enumerate() {
-        let (_, api_key) = tenant_with_admin(&app, &operator, domain).await;
+        let (_, api_key) = tenant_with_admin(app, &operator, domain).await;
         credentials.push(Credential {
             tenant: index,
-            token: Some(tenant_token(&app, domain).await),
+            token: Some(tenant_token(app, domain).await),
             api_key: None,
         });
         credentials.push(Credential {
@@ -71,7 +75,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             0 | 1 => {
                 let last_name = format!("{}-{step}", TENANTS[mine]);
                 let created = call(
-                    &app,
+                    app,
                     credential,
                     "mutation($input: CreatePersonInput!) { createPerson(input: $input) { id lastName } }",
                     json!({ "input": { "firstName": "P", "lastName": last_name } }),
@@ -85,7 +89,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             }
             2 => {
                 let listed = call(
-                    &app,
+                    app,
                     credential,
                     "{ people(first: 100) { totalCount nodes { id lastName } } }",
                     json!({}),
@@ -108,7 +112,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             3 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
                 let read = call(
-                    &app,
+                    app,
                     credential,
                     "query($id: ID!) { person(id: $id) { id } }",
                     json!({ "id": id }),
@@ -124,7 +128,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             4 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
                 let changed = call(
-                    &app,
+                    app,
                     credential,
                     "mutation($id: ID!) { updatePerson(id: $id, input: { lastName: \"hijacked\" }) { id } }",
                     json!({ "id": id }),
@@ -135,7 +139,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             5 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
                 let deleted = call(
-                    &app,
+                    app,
                     credential,
                     "mutation($id: ID!) { deletePerson(id: $id) }",
                     json!({ "id": id }),
@@ -156,7 +160,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
     for (tenant, people) in owned.iter().enumerate() {
         let credential = credentials.iter().find(|c| c.tenant == tenant).unwrap();
         let listed = call(
-            &app,
+            app,
             credential,
             "{ people(first: 100) { nodes { id lastName } } }",
             json!({}),

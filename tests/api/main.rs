@@ -11,6 +11,7 @@ mod hostile;
 mod isolation;
 mod migrations;
 mod observability;
+mod pgbouncer;
 mod schema;
 mod tenant_auth;
 mod tenant_data;

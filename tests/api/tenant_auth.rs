@@ -55,12 +55,16 @@ async fn with_api_key(app: &TestApp, key: &str, query: &str) -> Gql {
 
 #[tokio::test]
 async fn a_tenant_admin_logs_in_by_domain_or_schema_and_me_names_the_tenant() {
-    let app = TestApp::spawn().await;
+    tenant_admin_logs_in_by_domain_or_schema(&TestApp::spawn().await).await;
+}
+
+/// A tenant admin logs in by domain, schema name or any case of them; `me` names the tenant.
+pub async fn tenant_admin_logs_in_by_domain_or_schema(app: &TestApp) {
     let operator = app.operator_token().await;
-    tenant_with_admin(&app, &operator, "login.church").await;
+    tenant_with_admin(app, &operator, "login.church").await;
 
     for tenant in ["login.church", "tenant_login_church", "LOGIN.church"] {
-        let login = tenant_login(&app, tenant, "Admin@Login.Church", ADMIN_PASSWORD).await;
+        let login = tenant_login(app, tenant, "Admin@Login.Church", ADMIN_PASSWORD).await;
         let payload = &login.data()["login"];
         assert_eq!(payload["user"]["roles"], json!(["admin"]));
         assert_eq!(payload["tenant"]["schemaName"], "tenant_login_church");
@@ -345,9 +349,15 @@ async fn a_pooled_connection_carries_no_tenant_search_path_into_the_next_request
         env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
     })
     .await;
+    no_tenant_search_path_outlives_a_request(&app).await;
+}
+
+/// After tenant requests, platform work and the pool's own statements see no tenant schema:
+/// a statement that skips the pin fails instead of reaching any tenant's rows.
+pub async fn no_tenant_search_path_outlives_a_request(app: &TestApp) {
     let operator = app.operator_token().await;
-    tenant_with_admin(&app, &operator, "pool.church").await;
-    let token = tenant_token(&app, "pool.church").await;
+    tenant_with_admin(app, &operator, "pool.church").await;
+    let token = tenant_token(app, "pool.church").await;
 
     let me = app.graphql(ME, json!({}), Some(&token)).await;
     assert_eq!(
