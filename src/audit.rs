@@ -1,11 +1,11 @@
 //! The audit trail (`public.audit_events`): who did what to which tenant, with what outcome.
 
-use entity::public::audit_events;
+use entity::public::{audit_events, tenants};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::auth::{Principal, RequestContext, tenant::TenantActor};
+use crate::error::AppError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -28,24 +28,6 @@ impl Actor {
             kind: "SYSTEM",
             id: None,
             client_addr: None,
-        }
-    }
-}
-
-impl From<&RequestContext> for Actor {
-    fn from(request: &RequestContext) -> Self {
-        let (kind, id) = match &request.principal {
-            Principal::Anonymous => ("ANONYMOUS", None),
-            Principal::Platform(operator) => ("PLATFORM", Some(operator.id.to_string())),
-            Principal::Tenant(context) => match &context.actor {
-                TenantActor::User { id, .. } => ("TENANT_USER", Some(id.to_string())),
-                TenantActor::ApiKey { prefix } => ("API_KEY", Some(prefix.clone())),
-            },
-        };
-        Actor {
-            kind,
-            id,
-            client_addr: request.client_addr.map(|addr| addr.to_string()),
         }
     }
 }
@@ -80,4 +62,31 @@ pub async fn record(
     {
         tracing::error!(error = %err, action, ?tenant_id, "could not write an audit event");
     }
+}
+
+/// A successful action on `tenant`; the detail also names its domain and schema.
+pub async fn tenant_success(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    action: &str,
+    tenant: &tenants::Model,
+    mut detail: Value,
+) {
+    tracing::info!(action, tenant_id = %tenant.id, schema = %tenant.schema_name, "tenant action done");
+    detail["domain"] = json!(tenant.domain);
+    detail["schemaName"] = json!(tenant.schema_name);
+    record(db, actor, action, Some(tenant.id), Outcome::Success, detail).await;
+}
+
+/// A failed action, with the error's code and its client-facing message.
+pub async fn failure(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    action: &str,
+    tenant_id: Option<Uuid>,
+    err: &AppError,
+) {
+    tracing::warn!(action, ?tenant_id, code = err.code(), error = %err, "tenant action failed");
+    let detail = json!({ "code": err.code(), "error": err.to_string() });
+    record(db, actor, action, tenant_id, Outcome::Failure, detail).await;
 }

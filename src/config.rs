@@ -7,7 +7,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use secrecy::SecretString;
 
-use crate::tenancy::naming::is_valid_identifier;
+use crate::primitives::{
+    credentials::{MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES, check_password_rules, parse_email},
+    schema_name::is_valid_identifier,
+};
 
 /// A configuration value that could not be accepted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -93,22 +96,22 @@ impl Config {
         ) {
             (None, None) => None,
             (Some(email), Some(password)) => {
-                if !email_address::EmailAddress::is_valid(&email) {
+                let Ok(email) = parse_email(&email) else {
                     return Err(ConfigError::new(
                         "BOOTSTRAP_ADMIN_EMAIL",
                         email,
                         "an email address",
                     ));
-                }
-                if password.len() < 8 || password.len() > 1024 {
+                };
+                if check_password_rules("BOOTSTRAP_ADMIN_PASSWORD", &password).is_err() {
                     return Err(ConfigError::new(
                         "BOOTSTRAP_ADMIN_PASSWORD",
                         "<hidden>",
-                        "a password of 8 to 1024 bytes",
+                        format!("a password of {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes"),
                     ));
                 }
                 Some(BootstrapAdmin {
-                    email: email.to_lowercase(),
+                    email,
                     password: password.into(),
                 })
             }

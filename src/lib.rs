@@ -1,6 +1,8 @@
 //! tenantgraph: a GraphQL API server for multi-tenant SaaS back-ends, one PostgreSQL schema per
 //! tenant.
 //!
+//! - [`primitives`] (schema names, credential rules, lock keys, metrics), [`error`] and [`config`]
+//!   are the ground everything else stands on; they name nothing above them.
 //! - [`config`] reads the environment; [`startup`] wires everything into an [`startup::Application`].
 //! - [`db`] owns the pool, the embedded PostgreSQL default and the public migrations.
 //! - [`auth`] decides who calls; [`tenancy`] owns the tenant life cycle; [`tenant_data`] is a
@@ -16,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod primitives;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -12,7 +12,8 @@ use crate::{
     config::Config,
     db::{self, embedded::EmbeddedPostgres, migrate},
     graphql,
-    http::{self, HttpState, metrics::Metrics},
+    http::{self, HttpState},
+    primitives::metrics::Metrics,
     state::{AppState, SharedState},
 };
 
@@ -94,7 +95,10 @@ impl Application {
             loop {
                 every.tick().await;
                 if let Err(err) = recover_interrupted_work(&recovery_state).await {
-                    tracing::warn!(error = %err, "recovering interrupted work failed; trying again later");
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "recovering interrupted work failed; trying again later"
+                    );
                 }
             }
         });
@@ -144,6 +148,28 @@ async fn ready_state(config: Config, db: db::Pool) -> anyhow::Result<SharedState
     Ok(state)
 }
 
+/// A server running in a task of its own, as the integration tests and the benchmark start one
+/// in-process: it serves until the task is aborted.
+pub struct Spawned {
+    pub address: SocketAddr,
+    pub state: SharedState,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Application {
+    /// Serves in the background (see [`Spawned`]).
+    pub fn spawn(self) -> Spawned {
+        let address = self.address;
+        let state = self.state.clone();
+        let task = tokio::spawn(self.run_until(std::future::pending()));
+        Spawned {
+            address,
+            state,
+            task,
+        }
+    }
+}
+
 /// Builds the shared state on a connected pool: public migrations first, then the token key.
 pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<SharedState> {
     migrate::migrate_public(&db, migrate::PublicMigration::Up).await?;
@@ -190,7 +216,7 @@ async fn bootstrap_operator(state: &AppState) -> anyhow::Result<()> {
         .map(|admin| (admin.email.clone(), admin.password.clone()));
     match operators::bootstrap(&state.db, &state.passwords, configured)
         .await
-        .map_err(|e| anyhow::anyhow!("creating the first platform operator failed: {e:?}"))?
+        .context("creating the first platform operator failed")?
     {
         operators::Bootstrap::AlreadyPresent => {}
         operators::Bootstrap::Configured { email } => {

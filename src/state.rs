@@ -7,7 +7,7 @@ use crate::{
     batch::events::EventHub,
     config::Config,
     db::Pool,
-    http::metrics::Metrics,
+    primitives::metrics::Metrics,
     tenancy::{activity::ActivityTracker, directory::TenantDirectory},
 };
 

@@ -10,30 +10,15 @@ use uuid::Uuid;
 use crate::{
     auth::{
         jwt::{IssuedToken, TokenKind},
-        password::{PasswordHasherPool, check_password_rules},
+        password::PasswordHasherPool,
         throttle::AttemptKeys,
     },
     error::{AppError, AppResult},
+    primitives::credentials::{
+        check_login_lengths, check_password_rules, email_key, normalize_email,
+    },
     state::AppState,
 };
-
-/// Longest accepted email address (RFC 5321 path limit).
-pub const MAX_EMAIL_BYTES: usize = 254;
-
-/// Lower-cases and checks an email address given in `field`.
-pub fn normalize_email(field: &str, email: &str) -> AppResult<String> {
-    let email = email.trim();
-    if email.len() > MAX_EMAIL_BYTES {
-        return Err(AppError::bad_input(
-            field,
-            format!("email must be at most {MAX_EMAIL_BYTES} bytes"),
-        ));
-    }
-    if !email_address::EmailAddress::is_valid(email) {
-        return Err(AppError::bad_input(field, "not a valid email address"));
-    }
-    Ok(email.to_lowercase())
-}
 
 pub async fn find_active(
     db: &impl ConnectionTrait,
@@ -129,16 +114,11 @@ pub async fn login(
     password: SecretString,
     client: Option<std::net::IpAddr>,
 ) -> AppResult<(IssuedToken, platform_users::Model)> {
-    if email.len() > MAX_EMAIL_BYTES {
-        return Err(AppError::bad_input("email", "email is too long"));
-    }
-    if password.expose_secret().len() > crate::auth::password::MAX_PASSWORD_BYTES {
-        return Err(AppError::bad_input("password", "password is too long"));
-    }
+    check_login_lengths(email, password.expose_secret())?;
     let keys = AttemptKeys::new("platform", email, client);
     state.login_throttle.check(&keys).await?;
     let operator = platform_users::Entity::find()
-        .filter(platform_users::Column::Email.eq(email.trim().to_lowercase()))
+        .filter(platform_users::Column::Email.eq(email_key(email)))
         .one(&state.db)
         .await?;
     let stored_hash = operator.as_ref().map(|op| op.password_hash.clone());

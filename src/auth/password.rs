@@ -11,10 +11,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{AppError, AppResult};
 
-/// Longest accepted password: argon2 accepts more, but unbounded input is free CPU for attackers.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-pub const MIN_PASSWORD_BYTES: usize = 8;
-
 /// Hashes and verifies passwords with argon2id at OWASP's recommended cost (19 MiB, 2 passes,
 /// 1 lane) on a pool of its own, one thread per core: a login storm queues there instead of
 /// starving the async runtime, and the 19 MiB buffers stay in a few threads' allocator arenas
@@ -41,23 +37,6 @@ impl Default for PasswordHasherPool {
 fn argon2() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-}
-
-/// Checks the length rules shared by every place that accepts a new password.
-pub fn check_password_rules(field: &str, password: &str) -> AppResult<()> {
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(AppError::bad_input(
-            field,
-            format!("password must be at most {MAX_PASSWORD_BYTES} bytes"),
-        ));
-    }
-    if password.len() < MIN_PASSWORD_BYTES {
-        return Err(AppError::bad_input(
-            field,
-            format!("password must be at least {MIN_PASSWORD_BYTES} bytes"),
-        ));
-    }
-    Ok(())
 }
 
 impl PasswordHasherPool {

@@ -13,14 +13,13 @@ use uuid::Uuid;
 use crate::{
     auth::{
         jwt::{IssuedToken, TokenKind},
-        operators::MAX_EMAIL_BYTES,
-        password::MAX_PASSWORD_BYTES,
         throttle::AttemptKeys,
     },
-    db::pinned::begin_in_schema,
+    db::pinned::{begin_in_schema, end_read},
     error::{AppError, AppResult},
+    primitives::credentials::{check_login_lengths, email_key},
     state::AppState,
-    tenancy::{TenantStatus, lifecycle::schema_of},
+    tenancy::{TenantStatus, registry::schema_of},
 };
 
 /// A tenant user who logged in.
@@ -47,12 +46,7 @@ pub async fn login(
     password: SecretString,
     client: Option<std::net::IpAddr>,
 ) -> AppResult<LoggedIn> {
-    if email.len() > MAX_EMAIL_BYTES {
-        return Err(AppError::bad_input("email", "email is too long"));
-    }
-    if password.expose_secret().len() > MAX_PASSWORD_BYTES {
-        return Err(AppError::bad_input("password", "password is too long"));
-    }
+    check_login_lengths(email, password.expose_secret())?;
     let tenant_ref = tenant_ref.trim().to_ascii_lowercase();
     if tenant_ref.len() > 253 {
         return Err(AppError::bad_input("tenant", "tenant is too long"));
@@ -125,7 +119,7 @@ enum UserKey<'a> {
 /// A user with status and roles, read in one statement inside a pinned transaction.
 async fn load_user(txn: &DatabaseTransaction, key: UserKey<'_>) -> AppResult<Option<StoredUser>> {
     let (condition, value): (&str, sea_orm::Value) = match key {
-        UserKey::Email(email) => ("u.email = $1", email.trim().to_lowercase().into()),
+        UserKey::Email(email) => ("u.email = $1", email_key(email).into()),
         UserKey::Id(id) => ("u.id = $1", id.into()),
     };
     let row = txn
@@ -173,6 +167,6 @@ pub async fn describe_user(
 ) -> AppResult<Option<(String, Vec<String>)>> {
     let txn = context.begin(&state.db).await?;
     let user = load_user(&txn, UserKey::Id(user_id)).await?;
-    txn.commit().await?;
+    end_read(txn);
     Ok(user.map(|user| (user.email, user.roles)))
 }

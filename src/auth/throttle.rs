@@ -12,7 +12,10 @@ use std::{
 
 use moka::future::Cache;
 
-use crate::error::{AppError, AppResult};
+use crate::{
+    error::{AppError, AppResult},
+    primitives::credentials::email_key,
+};
 
 /// Failures allowed for one account within the window.
 pub const MAX_FAILURES_PER_ACCOUNT: u32 = 5;
@@ -52,7 +55,7 @@ impl AttemptKeys {
     /// `scope` is the tenant id, or `platform` for operator logins.
     pub fn new(scope: &str, email: &str, client: Option<IpAddr>) -> Self {
         AttemptKeys {
-            account: format!("account:{scope}:{}", email.trim().to_lowercase()),
+            account: format!("account:{scope}:{}", email_key(email)),
             address: client.map(|addr| format!("address:{addr}")),
         }
     }

@@ -10,22 +10,26 @@ use sea_orm::sqlx::{self, ConnectOptions, Connection, PgConnection, postgres::Pg
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use crate::state::AppState;
+use crate::{
+    primitives::locks::{self, Take},
+    state::AppState,
+};
 
 pub struct BatchLock {
     connection: PgConnection,
     key: String,
 }
 
-fn key_of(batch_id: Uuid) -> String {
-    format!("tenantgraph.batch.{batch_id}")
+/// `SELECT` of the lock function; built from constant parts only, the key is bound as `$1`.
+fn statement(how: Take) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("SELECT {}", locks::take(how, 1)))
 }
 
 impl BatchLock {
     /// Takes the batch's lock, waiting if another holder has it.
     pub async fn acquire(state: &AppState, batch_id: Uuid) -> Result<Self, sqlx::Error> {
         let mut lock = Self::connect(state, batch_id).await?;
-        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+        sqlx::query(statement(Take::Session))
             .bind(&lock.key)
             .execute(&mut lock.connection)
             .await?;
@@ -38,11 +42,10 @@ impl BatchLock {
         batch_id: Uuid,
     ) -> Result<Option<Self>, sqlx::Error> {
         let mut lock = Self::connect(state, batch_id).await?;
-        let (taken,): (bool,) =
-            sqlx::query_as("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(&lock.key)
-                .fetch_one(&mut lock.connection)
-                .await?;
+        let (taken,): (bool,) = sqlx::query_as(statement(Take::TrySession))
+            .bind(&lock.key)
+            .fetch_one(&mut lock.connection)
+            .await?;
         Ok(taken.then_some(lock))
     }
 
@@ -70,7 +73,7 @@ impl BatchLock {
         };
         Ok(BatchLock {
             connection,
-            key: key_of(batch_id),
+            key: locks::batch_key(batch_id),
         })
     }
 }

@@ -6,11 +6,13 @@
 
 pub mod events;
 mod lock;
+pub mod progress;
 pub mod recovery;
 mod runner;
 
 use std::collections::HashMap;
 
+use anyhow::Context;
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use sea_orm::{
@@ -22,10 +24,9 @@ use uuid::Uuid;
 use crate::{
     audit::Actor,
     error::{AppError, AppResult},
+    primitives::schema_name::SchemaName,
     state::SharedState,
-    tenancy::{
-        fleet, lifecycle::find_live, migrator::Target, naming::SchemaName, validation::TenantDraft,
-    },
+    tenancy::{fleet, migrator::Target, registry::find_live, validation::TenantDraft},
 };
 
 #[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
@@ -89,6 +90,11 @@ pub struct BatchReport {
 
 /// Starts provisioning `drafts`. Only whole-batch faults (size) are errors; a tenant's bad
 /// input or clash fails that tenant alone.
+#[tracing::instrument(
+    name = "provision tenants",
+    skip_all,
+    fields(batch_id = tracing::field::Empty, tenants = drafts.len())
+)]
 pub async fn provision_tenants(
     state: &SharedState,
     actor: &Actor,
@@ -123,6 +129,11 @@ pub async fn provision_tenants(
 }
 
 /// Starts migrating tenants to `target`: the given ones, or every tenant behind it.
+#[tracing::instrument(
+    name = "migrate tenants",
+    skip_all,
+    fields(batch_id = tracing::field::Empty, target = ?target)
+)]
 pub async fn migrate_tenants(
     state: &SharedState,
     actor: &Actor,
@@ -270,6 +281,7 @@ async fn record_batch(
     jobs: Vec<provisioning_jobs::ActiveModel>,
 ) -> AppResult<(provisioning_batches::Model, Vec<provisioning_jobs::Model>)> {
     let batch_id = Uuid::new_v4();
+    tracing::Span::current().record("batch_id", tracing::field::display(batch_id));
     let txn = state.db.begin().await?;
     let batch = provisioning_batches::Entity::insert(provisioning_batches::ActiveModel {
         id: Set(batch_id),
@@ -326,7 +338,8 @@ async fn finish_or_detach(
     }
     let api_keys = task
         .await
-        .map_err(|e| AppError::internal(anyhow::anyhow!("batch task failed: {e}")))?;
+        .context("the batch task failed")
+        .map_err(AppError::internal)?;
     let mut report = load(state, batch_id)
         .await?
         .expect("the batch was just written");

@@ -1,7 +1,9 @@
 //! Finishing batches that a dead server left unfinished. A batch whose lock nobody holds has no
 //! live runner: each of its unfinished tenants is kept if it reached `ACTIVE` (provisioning) or
-//! left where its migration stopped, and otherwise undone, and the batch ends with the truth.
+//! left as its migration's transaction left it, and otherwise undone, and the batch ends with the
+//! truth.
 
+use anyhow::Context;
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
@@ -10,7 +12,7 @@ use crate::{
     audit::Actor,
     batch::{BatchKind, BatchStatus, JobStatus, lock::BatchLock},
     state::SharedState,
-    tenancy::{TenantStatus, lifecycle},
+    tenancy::{TenantStatus, admin, registry},
 };
 
 const INTERRUPTED: &str = "interrupted: the server running the batch stopped";
@@ -33,6 +35,7 @@ pub async fn recover_unfinished(state: &SharedState) -> anyhow::Result<usize> {
     Ok(recovered)
 }
 
+#[tracing::instrument(name = "recover batch", skip_all, fields(batch_id = %batch.id, kind = %batch.kind))]
 async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> anyhow::Result<()> {
     let kind: BatchKind = batch.kind.parse()?;
     let jobs = provisioning_jobs::Entity::find()
@@ -57,17 +60,18 @@ async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> an
             }
             (BatchKind::Provision, Some(tenant)) => {
                 // Half made: the schema (if any) and the registry row go.
-                lifecycle::delete(state, &actor, tenant.id, true)
+                admin::delete(state, &actor, tenant.id, true)
                     .await
-                    .map_err(|e| anyhow::anyhow!("undoing tenant {}: {e}", tenant.id))?;
+                    .with_context(|| format!("undoing tenant {}", tenant.id))?;
                 (
                     JobStatus::Failed,
                     Some(format!("{INTERRUPTED}; the tenant was rolled back")),
                 )
             }
             (BatchKind::Provision, None) => (JobStatus::Failed, Some(INTERRUPTED.to_owned())),
-            // Each migration step is its own transaction: the schema is at its last good
-            // revision and the registry says which.
+            // A fleet migration moves each tenant in one transaction with its registry record:
+            // an interrupted one rolled back, so the schema is where it started (or, if it
+            // committed just before the stop, at the target), and the registry says which.
             (BatchKind::Migrate, _) => (
                 JobStatus::Failed,
                 Some(format!(
@@ -129,15 +133,15 @@ pub async fn recover_stalled_tenants(state: &SharedState) -> anyhow::Result<usiz
         .await?;
     let mut recovered = 0;
     for tenant in stalled {
-        let schema = lifecycle::schema_of(&tenant);
+        let schema = registry::schema_of(&tenant);
         let txn = state.db.begin().await?;
         if !crate::tenancy::migrator::try_lock_schema(&txn, &schema).await? {
             continue;
         }
         txn.commit().await?;
-        lifecycle::delete(state, &Actor::system(), tenant.id, true)
+        admin::delete(state, &Actor::system(), tenant.id, true)
             .await
-            .map_err(|e| anyhow::anyhow!("undoing stalled tenant {}: {e}", tenant.id))?;
+            .with_context(|| format!("undoing stalled tenant {}", tenant.id))?;
         tracing::warn!(tenant = %tenant.id, domain = %tenant.domain, "removed a tenant left half-provisioned by a stopped server");
         recovered += 1;
     }

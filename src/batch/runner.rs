@@ -24,9 +24,10 @@ use crate::{
     error::AppError,
     state::SharedState,
     tenancy::{
-        Progress, Step, StepStatus,
-        lifecycle::{self, MigrationMode, ProvisionOptions},
+        Progress, Step, StepStatus, admin,
+        migrate::{self, MigrationMode},
         migrator::Target,
+        provision::{self, ProvisionOptions},
         validation::{TenantDraft, ValidTenant, validate_new_tenant},
     },
 };
@@ -77,6 +78,7 @@ impl Runner {
     }
 
     /// Provisions every draft; returns the new tenants' API keys by job.
+    #[tracing::instrument(name = "batch", skip_all, fields(batch_id = %self.batch_id, kind = "PROVISION"))]
     pub async fn provision(
         self: Arc<Self>,
         work: Vec<(provisioning_jobs::Model, TenantDraft)>,
@@ -136,6 +138,7 @@ impl Runner {
     }
 
     /// Migrates every tenant to `target`.
+    #[tracing::instrument(name = "batch", skip_all, fields(batch_id = %self.batch_id, kind = "MIGRATE"))]
     pub async fn migrate(
         self: Arc<Self>,
         work: Vec<(provisioning_jobs::Model, tenants::Model)>,
@@ -178,11 +181,17 @@ impl Runner {
         Some(lock)
     }
 
+    #[tracing::instrument(
+        name = "batch job",
+        skip_all,
+        fields(position = job.position, tenant_id = tracing::field::Empty, schema = %valid.schema)
+    )]
     async fn provision_one(&self, job: provisioning_jobs::Model, valid: ValidTenant) -> JobEnd {
         if self.abandoned.load(Ordering::SeqCst) {
             return self.skip(&job).await;
         }
         let tenant_id = Uuid::new_v4();
+        tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));
         let started = self.job_started(&job, Some(tenant_id)).await;
         let mut attempt = 0;
         loop {
@@ -196,7 +205,7 @@ impl Runner {
                 progress,
                 tenant_id: Some(tenant_id),
             };
-            match lifecycle::create(&self.state, &self.actor, valid.clone(), options).await {
+            match provision::create(&self.state, &self.actor, valid.clone(), options).await {
                 Ok(created) => {
                     let mut end = self
                         .job_finished(&job, Some(created.tenant.id), started, None)
@@ -212,6 +221,11 @@ impl Runner {
         }
     }
 
+    #[tracing::instrument(
+        name = "batch job",
+        skip_all,
+        fields(position = job.position, tenant_id = %tenant.id, schema = %tenant.schema_name)
+    )]
     async fn migrate_one(
         &self,
         job: provisioning_jobs::Model,
@@ -233,7 +247,7 @@ impl Runner {
             self.event(&job, Step::Migrate, StepStatus::Started, None);
             let migrated = tokio::time::timeout(
                 Duration::from_secs(self.options.timeout_seconds.into()),
-                lifecycle::run_migrations(
+                migrate::run_migrations(
                     &self.state,
                     &self.actor,
                     tenant.id,
@@ -508,12 +522,10 @@ impl Runner {
         };
         self.event(&end.job, Step::Rollback, StepStatus::Started, None);
         let undone = match (&self.kind, &end.previous_revision) {
-            (BatchKind::Provision, _) => {
-                lifecycle::delete(&self.state, &self.actor, tenant_id, true)
-                    .await
-                    .map(|_| ())
-            }
-            (BatchKind::Migrate, Some(previous)) => lifecycle::run_migrations(
+            (BatchKind::Provision, _) => admin::delete(&self.state, &self.actor, tenant_id, true)
+                .await
+                .map(|_| ()),
+            (BatchKind::Migrate, Some(previous)) => migrate::run_migrations(
                 &self.state,
                 &self.actor,
                 tenant_id,

@@ -4,6 +4,7 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context, bail};
+use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
@@ -51,14 +52,14 @@ pub async fn provision_file(
     }
     let report = batch::provision_tenants(state, &Actor::system(), drafts, options(state))
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("starting the provisioning batch")?;
     finish(state, report, true).await
 }
 
 pub async fn migrate_all(state: &SharedState, target: Target) -> anyhow::Result<()> {
     let behind = crate::tenancy::fleet::tenants_behind(state, &target)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("finding the tenants behind the target")?;
     if behind.is_empty() {
         println!("every tenant is at the target revision");
         return Ok(());
@@ -68,7 +69,7 @@ pub async fn migrate_all(state: &SharedState, target: Target) -> anyhow::Result<
     options.retry_attempts = options.retry_attempts.min(10);
     let report = batch::migrate_tenants(state, &Actor::system(), target, Some(ids), options)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("starting the migration batch")?;
     finish(state, report, false).await
 }
 
@@ -80,28 +81,10 @@ async fn finish(state: &SharedState, report: BatchReport, show_keys: bool) -> an
             .expect("valid progress template"),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    if let Some(mut subscription) = state.events.subscribe(batch_id) {
-        let mut seen = subscription.past.len();
-        let past = std::mem::take(&mut subscription.past);
-        let mut ended = false;
-        for event in past {
-            ended |= track(&bar, &event);
-        }
-        while !ended {
-            match subscription.live.recv().await {
-                Ok(event) if (event.seq as usize) < seen => {}
-                Ok(event) => {
-                    seen = event.seq as usize + 1;
-                    ended = track(&bar, &event);
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    for event in state.events.since(batch_id, seen as i32) {
-                        seen = event.seq as usize + 1;
-                        ended |= track(&bar, &event);
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
+    let mut events = batch::progress::follow(state.clone(), batch_id);
+    while let Some(event) = events.next().await {
+        if track(&bar, &event) {
+            break;
         }
     }
     let api_keys = match report.running {
@@ -112,7 +95,7 @@ async fn finish(state: &SharedState, report: BatchReport, show_keys: bool) -> an
 
     let report = batch::load(state, batch_id)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("reading the finished batch")?
         .context("the batch disappeared")?;
     println!(
         "{:<32} {:<34} {:<12} {:>7}  {}",

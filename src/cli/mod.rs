@@ -228,7 +228,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("could not create the operator")?;
                 println!(
                     "created platform operator {} ({})",

@@ -1,17 +1,16 @@
 //! `migrate tenant`, `migrate tenants` and `tenants …`: the tenant services at a terminal.
 
 use anyhow::Context;
-use entity::public::tenants;
 use migration::tenant_migration_names;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::{
     audit::Actor,
+    primitives::schema_name::SchemaName,
     state::SharedState,
     tenancy::{
-        lifecycle::{self, MigrationMode},
+        migrate::{self, MigrationMode},
         migrator::{self, Target},
-        naming::SchemaName,
+        registry,
     },
 };
 
@@ -23,9 +22,9 @@ pub async fn migrate_one(
     action: TenantSchemaAction,
 ) -> anyhow::Result<()> {
     let schema = SchemaName::parse(schema).context("--schema")?;
-    let tenant = lifecycle::find_by_schema(&state.db, &schema)
+    let tenant = registry::find_by_schema(&state.db, &schema)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("looking the schema up in the registry")?
         .filter(|tenant| tenant.deleted_at.is_none())
         .with_context(|| format!("schema {schema} belongs to no tenant of the registry"))?;
     let target = match action {
@@ -57,7 +56,7 @@ pub async fn migrate_one(
             }
         }
     };
-    let (_, reached) = lifecycle::run_migrations(
+    let (_, reached) = migrate::run_migrations(
         state,
         &Actor::system(),
         tenant.id,
@@ -65,7 +64,7 @@ pub async fn migrate_one(
         MigrationMode::Stepwise,
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .with_context(|| format!("migrating {schema}"))?;
     println!(
         "{schema} is at {}",
         reached.current_revision().unwrap_or("base")
@@ -74,11 +73,7 @@ pub async fn migrate_one(
 }
 
 pub async fn list(state: &SharedState) -> anyhow::Result<()> {
-    let tenants = tenants::Entity::find()
-        .filter(tenants::Column::DeletedAt.is_null())
-        .order_by_asc(tenants::Column::CreatedAt)
-        .all(&state.db)
-        .await?;
+    let tenants = registry::all_live(&state.db).await?;
     println!(
         "{:<36} {:<30} {:<32} {:<12} revision",
         "id", "domain", "schema", "status"
@@ -97,19 +92,15 @@ pub async fn list(state: &SharedState) -> anyhow::Result<()> {
 }
 
 pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
-    let orphans = lifecycle::orphan_schemas(&state.db)
+    let orphans = registry::orphan_schemas(&state.db)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("listing schemas no tenant owns")?;
     for schema in &orphans {
         println!("orphan schema (no tenant): {schema}");
     }
     let mut problems = orphans.len();
-    for tenant in tenants::Entity::find()
-        .filter(tenants::Column::DeletedAt.is_null())
-        .all(&state.db)
-        .await?
-    {
-        let schema = lifecycle::schema_of(&tenant);
+    for tenant in registry::all_live(&state.db).await? {
+        let schema = registry::schema_of(&tenant);
         let exists = migrator::schema_exists(&state.db, &schema).await?;
         if tenant.schema_provisioned && !exists {
             problems += 1;

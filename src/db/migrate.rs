@@ -4,8 +4,7 @@ use anyhow::Context;
 use migration::{PublicMigrator, sea_orm_migration::MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
-/// Key of the advisory lock that serialises public migrations across servers.
-const PUBLIC_MIGRATIONS_LOCK: i64 = 0x7465_6e61_6e74_0001;
+use crate::primitives::locks;
 
 /// What `migrate public` should do.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +55,8 @@ async fn locked_public_transaction(
     let txn = db.begin().await.context("starting a transaction")?;
     // `public` only: a schema named after the database user would otherwise come first.
     txn.execute_unprepared(&format!(
-        "SET LOCAL search_path TO public; SELECT pg_advisory_xact_lock({PUBLIC_MIGRATIONS_LOCK})"
+        "SET LOCAL search_path TO public; SELECT {}",
+        locks::take_public_migrations()
     ))
     .await
     .context("waiting for the public migration lock")?;

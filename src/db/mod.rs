@@ -138,7 +138,7 @@ pub async fn create_database_if_missing(
     database: &str,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
-        crate::tenancy::naming::is_valid_identifier(database),
+        crate::primitives::schema_name::is_valid_identifier(database),
         "invalid database name {database:?}"
     );
     let admin = open_pool(maintenance_url, 1).await?;

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod batch;
 mod error_codes;
 mod operation_metrics;
+pub mod reauthorize;
 pub mod tenant_data;
 pub mod tenants;
 
@@ -40,8 +41,9 @@ pub struct SubscriptionRoot(batch::BatchSubscription);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Deepest selection accepted; the contract's documents need about six levels.
-pub const MAX_DEPTH: usize = 12;
+/// Deepest selection accepted: the contract's documents need about six levels, the standard
+/// introspection query (GraphiQL, code generators) fifteen.
+pub const MAX_DEPTH: usize = 15;
 /// Complexity budget: each field costs 1, list fields multiply by the page size they ask for.
 pub const MAX_COMPLEXITY: usize = 2_000;
 /// Operations accepted in one JSON-array batch.
@@ -69,6 +71,8 @@ pub fn build_schema(state: SharedState) -> AppSchema {
             metrics: state.metrics.clone(),
             report_statements: state.config.graphql_statement_counts,
         })
+        // Before the loaders: they belong to the principal the operation acts as.
+        .extension(reauthorize::Reauthorize(state.clone()))
         .extension(tenant_data::PerOperationLoaders(state.clone()));
     if !state.config.graphql_introspection {
         builder = builder.disable_introspection().disable_suggestions();

@@ -9,7 +9,7 @@ use async_graphql::{
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute},
 };
 
-use crate::{db::statements, http::metrics::Metrics};
+use crate::{db::statements, primitives::metrics::Metrics};
 
 #[derive(Clone)]
 pub struct OperationMetrics {

@@ -10,7 +10,7 @@ use axum::{
     body::Bytes,
     extract::{ConnectInfo, Query, State},
     http::{HeaderMap, StatusCode, Uri, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 
 use crate::{
@@ -80,7 +80,7 @@ pub async fn get(
 ) -> Response {
     let query = uri.query().unwrap_or_default();
     if query.is_empty() && accepts_html(&headers) {
-        return graphiql().await.into_response();
+        return crate::http::graphiql::page(&headers);
     }
     let request = match Query::<GetParams>::try_from_uri(&uri)
         .ok()
@@ -132,16 +132,6 @@ impl GetParams {
     }
 }
 
-pub async fn graphiql() -> Html<String> {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("tenantgraph")
-            .finish(),
-    )
-}
-
 /// Authenticates once for the whole batch, then runs each operation with the request context.
 async fn execute(
     http: &HttpState,
@@ -157,6 +147,8 @@ async fn execute(
         Ok(principal) => principal,
         Err(err) => return error_response(StatusCode::OK, err),
     };
+    // The request span of the HTTP layer (see `router`) declares these fields.
+    principal.record_tenant(&tracing::Span::current());
     let context = RequestContext {
         principal,
         client_addr: Some(peer.ip()),

@@ -1,8 +1,8 @@
 //! The HTTP surface: routes and the tower layers around them.
 
+pub mod graphiql;
 pub mod graphql;
 pub mod health;
-pub mod metrics;
 pub mod ws;
 
 use axum::{
@@ -38,7 +38,8 @@ pub fn router(http: HttpState) -> Router {
     // applies to it too, and a declared Content-Length over the limit is refused unread.
     let bounded = Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
-        .route("/graphiql", get(graphql::graphiql))
+        .route("/graphiql", get(graphiql::graphiql))
+        .route("/graphiql/assets/{file}", get(graphiql::asset))
         .route("/health", get(health::live))
         .route("/health/db", get(health::database))
         .route("/metrics", get(render_metrics))
@@ -83,6 +84,8 @@ pub fn router(http: HttpState) -> Router {
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id,
+                    tenant_id = tracing::field::Empty,
+                    schema = tracing::field::Empty,
                 )
             }),
         )

@@ -23,10 +23,7 @@ use futures_channel::mpsc;
 use futures_util::{SinkExt, StreamExt, future};
 use serde_json::{Value, json};
 
-use crate::{
-    auth::{self, RequestContext},
-    http::HttpState,
-};
+use crate::{auth, graphql::reauthorize::SocketCredentials, http::HttpState};
 
 /// Time a client has to send `connection_init` after the socket opens.
 pub const CONNECTION_INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,6 +82,11 @@ struct SocketTracker {
     active: HashSet<String>,
 }
 
+#[tracing::instrument(
+    name = "websocket",
+    skip_all,
+    fields(tenant_id = tracing::field::Empty, schema = tracing::field::Empty)
+)]
 async fn serve(
     http: HttpState,
     socket: WebSocket,
@@ -117,7 +119,11 @@ async fn serve(
         })
     };
 
+    // Set when the socket's authorisation ends: its token expires (the time is sent) or an
+    // operation finds its credentials no longer hold (`Ended`).
+    let (end_tx, mut end_rx) = tokio::sync::watch::channel(SocketEnd::Open);
     let state = http.state.clone();
+    let span = tracing::Span::current();
     let graphql =
         GraphQLWebSocket::new_with_pair(outgoing.clone(), inbound, http.schema.clone(), protocol)
             .on_connection_init(move |payload| async move {
@@ -126,10 +132,20 @@ async fn serve(
                 let principal = auth::authenticate(&state, credentials)
                     .await
                     .map_err(async_graphql::Error::from)?;
-                Ok(crate::graphql::operation_data(RequestContext {
-                    principal,
-                    client_addr: Some(peer.ip()),
-                }))
+                principal.record_tenant(&span);
+                if let Some(claims) = credentials.bearer.and_then(|t| state.jwt.verify(t).ok()) {
+                    end_tx.send_replace(SocketEnd::ExpiresAt(claims.exp));
+                }
+                let mut data = async_graphql::Data::default();
+                data.insert(SocketCredentials {
+                    bearer: credentials.bearer.map(str::to_owned),
+                    api_key: credentials.api_key.map(str::to_owned),
+                    client_addr: peer.ip(),
+                    on_refused: Arc::new(move || {
+                        end_tx.send_replace(SocketEnd::Ended);
+                    }),
+                });
+                Ok(data)
             })
             .serve();
 
@@ -161,7 +177,7 @@ async fn serve(
 
     let init_deadline = {
         let tracker = tracker.clone();
-        let mut outgoing = outgoing;
+        let mut outgoing = outgoing.clone();
         async move {
             tokio::time::sleep(CONNECTION_INIT_TIMEOUT).await;
             if tracker.lock().expect("socket tracker poisoned").initialised {
@@ -176,15 +192,63 @@ async fn serve(
         }
     };
 
+    // A socket whose authorisation ended is closed with 4401, ending what runs on it.
+    let authorisation_ended = {
+        let mut outgoing = outgoing;
+        async move {
+            let reason = loop {
+                let end = *end_rx.borrow_and_update();
+                let expiry = async move {
+                    match end {
+                        SocketEnd::ExpiresAt(exp) => {
+                            let left = exp - chrono::Utc::now().timestamp();
+                            let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+                            tokio::time::sleep(left).await;
+                        }
+                        SocketEnd::Open | SocketEnd::Ended => future::pending().await,
+                    }
+                };
+                if matches!(end, SocketEnd::Ended) {
+                    break "Unauthorized: the credentials no longer hold";
+                }
+                tokio::select! {
+                    () = expiry => break "Unauthorized: the token expired",
+                    changed = end_rx.changed() => {
+                        if changed.is_err() {
+                            // The socket's data is gone: nothing can end it any more.
+                            future::pending::<()>().await;
+                        }
+                    }
+                }
+            };
+            let _ = outgoing
+                .send(Message::Close(Some(CloseFrame {
+                    code: 4401,
+                    reason: reason.into(),
+                })))
+                .await;
+        }
+    };
+
     // When the conversation ends, every sender is dropped and the writer drains what is left
     // (such as a close frame with its reason) before the socket goes.
     let conversation = async {
         tokio::select! {
             _ = graphql => {}
             _ = init_deadline => {}
+            _ = authorisation_ended => {}
         }
     };
     tokio::join!(conversation, writer);
+}
+
+/// Where the socket's authorisation stands.
+#[derive(Clone, Copy)]
+enum SocketEnd {
+    Open,
+    /// Until this Unix time (the token's `exp`).
+    ExpiresAt(i64),
+    Ended,
 }
 
 enum Admission {

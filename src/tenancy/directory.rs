@@ -15,9 +15,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::pinned::begin_in_schema,
+    db::pinned::{begin_in_schema, end_read},
     error::AppResult,
-    tenancy::{TenantStatus, naming::SchemaName},
+    primitives::schema_name::SchemaName,
+    tenancy::TenantStatus,
 };
 
 /// How long a registry entry may be served from memory.
@@ -45,7 +46,7 @@ impl From<&tenants::Model> for TenantEntry {
         TenantEntry {
             id: tenant.id,
             domain: tenant.domain.clone(),
-            schema: crate::tenancy::lifecycle::schema_of(tenant),
+            schema: crate::tenancy::registry::schema_of(tenant),
             status: TenantStatus::from_db(&tenant.status).unwrap_or(TenantStatus::Failed),
             api_key_hash: tenant.api_key_hash.clone(),
         }
@@ -153,7 +154,7 @@ impl TenantDirectory {
                    JOIN permissions p ON p.id = rp.permission_id",
             ))
             .await?;
-        txn.commit().await?;
+        end_read(txn);
         let mut table: HashMap<String, Vec<String>> = HashMap::new();
         for row in rows {
             table

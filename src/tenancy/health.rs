@@ -6,8 +6,8 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use crate::{
     error::AppResult,
     tenancy::{
-        lifecycle::{missing_tables, schema_of},
         migrator,
+        registry::{missing_tables, schema_of},
     },
 };
 

@@ -17,7 +17,10 @@ use sea_orm::{
 use crate::{
     db::pinned::begin_in_schema,
     error::{AppError, AppResult},
-    tenancy::naming::SchemaName,
+    primitives::{
+        locks::{self, Take},
+        schema_name::SchemaName,
+    },
 };
 
 /// How long a migration step waits for a table lock before giving up.
@@ -226,14 +229,7 @@ async fn begin_step(
 /// Takes the schema's migration lock for the rest of the transaction, and bounds how long its DDL
 /// waits for table locks. Everything that changes a schema's structure takes this lock.
 pub async fn lock_schema(txn: &DatabaseTransaction, schema: &SchemaName) -> Result<(), DbErr> {
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT set_config('lock_timeout', $1, true), \
-         pg_advisory_xact_lock(hashtextextended('tenantgraph.migrate.' || $2, 0))",
-        [LOCK_TIMEOUT.into(), schema.as_str().into()],
-    ))
-    .await?;
-    Ok(())
+    take_schema_lock(txn, schema, false).await
 }
 
 /// Takes the schema's migration lock if nobody holds it; false when someone works on it.
@@ -244,8 +240,8 @@ pub async fn try_lock_schema(
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT pg_try_advisory_xact_lock(hashtextextended('tenantgraph.migrate.' || $1, 0)) AS taken",
-            [schema.as_str().into()],
+            format!("SELECT {} AS taken", locks::take(Take::TryTransaction, 1)),
+            [locks::schema_key(schema).into()],
         ))
         .await?;
     Ok(row.is_some_and(|row| row.try_get::<bool>("", "taken").unwrap_or(false)))
@@ -253,15 +249,33 @@ pub async fn try_lock_schema(
 
 /// Pins `txn` to `schema` and takes the schema's migration lock (see [`lock_schema`]).
 pub async fn pin_and_lock(txn: &DatabaseTransaction, schema: &SchemaName) -> Result<(), DbErr> {
+    take_schema_lock(txn, schema, true).await
+}
+
+/// The lock of [`lock_schema`] with its lock timeout, and with `pin` the search path too, in one
+/// round trip.
+async fn take_schema_lock(
+    txn: &DatabaseTransaction,
+    schema: &SchemaName,
+    pin: bool,
+) -> Result<(), DbErr> {
+    let search_path = if pin {
+        "set_config('search_path', $3, true), "
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {search_path}set_config('lock_timeout', $1, true), {}",
+        locks::take(Take::Transaction, 2)
+    );
+    let mut values = vec![LOCK_TIMEOUT.into(), locks::schema_key(schema).into()];
+    if pin {
+        values.push(schema.quoted().into());
+    }
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT set_config('search_path', $1, true), set_config('lock_timeout', $2, true), \
-         pg_advisory_xact_lock(hashtextextended('tenantgraph.migrate.' || $3, 0))",
-        [
-            schema.quoted().into(),
-            LOCK_TIMEOUT.into(),
-            schema.as_str().into(),
-        ],
+        sql,
+        values,
     ))
     .await?;
     Ok(())

@@ -1,15 +1,50 @@
-//! The tenant life cycle: naming and validation, provisioning, per-schema migrations.
+//! The tenant life cycle, one concern a module:
+//!
+//! - [`validation`] checks a tenant's input (schema names are
+//!   [`crate::primitives::schema_name`]).
+//! - [`provision`] registers a tenant and makes its schema; [`migrate`] moves a registered
+//!   tenant's schema up or down and records where it is; [`admin`] updates, deactivates,
+//!   deletes and rotates keys.
+//! - [`registry`] reads and changes `public.tenants`; [`directory`] caches it for request
+//!   authentication; [`activity`] records `lastActivityAt`.
+//! - [`migrator`] is the per-schema migration machinery; [`seed`] the data a schema starts with;
+//!   [`health`] compares a schema with the registry; [`fleet`] finds tenants behind a revision.
+//!
+//! States move `PENDING → PROVISIONING → ACTIVE` (or `FAILED`), and `INACTIVE` when deactivated.
 
 pub mod activity;
+pub mod admin;
 pub mod directory;
 pub mod fleet;
 pub mod health;
-pub mod lifecycle;
+pub mod migrate;
 pub mod migrator;
-pub mod naming;
+pub mod provision;
 pub mod registry;
 pub mod seed;
 pub mod validation;
+
+/// Runs `work` in a task of its own, inside the current span: a client that disconnects mid-way
+/// does not cancel schema work half done.
+pub(crate) async fn run_detached<T: Send + 'static>(
+    what: &'static str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> crate::error::AppResult<T> {
+    use anyhow::Context;
+    use tracing::Instrument;
+    tokio::spawn(work.in_current_span())
+        .await
+        .with_context(|| format!("the {what} task failed"))
+        .map_err(crate::error::AppError::internal)
+}
+
+/// Names the tenant an operation is about on the current span, which declares `schema` (and,
+/// when the caller did not know it, `tenant_id`) as `tracing::field::Empty`.
+pub(crate) fn record_tenant(tenant: &entity::public::tenants::Model) {
+    let span = tracing::Span::current();
+    span.record("tenant_id", tracing::field::display(tenant.id));
+    span.record("schema", tenant.schema_name.as_str());
+}
 
 /// Where a tenant is in its life cycle (the registry's `status`).
 #[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]

@@ -1,16 +1,165 @@
-//! Reading the registry: keyset-paginated, filtered listings of live tenants.
+//! The registry (`public.tenants`): look-ups by id, schema and domain, keyset-paginated listings,
+//! the schemas it does not know, and the one way its rows are changed ([`update_registry`]),
+//! which evicts the tenant from the authentication cache.
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use entity::public::tenants;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     sea_query::{Expr, ExprTrait, Func},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{error::AppResult, tenancy::TenantStatus};
+use crate::{
+    error::{AppError, AppResult},
+    primitives::schema_name::SchemaName,
+    state::AppState,
+    tenancy::TenantStatus,
+};
+
+/// A tenant of the registry that is not deleted.
+pub async fn find_live(db: &impl ConnectionTrait, id: Uuid) -> AppResult<tenants::Model> {
+    first_where(db, live().add(tenants::Column::Id.eq(id)))
+        .await?
+        .ok_or_else(|| AppError::not_found("no such tenant"))
+}
+
+/// Every live tenant, oldest first.
+pub async fn all_live(db: &impl ConnectionTrait) -> AppResult<Vec<tenants::Model>> {
+    Ok(tenants::Entity::find()
+        .filter(live())
+        .order_by_asc(tenants::Column::CreatedAt)
+        .all(db)
+        .await?)
+}
+
+/// The live tenant with this domain (compared as domains are stored: trimmed, lower-case).
+pub async fn find_live_by_domain(
+    db: &impl ConnectionTrait,
+    domain: &str,
+) -> AppResult<Option<tenants::Model>> {
+    let domain = domain.trim().to_ascii_lowercase();
+    first_where(db, live().add(tenants::Column::Domain.eq(domain))).await
+}
+
+/// The registry row owning `schema`, deleted or not.
+pub async fn find_by_schema(
+    db: &impl ConnectionTrait,
+    schema: &SchemaName,
+) -> AppResult<Option<tenants::Model>> {
+    let condition = Condition::all().add(tenants::Column::SchemaName.eq(schema.as_str()));
+    first_where(db, condition).await
+}
+
+/// Tenants that are not deleted.
+fn live() -> Condition {
+    Condition::all().add(tenants::Column::DeletedAt.is_null())
+}
+
+async fn first_where(
+    db: &impl ConnectionTrait,
+    condition: Condition,
+) -> AppResult<Option<tenants::Model>> {
+    Ok(tenants::Entity::find().filter(condition).one(db).await?)
+}
+
+/// Tables a provisioned tenant must have that its schema lacks.
+pub async fn missing_tables(
+    db: &impl ConnectionTrait,
+    schema: &SchemaName,
+) -> AppResult<Vec<String>> {
+    let present: Vec<String> = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1",
+            [schema.as_str().into()],
+        ))
+        .await?
+        .iter()
+        .filter_map(|row| row.try_get::<String>("", "tablename").ok())
+        .collect();
+    Ok(migration::TENANT_TABLES
+        .iter()
+        .filter(|table| !present.iter().any(|p| p == *table))
+        .map(|table| (*table).to_owned())
+        .collect())
+}
+
+/// Schemas in the database that no tenant of the registry owns (system schemas aside).
+pub async fn orphan_schemas(db: &impl ConnectionTrait) -> AppResult<Vec<String>> {
+    Ok(db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT nspname FROM pg_namespace \
+             WHERE nspname NOT IN ('public', 'information_schema') \
+               AND nspname NOT LIKE 'pg\\_%' \
+               AND nspname NOT IN (SELECT schema_name FROM public.tenants) \
+             ORDER BY nspname",
+        ))
+        .await?
+        .iter()
+        .filter_map(|row| row.try_get::<String>("", "nspname").ok())
+        .collect())
+}
+
+/// The registry's schema name of a tenant, validated again before it reaches SQL.
+pub fn schema_of(tenant: &tenants::Model) -> SchemaName {
+    SchemaName::parse(&tenant.schema_name).expect("the registry holds only validated schema names")
+}
+
+/// Applies `change` to the tenant's row, bumps `updated_at`, and evicts the tenant from the
+/// authentication cache so the change takes effect at once.
+pub async fn update_registry(
+    state: &AppState,
+    id: Uuid,
+    change: impl FnOnce(&mut tenants::ActiveModel),
+) -> AppResult<tenants::Model> {
+    let updated = registry_change(id, change).update(&state.db).await;
+    state.directory.forget(id).await;
+    Ok(updated?)
+}
+
+/// [`update_registry`] inside a transaction; the caller evicts the tenant from the cache once
+/// the transaction is committed.
+pub async fn update_registry_in(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+    change: impl FnOnce(&mut tenants::ActiveModel),
+) -> AppResult<tenants::Model> {
+    Ok(registry_change(id, change).update(txn).await?)
+}
+
+/// The row change `change` describes, with `updated_at` bumped.
+fn registry_change(
+    id: Uuid,
+    change: impl FnOnce(&mut tenants::ActiveModel),
+) -> tenants::ActiveModel {
+    let mut row = tenants::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(id),
+        ..Default::default()
+    };
+    change(&mut row);
+    row.updated_at = Set(Utc::now().fixed_offset());
+    row
+}
+
+/// Names a registry uniqueness conflict in the operator's words.
+pub fn described_conflict(err: AppError) -> AppError {
+    match err {
+        AppError::Conflict { field, .. } => AppError::Conflict {
+            message: format!(
+                "a tenant with this {} already exists",
+                field.as_deref().unwrap_or("name")
+            ),
+            field,
+        },
+        other => other,
+    }
+}
 
 /// What a listing keeps.
 #[derive(Debug, Default, Clone)]
@@ -82,7 +231,7 @@ pub async fn list(
 }
 
 fn filter(query: &TenantQuery) -> Condition {
-    let mut condition = Condition::all().add(tenants::Column::DeletedAt.is_null());
+    let mut condition = live();
     if let Some(status) = query.status {
         condition = condition.add(tenants::Column::Status.eq(status.as_db()));
     }

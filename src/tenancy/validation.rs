@@ -6,9 +6,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    auth::{operators::normalize_email, password::check_password_rules},
     error::{AppError, AppResult},
-    tenancy::naming::{SchemaName, SchemaNameError},
+    primitives::{
+        credentials::{check_password_rules, normalize_email},
+        schema_name::{SchemaName, SchemaNameError},
+    },
 };
 
 /// Features a tenant may have switched on.

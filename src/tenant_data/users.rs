@@ -12,8 +12,10 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::{
-    auth::{password::check_password_rules, tenant::TenantContext},
+    auth::tenant::TenantContext,
+    db::pinned::end_read,
     error::{AppError, AppResult},
+    primitives::credentials::check_password_rules,
     state::AppState,
     tenancy::validation::Faults,
 };
@@ -50,7 +52,7 @@ pub async fn list(state: &AppState, tenant: &TenantContext) -> AppResult<Vec<Use
             .all(&txn)
             .await?,
     );
-    txn.commit().await?;
+    end_read(txn);
     Ok(users)
 }
 
@@ -68,7 +70,7 @@ pub async fn by_ids(
             .all(&txn)
             .await?,
     );
-    txn.commit().await?;
+    end_read(txn);
     Ok(users)
 }
 
@@ -89,7 +91,7 @@ pub async fn roles_of(
         .into_tuple()
         .all(&txn)
         .await?;
-    txn.commit().await?;
+    end_read(txn);
     let mut by_user: HashMap<Uuid, Vec<String>> = HashMap::new();
     for (user_id, role) in rows {
         by_user.entry(user_id).or_default().push(role);

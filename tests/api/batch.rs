@@ -3,10 +3,7 @@
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{Gql, TestApp, WsEvent, free_port},
-    tenants::tenant_input,
-};
+use crate::helpers::{Gql, TestApp, WsEvent, free_port, tenant_input};
 
 const PROVISION: &str = r#"
 mutation($tenants: [CreateTenantInput!]!, $options: BatchOptions) {

@@ -120,6 +120,26 @@ async fn a_query_deeper_than_the_depth_limit_is_refused_before_it_runs() {
 }
 
 #[tokio::test]
+async fn the_standard_introspection_query_of_graphiql_and_code_generators_is_answered() {
+    let app = TestApp::spawn().await;
+    let schema = app
+        .graphql(
+            include_str!("fixtures/introspection.graphql"),
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(schema.data()["__schema"]["queryType"]["name"], "Query");
+    assert!(
+        schema.data()["__schema"]["types"]
+            .as_array()
+            .is_some_and(|types| types.iter().any(|t| t["name"] == "Tenant")),
+        "{}",
+        schema.0
+    );
+}
+
+#[tokio::test]
 async fn a_query_over_the_complexity_limit_is_refused_before_it_runs() {
     let app = TestApp::spawn_with(count_statements).await;
 

@@ -6,10 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{Gql, TestApp},
-    tenant_auth::{tenant_token, tenant_with_admin},
-};
+use crate::helpers::{Gql, TestApp};
 
 const TENANTS: [&str; 3] = ["iso-a.church", "iso-b.church", "iso-c.church"];
 const OPERATIONS: usize = 120;
@@ -42,19 +39,18 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
 
 /// Random operations of several credentials of several tenants, checked against a model.
 pub async fn no_credential_sees_or_changes_another_tenants_rows(app: &TestApp) {
-    let operator = app.operator_token().await;
     let mut credentials = Vec::new();
     for (index, domain) in TENANTS.iter().enumerate() {
-        let (_, api_key) = tenant_with_admin(app, &operator, domain).await;
+        let tenant = app.with_tenant(domain).await;
         credentials.push(Credential {
             tenant: index,
-            token: Some(tenant_token(app, domain).await),
+            token: Some(tenant.admin),
             api_key: None,
         });
         credentials.push(Credential {
             tenant: index,
             token: None,
-            api_key: Some(api_key),
+            api_key: Some(tenant.api_key),
         });
     }
 

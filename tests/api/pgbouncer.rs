@@ -264,12 +264,10 @@ async fn batches_provision_and_migrate_behind_pgbouncer() {
 async fn concurrent_tenant_requests_share_server_connections_safely() {
     let behind = behind_pgbouncer(|_| {}).await;
     let app = &behind.app;
-    let operator = app.operator_token().await;
     let mut callers = Vec::new();
     for domain in ["north.church", "south.church"] {
-        let (_, api_key) = tenant_auth::tenant_with_admin(app, &operator, domain).await;
-        let token = tenant_auth::tenant_token(app, domain).await;
-        callers.push((domain, token, api_key));
+        let tenant = app.with_tenant(domain).await;
+        callers.push((domain, tenant.admin, tenant.api_key));
     }
 
     const CREATE: &str = "mutation($input: CreatePersonInput!) { createPerson(input: $input) { id lastName createdBy { email } } }";

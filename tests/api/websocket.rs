@@ -9,7 +9,7 @@ use tenantgraph::http::ws::{
 };
 use tokio_tungstenite::tungstenite;
 
-use crate::helpers::{OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp, WsClient, WsEvent};
+use crate::helpers::{JWT_SECRET, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp, WsClient, WsEvent};
 
 fn ws_url(app: &TestApp) -> String {
     format!("ws://{}/graphql/ws", app.address)
@@ -275,4 +275,90 @@ async fn legacy_next(socket: &mut WsClient) -> Value {
             return message;
         }
     }
+}
+
+/// Reads until the socket closes, returning its close code.
+async fn close_code(socket: &mut WsClient) -> Option<u16> {
+    loop {
+        match socket.next_event().await {
+            WsEvent::Message(_) => continue,
+            WsEvent::Closed(frame) => return frame.map(|(code, _)| code),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_operation_on_a_socket_is_authorised_anew_and_a_refusal_closes_it_with_4401() {
+    let app = TestApp::spawn().await;
+    let tenant = app.with_tenant("recheck.church").await;
+    let mut socket = app.websocket().await;
+    assert_eq!(
+        socket.init(Some(&tenant.admin)).await.message()["type"],
+        "connection_ack"
+    );
+    const PEOPLE: &str = "{ people(first: 5) { nodes { firstName } } }";
+    socket.subscribe("1", PEOPLE, json!({})).await;
+    let payloads = payloads_until_complete(&mut socket, "1").await;
+    assert_eq!(payloads[0]["data"]["people"]["nodes"], json!([]));
+
+    app.graphql(
+        "mutation($id: ID!) { deactivateTenant(id: $id) { status } }",
+        json!({ "id": tenant.id }),
+        Some(&tenant.operator),
+    )
+    .await
+    .data();
+
+    socket.subscribe("2", PEOPLE, json!({})).await;
+    let mut refused = None;
+    let code = loop {
+        match socket.next_event().await {
+            WsEvent::Message(message) => {
+                assert!(
+                    message["payload"]["data"].is_null(),
+                    "the operation ran: {message}"
+                );
+                if message["type"] == "next" {
+                    refused = Some(message);
+                }
+            }
+            WsEvent::Closed(frame) => break frame.map(|(code, _)| code),
+        }
+    };
+    assert_eq!(code, Some(4401), "closed after {refused:?}");
+    // The refusal itself may or may not get out before the close frame.
+    if let Some(message) = refused.filter(|message| message["type"] == "next") {
+        assert_eq!(
+            message["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_socket_is_closed_with_4401_when_its_token_expires() {
+    use tenantgraph::auth::jwt::{JwtKeys, TokenKind};
+
+    let app = TestApp::spawn().await;
+    let me = app
+        .graphql(
+            "{ me { user { id } } }",
+            json!({}),
+            Some(&app.operator_token().await),
+        )
+        .await;
+    let operator = uuid::Uuid::parse_str(me.data()["me"]["user"]["id"].as_str().unwrap()).unwrap();
+    let short = JwtKeys::new(&JWT_SECRET.to_owned().into(), Duration::from_secs(2))
+        .issue(TokenKind::Platform, operator, None)
+        .unwrap();
+    let mut socket = app.websocket().await;
+    assert_eq!(
+        socket.init(Some(&short.token)).await.message()["type"],
+        "connection_ack"
+    );
+    socket.subscribe("1", "{ me { kind } }", json!({})).await;
+    let payloads = payloads_until_complete(&mut socket, "1").await;
+    assert_eq!(payloads[0]["data"]["me"]["kind"], "PLATFORM");
+    // Nothing more is sent: the server closes the socket when the token's time is up.
+    assert_eq!(close_code(&mut socket).await, Some(4401));
 }

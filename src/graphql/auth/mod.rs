@@ -8,7 +8,7 @@ use crate::{
     auth::{Principal, operators, tenant::TenantActor, tenant_login},
     error::AppError,
     graphql::{ContextExt, tenants::Tenant},
-    tenancy::lifecycle,
+    tenancy::registry,
 };
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -73,7 +73,7 @@ impl AuthQuery {
             }),
             Principal::Tenant(context) => {
                 let state = ctx.state();
-                let tenant = lifecycle::find_live(&state.db, context.tenant.id).await?;
+                let tenant = registry::find_live(&state.db, context.tenant.id).await?;
                 let user = match (&context.actor, context.user_id()) {
                     (TenantActor::User { .. }, Some(user_id)) => {
                         let (email, roles) = tenant_login::describe_user(state, context, user_id)

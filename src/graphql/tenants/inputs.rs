@@ -2,7 +2,7 @@ use async_graphql::InputObject;
 use secrecy::SecretString;
 
 use crate::tenancy::{
-    lifecycle::TenantPatch,
+    admin::TenantPatch,
     registry::TenantQuery,
     validation::{AdminDraft, LimitsDraft, SettingsDraft, TenantDraft},
 };

@@ -4,9 +4,10 @@ use crate::{
     audit::Actor,
     graphql::{ContextExt, all_errors, parse_id},
     tenancy::{
-        Progress,
-        lifecycle::{self, MigrationMode, ProvisionOptions},
+        Progress, admin,
+        migrate::{self, MigrationMode},
         migrator::Target,
+        provision::{self, ProvisionOptions},
         validation::{TenantDraft, validate_new_tenant},
     },
 };
@@ -41,7 +42,7 @@ impl TenantMutation {
         let draft = TenantDraft::from(input);
         let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)
             .map_err(|errors| all_errors(ctx, errors))?;
-        let created = lifecycle::create(state, &Actor::from(request), valid, options).await?;
+        let created = provision::create(state, &Actor::from(request), valid, options).await?;
         let status =
             MigrationStatus::new(&created.tenant, created.schema_created, created.migrations);
         Ok(TenantProvisionResult {
@@ -63,7 +64,7 @@ impl TenantMutation {
         let request = ctx.request();
         request.require_platform()?;
         let id = parse_id("id", &id)?;
-        let tenant = lifecycle::update(ctx.state(), &Actor::from(request), id, input.into())
+        let tenant = admin::update(ctx.state(), &Actor::from(request), id, input.into())
             .await
             .map_err(|errors| all_errors(ctx, errors))?;
         Ok(Tenant(tenant))
@@ -75,7 +76,7 @@ impl TenantMutation {
         request.require_platform()?;
         let id = parse_id("id", &id)?;
         Ok(Tenant(
-            lifecycle::set_active(ctx.state(), &Actor::from(request), id, false).await?,
+            admin::set_active(ctx.state(), &Actor::from(request), id, false).await?,
         ))
     }
 
@@ -85,7 +86,7 @@ impl TenantMutation {
         request.require_platform()?;
         let id = parse_id("id", &id)?;
         Ok(Tenant(
-            lifecycle::set_active(ctx.state(), &Actor::from(request), id, true).await?,
+            admin::set_active(ctx.state(), &Actor::from(request), id, true).await?,
         ))
     }
 
@@ -101,7 +102,7 @@ impl TenantMutation {
         request.require_platform()?;
         let tenant_id = parse_id("id", &id)?;
         let tenant =
-            lifecycle::delete(ctx.state(), &Actor::from(request), tenant_id, drop_schema).await?;
+            admin::delete(ctx.state(), &Actor::from(request), tenant_id, drop_schema).await?;
         Ok(DeleteTenantResult {
             tenant_id: id,
             schema_name: tenant.schema_name,
@@ -118,7 +119,7 @@ impl TenantMutation {
         let request = ctx.request();
         request.require_platform()?;
         let id = parse_id("tenantId", &tenant_id)?;
-        Ok(lifecycle::rotate_api_key(ctx.state(), &Actor::from(request), id).await?)
+        Ok(admin::rotate_api_key(ctx.state(), &Actor::from(request), id).await?)
     }
 
     /// Creates the tenant's schema (empty); `forceRecreate` drops an existing one and its data.
@@ -132,7 +133,7 @@ impl TenantMutation {
         request.require_platform()?;
         let id = parse_id("tenantId", &tenant_id)?;
         let (tenant, migrations) =
-            lifecycle::provision_schema(ctx.state(), &Actor::from(request), id, force_recreate)
+            migrate::provision_schema(ctx.state(), &Actor::from(request), id, force_recreate)
                 .await?;
         Ok(MigrationStatus::new(&tenant, true, migrations))
     }
@@ -149,7 +150,7 @@ impl TenantMutation {
         request.require_platform()?;
         let id = parse_id("tenantId", &tenant_id)?;
         let target = Target::parse("targetRevision", &target_revision)?;
-        let (tenant, migrations) = lifecycle::run_migrations(
+        let (tenant, migrations) = migrate::run_migrations(
             ctx.state(),
             &Actor::from(request),
             id,

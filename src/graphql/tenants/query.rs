@@ -1,14 +1,11 @@
-use async_graphql::{
-    Context, ID, Object,
-    connection::{Connection, CursorType, Edge, OpaqueCursor},
-};
-use entity::public::tenants;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-
 use crate::{
     error::AppError,
     graphql::{ContextExt, MAX_PAGE_SIZE, parse_id},
-    tenancy::{health, lifecycle, registry},
+    tenancy::{health, migrate, registry},
+};
+use async_graphql::{
+    Context, ID, Object,
+    connection::{Connection, CursorType, Edge, OpaqueCursor},
 };
 
 use super::{
@@ -72,13 +69,8 @@ impl TenantQuery {
         ctx.request().require_platform()?;
         let db = &ctx.state().db;
         let found = match (id, domain) {
-            (Some(id), None) => lifecycle::find_live(db, parse_id("id", &id)?).await.ok(),
-            (None, Some(domain)) => tenants::Entity::find()
-                .filter(tenants::Column::Domain.eq(domain.trim().to_ascii_lowercase()))
-                .filter(tenants::Column::DeletedAt.is_null())
-                .one(db)
-                .await
-                .map_err(AppError::from)?,
+            (Some(id), None) => registry::find_live(db, parse_id("id", &id)?).await.ok(),
+            (None, Some(domain)) => registry::find_live_by_domain(db, &domain).await?,
             _ => return Err(AppError::bad_input("id", "give either id or domain").into()),
         };
         Ok(found.map(Tenant))
@@ -92,7 +84,7 @@ impl TenantQuery {
     ) -> async_graphql::Result<MigrationStatus> {
         ctx.request().require_platform()?;
         let (tenant, exists, migrations) =
-            lifecycle::migration_status(ctx.state(), parse_id("tenantId", &tenant_id)?).await?;
+            migrate::migration_status(ctx.state(), parse_id("tenantId", &tenant_id)?).await?;
         Ok(MigrationStatus::new(&tenant, exists, migrations))
     }
 
@@ -104,7 +96,7 @@ impl TenantQuery {
     ) -> async_graphql::Result<TenantHealth> {
         ctx.request().require_platform()?;
         let db = &ctx.state().db;
-        let tenant = lifecycle::find_live(db, parse_id("tenantId", &tenant_id)?).await?;
+        let tenant = registry::find_live(db, parse_id("tenantId", &tenant_id)?).await?;
         let report = health::check(db, &tenant).await;
         Ok(TenantHealth {
             tenant_id,
@@ -120,6 +112,6 @@ impl TenantQuery {
     /// silently and are left for an operator to inspect.
     async fn orphan_schemas(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
         ctx.request().require_platform()?;
-        Ok(lifecycle::orphan_schemas(&ctx.state().db).await?)
+        Ok(registry::orphan_schemas(&ctx.state().db).await?)
     }
 }

@@ -1,4 +1,5 @@
-//! Prometheus metrics: GraphQL request counts and latency per operation name.
+//! Prometheus metrics: GraphQL request counts and latency per operation name, and the number of
+//! SQL statements sent. Served by `GET /metrics`.
 
 use std::{
     collections::HashSet,

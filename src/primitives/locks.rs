@@ -1,0 +1,70 @@
+//! Every PostgreSQL advisory lock tenantgraph takes: its key and the SQL that takes it, so that
+//! two places meaning the same lock cannot drift apart.
+//!
+//! Text keys are hashed by PostgreSQL (`hashtextextended(key, 0)`) and bound as parameters.
+
+use uuid::Uuid;
+
+use crate::primitives::schema_name::SchemaName;
+
+/// Serialises public migrations across servers; held by the migrating transaction.
+pub const PUBLIC_MIGRATIONS: i64 = 0x7465_6e61_6e74_0001;
+
+/// The key of a schema's migration lock: everything that changes the structure of one tenant
+/// schema holds it for its transaction.
+pub fn schema_key(schema: &SchemaName) -> String {
+    format!("tenantgraph.migrate.{schema}")
+}
+
+/// The key of a batch's lock: held, for a session, by the live server that runs the batch.
+pub fn batch_key(batch_id: Uuid) -> String {
+    format!("tenantgraph.batch.{batch_id}")
+}
+
+/// Which advisory lock function takes a text key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Wait for the lock; release it with the transaction.
+    Transaction,
+    /// Take it only if free (a `bool`); release it with the transaction.
+    TryTransaction,
+    /// Wait for the lock; release it with the session.
+    Session,
+    /// Take it only if free (a `bool`); release it with the session.
+    TrySession,
+}
+
+/// SQL taking the lock whose text key is bound at parameter `$param`.
+pub fn take(how: Take, param: u8) -> String {
+    let function = match how {
+        Take::Transaction => "pg_advisory_xact_lock",
+        Take::TryTransaction => "pg_try_advisory_xact_lock",
+        Take::Session => "pg_advisory_lock",
+        Take::TrySession => "pg_try_advisory_lock",
+    };
+    format!("{function}(hashtextextended(${param}, 0))")
+}
+
+/// SQL taking the public migrations lock for the transaction.
+pub fn take_public_migrations() -> String {
+    format!("pg_advisory_xact_lock({PUBLIC_MIGRATIONS})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_sql_keep_their_historic_form() {
+        let schema = SchemaName::parse("tenant_a").unwrap();
+        assert_eq!(schema_key(&schema), "tenantgraph.migrate.tenant_a");
+        assert_eq!(
+            take(Take::Transaction, 3),
+            "pg_advisory_xact_lock(hashtextextended($3, 0))"
+        );
+        assert_eq!(
+            take_public_migrations(),
+            format!("pg_advisory_xact_lock({})", 0x7465_6e61_6e74_0001_i64)
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! Administering registered tenants: update their registry entry, deactivate and reactivate,
+//! delete (keeping or dropping the schema), rotate the API key. Every change evicts the tenant
+//! from the authentication cache, so it takes effect at once.
+
+use chrono::Utc;
+use entity::public::tenants;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel,
+    TransactionTrait,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    audit::{self, Actor},
+    error::{AppError, AppResult},
+    primitives::api_keys,
+    state::SharedState,
+    tenancy::{
+        TenantStatus, migrator, record_tenant,
+        registry::{described_conflict, find_live, schema_of, update_registry},
+        run_detached,
+        validation::{SettingsDraft, TenantDraft, validate_new_tenant},
+    },
+};
+
+/// Turns a tenant off: its tokens and keys stop working.
+#[tracing::instrument(
+    name = "set tenant active",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
+pub async fn set_active(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+    active: bool,
+) -> AppResult<tenants::Model> {
+    let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
+    let status = match (
+        active,
+        tenant.migrations_applied && tenant.schema_provisioned,
+    ) {
+        (false, _) => TenantStatus::Inactive,
+        (true, true) => TenantStatus::Active,
+        (true, false) => TenantStatus::Pending,
+    };
+    let tenant = update_registry(state, tenant.id, |row| {
+        row.status = Set(status.as_db().to_owned());
+    })
+    .await?;
+    let action = if active {
+        "tenant.reactivate"
+    } else {
+        "tenant.deactivate"
+    };
+    audit::tenant_success(&state.db, actor, action, &tenant, json!({})).await;
+    Ok(tenant)
+}
+
+/// Deletes a tenant. With `drop_schema` its data goes too; otherwise the schema is kept for a
+/// restore and the tenant's domain and schema name stay reserved.
+#[tracing::instrument(
+    name = "delete tenant",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
+pub async fn delete(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+    drop_schema: bool,
+) -> AppResult<tenants::Model> {
+    let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
+    let schema = schema_of(&tenant);
+    let task_state = state.clone();
+    let task_tenant = tenant.clone();
+    let task_tenant_id = tenant.id;
+    let result: AppResult<()> = run_detached("delete", async move {
+        let txn = task_state.db.begin().await?;
+        if drop_schema {
+            migrator::lock_schema(&txn, &schema).await?;
+            txn.execute_unprepared(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                schema.quoted()
+            ))
+            .await?;
+            tenants::Entity::delete_by_id(task_tenant.id)
+                .exec(&txn)
+                .await?;
+        } else {
+            let mut row = task_tenant.into_active_model();
+            row.status = Set(TenantStatus::Inactive.as_db().to_owned());
+            row.deleted_at = Set(Some(Utc::now().fixed_offset()));
+            row.updated_at = Set(Utc::now().fixed_offset());
+            row.update(&txn).await?;
+        }
+        txn.commit().await?;
+        task_state.directory.forget(task_tenant_id).await;
+        Ok(())
+    })
+    .await?;
+    match result {
+        Ok(()) => {
+            audit::tenant_success(
+                &state.db,
+                actor,
+                "tenant.delete",
+                &tenant,
+                json!({ "dropSchema": drop_schema }),
+            )
+            .await;
+            Ok(tenant)
+        }
+        Err(err) => {
+            audit::failure(&state.db, actor, "tenant.delete", Some(tenant.id), &err).await;
+            Err(err)
+        }
+    }
+}
+
+/// Replaces the tenant's API key; the old one stops working at once.
+#[tracing::instrument(
+    name = "rotate tenant api key",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
+pub async fn rotate_api_key(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+) -> AppResult<String> {
+    let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
+    let key = api_keys::generate(&state.config.api_key_prefix);
+    let tenant = update_registry(state, tenant.id, |row| {
+        row.api_key_hash = Set(Some(key.hash.clone()));
+        row.api_key_prefix = Set(Some(key.display_prefix.clone()));
+        row.api_key_created_at = Set(Some(Utc::now().fixed_offset()));
+    })
+    .await?;
+    audit::tenant_success(
+        &state.db,
+        actor,
+        "tenant.rotate_api_key",
+        &tenant,
+        json!({ "prefix": key.display_prefix }),
+    )
+    .await;
+    Ok(key.key)
+}
+
+/// Changes to a tenant's registry entry; absent fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct TenantPatch {
+    pub tenant_name: Option<String>,
+    pub domain: Option<String>,
+    pub email: Option<String>,
+    pub tenant_type: Option<String>,
+    pub phone: Option<String>,
+    pub website: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub description: Option<String>,
+    pub settings: Option<SettingsDraft>,
+}
+
+/// Updates a tenant's registry entry under the same rules as creation. The schema name never
+/// changes: it is where the data lives.
+#[tracing::instrument(
+    name = "update tenant",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
+pub async fn update(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+    patch: TenantPatch,
+) -> Result<tenants::Model, Vec<AppError>> {
+    let current = find_live(&state.db, tenant_id).await.map_err(|e| vec![e])?;
+    record_tenant(&current);
+    let settings = patch
+        .settings
+        .unwrap_or_default()
+        .merged_over(SettingsDraft::from_json(&current.settings));
+    let draft = TenantDraft {
+        tenant_name: patch
+            .tenant_name
+            .unwrap_or_else(|| current.tenant_name.clone()),
+        domain: patch.domain.unwrap_or_else(|| current.domain.clone()),
+        email: patch.email.unwrap_or_else(|| current.email.clone()),
+        tenant_type: patch
+            .tenant_type
+            .or_else(|| Some(current.tenant_type.clone())),
+        phone: patch.phone.or_else(|| current.phone.clone()),
+        website: patch.website.or_else(|| current.website.clone()),
+        address: patch.address.or_else(|| current.address.clone()),
+        city: patch.city.or_else(|| current.city.clone()),
+        state: patch.state.or_else(|| current.state.clone()),
+        schema_name: Some(current.schema_name.clone()),
+        description: patch.description.or_else(|| current.description.clone()),
+        settings: Some(settings),
+        admin: None,
+    };
+    let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)?;
+    let updated = update_registry(state, tenant_id, |row| {
+        row.tenant_name = Set(valid.tenant_name);
+        row.domain = Set(valid.domain);
+        row.email = Set(valid.email);
+        row.tenant_type = Set(valid.tenant_type);
+        row.phone = Set(valid.phone);
+        row.website = Set(valid.website);
+        row.address = Set(valid.address);
+        row.city = Set(valid.city);
+        row.state = Set(valid.state);
+        row.description = Set(valid.description);
+        row.settings = Set(valid.settings);
+    })
+    .await;
+    match updated {
+        Ok(tenant) => {
+            audit::tenant_success(&state.db, actor, "tenant.update", &tenant, json!({})).await;
+            Ok(tenant)
+        }
+        Err(err) => {
+            let err = described_conflict(err);
+            audit::failure(&state.db, actor, "tenant.update", Some(tenant_id), &err).await;
+            Err(vec![err])
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! A registered tenant's schema after registration: creating it by hand (`provisionSchema`),
+//! migrating it up or down (`runMigrations`, fleet batches), recording the revision it reached in
+//! the registry and, the first time it reaches head, seeding and activating the tenant.
+//!
+//! The per-schema migration machinery itself (ledger, locks, steps) is [`super::migrator`].
+
+use entity::public::tenants;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    audit::{self, Actor},
+    db::pinned::begin_in_schema,
+    error::{AppError, AppResult},
+    primitives::schema_name::SchemaName,
+    state::SharedState,
+    tenancy::{
+        Progress, Step, StepStatus, TenantStatus,
+        migrator::{self, MigrationFailure, SchemaMigrations, Target},
+        record_tenant,
+        registry::{find_live, missing_tables, schema_of, update_registry, update_registry_in},
+        run_detached,
+        seed::{PendingAdmin, seed_schema},
+    },
+};
+
+/// Creates the tenant's schema, or with `force_recreate` drops and recreates it empty.
+#[tracing::instrument(
+    name = "provision tenant schema",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
+pub async fn provision_schema(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+    force_recreate: bool,
+) -> AppResult<(tenants::Model, SchemaMigrations)> {
+    let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
+    let schema = schema_of(&tenant);
+    let task_state = state.clone();
+    let task_schema = schema.clone();
+    let result = run_detached("schema", async move {
+        let txn = task_state.db.begin().await?;
+        migrator::lock_schema(&txn, &task_schema).await?;
+        let exists = migrator::schema_exists(&txn, &task_schema).await?;
+        if exists && force_recreate {
+            txn.execute_unprepared(&format!("DROP SCHEMA {} CASCADE", task_schema.quoted()))
+                .await?;
+        }
+        if !exists || force_recreate {
+            txn.execute_unprepared(&format!("CREATE SCHEMA {}", task_schema.quoted()))
+                .await?;
+        }
+        txn.commit().await?;
+        AppResult::Ok(!exists || force_recreate)
+    })
+    .await?;
+    let created = match result {
+        Ok(created) => created,
+        Err(err) => {
+            audit::failure(
+                &state.db,
+                actor,
+                "tenant.provision_schema",
+                Some(tenant.id),
+                &err,
+            )
+            .await;
+            return Err(err);
+        }
+    };
+    let recreated = created && tenant.schema_provisioned;
+    let tenant = update_registry(state, tenant.id, |row| {
+        row.schema_provisioned = Set(true);
+        if created {
+            row.current_revision = Set(None);
+            row.migrations_applied = Set(false);
+        }
+        if recreated && tenant.status != TenantStatus::Inactive.as_db() {
+            row.status = Set(TenantStatus::Pending.as_db().to_owned());
+        }
+    })
+    .await?;
+    audit::tenant_success(
+        &state.db,
+        actor,
+        "tenant.provision_schema",
+        &tenant,
+        json!({ "created": created, "forceRecreate": force_recreate }),
+    )
+    .await;
+    let migrations = migrator::status(&state.db, &schema).await?;
+    Ok((tenant, migrations))
+}
+
+/// Migrates the tenant's schema up or down to `target`. A failing migration leaves the schema at
+/// the last good revision ([`MigrationMode::Stepwise`]) or where it started
+/// ([`MigrationMode::Whole`]), and the registry says so.
+#[tracing::instrument(
+    name = "migrate tenant",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
+pub async fn run_migrations(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+    target: Target,
+    mode: MigrationMode,
+) -> AppResult<(tenants::Model, SchemaMigrations)> {
+    let tenant = find_live(&state.db, tenant_id).await?;
+    record_tenant(&tenant);
+    let schema = schema_of(&tenant);
+    if !migrator::schema_exists(&state.db, &schema).await? {
+        return Err(AppError::bad_input(
+            "tenantId",
+            "the tenant's schema is not provisioned; run provisionSchema first",
+        ));
+    }
+    let task_state = state.clone();
+    let result = run_detached("migration", async move {
+        match mode {
+            MigrationMode::Stepwise => {
+                let migrated = migrator::migrate_to(&task_state.db, &schema, &target).await;
+                let reached = match &migrated {
+                    Ok(reached) => reached.clone(),
+                    Err(failure) => failure.reached.clone(),
+                };
+                let recorded = finish_when_at_head(&task_state, &tenant, &reached).await;
+                (migrated, recorded)
+            }
+            MigrationMode::Whole => migrate_whole(&task_state, &tenant, &schema, &target).await,
+        }
+    })
+    .await?;
+    match result {
+        (Ok(reached), Ok(tenant)) => {
+            audit::tenant_success(
+                &state.db,
+                actor,
+                "tenant.migrate",
+                &tenant,
+                json!({ "revision": reached.current_revision() }),
+            )
+            .await;
+            Ok((tenant, reached))
+        }
+        (
+            Err(MigrationFailure {
+                failed_migration,
+                reached,
+                source,
+            }),
+            _,
+        ) => {
+            tracing::warn!(tenant = %tenant_id, migration = %failed_migration, error = %source, "tenant migration failed");
+            let err = AppError::Failed {
+                step: Step::Migrate.name(),
+                transient: crate::error::is_transient_db_error(&source),
+                message: format!(
+                    "migration {failed_migration} failed; the schema stays at revision {}",
+                    reached.current_revision().unwrap_or("base")
+                ),
+            };
+            audit::failure(&state.db, actor, "tenant.migrate", Some(tenant_id), &err).await;
+            Err(err)
+        }
+        (Ok(_), Err((step, err))) => {
+            audit::failure(&state.db, actor, "tenant.migrate", Some(tenant_id), &err).await;
+            Err(AppError::Failed {
+                step: step.name(),
+                transient: err.is_transient(),
+                message: format!("the schema was migrated but {} failed", step.name()),
+            })
+        }
+    }
+}
+
+/// How `run_migrations` commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationMode {
+    /// Each migration in its own transaction: a failure stops at the last good revision.
+    Stepwise,
+    /// Every step and the registry's record in one transaction: a failure leaves the schema
+    /// where it started. One commit per tenant, for fleet migrations.
+    Whole,
+}
+
+/// [`MigrationMode::Whole`]: the schema's steps, its registry record and (at head, for a tenant
+/// being set up) its seed, committed together.
+async fn migrate_whole(
+    state: &SharedState,
+    tenant: &tenants::Model,
+    schema: &SchemaName,
+    target: &Target,
+) -> (
+    Result<SchemaMigrations, MigrationFailure>,
+    Result<tenants::Model, (Step, AppError)>,
+) {
+    let not_started = |source: sea_orm::DbErr| {
+        (
+            Err(MigrationFailure {
+                failed_migration: String::new(),
+                reached: SchemaMigrations::pending_all(),
+                source,
+            }),
+            Err((
+                Step::Migrate,
+                AppError::internal(anyhow::anyhow!("not migrated")),
+            )),
+        )
+    };
+    let txn = match state.db.begin().await {
+        Ok(txn) => txn,
+        Err(err) => return not_started(err),
+    };
+    if let Err(err) = migrator::pin_and_lock(&txn, schema).await {
+        return not_started(err);
+    }
+    let reached = match migrator::migrate_whole_in(&txn, target).await {
+        Ok(reached) => reached,
+        Err(failure) => {
+            let _ = txn.rollback().await;
+            return (
+                Err(failure),
+                Err((
+                    Step::Migrate,
+                    AppError::internal(anyhow::anyhow!("not migrated")),
+                )),
+            );
+        }
+    };
+    let recorded = async {
+        let tenant = record_revision_in(&txn, tenant, &reached)
+            .await
+            .map_err(|e| (Step::Register, e))?;
+        let tenant = if reached.at_head() {
+            activate_in(&txn, schema, &tenant, &Progress::none()).await?
+        } else {
+            tenant
+        };
+        txn.commit().await.map_err(|e| (Step::Register, e.into()))?;
+        Ok(tenant)
+    }
+    .await;
+    state.directory.forget(tenant.id).await;
+    (Ok(reached), recorded)
+}
+
+/// Records a migrated schema's revision in the registry; at head, a tenant still being set up
+/// is seeded, verified and activated in the same transaction.
+async fn finish_when_at_head(
+    state: &SharedState,
+    tenant: &tenants::Model,
+    migrations: &SchemaMigrations,
+) -> Result<tenants::Model, (Step, AppError)> {
+    let schema = schema_of(tenant);
+    let in_txn = async {
+        let txn = begin_in_schema(&state.db, &schema)
+            .await
+            .map_err(|e| (Step::Register, e.into()))?;
+        let tenant = record_revision_in(&txn, tenant, migrations)
+            .await
+            .map_err(|e| (Step::Register, e))?;
+        let tenant = if migrations.at_head() {
+            activate_in(&txn, &schema, &tenant, &Progress::none()).await?
+        } else {
+            tenant
+        };
+        txn.commit().await.map_err(|e| (Step::Register, e.into()))?;
+        Ok(tenant)
+    };
+    let result = in_txn.await;
+    state.directory.forget(tenant.id).await;
+    result
+}
+
+/// Records in the registry, inside `txn`, the revision a schema reached and whether it is at head.
+pub(super) async fn record_revision_in(
+    txn: &DatabaseTransaction,
+    tenant: &tenants::Model,
+    migrations: &SchemaMigrations,
+) -> AppResult<tenants::Model> {
+    let revision = migrations.current_revision().map(str::to_owned);
+    let at_head = migrations.at_head();
+    update_registry_in(txn, tenant.id, |row| {
+        row.schema_provisioned = Set(true);
+        row.current_revision = Set(revision);
+        row.migrations_applied = Set(at_head);
+    })
+    .await
+}
+
+/// Seeds, verifies and activates a tenant that is still being set up, inside `txn` (pinned to
+/// its schema, migrated to head). Active and deactivated tenants are left as they are.
+pub(super) async fn activate_in(
+    txn: &DatabaseTransaction,
+    schema: &SchemaName,
+    tenant: &tenants::Model,
+    progress: &Progress,
+) -> Result<tenants::Model, (Step, AppError)> {
+    let setting_up = matches!(
+        TenantStatus::from_db(&tenant.status),
+        Some(TenantStatus::Pending | TenantStatus::Provisioning | TenantStatus::Failed)
+    );
+    if !setting_up {
+        return Ok(tenant.clone());
+    }
+    progress.report(Step::Seed, StepStatus::Started, None);
+    let admin: Option<PendingAdmin> = tenant
+        .pending_admin
+        .clone()
+        .and_then(|value| serde_json::from_value(value).ok());
+    seed_schema(txn, &tenant.tenant_name, &tenant.settings, admin.as_ref())
+        .await
+        .map_err(|e| (Step::Seed, e.into()))?;
+    progress.report(Step::Seed, StepStatus::Succeeded, None);
+    progress.report(Step::Verify, StepStatus::Started, None);
+    let missing = missing_tables(txn, schema)
+        .await
+        .map_err(|e| (Step::Verify, e))?;
+    if !missing.is_empty() {
+        return Err((
+            Step::Verify,
+            AppError::internal(anyhow::anyhow!(
+                "tables missing after migration: {missing:?}"
+            )),
+        ));
+    }
+    let activated = update_registry_in(txn, tenant.id, |row| {
+        row.status = Set(TenantStatus::Active.as_db().to_owned());
+        row.pending_admin = Set(None);
+        row.failure_reason = Set(None);
+    })
+    .await
+    .map_err(|e| (Step::Verify, e))?;
+    progress.report(Step::Verify, StepStatus::Succeeded, None);
+    Ok(activated)
+}
+
+/// The tenant, whether its schema exists, and the schema's migration state.
+pub async fn migration_status(
+    state: &SharedState,
+    tenant_id: Uuid,
+) -> AppResult<(tenants::Model, bool, SchemaMigrations)> {
+    let tenant = find_live(&state.db, tenant_id).await?;
+    let schema = schema_of(&tenant);
+    let exists = migrator::schema_exists(&state.db, &schema).await?;
+    let migrations = migrator::status(&state.db, &schema).await?;
+    Ok((tenant, exists, migrations))
+}

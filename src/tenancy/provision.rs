@@ -1,0 +1,345 @@
+//! Provisioning a new tenant: register it (`PENDING → PROVISIONING`), then create, migrate,
+//! seed and verify its schema in one transaction and activate it (`ACTIVE`). Whatever fails on
+//! the way is undone (or, with rollback off, the tenant is marked `FAILED`), so no input, race or
+//! error leaves a half-made tenant.
+//!
+//! Work that changes a schema runs in a task of its own: a client that disconnects mid-way does
+//! not cancel it half done.
+
+use chrono::Utc;
+use entity::public::tenants;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    audit::{self, Actor},
+    error::{AppError, AppResult},
+    primitives::api_keys,
+    state::SharedState,
+    tenancy::{
+        Progress, Step, StepStatus, TenantStatus,
+        migrate::{activate_in, record_revision_in},
+        migrator::{self, SchemaMigrations},
+        registry::{
+            described_conflict, find_by_schema, schema_of, update_registry, update_registry_in,
+        },
+        run_detached,
+        seed::PendingAdmin,
+        validation::ValidTenant,
+    },
+};
+
+/// How far `create` goes, and how long it may take.
+#[derive(Clone)]
+pub struct ProvisionOptions {
+    pub provision_schema: bool,
+    pub run_migrations: bool,
+    /// Limit for making the schema; past it everything made is rolled back.
+    pub timeout: std::time::Duration,
+    pub progress: Progress,
+    /// The new tenant's id, when the caller must know it before the tenant exists (a batch
+    /// records it first, so that a crash can be cleaned up after).
+    pub tenant_id: Option<Uuid>,
+}
+
+/// A registered tenant and what was done for it.
+pub struct Created {
+    pub tenant: tenants::Model,
+    /// Shown once; only its hash is stored.
+    pub api_key: String,
+    pub schema_created: bool,
+    pub migrations: SchemaMigrations,
+    pub message: String,
+}
+
+/// A provisioning step that failed, and what it had made so far.
+struct StepFailure {
+    step: Step,
+    detail: String,
+    schema_created: bool,
+    /// Worth trying again (a lost connection, a lock timeout, a deadlock, a time-out).
+    transient: bool,
+}
+
+/// Registers a validated tenant and, as asked, provisions and migrates its schema.
+#[tracing::instrument(
+    name = "provision tenant",
+    skip_all,
+    fields(tenant_id = tracing::field::Empty, schema = %valid.schema, domain = %valid.domain)
+)]
+pub async fn create(
+    state: &SharedState,
+    actor: &Actor,
+    valid: ValidTenant,
+    options: ProvisionOptions,
+) -> AppResult<Created> {
+    let db = &state.db;
+    if migrator::schema_exists(db, &valid.schema).await?
+        && find_by_schema(db, &valid.schema).await?.is_none()
+    {
+        let err = AppError::conflict(
+            "schemaName",
+            "a schema with this name exists in the database but belongs to no tenant; it is never reused silently",
+        );
+        audit::failure(&state.db, actor, "tenant.create", None, &err).await;
+        return Err(err);
+    }
+    let pending_admin = match &valid.admin {
+        Some(admin) => Some(PendingAdmin {
+            email: admin.email.clone(),
+            name: admin.name.clone(),
+            password_hash: state.passwords.hash(admin.password.clone()).await?,
+        }),
+        None => None,
+    };
+    let key = api_keys::generate(&state.config.api_key_prefix);
+    let tenant_id = options.tenant_id.unwrap_or_else(Uuid::new_v4);
+    tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));
+    let now = Utc::now().fixed_offset();
+    let row = tenants::ActiveModel {
+        id: Set(tenant_id),
+        tenant_name: Set(valid.tenant_name),
+        domain: Set(valid.domain),
+        schema_name: Set(valid.schema.as_str().to_owned()),
+        tenant_type: Set(valid.tenant_type),
+        email: Set(valid.email),
+        phone: Set(valid.phone),
+        website: Set(valid.website),
+        address: Set(valid.address),
+        city: Set(valid.city),
+        state: Set(valid.state),
+        description: Set(valid.description),
+        settings: Set(valid.settings),
+        status: Set(if options.provision_schema {
+            TenantStatus::Provisioning
+        } else {
+            TenantStatus::Pending
+        }
+        .as_db()
+        .to_owned()),
+        pending_admin: Set(pending_admin.map(|admin| json!(admin))),
+        api_key_hash: Set(Some(key.hash)),
+        api_key_prefix: Set(Some(key.display_prefix)),
+        api_key_created_at: Set(Some(now)),
+        ..Default::default()
+    };
+    let progress = &options.progress;
+    progress.report(Step::Register, StepStatus::Started, None);
+    let tenant = match tenants::Entity::insert(row).exec_with_returning(db).await {
+        Ok(tenant) => {
+            progress.report(Step::Register, StepStatus::Succeeded, None);
+            progress.report(Step::ApiKey, StepStatus::Succeeded, None);
+            tenant
+        }
+        Err(err) => {
+            let err = described_conflict(AppError::from(err));
+            progress.report(Step::Register, StepStatus::Failed, Some(&err.to_string()));
+            audit::failure(&state.db, actor, "tenant.create", None, &err).await;
+            return Err(err);
+        }
+    };
+
+    if !options.provision_schema {
+        audit::tenant_success(
+            &state.db,
+            actor,
+            "tenant.create",
+            &tenant,
+            json!({ "provisioned": false }),
+        )
+        .await;
+        return Ok(Created {
+            migrations: SchemaMigrations::pending_all(),
+            tenant,
+            api_key: key.key,
+            schema_created: false,
+            message: "tenant registered; its schema is not provisioned yet".into(),
+        });
+    }
+
+    let task_state = state.clone();
+    let task_tenant = tenant.clone();
+    let task_options = options.clone();
+    let provisioned = run_detached("provisioning", async move {
+        let timeout = task_options.timeout;
+        match tokio::time::timeout(timeout, provision(&task_state, &task_tenant, &task_options))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(StepFailure {
+                step: Step::Verify,
+                detail: format!("provisioning took longer than {} s", timeout.as_secs()),
+                // Unknown how far it got: the rollback drops the schema if it is there.
+                schema_created: true,
+                transient: true,
+            }),
+        }
+    })
+    .await?;
+
+    match provisioned {
+        Ok((tenant, migrations)) => {
+            audit::tenant_success(
+                &state.db,
+                actor,
+                "tenant.create",
+                &tenant,
+                json!({ "provisioned": true }),
+            )
+            .await;
+            let message = if migrations.at_head() {
+                "tenant provisioned and active".to_owned()
+            } else {
+                "schema created; run migrations to finish provisioning".to_owned()
+            };
+            Ok(Created {
+                tenant,
+                api_key: key.key,
+                schema_created: true,
+                migrations,
+                message,
+            })
+        }
+        Err(failure) => {
+            progress.report(failure.step, StepStatus::Failed, Some(&failure.detail));
+            progress.report(Step::Rollback, StepStatus::Started, None);
+            let rolled_back = undo_provisioning(state, &tenant, &failure).await;
+            progress.report(
+                Step::Rollback,
+                if rolled_back {
+                    StepStatus::Succeeded
+                } else {
+                    StepStatus::Failed
+                },
+                None,
+            );
+            let err = AppError::Failed {
+                step: failure.step.name(),
+                transient: failure.transient,
+                message: format!(
+                    "provisioning failed at {}: {}; {}",
+                    failure.step.name(),
+                    failure.detail,
+                    if rolled_back {
+                        "everything made for this tenant was removed"
+                    } else {
+                        "the tenant is marked FAILED and its schema kept for inspection"
+                    }
+                ),
+            };
+            audit::failure(&state.db, actor, "tenant.create", Some(tenant.id), &err).await;
+            Err(err)
+        }
+    }
+}
+
+/// Creates the schema, migrates it to head, seeds, verifies and activates it, all in one
+/// transaction: PostgreSQL's DDL is transactional, so a failure (or a crash) at any step leaves
+/// no schema behind, and one commit instead of one per step keeps provisioning near the speed
+/// of the DDL itself.
+async fn provision(
+    state: &SharedState,
+    tenant: &tenants::Model,
+    options: &ProvisionOptions,
+) -> Result<(tenants::Model, SchemaMigrations), StepFailure> {
+    let schema = schema_of(tenant);
+    let progress = &options.progress;
+    let fail = |step: Step, schema_created: bool| {
+        move |err: AppError| {
+            tracing::warn!(tenant = %tenant.id, step = step.name(), error = ?err, "provisioning step failed");
+            StepFailure {
+                step,
+                transient: err.is_transient(),
+                // The outermost description only: it says what failed without SQL detail.
+                detail: match &err {
+                    AppError::Internal(source) => source.to_string(),
+                    other => other.to_string(),
+                },
+                schema_created,
+            }
+        }
+    };
+    progress.report(Step::CreateSchema, StepStatus::Started, None);
+    let txn = state
+        .db
+        .begin()
+        .await
+        .map_err(|e| fail(Step::CreateSchema, false)(e.into()))?;
+    txn.execute_unprepared(&format!("CREATE SCHEMA {}", schema.quoted()))
+        .await
+        .map_err(|e| fail(Step::CreateSchema, false)(e.into()))?;
+    migrator::pin_and_lock(&txn, &schema)
+        .await
+        .map_err(|e| fail(Step::CreateSchema, false)(e.into()))?;
+    progress.report(Step::CreateSchema, StepStatus::Succeeded, None);
+
+    let (tenant, migrations) = if options.run_migrations {
+        progress.report(Step::Migrate, StepStatus::Started, None);
+        let migrations = migrator::migrate_all_in(&txn)
+            .await
+            .map_err(|e| fail(Step::Migrate, false)(e.into()))?;
+        progress.report(Step::Migrate, StepStatus::Succeeded, None);
+        let tenant = record_revision_in(&txn, tenant, &migrations)
+            .await
+            .map_err(fail(Step::Register, false))?;
+        let tenant = activate_in(&txn, &schema, &tenant, progress)
+            .await
+            .map_err(|(step, e)| fail(step, false)(e))?;
+        (tenant, migrations)
+    } else {
+        let tenant = update_registry_in(&txn, tenant.id, |row| {
+            row.schema_provisioned = Set(true);
+            row.status = Set(TenantStatus::Pending.as_db().to_owned());
+        })
+        .await
+        .map_err(fail(Step::Register, false))?;
+        (tenant, SchemaMigrations::pending_all())
+    };
+    // Whether a failed commit took effect is unknown: the undo drops the schema if it is there.
+    txn.commit()
+        .await
+        .map_err(|e| fail(Step::Verify, true)(e.into()))?;
+    state.directory.forget(tenant.id).await;
+    Ok((tenant, migrations))
+}
+
+/// Undoes a failed provisioning: with rollback enabled the schema it made and the registry row go;
+/// without, the row is marked `FAILED` with the reason and the schema stays for inspection.
+/// Returns whether everything was removed.
+async fn undo_provisioning(
+    state: &SharedState,
+    tenant: &tenants::Model,
+    failure: &StepFailure,
+) -> bool {
+    let db = &state.db;
+    let schema = schema_of(tenant);
+    if state.config.enable_rollback {
+        let dropped = !failure.schema_created
+            || db
+                .execute_unprepared(&format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE",
+                    schema.quoted()
+                ))
+                .await
+                .is_ok();
+        let deleted = tenants::Entity::delete_by_id(tenant.id)
+            .exec(db)
+            .await
+            .is_ok();
+        if dropped && deleted {
+            return true;
+        }
+        tracing::error!(tenant = %tenant.id, %schema, "rolling back a failed provisioning did not finish");
+    }
+    let reason = format!("{}: {}", failure.step.name(), failure.detail);
+    if let Err(err) = update_registry(state, tenant.id, |row| {
+        row.status = Set(TenantStatus::Failed.as_db().to_owned());
+        row.failure_reason = Set(Some(reason));
+    })
+    .await
+    {
+        tracing::error!(tenant = %tenant.id, error = ?err, "could not mark the tenant FAILED");
+    }
+    false
+}
