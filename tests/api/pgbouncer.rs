@@ -97,7 +97,10 @@ impl PgBouncer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|err| panic!("could not start {}: {err}", binary.display()));
+            .unwrap_or_else(|err| {
+                let _ = std::fs::remove_dir_all(&dir);
+                panic!("could not start {}: {err}", binary.display())
+            });
         let mut bouncer = PgBouncer {
             process,
             dir,
