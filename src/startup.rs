@@ -135,10 +135,7 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// The state of a server about to listen: migrated, with an operator, past work recovered.
-async fn ready_state(
-    config: Config,
-    db: sea_orm::DatabaseConnection,
-) -> anyhow::Result<SharedState> {
+async fn ready_state(config: Config, db: db::Pool) -> anyhow::Result<SharedState> {
     let state = prepare_state(config, db).await?;
     bootstrap_operator(&state).await?;
     let recovered = batch::recovery::recover_unfinished(&state).await?;
@@ -174,10 +171,7 @@ impl Application {
 }
 
 /// Builds the shared state on a connected pool: public migrations first, then the token key.
-pub async fn prepare_state(
-    config: Config,
-    db: sea_orm::DatabaseConnection,
-) -> anyhow::Result<SharedState> {
+pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<SharedState> {
     migrate::migrate_public(&db, migrate::PublicMigration::Up).await?;
     let metrics = Metrics::default();
     let mut db = db;

@@ -274,6 +274,15 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A loopback port nobody listens on at the moment.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The environment a test app starts with; tests add or override variables.
 pub fn test_env(database_url: &str) -> HashMap<String, String> {
     [
@@ -356,7 +365,7 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
-    pub fn db(&self) -> &DatabaseConnection {
+    pub fn db(&self) -> &db::Pool {
         &self.state.db
     }
 

@@ -34,7 +34,11 @@ async fn call(app: &TestApp, credential: &Credential, query: &str, variables: Va
 
 #[tokio::test]
 async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
-    let app = TestApp::spawn().await;
+    no_credential_sees_or_changes_another_tenants_rows(&TestApp::spawn().await).await;
+}
+
+/// Random operations of several credentials of several tenants, checked against a model.
+pub async fn no_credential_sees_or_changes_another_tenants_rows(app: &TestApp) {
     let mut credentials = Vec::new();
     for (index, domain) in TENANTS.iter().enumerate() {
         let tenant = app.with_tenant(domain).await;
@@ -67,7 +71,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             0 | 1 => {
                 let last_name = format!("{}-{step}", TENANTS[mine]);
                 let created = call(
-                    &app,
+                    app,
                     credential,
                     "mutation($input: CreatePersonInput!) { createPerson(input: $input) { id lastName } }",
                     json!({ "input": { "firstName": "P", "lastName": last_name } }),
@@ -81,7 +85,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             }
             2 => {
                 let listed = call(
-                    &app,
+                    app,
                     credential,
                     "{ people(first: 100) { totalCount nodes { id lastName } } }",
                     json!({}),
@@ -104,7 +108,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             3 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
                 let read = call(
-                    &app,
+                    app,
                     credential,
                     "query($id: ID!) { person(id: $id) { id } }",
                     json!({ "id": id }),
@@ -120,7 +124,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             4 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
                 let changed = call(
-                    &app,
+                    app,
                     credential,
                     "mutation($id: ID!) { updatePerson(id: $id, input: { lastName: \"hijacked\" }) { id } }",
                     json!({ "id": id }),
@@ -131,7 +135,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             5 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
                 let deleted = call(
-                    &app,
+                    app,
                     credential,
                     "mutation($id: ID!) { deletePerson(id: $id) }",
                     json!({ "id": id }),
@@ -152,7 +156,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
     for (tenant, people) in owned.iter().enumerate() {
         let credential = credentials.iter().find(|c| c.tenant == tenant).unwrap();
         let listed = call(
-            &app,
+            app,
             credential,
             "{ people(first: 100) { nodes { id lastName } } }",
             json!({}),

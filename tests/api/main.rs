@@ -15,6 +15,7 @@ mod isolation;
 mod layers;
 mod migrations;
 mod observability;
+mod pgbouncer;
 mod schema;
 mod tenant_auth;
 mod tenant_data;

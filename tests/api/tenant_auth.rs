@@ -13,7 +13,11 @@ const ME: &str = "{ me { kind user { id email roles } tenant { id domain schemaN
 
 #[tokio::test]
 async fn a_tenant_admin_logs_in_by_domain_or_schema_and_me_names_the_tenant() {
-    let app = TestApp::spawn().await;
+    tenant_admin_logs_in_by_domain_or_schema(&TestApp::spawn().await).await;
+}
+
+/// A tenant admin logs in by domain, schema name or any case of them; `me` names the tenant.
+pub async fn tenant_admin_logs_in_by_domain_or_schema(app: &TestApp) {
     app.with_tenant("login.church").await;
 
     for tenant in ["login.church", "tenant_login_church", "LOGIN.church"] {
@@ -318,6 +322,12 @@ async fn a_pooled_connection_carries_no_tenant_search_path_into_the_next_request
         env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
     })
     .await;
+    no_tenant_search_path_outlives_a_request(&app).await;
+}
+
+/// After tenant requests, platform work and the pool's own statements see no tenant schema:
+/// a statement that skips the pin fails instead of reaching any tenant's rows.
+pub async fn no_tenant_search_path_outlives_a_request(app: &TestApp) {
     let operator = app.operator_token().await;
     app.with_tenant("pool.church").await;
     let token = app.tenant_token("pool.church", "admin@pool.church").await;

@@ -634,7 +634,12 @@ async fn a_failing_migration_leaves_the_schema_at_the_last_good_revision() {
 
 #[tokio::test]
 async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
-    let app = TestApp::spawn().await;
+    lifecycle_keeps_the_registry_truthful(&TestApp::spawn().await).await;
+}
+
+/// Create, deactivate, reactivate, delete with and without the schema: the registry, the
+/// schemas and the audit trail agree at every step.
+pub async fn lifecycle_keeps_the_registry_truthful(app: &TestApp) {
     let token = app.operator_token().await;
     let keep = app.create_tenant(&token, tenant_input("keep.org")).await;
     let drop = app.create_tenant(&token, tenant_input("drop.org")).await;
@@ -666,7 +671,7 @@ async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
         )
         .await;
     assert_eq!(kept.data()["deleteTenant"]["schemaDropped"], false);
-    assert!(schema_exists(&app, "tenant_keep_org").await);
+    assert!(schema_exists(app, "tenant_keep_org").await);
     let dropped = app
         .graphql(
             DELETE,
@@ -675,7 +680,7 @@ async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
         )
         .await;
     assert_eq!(dropped.data()["deleteTenant"]["schemaDropped"], true);
-    assert!(!schema_exists(&app, "tenant_drop_org").await);
+    assert!(!schema_exists(app, "tenant_drop_org").await);
 
     // Deleted tenants are gone from the API; the kept one still reserves its domain.
     let gone = app
