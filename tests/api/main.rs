@@ -7,6 +7,7 @@ mod batch;
 mod cli;
 mod database;
 mod graphiql;
+mod guards;
 mod health;
 mod hostile;
 mod isolation;
