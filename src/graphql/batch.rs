@@ -10,7 +10,7 @@ use crate::{
     batch::{self, BatchOptions, BatchReport, events::ProgressEvent},
     error::AppError,
     graphql::{ContextExt, all_errors, parse_id, tenants::CreateTenantInput},
-    tenancy::{migrator::Target, validation::TenantDraft},
+    tenancy::{guard, migrator::Target, validation::TenantDraft},
 };
 
 #[derive(InputObject, Debug, Clone)]
@@ -283,16 +283,20 @@ impl BatchMutation {
 
     /// Migrates tenants (the given ones, or every tenant behind the target) up or down to
     /// `targetRevision`, each in one transaction: a tenant that fails stays where it started.
+    /// Either way at most `MAX_TENANTS_PER_BATCH` tenants; a target below head needs `confirm`
+    /// equal to `targetRevision`.
     async fn migrate_tenants(
         &self,
         ctx: &Context<'_>,
         #[graphql(default_with = "String::from(\"head\")")] target_revision: String,
         tenant_ids: Option<Vec<ID>>,
         options: Option<BatchOptionsInput>,
+        confirm: Option<String>,
     ) -> async_graphql::Result<ProvisioningBatch> {
         let request = ctx.request();
         request.require_platform()?;
         let target = Target::parse("targetRevision", &target_revision)?;
+        guard::confirm_fleet_migration(&target, &target_revision, confirm.as_deref())?;
         let tenant_ids = tenant_ids
             .map(|ids| {
                 ids.iter()

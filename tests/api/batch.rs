@@ -15,8 +15,8 @@ mutation($tenants: [CreateTenantInput!]!, $options: BatchOptions) {
 }"#;
 
 const MIGRATE: &str = r#"
-mutation($target: String!, $ids: [ID!], $options: BatchOptions) {
-  migrateTenants(targetRevision: $target, tenantIds: $ids, options: $options) {
+mutation($target: String!, $ids: [ID!], $options: BatchOptions, $confirm: String) {
+  migrateTenants(targetRevision: $target, tenantIds: $ids, options: $options, confirm: $confirm) {
     id kind status results { domain status error { code } } summary { totalRequested successful failed }
   }
 }"#;
@@ -338,7 +338,7 @@ async fn a_fleet_of_thirty_migrates_down_and_back_up() {
     let down = app
         .graphql(
             MIGRATE,
-            json!({ "target": "base", "options": { "wait": true } }),
+            json!({ "target": "base", "confirm": "base", "options": { "wait": true } }),
             Some(&token),
         )
         .await;
@@ -400,7 +400,7 @@ async fn a_fleet_of_thirty_migrates_down_and_back_up() {
     let some = app
         .graphql(
             MIGRATE,
-            json!({ "target": middle, "ids": ids, "options": { "wait": true } }),
+            json!({ "target": middle, "confirm": middle, "ids": ids, "options": { "wait": true } }),
             Some(&token),
         )
         .await;

@@ -4,7 +4,7 @@
 use serde_json::json;
 use tenantgraph::graphql::MAX_COMPLEXITY;
 
-use crate::helpers::{Gql, TestApp, assert_not_executed, count_statements};
+use crate::helpers::{Gql, TestApp, assert_not_executed, count_statements, tenant_input};
 
 /// `count` aliases of `people(first: page) { totalCount }`.
 fn wide_people_query(count: usize, page: usize) -> String {
@@ -64,4 +64,245 @@ async fn guard_a_connection_costs_its_page_size_so_wide_documents_are_refused_un
         )
         .await;
     assert_eq!(page.data()["tenants"]["totalCount"], 1, "{}", page.0);
+}
+
+const DELETE: &str = "mutation($id: ID!, $confirm: String) { deleteTenant(id: $id, dropSchema: true, confirm: $confirm) { schemaDropped } }";
+const RECREATE: &str = "mutation($id: ID!, $confirm: String) { provisionSchema(tenantId: $id, forceRecreate: true, confirm: $confirm) { schemaProvisioned } }";
+const RUN_MIGRATIONS: &str = "mutation($id: ID!, $target: String!, $confirm: String) { runMigrations(tenantId: $id, targetRevision: $target, confirm: $confirm) { currentRevision migrationsApplied } }";
+const MIGRATE_TENANTS: &str = "mutation($target: String!, $ids: [ID!], $confirm: String) { migrateTenants(targetRevision: $target, tenantIds: $ids, confirm: $confirm, options: { wait: true }) { status summary { successful } } }";
+const TENANT: &str = "query($id: ID!) { tenant(id: $id) { status failureReason currentRevision } }";
+const PEOPLE: &str = "{ people(first: 1) { totalCount } }";
+
+fn assert_refused_for_confirm(response: &Gql) {
+    assert_eq!(response.error_code(), "BAD_USER_INPUT", "{}", response.0);
+    assert_eq!(response.error_field(), Some("confirm"), "{}", response.0);
+}
+
+async fn table_count(app: &TestApp, schema: &str) -> i64 {
+    app.scalar(&format!(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn guard_destructive_operations_without_the_right_confirmation_change_nothing() {
+    let app = TestApp::spawn().await;
+    let tenant = app.with_tenant("precious.example").await;
+    let (id, schema, operator) = (&tenant.id, tenant.schema.as_str(), &tenant.operator);
+    let created = app
+        .graphql(
+            "mutation { createPerson(input: { firstName: \"Ruth\", lastName: \"Moab\" }) { id } }",
+            json!({}),
+            Some(&tenant.admin),
+        )
+        .await;
+    assert!(created.0["errors"].is_null(), "{}", created.0);
+    let tables = table_count(&app, schema).await;
+    let people = format!("SELECT count(*) FROM {schema}.person");
+    let revision = app
+        .graphql(TENANT, json!({ "id": id }), Some(operator))
+        .await
+        .data()["tenant"]["currentRevision"]
+        .clone();
+
+    for confirm in [None, Some("wrong"), Some("base")] {
+        let vars = |extra: serde_json::Value| {
+            let mut vars = json!({ "id": id, "confirm": confirm });
+            vars.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            vars
+        };
+        assert_refused_for_confirm(&app.graphql(DELETE, vars(json!({})), Some(operator)).await);
+        assert_refused_for_confirm(&app.graphql(RECREATE, vars(json!({})), Some(operator)).await);
+        for target in ["base", migration::tenant_migration_names()[0].as_str()] {
+            assert_refused_for_confirm(
+                &app.graphql(
+                    RUN_MIGRATIONS,
+                    vars(json!({ "target": target })),
+                    Some(operator),
+                )
+                .await,
+            );
+        }
+        // The fleet path (no tenantIds) and an explicit list alike.
+        for ids in [json!(null), json!([id])] {
+            let fleet = app
+                .graphql(
+                    MIGRATE_TENANTS,
+                    json!({ "target": "base", "ids": ids, "confirm": confirm.filter(|c| *c != "base") }),
+                    Some(operator),
+                )
+                .await;
+            assert_refused_for_confirm(&fleet);
+        }
+    }
+
+    // Nothing changed: the schema, its tables, its rows, its revision, its status.
+    assert_eq!(table_count(&app, schema).await, tables);
+    assert_eq!(app.scalar(&people).await, 1);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM public.provisioning_batches")
+            .await,
+        0
+    );
+    let now = app
+        .graphql(TENANT, json!({ "id": id }), Some(operator))
+        .await;
+    assert_eq!(now.data()["tenant"]["status"], "ACTIVE");
+    assert_eq!(now.data()["tenant"]["currentRevision"], revision);
+    assert_eq!(
+        app.graphql_with_key(PEOPLE, json!({}), &tenant.api_key)
+            .await
+            .data()["people"]["totalCount"],
+        1
+    );
+
+    // Going up needs no confirmation.
+    let up = app
+        .graphql(
+            RUN_MIGRATIONS,
+            json!({ "id": id, "target": "head" }),
+            Some(operator),
+        )
+        .await;
+    assert_eq!(
+        up.data()["runMigrations"]["migrationsApplied"],
+        true,
+        "{}",
+        up.0
+    );
+
+    // The right confirmation goes ahead.
+    let dropped = app
+        .graphql(
+            DELETE,
+            json!({ "id": id, "confirm": schema }),
+            Some(operator),
+        )
+        .await;
+    assert_eq!(
+        dropped.data()["deleteTenant"]["schemaDropped"],
+        true,
+        "{}",
+        dropped.0
+    );
+    assert_eq!(table_count(&app, schema).await, 0);
+}
+
+#[tokio::test]
+async fn guard_a_tenant_below_head_refuses_tenant_traffic_until_it_is_back() {
+    let app = TestApp::spawn().await;
+    let tenant = app.with_tenant("downhill.example").await;
+    let (id, operator) = (&tenant.id, &tenant.operator);
+    let middle = migration::tenant_migration_names()
+        .iter()
+        .position(|n| n.ends_with("create_person"))
+        .map(|i| migration::tenant_migration_names()[i - 1].clone())
+        .unwrap();
+
+    let down = app
+        .graphql(
+            RUN_MIGRATIONS,
+            json!({ "id": id, "target": middle, "confirm": tenant.schema }),
+            Some(operator),
+        )
+        .await;
+    assert_eq!(
+        down.data()["runMigrations"]["currentRevision"],
+        json!(middle)
+    );
+    let parked = app
+        .graphql(TENANT, json!({ "id": id }), Some(operator))
+        .await;
+    assert_eq!(
+        parked.data()["tenant"]["status"],
+        "INACTIVE",
+        "{}",
+        parked.0
+    );
+    let reason = parked.data()["tenant"]["failureReason"].as_str().unwrap();
+    assert!(reason.starts_with("schema below head"), "{reason}");
+
+    // Tenant traffic is refused, by key and by token; an operator cannot switch it back on.
+    let by_key = app
+        .graphql_with_key(PEOPLE, json!({}), &tenant.api_key)
+        .await;
+    assert!(!by_key.0["errors"].is_null(), "{}", by_key.0);
+    let by_token = app.graphql(PEOPLE, json!({}), Some(&tenant.admin)).await;
+    assert_eq!(by_token.error_code(), "UNAUTHENTICATED", "{}", by_token.0);
+    let reactivate = app
+        .graphql(
+            "mutation($id: ID!) { reactivateTenant(id: $id) { status } }",
+            json!({ "id": id }),
+            Some(operator),
+        )
+        .await;
+    assert_eq!(
+        reactivate.error_code(),
+        "BAD_USER_INPUT",
+        "{}",
+        reactivate.0
+    );
+
+    // Back at head (a fleet migration this time), it is ACTIVE again and answers.
+    let up = app
+        .graphql(MIGRATE_TENANTS, json!({ "target": "head" }), Some(operator))
+        .await;
+    assert_eq!(
+        up.data()["migrateTenants"]["summary"]["successful"],
+        1,
+        "{}",
+        up.0
+    );
+    let back = app
+        .graphql(TENANT, json!({ "id": id }), Some(operator))
+        .await;
+    assert_eq!(back.data()["tenant"]["status"], "ACTIVE");
+    assert!(back.data()["tenant"]["failureReason"].is_null());
+    assert_eq!(
+        app.graphql_with_key(PEOPLE, json!({}), &tenant.api_key)
+            .await
+            .data()["people"]["totalCount"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn guard_a_fleet_migration_obeys_the_batch_size_like_a_list() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("MAX_TENANTS_PER_BATCH".into(), "2".into());
+    })
+    .await;
+    let operator = app.operator_token().await;
+    for domain in ["one.example", "two.example", "three.example"] {
+        let mut input = tenant_input(domain);
+        input["runMigrations"] = json!(false);
+        app.create_tenant(&operator, input).await;
+    }
+    let fleet = app
+        .graphql(
+            MIGRATE_TENANTS,
+            json!({ "target": "head" }),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(fleet.error_code(), "BAD_USER_INPUT", "{}", fleet.0);
+    assert_eq!(fleet.error_field(), Some("tenantIds"), "{}", fleet.0);
+    assert!(
+        fleet.error_message().contains("MAX_TENANTS_PER_BATCH"),
+        "{}",
+        fleet.0
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM public.provisioning_batches")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM public.tenants WHERE migrations_applied")
+            .await,
+        0
+    );
 }

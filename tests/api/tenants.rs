@@ -14,8 +14,8 @@ query($id: ID!) {
 }"#;
 
 const RUN_MIGRATIONS: &str = r#"
-mutation($id: ID!, $target: String!) {
-  runMigrations(tenantId: $id, targetRevision: $target) {
+mutation($id: ID!, $target: String!, $confirm: String) {
+  runMigrations(tenantId: $id, targetRevision: $target, confirm: $confirm) {
     currentRevision appliedMigrations pendingMigrations migrationsApplied
   }
 }"#;
@@ -266,7 +266,7 @@ async fn migrating_down_to_base_and_back_up_restores_the_schema() {
     let base = app
         .graphql(
             RUN_MIGRATIONS,
-            json!({ "id": id, "target": "base" }),
+            json!({ "id": id, "target": "base", "confirm": "tenant_updown" }),
             Some(&token),
         )
         .await;
@@ -657,7 +657,7 @@ async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
         .await;
     assert_eq!(reactivated.data()["reactivateTenant"]["status"], "ACTIVE");
 
-    const DELETE: &str = "mutation($id: ID!, $drop: Boolean!) { deleteTenant(id: $id, dropSchema: $drop) { schemaName schemaDropped } }";
+    const DELETE: &str = "mutation($id: ID!, $drop: Boolean!, $confirm: String) { deleteTenant(id: $id, dropSchema: $drop, confirm: $confirm) { schemaName schemaDropped } }";
     let kept = app
         .graphql(
             DELETE,
@@ -670,7 +670,7 @@ async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
     let dropped = app
         .graphql(
             DELETE,
-            json!({ "id": drop["tenant"]["id"], "drop": true }),
+            json!({ "id": drop["tenant"]["id"], "drop": true, "confirm": "tenant_drop_org" }),
             Some(&token),
         )
         .await;
