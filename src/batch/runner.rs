@@ -5,7 +5,7 @@ use std::{
     collections::{HashMap, HashSet},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicI32, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -42,7 +42,6 @@ pub struct Runner {
     kind: BatchKind,
     total: i32,
     options: BatchOptions,
-    completed: AtomicI32,
     /// Set when an atomic batch has a failure: tenants not yet started are skipped.
     abandoned: AtomicBool,
 }
@@ -72,7 +71,6 @@ impl Runner {
             kind: batch.kind.parse().unwrap_or(BatchKind::Provision),
             total: batch.total,
             options,
-            completed: AtomicI32::new(0),
             abandoned: AtomicBool::new(false),
         })
     }
@@ -323,7 +321,8 @@ impl Runner {
             step,
             status,
             message: message.map(str::to_owned),
-            completed: self.completed.load(Ordering::SeqCst),
+            // Counted by the hub when the event takes its place in the log.
+            completed: 0,
             total: self.total,
             at: Utc::now(),
         }
@@ -386,7 +385,6 @@ impl Runner {
             row.duration_ms = Set(Some(elapsed.as_millis() as i64));
         })
         .await;
-        self.completed.fetch_add(1, Ordering::SeqCst);
         let step_status = if error.is_some() {
             StepStatus::Failed
         } else {
@@ -426,7 +424,6 @@ impl Runner {
             row.finished_at = Set(Some(Utc::now().fixed_offset()));
         })
         .await;
-        self.completed.fetch_add(1, Ordering::SeqCst);
         self.event(
             job,
             Step::Done,

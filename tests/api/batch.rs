@@ -21,13 +21,13 @@ mutation($target: String!, $ids: [ID!], $options: BatchOptions, $confirm: String
   }
 }"#;
 
-fn inputs(prefix: &str, count: usize) -> Vec<Value> {
+pub fn inputs(prefix: &str, count: usize) -> Vec<Value> {
     (0..count)
         .map(|i| tenant_input(&format!("{prefix}-{i}")))
         .collect()
 }
 
-async fn provision(app: &TestApp, token: &str, tenants: Vec<Value>, options: Value) -> Gql {
+pub async fn provision(app: &TestApp, token: &str, tenants: Vec<Value>, options: Value) -> Gql {
     app.graphql(
         PROVISION,
         json!({ "tenants": tenants, "options": options }),
@@ -224,7 +224,7 @@ async fn a_batch_over_the_size_limit_is_refused_and_nothing_starts() {
 const PROGRESS: &str = "subscription($id: ID!) { provisioningProgress(batchId: $id) { seq tenantName step status completed total } }";
 
 /// Every event of a subscription up to its `complete`.
-async fn follow(app: &TestApp, token: &str, batch_id: &str) -> Vec<Value> {
+pub async fn follow(app: &TestApp, token: &str, batch_id: &str) -> Vec<Value> {
     let mut socket = app.websocket().await;
     assert_eq!(
         socket.init(Some(token)).await.message()["type"],

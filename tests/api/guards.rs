@@ -4,6 +4,7 @@
 use serde_json::json;
 use tenantgraph::graphql::MAX_COMPLEXITY;
 
+use crate::batch::{follow, inputs, provision};
 use crate::helpers::{Gql, TestApp, assert_not_executed, count_statements, tenant_input};
 
 /// `count` aliases of `people(first: page) { totalCount }`.
@@ -305,4 +306,68 @@ async fn guard_a_fleet_migration_obeys_the_batch_size_like_a_list() {
             .await,
         0
     );
+}
+
+/// `completed` of each event, in `seq` order, checked to never go back.
+fn completed_in_seq_order(events: &[serde_json::Value]) -> Vec<i64> {
+    let mut sorted: Vec<&serde_json::Value> = events.iter().collect();
+    sorted.sort_by_key(|e| e["seq"].as_i64());
+    let completed: Vec<i64> = sorted
+        .iter()
+        .map(|e| e["completed"].as_i64().unwrap())
+        .collect();
+    assert!(
+        completed.windows(2).all(|pair| pair[0] <= pair[1]),
+        "completed goes back: {completed:?}"
+    );
+    completed
+}
+
+#[tokio::test]
+async fn guard_progress_completed_never_goes_back_live_replayed_or_stored() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    let started = provision(
+        &app,
+        &token,
+        inputs("steady", 8),
+        json!({ "maxConcurrency": 4 }),
+    )
+    .await;
+    let id = started.data()["provisionTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let live = follow(&app, &token, &id).await;
+    let completed = completed_in_seq_order(&live);
+    assert_eq!(completed.last(), Some(&8));
+    // Each tenant's DONE is counted by its own event: 1, 2, ... 8.
+    let done: Vec<i64> = live
+        .iter()
+        .filter(|e| e["step"] == "DONE" && e["tenantName"].is_string())
+        .map(|e| e["completed"].as_i64().unwrap())
+        .collect();
+    assert_eq!(done, (1..=8).collect::<Vec<_>>());
+
+    let replayed = follow(&app, &token, &id).await;
+    assert_eq!(completed_in_seq_order(&replayed), completed);
+
+    // What is kept for history (and replayed by any other server) says the same.
+    let stored_sql =
+        format!("SELECT count(*) FROM public.provisioning_events WHERE batch_id = '{id}'");
+    for _ in 0..50 {
+        if app.scalar(&stored_sql).await == live.len() as i64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let backwards = app
+        .scalar(&format!(
+            "SELECT count(*) FROM (SELECT completed < lag(completed) OVER (ORDER BY seq) AS back
+               FROM public.provisioning_events WHERE batch_id = '{id}') e WHERE back"
+        ))
+        .await;
+    assert_eq!(backwards, 0);
+    assert_eq!(app.scalar(&stored_sql).await, live.len() as i64);
 }
