@@ -273,7 +273,7 @@ impl Runner {
                         &job,
                         Step::Migrate,
                         StepStatus::Failed,
-                        Some(&error.to_string()),
+                        Some(&error.client_message().0),
                     );
                     return self
                         .job_finished(&job, Some(tenant.id), started, Some(error))
@@ -288,7 +288,12 @@ impl Runner {
             BatchKind::Provision => Step::Register,
             BatchKind::Migrate => Step::Migrate,
         };
-        self.event(job, step, StepStatus::Retrying, Some(&error.to_string()));
+        self.event(
+            job,
+            step,
+            StepStatus::Retrying,
+            Some(&error.client_message().0),
+        );
         tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(attempt - 1)).await;
     }
 
@@ -376,11 +381,13 @@ impl Runner {
             self.abandoned.store(true, Ordering::SeqCst);
         }
         let elapsed = started.elapsed();
+        // One client text (and log reference) for the job's result and its last event.
+        let message = error.as_ref().map(|e| e.client_message().0);
         self.update_job(job.id, |row| {
             row.status = Set(<&str>::from(status).to_owned());
             row.tenant_id = Set(tenant_id);
             row.error_code = Set(error.as_ref().map(|e| e.code().to_owned()));
-            row.error_message = Set(error.as_ref().map(ToString::to_string));
+            row.error_message = Set(message.clone());
             row.finished_at = Set(Some(Utc::now().fixed_offset()));
             row.duration_ms = Set(Some(elapsed.as_millis() as i64));
         })
@@ -390,7 +397,6 @@ impl Runner {
         } else {
             StepStatus::Succeeded
         };
-        let message = error.as_ref().map(ToString::to_string);
         self.event(job, Step::Done, step_status, message.as_deref());
         JobEnd {
             job: job.clone(),
@@ -409,7 +415,12 @@ impl Runner {
         step: Step,
         error: AppError,
     ) -> JobEnd {
-        self.event(job, step, StepStatus::Failed, Some(&error.to_string()));
+        self.event(
+            job,
+            step,
+            StepStatus::Failed,
+            Some(&error.client_message().0),
+        );
         self.job_finished(job, None, Instant::now(), Some(error))
             .await
     }
@@ -548,7 +559,7 @@ impl Runner {
                     &end.job,
                     Step::Rollback,
                     StepStatus::Failed,
-                    Some(&err.to_string()),
+                    Some(&err.client_message().0),
                 );
                 tracing::error!(batch = %self.batch_id, tenant = %tenant_id, error = ?err, "could not undo a tenant of an atomic batch");
             }

@@ -160,6 +160,7 @@ pub async fn run_migrations(
             let err = AppError::Failed {
                 step: Step::Migrate.name(),
                 transient: crate::error::is_transient_db_error(&source),
+                reference: None,
                 message: format!(
                     "migration {failed_migration} failed; the schema stays at revision {}",
                     reached.current_revision().unwrap_or("base")
@@ -170,10 +171,15 @@ pub async fn run_migrations(
         }
         (Ok(_), Err((step, err))) => {
             audit::failure(&state.db, actor, "tenant.migrate", Some(tenant_id), &err).await;
+            let (detail, reference) = err.client_message();
             Err(AppError::Failed {
                 step: step.name(),
                 transient: err.is_transient(),
-                message: format!("the schema was migrated but {} failed", step.name()),
+                reference,
+                message: format!(
+                    "the schema was migrated but {} failed: {detail}",
+                    step.name()
+                ),
             })
         }
     }

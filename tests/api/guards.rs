@@ -6,6 +6,7 @@ use tenantgraph::graphql::MAX_COMPLEXITY;
 
 use crate::batch::{follow, inputs, provision};
 use crate::helpers::{Gql, TestApp, assert_not_executed, count_statements, tenant_input};
+use crate::tenants::inject_failure_into_person_migration;
 
 /// `count` aliases of `people(first: page) { totalCount }`.
 fn wide_people_query(count: usize, page: usize) -> String {
@@ -370,4 +371,80 @@ async fn guard_progress_completed_never_goes_back_live_replayed_or_stored() {
         .await;
     assert_eq!(backwards, 0);
     assert_eq!(app.scalar(&stored_sql).await, live.len() as i64);
+}
+
+/// Text that would tell a client about the database rather than about its request.
+fn assert_no_database_text(text: &str) {
+    for leak in [
+        "error returned from database",
+        "Execution Error",
+        "injected failure",
+        "CREATE TABLE",
+        "SQLSTATE",
+        "sqlx",
+    ] {
+        assert!(!text.contains(leak), "{leak:?} reached a client: {text}");
+    }
+}
+
+#[tokio::test]
+async fn guard_database_failures_reach_clients_as_a_stable_message_and_a_reference() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    inject_failure_into_person_migration(&app, "tenant_broken_example").await;
+
+    let created = app
+        .graphql(
+            crate::helpers::CREATE_TENANT,
+            json!({ "input": tenant_input("broken.example") }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(created.error_code(), "INTERNAL", "{}", created.0);
+    assert_no_database_text(&created.0.to_string());
+    let reference = created.0["errors"][0]["extensions"]["reference"]
+        .as_str()
+        .expect("a reference to quote")
+        .to_owned();
+    assert!(
+        created.error_message().contains(&reference),
+        "{}",
+        created.0
+    );
+
+    // In a batch: the result, the stored job and every progress event, live or replayed.
+    let batch = provision(
+        &app,
+        &token,
+        vec![tenant_input("broken.example"), tenant_input("fine.example")],
+        json!({ "wait": true, "maxConcurrency": 2, "retryAttempts": 0 }),
+    )
+    .await;
+    let batch = &batch.data()["provisionTenants"];
+    assert_eq!(batch["summary"]["failed"], 1, "{batch}");
+    let failed = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["domain"] == "broken.example")
+        .unwrap();
+    assert_eq!(failed["error"]["code"], "INTERNAL");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("internal error (reference "),
+        "{failed}"
+    );
+    assert_no_database_text(&batch.to_string());
+    let events = follow(&app, &token, batch["id"].as_str().unwrap()).await;
+    assert!(events.iter().any(|e| e["status"] == "FAILED"));
+    assert_no_database_text(&serde_json::Value::from(events).to_string());
+    let stored = app
+        .scalar(
+            "SELECT count(*) FROM public.provisioning_jobs
+             WHERE error_message LIKE '%database%' OR error_message LIKE '%injected%'",
+        )
+        .await;
+    assert_eq!(stored, 0);
 }

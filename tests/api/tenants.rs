@@ -538,7 +538,7 @@ async fn a_schema_that_exists_outside_the_registry_is_never_reused() {
 }
 
 /// Makes creating `person` in `schema` fail, as a migration that breaks half-way would.
-async fn inject_failure_into_person_migration(app: &TestApp, schema: &str) {
+pub async fn inject_failure_into_person_migration(app: &TestApp, schema: &str) {
     app.db()
         .execute_unprepared(&format!(
             r#"
