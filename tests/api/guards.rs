@@ -448,3 +448,40 @@ async fn guard_database_failures_reach_clients_as_a_stable_message_and_a_referen
         .await;
     assert_eq!(stored, 0);
 }
+
+#[tokio::test]
+async fn guard_batch_defaults_come_from_the_configuration() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("RETRY_ATTEMPTS".into(), "0".into());
+        env.insert("OPERATION_TIMEOUT_SECONDS".into(), "17".into());
+    })
+    .await;
+    let token = app.operator_token().await;
+    provision(
+        &app,
+        &token,
+        inputs("configured", 1),
+        json!({ "wait": true }),
+    )
+    .await;
+    provision(
+        &app,
+        &token,
+        inputs("explicit", 1),
+        json!({ "wait": true, "retryAttempts": 3, "timeoutSeconds": 30 }),
+    )
+    .await;
+    let options = |key: &str, prefix: &str| {
+        format!(
+            "SELECT (b.options->>'{key}')::bigint FROM public.provisioning_batches b
+             JOIN public.provisioning_jobs j ON j.batch_id = b.id WHERE j.domain LIKE '{prefix}%'"
+        )
+    };
+    assert_eq!(app.scalar(&options("retryAttempts", "configured")).await, 0);
+    assert_eq!(
+        app.scalar(&options("timeoutSeconds", "configured")).await,
+        17
+    );
+    assert_eq!(app.scalar(&options("retryAttempts", "explicit")).await, 3);
+    assert_eq!(app.scalar(&options("timeoutSeconds", "explicit")).await, 30);
+}
