@@ -2,6 +2,7 @@
 
 pub mod embedded;
 pub mod migrate;
+pub mod notify;
 pub mod pinned;
 pub mod statements;
 

@@ -152,6 +152,10 @@ async fn execute(
     let context = RequestContext {
         principal,
         client_addr: Some(peer.ip()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|agent| agent.to_str().ok())
+            .map(str::to_owned),
     };
     let response = match batch {
         BatchRequest::Single(request) => {

@@ -136,6 +136,7 @@ async fn serve(
                 Ok(crate::graphql::operation_data(RequestContext {
                     principal,
                     client_addr: Some(peer.ip()),
+                    user_agent: None,
                 }))
             })
             .serve();
