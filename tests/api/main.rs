@@ -14,6 +14,7 @@ mod layers;
 mod migrations;
 mod observability;
 mod schema;
+mod sessions;
 mod tenant_auth;
 mod tenant_data;
 mod tenants;

@@ -41,7 +41,7 @@ pub async fn tenant_token(app: &TestApp, domain: &str) -> String {
         .to_owned()
 }
 
-async fn with_api_key(app: &TestApp, key: &str, query: &str) -> Gql {
+pub async fn with_api_key(app: &TestApp, key: &str, query: &str) -> Gql {
     let response = app
         .http
         .post(app.url("/graphql"))

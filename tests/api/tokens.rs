@@ -74,7 +74,7 @@ async fn me(app: &TestApp, token: &str) -> Gql {
 }
 
 #[track_caller]
-fn assert_unauthenticated(response: &Gql, what: &str) {
+pub fn assert_unauthenticated(response: &Gql, what: &str) {
     assert_eq!(
         response.error_code(),
         "UNAUTHENTICATED",
