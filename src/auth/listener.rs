@@ -22,6 +22,7 @@ pub const APPLICATION_NAME: &str = "tenantgraph-access-listener";
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The running listener; dropping it stops it too (abruptly).
 pub struct ListenerHandle {
@@ -83,7 +84,8 @@ async fn listen(state: SharedState, mut stopped: watch::Receiver<bool>) {
                 };
                 lose(&state, &feed).await;
                 drop(listener);
-                pool.close().await;
+                // A connection that went away may not say goodbye: do not wait for it long.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, pool.close()).await;
                 if stopping {
                     return;
                 }
