@@ -58,7 +58,11 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `None`: generate one and keep it in `data_dir`.
     pub jwt_secret: Option<SecretString>,
+    /// Lifetime of an access token (`JWT_TTL_SECONDS`).
     pub jwt_ttl: Duration,
+    /// Lifetime of a refresh token (`REFRESH_TTL_SECONDS`): a session not refreshed for this long
+    /// has to log in again.
+    pub refresh_ttl: Duration,
     pub tenant_schema_prefix: String,
     pub api_key_prefix: String,
     pub max_tenants_per_batch: u32,
@@ -242,7 +246,12 @@ impl Config {
             graphql_statement_counts: env.flag("GRAPHQL_STATEMENT_COUNTS", false)?,
             cors_origins,
             jwt_secret,
-            jwt_ttl: Duration::from_secs(env.number("JWT_TTL_SECONDS", 3600, 60..=2_592_000)?),
+            jwt_ttl: Duration::from_secs(env.number("JWT_TTL_SECONDS", 900, 60..=2_592_000)?),
+            refresh_ttl: Duration::from_secs(env.number(
+                "REFRESH_TTL_SECONDS",
+                2_592_000,
+                300..=31_536_000,
+            )?),
             tenant_schema_prefix,
             api_key_prefix,
             max_tenants_per_batch: env.number("MAX_TENANTS_PER_BATCH", 50, 1..=10_000)?,
@@ -382,6 +391,8 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Pretty);
         assert_eq!(config.database_pooler, DatabasePooler::None);
         assert!(config.database_direct_url.is_none());
+        assert_eq!(config.jwt_ttl, Duration::from_secs(900));
+        assert_eq!(config.refresh_ttl, Duration::from_secs(30 * 24 * 3600));
     }
 
     #[test]
@@ -390,6 +401,7 @@ mod tests {
             ("BIND_ADDR", "localhost"),
             ("JWT_TTL_SECONDS", "soon"),
             ("JWT_TTL_SECONDS", "5"),
+            ("REFRESH_TTL_SECONDS", "60"),
             ("MAX_TENANTS_PER_BATCH", "0"),
             ("GRAPHQL_INTROSPECTION", "maybe"),
             ("LOG_FORMAT", "xml"),

@@ -155,7 +155,7 @@ pub fn is_transient_db_error(err: &DbErr) -> bool {
 }
 
 /// The SQLSTATE of a database error, when there is one.
-fn code_of(err: &DbErr) -> Option<String> {
+pub fn code_of(err: &DbErr) -> Option<String> {
     match err {
         DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
         | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e

@@ -7,14 +7,15 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{jwt::JwtKeys, operators, password::PasswordHasherPool},
+    auth::{access::Access, jwt::JwtKeys, listener, operators, password::PasswordHasherPool},
     batch::{self, events::EventHub},
     config::Config,
-    db::{self, embedded::EmbeddedPostgres, migrate},
+    db::{self, embedded::EmbeddedPostgres, migrate, notify::AccessFeed},
     graphql,
     http::{self, HttpState},
     primitives::metrics::Metrics,
     state::{AppState, SharedState},
+    tenancy::directory::TenantDirectory,
 };
 
 /// How often a running server looks for work that a stopped one left unfinished.
@@ -75,6 +76,8 @@ impl Application {
             state: self.state.clone(),
             schema,
         });
+        // Access events from the other servers; until it listens, caches are not used.
+        let listener = listener::spawn(self.state.clone());
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(
             self.listener,
@@ -112,6 +115,7 @@ impl Application {
             () = grace => tracing::warn!("connections still open after the grace period; closing them"),
         }
         recovery.abort();
+        listener.stop().await;
         self.state.db.close_by_ref().await.ok();
         if let Some(embedded) = self.embedded {
             embedded.stop().await?;
@@ -184,12 +188,14 @@ pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<Share
         Some(secret) => secret.clone(),
         None => load_or_create_jwt_secret(&config.data_dir)?,
     };
+    let feed = AccessFeed::new();
     Ok(Arc::new(AppState {
         jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
         config,
         passwords: PasswordHasherPool::default(),
         metrics,
-        directory: Default::default(),
+        directory: TenantDirectory::new(feed.clone()),
+        access: Access::new(feed),
         login_throttle: Default::default(),
         activity: Default::default(),
         events: EventHub::new(db.clone()),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::{
-    auth::{jwt::JwtKeys, password::PasswordHasherPool, throttle::LoginThrottle},
+    auth::{access::Access, jwt::JwtKeys, password::PasswordHasherPool, throttle::LoginThrottle},
     batch::events::EventHub,
     config::Config,
     db::Pool,
@@ -21,6 +21,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Cached registry entries and role permissions for authenticating tenant requests.
     pub directory: TenantDirectory,
+    /// Cached session states, and the feed of access events both caches share.
+    pub access: Access,
     pub login_throttle: LoginThrottle,
     pub activity: ActivityTracker,
     /// Progress events of batches, for subscribers.

@@ -18,6 +18,8 @@ pub const PUBLIC_TABLES: &[&str] = &[
     "tenants",
     "platform_users",
     "audit_events",
+    "sessions",
+    "refresh_tokens",
     "provisioning_batches",
     "provisioning_jobs",
     "provisioning_events",

@@ -1,4 +1,6 @@
-//! HS256 access tokens: issued at login, verified strictly at the edge of every request.
+//! HS256 access tokens: issued at login and refresh, verified strictly at the edge of every
+//! request. Each names its session (`sid`), which the server holds against current state on every
+//! use; refresh tokens are not JWTs at all (see [`crate::auth::sessions`]).
 
 use std::time::Duration;
 
@@ -20,12 +22,24 @@ pub enum TokenKind {
     TenantUser,
 }
 
+/// What a token may be used for. Only access tokens are JWTs today; the claim is required, so a
+/// JWT minted for any other use can never pass as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenUse {
+    Access,
+}
+
 /// The claims of a tenantgraph token. Tenant tokens also carry the tenant (`tid`, `schema`) and
-/// the user's roles at login; the server still checks them against the registry on every use.
+/// the user's roles when the token was issued (for clients to read); the server holds the
+/// session, the tenant and the user's current roles against the database on every use.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub sub: Uuid,
     pub kind: TokenKind,
+    /// The session the token belongs to; ending the session ends the token.
+    pub sid: Uuid,
+    pub typ: TokenUse,
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
@@ -62,6 +76,7 @@ impl JwtKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
+        // `sid` and `typ` are required by the shape of `Claims` itself.
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = 5;
         JwtKeys {
@@ -76,11 +91,13 @@ impl JwtKeys {
         self.ttl
     }
 
-    /// Signs a token for `sub`; `tenant` is `(tenant id, schema, roles)` for tenant users.
+    /// Signs an access token for `sub` in session `sid`; `tenant` is `(tenant id, schema,
+    /// roles)` for tenant users.
     pub fn issue(
         &self,
         kind: TokenKind,
         sub: Uuid,
+        sid: Uuid,
         tenant: Option<(Uuid, String, Vec<String>)>,
     ) -> AppResult<IssuedToken> {
         let now = chrono::Utc::now().timestamp();
@@ -91,6 +108,8 @@ impl JwtKeys {
         let claims = Claims {
             sub,
             kind,
+            sid,
+            typ: TokenUse::Access,
             iat: now,
             exp: now + self.ttl.as_secs() as i64,
             iss: ISSUER.into(),
@@ -140,7 +159,7 @@ mod tests {
         let ours = keys("0123456789abcdef0123456789abcdef");
         let theirs = keys("fedcba9876543210fedcba9876543210");
         let issued = ours
-            .issue(TokenKind::Platform, Uuid::new_v4(), None)
+            .issue(TokenKind::Platform, Uuid::new_v4(), Uuid::new_v4(), None)
             .unwrap();
         assert_eq!(ours.verify(&issued.token).unwrap(), issued.claims);
         assert!(theirs.verify(&issued.token).is_err());
@@ -150,7 +169,7 @@ mod tests {
     fn expired_tokens_and_wrong_audiences_are_refused() {
         let keys = keys("0123456789abcdef0123456789abcdef");
         let mut claims = keys
-            .issue(TokenKind::Platform, Uuid::new_v4(), None)
+            .issue(TokenKind::Platform, Uuid::new_v4(), Uuid::new_v4(), None)
             .unwrap()
             .claims;
         claims.exp = chrono::Utc::now().timestamp() - 60;
@@ -159,5 +178,24 @@ mod tests {
         claims.exp = chrono::Utc::now().timestamp() + 60;
         claims.aud = "someone-else".into();
         assert!(keys.verify(&keys.sign(&claims).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_jwt_without_a_session_or_for_another_use_is_refused() {
+        let keys = keys("0123456789abcdef0123456789abcdef");
+        let claims = keys
+            .issue(TokenKind::Platform, Uuid::new_v4(), Uuid::new_v4(), None)
+            .unwrap()
+            .claims;
+        let mut json = serde_json::to_value(&claims).unwrap();
+        let sign = |json: &serde_json::Value| {
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), json, &keys.encoding).unwrap()
+        };
+        assert!(keys.verify(&sign(&json)).is_ok());
+        json["typ"] = "refresh".into();
+        assert!(keys.verify(&sign(&json)).is_err());
+        json["typ"] = "access".into();
+        json.as_object_mut().unwrap().remove("sid");
+        assert!(keys.verify(&sign(&json)).is_err());
     }
 }

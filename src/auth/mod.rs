@@ -1,8 +1,12 @@
-//! Who is calling: tokens, passwords, platform operators, and the principal of a request.
+//! Who is calling: tokens, sessions, passwords, platform operators, and the principal of a
+//! request, held against current state on every request.
 
+pub mod access;
 pub mod jwt;
+pub mod listener;
 pub mod operators;
 pub mod password;
+pub mod sessions;
 pub mod tenant;
 pub mod tenant_login;
 pub mod throttle;
@@ -14,6 +18,7 @@ use uuid::Uuid;
 
 use crate::{
     audit::Actor,
+    db::notify::AccessEvent,
     error::{AppError, AppResult},
     state::AppState,
 };
@@ -28,6 +33,41 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The session behind the principal; API keys and anonymous callers have none.
+    pub fn session(&self) -> Option<&SessionRef> {
+        match self {
+            Principal::Platform(operator) => Some(&operator.session),
+            Principal::Tenant(context) => context.session(),
+            Principal::Anonymous => None,
+        }
+    }
+
+    /// When the principal's access token expires (Unix seconds); `None` for API keys and
+    /// anonymous callers.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.session().map(|session| session.expires_at)
+    }
+
+    /// Whether `event` may have ended or narrowed this principal's access, so that it must be
+    /// checked again ([`reauthenticate`]) before it is trusted further.
+    pub fn is_affected_by(&self, event: &AccessEvent) -> bool {
+        match (self, event) {
+            (Principal::Anonymous, _) => false,
+            (_, AccessEvent::Everything) => true,
+            (principal, AccessEvent::Session { id, .. }) => {
+                principal.session().is_some_and(|session| session.id == *id)
+            }
+            (Principal::Platform(operator), AccessEvent::Operator { id }) => operator.id == *id,
+            (Principal::Tenant(context), AccessEvent::Tenant { id }) => context.tenant.id == *id,
+            (Principal::Tenant(context), AccessEvent::User { tenant, id }) => {
+                context.tenant.id == *tenant && context.user_id() == Some(*id)
+            }
+            (Principal::Platform(_), _) | (Principal::Tenant(_), AccessEvent::Operator { .. }) => {
+                false
+            }
+        }
+    }
+
     /// Names the tenant the principal acts in on `span`, which declares `tenant_id` and `schema`
     /// (as `tracing::field::Empty`), so that every log line of the request says which tenant.
     pub fn record_tenant(&self, span: &tracing::Span) {
@@ -42,6 +82,15 @@ impl Principal {
 pub struct PlatformOperator {
     pub id: Uuid,
     pub email: String,
+    pub session: SessionRef,
+}
+
+/// The session an access token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRef {
+    pub id: Uuid,
+    /// When the access token expires (Unix seconds).
+    pub expires_at: i64,
 }
 
 /// What resolvers know about the request besides its arguments.
@@ -49,6 +98,8 @@ pub struct PlatformOperator {
 pub struct RequestContext {
     pub principal: Principal,
     pub client_addr: Option<IpAddr>,
+    /// The `User-Agent` header, which sessions record.
+    pub user_agent: Option<String>,
 }
 
 impl RequestContext {
@@ -126,6 +177,46 @@ impl<'a> Credentials<'a> {
     }
 }
 
+/// Credentials kept for checking again later (a WebSocket's, from its `connection_init`).
+#[derive(Clone, Default)]
+pub struct StoredCredentials {
+    bearer: Option<String>,
+    api_key: Option<String>,
+}
+
+impl From<Credentials<'_>> for StoredCredentials {
+    fn from(credentials: Credentials<'_>) -> Self {
+        StoredCredentials {
+            bearer: credentials.bearer.map(str::to_owned),
+            api_key: credentials.api_key.map(str::to_owned),
+        }
+    }
+}
+
+impl StoredCredentials {
+    pub fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            bearer: self.bearer.as_deref(),
+            api_key: self.api_key.as_deref(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoredCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredentials")
+            .field("bearer", &self.bearer.as_ref().map(|_| "<hidden>"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// Checks stored credentials against current state, exactly as an HTTP request's are: an ended
+/// session, a suspended user, a tenant turned off, an expired token all fail here.
+pub async fn reauthenticate(state: &AppState, stored: &StoredCredentials) -> AppResult<Principal> {
+    authenticate(state, stored.credentials()).await
+}
+
 /// Reads `Authorization: Bearer <jwt>` from HTTP headers.
 pub fn bearer_token(headers: &HeaderMap) -> AppResult<Option<&str>> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
@@ -169,15 +260,21 @@ pub async fn authenticate(state: &AppState, credentials: Credentials<'_>) -> App
             let claims = state.jwt.verify(token)?;
             match claims.kind {
                 jwt::TokenKind::Platform => {
-                    // The operator must still exist and be active: removal takes effect at once.
-                    let operator = operators::find_active(&state.db, claims.sub)
+                    // Read on every request: the session must be live and the operator still
+                    // active with the same password, whoever changed them and however.
+                    let email = sessions::current_operator(&state.db, claims.sid, claims.sub)
                         .await?
                         .ok_or_else(|| {
                             AppError::Unauthenticated("invalid or expired token".into())
                         })?;
+                    access::touch(state, claims.sid).await;
                     Principal::Platform(PlatformOperator {
-                        id: operator.id,
-                        email: operator.email,
+                        id: claims.sub,
+                        email,
+                        session: SessionRef {
+                            id: claims.sid,
+                            expires_at: claims.exp,
+                        },
                     })
                 }
                 jwt::TokenKind::TenantUser => {

@@ -2,15 +2,16 @@
 
 use entity::public::platform_users;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::OnConflict,
 };
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::{
     auth::{
-        jwt::{IssuedToken, TokenKind},
         password::PasswordHasherPool,
+        sessions::{self, ClientInfo, Holder, SessionTokens},
         throttle::AttemptKeys,
     },
     error::{AppError, AppResult},
@@ -107,13 +108,14 @@ pub async fn bootstrap(
 }
 
 /// Platform login: the same error, after the same work, for an unknown email, a wrong password
-/// and a disabled operator.
+/// and a disabled operator. Opens a session.
 pub async fn login(
     state: &AppState,
     email: &str,
     password: SecretString,
     client: Option<std::net::IpAddr>,
-) -> AppResult<(IssuedToken, platform_users::Model)> {
+    user_agent: Option<&str>,
+) -> AppResult<(SessionTokens, platform_users::Model)> {
     check_login_lengths(email, password.expose_secret())?;
     let keys = AttemptKeys::new("platform", email, client);
     state.login_throttle.check(&keys).await?;
@@ -131,14 +133,25 @@ pub async fn login(
         }
     };
     state.login_throttle.record_success(&keys).await;
+    let txn = state.db.begin().await?;
     platform_users::Entity::update_many()
         .col_expr(
             platform_users::Column::LastLoginAt,
             sea_orm::sea_query::Expr::current_timestamp(),
         )
         .filter(platform_users::Column::Id.eq(operator.id))
-        .exec(&state.db)
+        .exec(&txn)
         .await?;
-    let token = state.jwt.issue(TokenKind::Platform, operator.id, None)?;
-    Ok((token, operator))
+    let tokens = sessions::open(
+        state,
+        &txn,
+        Holder::Operator { id: operator.id },
+        &ClientInfo {
+            addr: client,
+            user_agent: user_agent.map(str::to_owned),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((tokens, operator))
 }

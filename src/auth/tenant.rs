@@ -1,8 +1,8 @@
 //! The tenant side of a request: who acts inside which tenant, with which permissions, and the
 //! only door to that tenant's data.
 //!
-//! A [`TenantContext`] is built once per request from a verified token or API key and the
-//! registry. Tenant data is reachable only through [`TenantContext::begin`], which pins a
+//! A [`TenantContext`] is built once per request from a verified token (held against its
+//! session and the user's current state) or API key, and the registry. Tenant data is reachable only through [`TenantContext::begin`], which pins a
 //! transaction to the tenant's schema; the pool itself has no tenant schema on its search path,
 //! so a query that skips the pin fails instead of reaching anybody's data.
 
@@ -12,7 +12,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
-    auth::jwt::Claims,
+    auth::{SessionRef, access, jwt::Claims},
     db::pinned::begin_as_owner,
     error::{AppError, AppResult},
     primitives::api_keys,
@@ -69,8 +69,12 @@ impl fmt::Display for Permission {
 /// Who acts inside the tenant.
 #[derive(Debug, Clone)]
 pub enum TenantActor {
-    /// A user; `roles` are those the token was issued with.
-    User { id: Uuid, roles: Vec<String> },
+    /// A user in a session; `roles` are the user's roles as they are now.
+    User {
+        id: Uuid,
+        roles: Vec<String>,
+        session: SessionRef,
+    },
     /// The tenant's service key, identified by its display prefix.
     ApiKey { prefix: String },
 }
@@ -111,6 +115,14 @@ impl TenantContext {
         }
     }
 
+    /// The session a user acts in; API keys have none.
+    pub fn session(&self) -> Option<&SessionRef> {
+        match &self.actor {
+            TenantActor::User { session, .. } => Some(session),
+            TenantActor::ApiKey { .. } => None,
+        }
+    }
+
     /// A transaction pinned to this tenant's schema: the one way to its data. Refused when the
     /// tenant is no longer active or no longer owns the schema it was authenticated with.
     pub async fn begin(
@@ -130,7 +142,9 @@ fn invalid_token() -> AppError {
 }
 
 /// Builds the context of a verified tenant-user token: the tenant must still be active and be
-/// the one the token names, by id and schema.
+/// the one the token names, by id and schema (so a tenant deleted and created again is another
+/// tenant); the session must be live, its user `active` with the password the session began
+/// with; the permissions are those of the user's current roles.
 pub async fn from_claims(state: &AppState, claims: &Claims) -> AppResult<TenantContext> {
     let (Some(tenant_id), Some(schema)) = (claims.tid, claims.schema.as_deref()) else {
         return Err(invalid_token());
@@ -141,11 +155,18 @@ pub async fn from_claims(state: &AppState, claims: &Claims) -> AppResult<TenantC
         .await?
         .filter(|tenant| tenant.is_active() && tenant.schema.as_str() == schema)
         .ok_or_else(invalid_token)?;
-    let permissions = permissions_of(state, &tenant, &claims.roles).await?;
+    let user = access::current_tenant_user(state, &tenant, claims.sid, claims.sub)
+        .await?
+        .ok_or_else(invalid_token)?;
+    let permissions = permissions_of(state, &tenant, &user.roles).await?;
     Ok(TenantContext {
         actor: TenantActor::User {
-            id: claims.sub,
-            roles: claims.roles.clone(),
+            id: user.id,
+            roles: user.roles,
+            session: SessionRef {
+                id: claims.sid,
+                expires_at: claims.exp,
+            },
         },
         tenant,
         permissions,

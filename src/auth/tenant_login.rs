@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{
-        jwt::{IssuedToken, TokenKind},
+        sessions::{self, ClientInfo, Holder, SessionTokens},
         throttle::AttemptKeys,
     },
     db::pinned::{begin_in_schema, end_read},
@@ -22,9 +22,9 @@ use crate::{
     tenancy::{TenantStatus, registry::schema_of},
 };
 
-/// A tenant user who logged in.
+/// A tenant user who logged in, with the tokens of their new session.
 pub struct LoggedIn {
-    pub token: IssuedToken,
+    pub tokens: SessionTokens,
     pub tenant: tenants::Model,
     pub user_id: Uuid,
     pub email: String,
@@ -45,6 +45,7 @@ pub async fn login(
     email: &str,
     password: SecretString,
     client: Option<std::net::IpAddr>,
+    user_agent: Option<&str>,
 ) -> AppResult<LoggedIn> {
     check_login_lengths(email, password.expose_secret())?;
     let tenant_ref = tenant_ref.trim().to_ascii_lowercase();
@@ -94,15 +95,25 @@ pub async fn login(
         [user.id.into()],
     ))
     .await?;
+    let tokens = sessions::open(
+        state,
+        &txn,
+        Holder::TenantUser {
+            tenant_id: tenant.id,
+            schema: &schema,
+            id: user.id,
+            roles: user.roles.clone(),
+        },
+        &ClientInfo {
+            addr: client,
+            user_agent: user_agent.map(str::to_owned),
+        },
+    )
+    .await?;
     txn.commit().await?;
 
-    let token = state.jwt.issue(
-        TokenKind::TenantUser,
-        user.id,
-        Some((tenant.id, tenant.schema_name.clone(), user.roles.clone())),
-    )?;
     Ok(LoggedIn {
-        token,
+        tokens,
         tenant,
         user_id: user.id,
         email: user.email,

@@ -109,6 +109,7 @@ impl ContextExt for Context<'_> {
         static ANONYMOUS: RequestContext = RequestContext {
             principal: Principal::Anonymous,
             client_addr: None,
+            user_agent: None,
         };
         self.data_opt::<RequestContext>().unwrap_or(&ANONYMOUS)
     }

@@ -207,6 +207,7 @@ async fn execute(
     let context = RequestContext {
         principal,
         client_addr: Some(peer.ip()),
+        user_agent: super::user_agent(headers),
     };
     let response = match batch {
         BatchRequest::Single(request) => {

@@ -14,9 +14,7 @@ pub struct NewApiKey {
 }
 
 pub fn generate(prefix: &str) -> NewApiKey {
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let key = format!("{prefix}{}", hex::encode(secret));
+    let key = random_secret(prefix);
     NewApiKey {
         hash: hash(&key),
         display_prefix: key[..prefix.len() + DISPLAY_CHARS].to_owned(),
@@ -24,7 +22,14 @@ pub fn generate(prefix: &str) -> NewApiKey {
     }
 }
 
-/// The stored form of a key. A fast hash is enough: the key has 256 bits of entropy, so there is
+/// `prefix` + 32 bytes from a CSPRNG in hex: API keys and refresh tokens.
+pub fn random_secret(prefix: &str) -> String {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    format!("{prefix}{}", hex::encode(secret))
+}
+
+/// The stored form of a key (or of any [`random_secret`]). A fast hash is enough: the key has 256 bits of entropy, so there is
 /// nothing to brute-force, and lookups by hash stay one index probe.
 pub fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))

@@ -7,4 +7,5 @@ pub mod api_keys;
 pub mod credentials;
 pub mod locks;
 pub mod metrics;
+pub mod refresh_tokens;
 pub mod schema_name;

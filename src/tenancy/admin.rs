@@ -1,12 +1,13 @@
 //! Administering registered tenants: update their registry entry, deactivate and reactivate,
 //! delete (keeping or dropping the schema), rotate the API key. Every change evicts the tenant
-//! from the authentication cache, so it takes effect at once.
+//! from the authentication cache, so it takes effect at once (and the registry's trigger tells
+//! the other servers); deactivating and deleting also end the tenant's sessions.
 
 use chrono::Utc;
 use entity::public::tenants;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel,
+    Statement, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -18,13 +19,31 @@ use crate::{
     state::SharedState,
     tenancy::{
         TenantStatus, guard, migrator, record_tenant,
-        registry::{described_conflict, find_live, schema_of, update_registry},
+        registry::{described_conflict, find_live, schema_of, update_registry, update_registry_in},
         run_detached,
         validation::{SettingsDraft, TenantDraft, validate_new_tenant},
     },
 };
 
-/// Turns a tenant off: its tokens and keys stop working.
+/// Ends every live session of a tenant (users have to log in again once it is back); returns how
+/// many there were. Runs in the caller's transaction.
+pub async fn end_tenant_sessions(
+    conn: &impl ConnectionTrait,
+    tenant_id: Uuid,
+    reason: &str,
+) -> AppResult<u64> {
+    Ok(conn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE public.sessions SET revoked_at = now(), revoked_reason = $2 \
+              WHERE tenant_id = $1 AND revoked_at IS NULL",
+            [tenant_id.into(), reason.into()],
+        ))
+        .await?
+        .rows_affected())
+}
+
+/// Turns a tenant off: its tokens and keys stop working, its sessions end.
 #[tracing::instrument(
     name = "set tenant active",
     skip_all,
@@ -52,7 +71,8 @@ pub async fn set_active(
         (true, true) => TenantStatus::Active,
         (true, false) => TenantStatus::Pending,
     };
-    let tenant = update_registry(state, tenant.id, |row| {
+    let txn = state.db.begin().await?;
+    let tenant = update_registry_in(&txn, tenant.id, |row| {
         row.status = Set(status.as_db().to_owned());
         if !active && guard::parked_below_head(&tenant) {
             // Deactivated by an operator: going back to head no longer reactivates it.
@@ -60,12 +80,24 @@ pub async fn set_active(
         }
     })
     .await?;
+    let sessions_ended = if active {
+        0
+    } else {
+        end_tenant_sessions(&txn, tenant.id, "tenant deactivated").await?
+    };
+    txn.commit().await?;
+    state.directory.forget(tenant.id).await;
     let action = if active {
         "tenant.reactivate"
     } else {
         "tenant.deactivate"
     };
-    audit::tenant_success(&state.db, actor, action, &tenant, json!({})).await;
+    let detail = if active {
+        json!({})
+    } else {
+        json!({ "sessionsEnded": sessions_ended })
+    };
+    audit::tenant_success(&state.db, actor, action, &tenant, detail).await;
     Ok(tenant)
 }
 
@@ -88,8 +120,9 @@ pub async fn delete(
     let task_state = state.clone();
     let task_tenant = tenant.clone();
     let task_tenant_id = tenant.id;
-    let result: AppResult<()> = run_detached("delete", async move {
+    let result: AppResult<u64> = run_detached("delete", async move {
         let txn = task_state.db.begin().await?;
+        let sessions_ended = end_tenant_sessions(&txn, task_tenant.id, "tenant deleted").await?;
         if drop_schema {
             migrator::lock_schema(&txn, &schema).await?;
             txn.execute_unprepared(&format!(
@@ -109,17 +142,17 @@ pub async fn delete(
         }
         txn.commit().await?;
         task_state.directory.forget(task_tenant_id).await;
-        Ok(())
+        Ok(sessions_ended)
     })
     .await?;
     match result {
-        Ok(()) => {
+        Ok(sessions_ended) => {
             audit::tenant_success(
                 &state.db,
                 actor,
                 "tenant.delete",
                 &tenant,
-                json!({ "dropSchema": drop_schema }),
+                json!({ "dropSchema": drop_schema, "sessionsEnded": sessions_ended }),
             )
             .await;
             Ok(tenant)

@@ -1,8 +1,10 @@
 //! A short-lived cache of the registry and of each tenant's role → permission table, so that
 //! authenticating a tenant request costs no database round trip in the common case.
 //!
-//! Every change the life cycle makes to a tenant evicts it here at once; other servers of a
-//! deployment see changes within [`ENTRY_TTL`].
+//! Every change to a tenant evicts it: here at once (the life cycle calls [`TenantDirectory::forget`]),
+//! on the other servers of a deployment when they hear the change's notification (see
+//! [`crate::db::notify`]). [`ENTRY_TTL`] bounds what a missed notification could leave behind,
+//! and while the listener is disconnected the cache is not used at all.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -15,14 +17,19 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::pinned::{begin_in_schema, end_read},
+    db::{
+        notify::{AccessEvent, AccessFeed},
+        pinned::{begin_in_schema, end_read},
+    },
     error::AppResult,
     primitives::schema_name::SchemaName,
     tenancy::TenantStatus,
 };
 
-/// How long a registry entry may be served from memory.
-pub const ENTRY_TTL: Duration = Duration::from_secs(30);
+/// The longest an access-relevant state is served from memory without being read again: the
+/// backstop behind notifications, well inside the two seconds within which every server of a
+/// deployment must agree.
+pub const ENTRY_TTL: Duration = Duration::from_millis(1500);
 
 /// What request authentication needs to know about a tenant.
 #[derive(Debug, Clone)]
@@ -61,19 +68,11 @@ pub struct TenantDirectory {
     by_id: Cache<Uuid, Option<TenantEntry>>,
     by_api_key: Cache<String, Option<Uuid>>,
     role_permissions: Cache<Uuid, RolePermissions>,
+    feed: Arc<AccessFeed>,
 }
 
-impl Default for TenantDirectory {
-    fn default() -> Self {
-        TenantDirectory {
-            by_id: short_lived_cache(),
-            by_api_key: short_lived_cache(),
-            role_permissions: short_lived_cache(),
-        }
-    }
-}
-
-fn short_lived_cache<K, V>() -> Cache<K, V>
+/// A cache whose entries live at most [`ENTRY_TTL`].
+pub fn short_lived_cache<K, V>() -> Cache<K, V>
 where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
@@ -84,24 +83,61 @@ where
         .build()
 }
 
+/// Reads `key` from `cache`, or loads it and caches it unless an eviction raced the load or
+/// the listener is away (then every read goes to the database).
+pub async fn cached<K, V, F>(
+    feed: &AccessFeed,
+    cache: &Cache<K, V>,
+    key: K,
+    load: F,
+) -> AppResult<V>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = AppResult<V>>,
+{
+    if feed.is_listening()
+        && let Some(value) = cache.get(&key).await
+    {
+        return Ok(value);
+    }
+    let mark = feed.mark();
+    let value = load.await?;
+    if feed.still_fresh(mark) {
+        cache.insert(key.clone(), value.clone()).await;
+        // An eviction between the check and the insert: take the insert back.
+        if !feed.still_fresh(mark) {
+            cache.invalidate(&key).await;
+        }
+    }
+    Ok(value)
+}
+
 impl TenantDirectory {
+    pub fn new(feed: Arc<AccessFeed>) -> Self {
+        TenantDirectory {
+            by_id: short_lived_cache(),
+            by_api_key: short_lived_cache(),
+            role_permissions: short_lived_cache(),
+            feed,
+        }
+    }
+
     /// The live tenant with this id (deleted tenants are absent).
     pub async fn tenant(
         &self,
         db: &impl ConnectionTrait,
         id: Uuid,
     ) -> AppResult<Option<TenantEntry>> {
-        if let Some(entry) = self.by_id.get(&id).await {
-            return Ok(entry);
-        }
-        let entry = tenants::Entity::find_by_id(id)
-            .filter(tenants::Column::DeletedAt.is_null())
-            .one(db)
-            .await?
-            .as_ref()
-            .map(TenantEntry::from);
-        self.by_id.insert(id, entry.clone()).await;
-        Ok(entry)
+        cached(&self.feed, &self.by_id, id, async {
+            Ok(tenants::Entity::find_by_id(id)
+                .filter(tenants::Column::DeletedAt.is_null())
+                .one(db)
+                .await?
+                .as_ref()
+                .map(TenantEntry::from))
+        })
+        .await
     }
 
     /// The live tenant whose current API key hashes to `key_hash`.
@@ -110,24 +146,15 @@ impl TenantDirectory {
         db: &impl ConnectionTrait,
         key_hash: &str,
     ) -> AppResult<Option<TenantEntry>> {
-        let id = match self.by_api_key.get(key_hash).await {
-            Some(id) => id,
-            None => {
-                let tenant = tenants::Entity::find()
-                    .filter(tenants::Column::ApiKeyHash.eq(key_hash))
-                    .filter(tenants::Column::DeletedAt.is_null())
-                    .one(db)
-                    .await?;
-                let id = tenant.as_ref().map(|t| t.id);
-                if let Some(tenant) = &tenant {
-                    self.by_id
-                        .insert(tenant.id, Some(TenantEntry::from(tenant)))
-                        .await;
-                }
-                self.by_api_key.insert(key_hash.to_owned(), id).await;
-                id
-            }
-        };
+        let id = cached(&self.feed, &self.by_api_key, key_hash.to_owned(), async {
+            Ok(tenants::Entity::find()
+                .filter(tenants::Column::ApiKeyHash.eq(key_hash))
+                .filter(tenants::Column::DeletedAt.is_null())
+                .one(db)
+                .await?
+                .map(|tenant| tenant.id))
+        })
+        .await?;
         let Some(id) = id else { return Ok(None) };
         // The key must still be the tenant's current one: a rotated key stops at once.
         Ok(self
@@ -142,35 +169,55 @@ impl TenantDirectory {
         db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
         tenant: &TenantEntry,
     ) -> AppResult<RolePermissions> {
-        if let Some(table) = self.role_permissions.get(&tenant.id).await {
-            return Ok(table);
-        }
-        let txn = begin_in_schema(db, &tenant.schema).await?;
-        let rows = txn
-            .query_all_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT r.name, p.code FROM roles r \
-                   JOIN role_permissions rp ON rp.role_id = r.id \
-                   JOIN permissions p ON p.id = rp.permission_id",
-            ))
-            .await?;
-        end_read(txn);
-        let mut table: HashMap<String, Vec<String>> = HashMap::new();
-        for row in rows {
-            table
-                .entry(row.try_get("", "name")?)
-                .or_default()
-                .push(row.try_get("", "code")?);
-        }
-        let table = Arc::new(table);
-        self.role_permissions.insert(tenant.id, table.clone()).await;
-        Ok(table)
+        cached(&self.feed, &self.role_permissions, tenant.id, async {
+            let txn = begin_in_schema(db, &tenant.schema).await?;
+            let rows = txn
+                .query_all_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT r.name, p.code FROM roles r \
+                       JOIN role_permissions rp ON rp.role_id = r.id \
+                       JOIN permissions p ON p.id = rp.permission_id",
+                ))
+                .await?;
+            end_read(txn);
+            let mut table: HashMap<String, Vec<String>> = HashMap::new();
+            for row in rows {
+                table
+                    .entry(row.try_get("", "name")?)
+                    .or_default()
+                    .push(row.try_get("", "code")?);
+            }
+            Ok(Arc::new(table))
+        })
+        .await
     }
 
-    /// Forgets everything about a tenant after the life cycle changed it. API key entries are
-    /// re-checked against the tenant entry, so they need no eviction of their own.
+    /// Forgets everything about a tenant after the life cycle changed it (and committed), and
+    /// tells this server's subscribers. Other servers hear of it from the registry's trigger.
     pub async fn forget(&self, tenant_id: Uuid) {
-        self.by_id.invalidate(&tenant_id).await;
-        self.role_permissions.invalidate(&tenant_id).await;
+        let event = AccessEvent::Tenant { id: tenant_id };
+        self.apply(&event).await;
+        self.feed.broadcast(event);
+    }
+
+    /// Evicts what `event` makes stale. API key entries are re-checked against the tenant
+    /// entry, so they need no eviction of their own except when everything goes.
+    pub async fn apply(&self, event: &AccessEvent) {
+        match event {
+            AccessEvent::Tenant { id } => {
+                self.feed.evicting();
+                self.by_id.invalidate(id).await;
+                self.role_permissions.invalidate(id).await;
+            }
+            AccessEvent::Everything => {
+                self.feed.evicting();
+                self.by_id.invalidate_all();
+                self.by_api_key.invalidate_all();
+                self.role_permissions.invalidate_all();
+            }
+            AccessEvent::Session { .. }
+            | AccessEvent::User { .. }
+            | AccessEvent::Operator { .. } => {}
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! Users of a tenant, their statuses and roles.
+//! Users of a tenant, their statuses and roles. A change to a user's status, password or roles
+//! is announced (see [`crate::db::notify`]) in its own transaction, so that the user's sessions
+//! are held against it on the next request, on every server.
 
 use std::collections::HashMap;
 
@@ -12,8 +14,11 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::{
-    auth::tenant::TenantContext,
-    db::pinned::end_read,
+    auth::{access, tenant::TenantContext},
+    db::{
+        notify::{self, AccessEvent},
+        pinned::end_read,
+    },
     error::{AppError, AppResult},
     primitives::credentials::check_password_rules,
     state::AppState,
@@ -160,6 +165,7 @@ pub async fn update(
         }
         None => None,
     };
+    let narrows_access = changes.status.is_some() || password_hash.is_some();
     let txn = tenant.begin(&state.db).await?;
     let mut row = users::ActiveModel {
         id: sea_orm::ActiveValue::Unchanged(id),
@@ -181,8 +187,30 @@ pub async fn update(
         Err(err) => return Err(err.into()),
     }
     let user = fetch(&txn, id).await?;
-    txn.commit().await?;
+    if narrows_access {
+        commit_user_change(state, tenant, txn, id).await?;
+    } else {
+        txn.commit().await?;
+    }
     Ok(user)
+}
+
+/// Commits a change to user `id`'s access and announces it: published in the transaction for
+/// the other servers, applied here once committed.
+async fn commit_user_change(
+    state: &AppState,
+    tenant: &TenantContext,
+    txn: DatabaseTransaction,
+    id: Uuid,
+) -> AppResult<()> {
+    let event = AccessEvent::User {
+        tenant: tenant.tenant.id,
+        id,
+    };
+    notify::publish(&txn, &event).await?;
+    txn.commit().await?;
+    access::announce(state, event).await;
+    Ok(())
 }
 
 /// Gives a user a role; giving it twice changes nothing.
@@ -192,16 +220,54 @@ pub async fn assign_role(
     user_id: Uuid,
     role: &str,
 ) -> AppResult<User> {
+    change_role(state, tenant, user_id, role, RoleChange::Grant).await
+}
+
+/// Takes a role from a user; taking one they do not have changes nothing. The role stops
+/// counting on the user's next request.
+pub async fn remove_role(
+    state: &AppState,
+    tenant: &TenantContext,
+    user_id: Uuid,
+    role: &str,
+) -> AppResult<User> {
+    change_role(state, tenant, user_id, role, RoleChange::Revoke).await
+}
+
+enum RoleChange {
+    Grant,
+    Revoke,
+}
+
+async fn change_role(
+    state: &AppState,
+    tenant: &TenantContext,
+    user_id: Uuid,
+    role: &str,
+    change: RoleChange,
+) -> AppResult<User> {
     let names = [role.to_owned()];
     let mut faults = Faults::default();
     check_role_names(&mut faults, "role", &names);
     faults.finish()?;
     let txn = tenant.begin(&state.db).await?;
     let user = fetch(&txn, user_id).await?;
-    for role_id in role_ids(&txn, "role", &names).await? {
-        grant(&txn, user_id, role_id).await?;
+    let role_ids = role_ids(&txn, "role", &names).await?;
+    match change {
+        RoleChange::Grant => {
+            for role_id in role_ids {
+                grant(&txn, user_id, role_id).await?;
+            }
+        }
+        RoleChange::Revoke => {
+            user_roles::Entity::delete_many()
+                .filter(user_roles::Column::UserId.eq(user_id))
+                .filter(user_roles::Column::RoleId.is_in(role_ids))
+                .exec(&txn)
+                .await?;
+        }
     }
-    txn.commit().await?;
+    commit_user_change(state, tenant, txn, user_id).await?;
     Ok(user)
 }
 

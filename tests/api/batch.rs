@@ -278,10 +278,14 @@ async fn progress_subscribers_see_every_step_and_late_ones_miss_nothing() {
     assert_eq!(done.len(), 6);
     assert!(
         done.iter()
-            .all(|e| e["status"] == "SUCCEEDED" && e["total"] == 6)
+            .all(|e| e["status"] == "SUCCEEDED" && e["total"] == 6),
+        "{done:?}"
     );
     let last = live.last().unwrap();
-    assert!(last["tenantName"].is_null() && last["step"] == "DONE" && last["completed"] == 6);
+    assert!(
+        last["tenantName"].is_null() && last["step"] == "DONE" && last["completed"] == 6,
+        "the batch's own DONE comes last, with every tenant counted: {last}"
+    );
     for step in ["VALIDATE", "CREATE_SCHEMA", "MIGRATE", "SEED", "VERIFY"] {
         assert_eq!(
             live.iter()

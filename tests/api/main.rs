@@ -18,6 +18,7 @@ mod migrations;
 mod observability;
 mod pgbouncer;
 mod schema;
+mod sessions;
 mod tenant_auth;
 mod tenant_data;
 mod tenants;

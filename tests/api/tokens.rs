@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 use serde_json::json;
-use tenantgraph::auth::jwt::{AUDIENCE, Claims, ISSUER, JwtKeys, TokenKind};
+use tenantgraph::auth::jwt::{AUDIENCE, Claims, ISSUER, JwtKeys, TokenKind, TokenUse};
 use uuid::Uuid;
 
 use crate::helpers::{Gql, JWT_SECRET, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp};
@@ -15,12 +15,22 @@ fn keys(secret: &str) -> JwtKeys {
     JwtKeys::new(&secret.to_owned().into(), Duration::from_secs(3600))
 }
 
-/// Claims as the server would issue them for `operator`, valid for an hour.
-fn platform_claims(operator: Uuid) -> Claims {
+/// The bootstrap operator and the session of their real token.
+#[derive(Debug, Clone, Copy)]
+struct Holder {
+    operator: Uuid,
+    session: Uuid,
+}
+
+/// Claims as the server would issue them for `holder`, valid for an hour: forged with the real
+/// session, so that every refusal below is for the one thing each test changes.
+fn platform_claims(holder: Holder) -> Claims {
     let now = chrono::Utc::now().timestamp();
     Claims {
-        sub: operator,
+        sub: holder.operator,
         kind: TokenKind::Platform,
+        sid: holder.session,
+        typ: TokenUse::Access,
         iat: now,
         exp: now + 3600,
         iss: ISSUER.into(),
@@ -45,17 +55,18 @@ fn parts(token: &str) -> [&str; 3] {
     [parts[0], parts[1], parts[2]]
 }
 
-/// The app and the bootstrap operator's id and real token.
-async fn app_with_operator() -> (TestApp, Uuid, String) {
+/// The app, the bootstrap operator's id and session, and their real token.
+async fn app_with_operator() -> (TestApp, Holder, String) {
     let app = TestApp::spawn().await;
     let login = app.login(OPERATOR_EMAIL, OPERATOR_PASSWORD).await;
     let token = login.data()["login"]["token"].as_str().unwrap().to_owned();
-    let id = login.data()["login"]["user"]["id"]
+    let operator = login.data()["login"]["user"]["id"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    (app, id, token)
+    let session = app.state.jwt.verify(&token).unwrap().sid;
+    (app, Holder { operator, session }, token)
 }
 
 async fn me(app: &TestApp, token: &str) -> Gql {
@@ -63,7 +74,7 @@ async fn me(app: &TestApp, token: &str) -> Gql {
 }
 
 #[track_caller]
-fn assert_unauthenticated(response: &Gql, what: &str) {
+pub fn assert_unauthenticated(response: &Gql, what: &str) {
     assert_eq!(
         response.error_code(),
         "UNAUTHENTICATED",
@@ -80,8 +91,8 @@ fn assert_unauthenticated(response: &Gql, what: &str) {
 #[tokio::test]
 async fn a_token_forged_here_with_the_server_secret_is_accepted_so_the_refusals_below_mean_something()
  {
-    let (app, operator, _) = app_with_operator().await;
-    let forged = keys(JWT_SECRET).sign(&platform_claims(operator)).unwrap();
+    let (app, holder, _) = app_with_operator().await;
+    let forged = keys(JWT_SECRET).sign(&platform_claims(holder)).unwrap();
     assert_eq!(me(&app, &forged).await.data()["me"]["kind"], "PLATFORM");
 }
 
@@ -101,22 +112,25 @@ async fn an_alg_none_token_with_the_real_claims_is_unauthenticated() {
 
 #[tokio::test]
 async fn a_token_signed_with_another_secret_is_unauthenticated() {
-    let (app, operator, _) = app_with_operator().await;
+    let (app, holder, _) = app_with_operator().await;
     let foreign = keys("another-secret-another-secret-another-secret")
-        .sign(&platform_claims(operator))
+        .sign(&platform_claims(holder))
         .unwrap();
     assert_unauthenticated(&me(&app, &foreign).await, "foreign secret");
 }
 
 #[tokio::test]
 async fn a_token_whose_payload_was_changed_after_signing_is_unauthenticated() {
-    let (app, operator, token) = app_with_operator().await;
+    let (app, holder, token) = app_with_operator().await;
     let [header, _, signature] = parts(&token);
     let server_keys = keys(JWT_SECRET);
 
     // Another subject, then another kind, each spliced under the real token's signature.
-    let other_subject = platform_claims(Uuid::new_v4());
-    let mut other_kind = platform_claims(operator);
+    let other_subject = platform_claims(Holder {
+        operator: Uuid::new_v4(),
+        ..holder
+    });
+    let mut other_kind = platform_claims(holder);
     other_kind.kind = TokenKind::TenantUser;
     other_kind.tid = Some(Uuid::new_v4());
     other_kind.schema = Some("tenant_acme".into());
@@ -128,7 +142,7 @@ async fn a_token_whose_payload_was_changed_after_signing_is_unauthenticated() {
     }
 
     // The raw payload edited in place: the JSON of the real claims with `sub` swapped.
-    let mut claims = platform_claims(operator);
+    let mut claims = platform_claims(holder);
     claims.sub = Uuid::new_v4();
     let payload = base64url(serde_json::to_string(&claims).unwrap().as_bytes());
     assert_unauthenticated(
@@ -139,8 +153,8 @@ async fn a_token_whose_payload_was_changed_after_signing_is_unauthenticated() {
 
 #[tokio::test]
 async fn an_expired_token_is_unauthenticated() {
-    let (app, operator, _) = app_with_operator().await;
-    let mut claims = platform_claims(operator);
+    let (app, holder, _) = app_with_operator().await;
+    let mut claims = platform_claims(holder);
     claims.iat -= 7200;
     claims.exp = chrono::Utc::now().timestamp() - 600;
     let expired = keys(JWT_SECRET).sign(&claims).unwrap();
@@ -149,15 +163,15 @@ async fn an_expired_token_is_unauthenticated() {
 
 #[tokio::test]
 async fn a_token_for_another_audience_or_from_another_issuer_is_unauthenticated() {
-    let (app, operator, _) = app_with_operator().await;
+    let (app, holder, _) = app_with_operator().await;
     let server_keys = keys(JWT_SECRET);
 
-    let mut claims = platform_claims(operator);
+    let mut claims = platform_claims(holder);
     claims.aud = "someone-else".into();
     let wrong_audience = server_keys.sign(&claims).unwrap();
     assert_unauthenticated(&me(&app, &wrong_audience).await, "wrong audience");
 
-    let mut claims = platform_claims(operator);
+    let mut claims = platform_claims(holder);
     claims.iss = "not-tenantgraph".into();
     let wrong_issuer = server_keys.sign(&claims).unwrap();
     assert_unauthenticated(&me(&app, &wrong_issuer).await, "wrong issuer");
@@ -166,9 +180,19 @@ async fn a_token_for_another_audience_or_from_another_issuer_is_unauthenticated(
 #[tokio::test]
 async fn a_token_of_an_operator_that_does_not_exist_is_unauthenticated() {
     let (app, _, _) = app_with_operator().await;
-    let stranger = keys(JWT_SECRET)
-        .sign(&platform_claims(Uuid::new_v4()))
+    // A live session row and all, only the operator is not there.
+    let stranger = Holder {
+        operator: Uuid::new_v4(),
+        session: Uuid::new_v4(),
+    };
+    app.db()
+        .execute_unprepared(&format!(
+            "INSERT INTO public.sessions (id, kind, user_id) VALUES ('{}', 'platform', '{}')",
+            stranger.session, stranger.operator
+        ))
+        .await
         .unwrap();
+    let stranger = keys(JWT_SECRET).sign(&platform_claims(stranger)).unwrap();
     assert_unauthenticated(&me(&app, &stranger).await, "unknown operator");
 }
 
@@ -214,15 +238,15 @@ async fn malformed_authorization_headers_are_unauthenticated_not_anonymous() {
 
 #[tokio::test]
 async fn the_real_token_still_works_after_every_kind_of_forgery_was_refused() {
-    let (app, operator, token) = app_with_operator().await;
+    let (app, holder, token) = app_with_operator().await;
     let [header, payload, _] = parts(&token);
-    let mut expired = platform_claims(operator);
+    let mut expired = platform_claims(holder);
     expired.exp = chrono::Utc::now().timestamp() - 600;
     let forgeries = [
         format!("{}.{payload}.", base64url(br#"{"alg":"none","typ":"JWT"}"#)),
         format!("{header}.{payload}.{}", base64url(b"not the signature")),
         keys("another-secret-another-secret-another-secret")
-            .sign(&platform_claims(operator))
+            .sign(&platform_claims(holder))
             .unwrap(),
         keys(JWT_SECRET).sign(&expired).unwrap(),
     ];

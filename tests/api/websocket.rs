@@ -344,16 +344,10 @@ async fn a_socket_is_closed_with_4401_when_its_token_expires() {
     use tenantgraph::auth::jwt::{JwtKeys, TokenKind};
 
     let app = TestApp::spawn().await;
-    let me = app
-        .graphql(
-            "{ me { user { id } } }",
-            json!({}),
-            Some(&app.operator_token().await),
-        )
-        .await;
-    let operator = uuid::Uuid::parse_str(me.data()["me"]["user"]["id"].as_str().unwrap()).unwrap();
+    // A token of the operator's real session that ends in two seconds.
+    let session = app.state.jwt.verify(&app.operator_token().await).unwrap();
     let short = JwtKeys::new(&JWT_SECRET.to_owned().into(), Duration::from_secs(2))
-        .issue(TokenKind::Platform, operator, None)
+        .issue(TokenKind::Platform, session.sub, session.sid, None)
         .unwrap();
     let mut socket = app.websocket().await;
     assert_eq!(

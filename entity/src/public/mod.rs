@@ -8,4 +8,6 @@ pub mod platform_users;
 pub mod provisioning_batches;
 pub mod provisioning_events;
 pub mod provisioning_jobs;
+pub mod refresh_tokens;
+pub mod sessions;
 pub mod tenants;

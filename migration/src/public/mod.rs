@@ -4,6 +4,7 @@ mod m20260101_000001_create_tenants;
 mod m20260101_000002_create_platform_users;
 mod m20260101_000003_create_audit_events;
 mod m20260101_000004_create_provisioning_batches;
+mod m20261129_000005_create_sessions;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
@@ -11,5 +12,6 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20260101_000002_create_platform_users::Migration),
         Box::new(m20260101_000003_create_audit_events::Migration),
         Box::new(m20260101_000004_create_provisioning_batches::Migration),
+        Box::new(m20261129_000005_create_sessions::Migration),
     ]
 }

@@ -1,13 +1,20 @@
-//! `login` and `me`.
+//! `login`, `me`, and sessions: `refreshToken`, `logout`, `revokeSessions`,
+//! `revokeTenantSessions`.
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 use secrecy::SecretString;
 
 use crate::{
-    auth::{Principal, operators, tenant::TenantActor, tenant_login},
+    audit::Actor,
+    auth::{
+        Principal, operators,
+        sessions::{self, ClientInfo, SessionTokens},
+        tenant::{Permission, TenantActor},
+        tenant_login,
+    },
     error::AppError,
-    graphql::{ContextExt, tenants::Tenant},
+    graphql::{ContextExt, parse_id, tenants::Tenant},
     tenancy::registry,
 };
 
@@ -44,12 +51,30 @@ pub struct LoginInput {
     pub tenant: Option<String>,
 }
 
+/// A session's tokens and whom they are for.
 #[derive(SimpleObject)]
 pub struct AuthPayload {
+    /// The access token (a short-lived JWT naming its session): `Authorization: Bearer <token>`.
     pub token: String,
+    /// When `token` expires; get a new one with `refreshToken` before then.
     pub expires_at: DateTime<Utc>,
+    /// Exchanged once for a new pair with `refreshToken`; a used one presented again ends the
+    /// session.
+    pub refresh_token: String,
     pub user: ViewerUser,
     pub tenant: Option<Tenant>,
+}
+
+impl AuthPayload {
+    fn new(tokens: SessionTokens, user: ViewerUser, tenant: Option<Tenant>) -> Self {
+        AuthPayload {
+            expires_at: expiry(tokens.access.claims.exp),
+            token: tokens.access.token,
+            refresh_token: tokens.refresh_token,
+            user,
+            tenant,
+        }
+    }
 }
 
 const PLATFORM_ROLE: &str = "platform_admin";
@@ -64,11 +89,7 @@ impl AuthQuery {
         match &ctx.request().principal {
             Principal::Platform(operator) => Ok(Viewer {
                 kind: ViewerKind::Platform,
-                user: Some(ViewerUser {
-                    id: ID(operator.id.to_string()),
-                    email: operator.email.clone(),
-                    roles: vec![PLATFORM_ROLE.to_owned()],
-                }),
+                user: Some(platform_user(operator.id, operator.email.clone())),
                 tenant: None,
             }),
             Principal::Tenant(context) => {
@@ -106,14 +127,15 @@ pub struct AuthMutation;
 
 #[Object]
 impl AuthMutation {
-    /// Exchanges an email and password for a token. Without `tenant` this is a platform
-    /// operator login.
+    /// Exchanges an email and password for a session: an access token and a refresh token.
+    /// Without `tenant` this is a platform operator login.
     async fn login(
         &self,
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.state();
+        let request = ctx.request();
         let password = SecretString::from(input.password);
         if let Some(tenant) = input.tenant {
             let logged_in = tenant_login::login(
@@ -121,33 +143,105 @@ impl AuthMutation {
                 &tenant,
                 &input.email,
                 password,
-                ctx.request().client_addr,
+                request.client_addr,
+                request.user_agent.as_deref(),
             )
             .await?;
-            return Ok(AuthPayload {
-                expires_at: expiry(logged_in.token.claims.exp),
-                token: logged_in.token.token,
-                user: ViewerUser {
+            return Ok(AuthPayload::new(
+                logged_in.tokens,
+                ViewerUser {
                     id: ID(logged_in.user_id.to_string()),
                     email: logged_in.email,
                     roles: logged_in.roles,
                 },
-                tenant: Some(Tenant(logged_in.tenant)),
-            });
+                Some(Tenant(logged_in.tenant)),
+            ));
         }
-        let (issued, operator) =
-            operators::login(state, &input.email, password, ctx.request().client_addr).await?;
-        Ok(AuthPayload {
-            token: issued.token,
-            expires_at: expiry(issued.claims.exp),
-            user: ViewerUser {
-                id: ID(operator.id.to_string()),
-                email: operator.email,
-                roles: vec![PLATFORM_ROLE.to_owned()],
-            },
-            tenant: None,
-        })
+        let (tokens, operator) = operators::login(
+            state,
+            &input.email,
+            password,
+            request.client_addr,
+            request.user_agent.as_deref(),
+        )
+        .await?;
+        Ok(AuthPayload::new(
+            tokens,
+            platform_user(operator.id, operator.email),
+            None,
+        ))
     }
+
+    /// Exchanges a refresh token for a new access token and a new refresh token. Each refresh
+    /// token works once; presenting a used one again ends its session.
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let refreshed = sessions::refresh(
+            ctx.state(),
+            &refresh_token,
+            &ClientInfo::from(ctx.request()),
+        )
+        .await?;
+        let user = match &refreshed.tenant {
+            None => platform_user(refreshed.user_id, refreshed.email),
+            Some(_) => ViewerUser {
+                id: ID(refreshed.user_id.to_string()),
+                email: refreshed.email,
+                roles: refreshed.roles,
+            },
+        };
+        Ok(AuthPayload::new(
+            refreshed.tokens,
+            user,
+            refreshed.tenant.map(Tenant),
+        ))
+    }
+
+    /// Ends the caller's session: its access and refresh tokens stop working at once.
+    async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        sessions::logout(ctx.state(), ctx.request()).await?;
+        Ok(true)
+    }
+
+    /// Ends every session of a user of the caller's tenant (`users:write`); returns how many
+    /// were live.
+    async fn revoke_sessions(&self, ctx: &Context<'_>, user_id: ID) -> async_graphql::Result<i32> {
+        let request = ctx.request();
+        let tenant = request.require_tenant(Permission::UsersWrite)?;
+        let user_id = parse_id("userId", &user_id)?;
+        let ended = sessions::revoke_user_sessions(ctx.state(), request, tenant, user_id).await?;
+        Ok(count(ended))
+    }
+
+    /// Ends every session of every user of a tenant (platform operators); returns how many were
+    /// live. The tenant stays active: its users can log in again.
+    async fn revoke_tenant_sessions(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+    ) -> async_graphql::Result<i32> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let tenant_id = parse_id("tenantId", &tenant_id)?;
+        let ended =
+            sessions::revoke_tenant_sessions(ctx.state(), &Actor::from(request), tenant_id).await?;
+        Ok(count(ended))
+    }
+}
+
+fn platform_user(id: uuid::Uuid, email: String) -> ViewerUser {
+    ViewerUser {
+        id: ID(id.to_string()),
+        email,
+        roles: vec![PLATFORM_ROLE.to_owned()],
+    }
+}
+
+fn count(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 fn expiry(exp: i64) -> DateTime<Utc> {

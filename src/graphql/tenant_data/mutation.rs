@@ -59,6 +59,21 @@ impl TenantDataMutation {
         Ok(User(user))
     }
 
+    /// Takes a role from the user; one they do not have is fine (`users:write`). It stops
+    /// counting on the user's next request.
+    async fn remove_role(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        role: String,
+    ) -> async_graphql::Result<User> {
+        let tenant = ctx.request().require_tenant(Permission::UsersWrite)?;
+        let id = parse_id("userId", &user_id)?;
+        let user = users::remove_role(ctx.state(), tenant, id, &role).await?;
+        loaders(ctx)?.forget();
+        Ok(User(user))
+    }
+
     /// Records a person; the acting user is its creator (`people:write`).
     async fn create_person(
         &self,
