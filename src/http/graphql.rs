@@ -151,7 +151,11 @@ async fn execute(
     principal.record_tenant(&tracing::Span::current());
     let context = RequestContext {
         principal,
-        client_addr: Some(peer.ip()),
+        client_addr: Some(super::client_addr::client_addr(
+            &http.state.config.trusted_proxies,
+            peer.ip(),
+            headers,
+        )),
     };
     let response = match batch {
         BatchRequest::Single(request) => {

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashSet,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -45,6 +45,8 @@ pub async fn upgrade(
     if !origin_allowed(&http.state.config.cors_origins, &headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
+    let client =
+        super::client_addr::client_addr(&http.state.config.trusted_proxies, peer.ip(), &headers);
     // The same choice async-graphql makes: the new protocol when the client offers it.
     let refusal_format = if headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -59,7 +61,7 @@ pub async fn upgrade(
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(http, socket, protocol, refusal_format, peer))
+        .on_upgrade(move |socket| serve(http, socket, protocol, refusal_format, client))
         .into_response()
 }
 
@@ -95,7 +97,7 @@ async fn serve(
     socket: WebSocket,
     protocol: GraphQLProtocol,
     refusal_format: WebSocketProtocols,
-    peer: SocketAddr,
+    client: IpAddr,
 ) {
     let (mut socket_sink, socket_stream) = socket.split();
     let (outgoing, mut outgoing_rx) = mpsc::channel::<Message>(64);
@@ -135,7 +137,7 @@ async fn serve(
                 principal.record_tenant(&span);
                 Ok(crate::graphql::operation_data(RequestContext {
                     principal,
-                    client_addr: Some(peer.ip()),
+                    client_addr: Some(client),
                 }))
             })
             .serve();
