@@ -170,8 +170,8 @@ pub async fn prepare_state(
     };
     Ok(Arc::new(AppState {
         jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
+        passwords: PasswordHasherPool::new(config.password_hash_queue, metrics.clone()),
         config,
-        passwords: PasswordHasherPool::default(),
         metrics,
         directory: Default::default(),
         login_throttle: Default::default(),

@@ -17,5 +17,6 @@ mod schema;
 mod tenant_auth;
 mod tenant_data;
 mod tenants;
+mod throttle;
 mod tokens;
 mod websocket;
