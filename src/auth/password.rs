@@ -1,7 +1,8 @@
-//! argon2id password hashing on a bounded pool of its own, so it never stalls the async runtime
-//! and never queues minutes of CPU work.
+//! argon2id password hashing on a bounded pool of its own, so it never stalls the async runtime,
+//! never queues minutes of CPU work, and never grows the heap.
 
 use std::{
+    cell::RefCell,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -35,6 +36,9 @@ const FIRST_GUESS_MICROS: u64 = 50_000;
 ///   queue full is answered `RATE_LIMITED` with `retryAfterSeconds` at once, instead of queueing
 ///   CPU work for minutes; hashing for a new account (an authenticated operation) waits for a
 ///   place instead, as async tasks that hold no memory.
+/// - **Bounded memory**: each hashing thread fills one 19 MiB block buffer of its own, allocated
+///   once and reused by every job; no job allocates or frees its blocks, so nothing is left in
+///   the allocator's arenas.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     inner: Arc<Pool>,
@@ -195,9 +199,23 @@ fn params() -> Params {
     Params::new(MEMORY_KIB, PASSES, LANES, None).expect("valid argon2 parameters")
 }
 
-/// Runs `fill` on `count` blocks of argon2 memory, allocated for this one job.
-fn with_blocks<T>(count: usize, fill: impl FnOnce(&mut [Block]) -> T) -> T {
-    fill(&mut vec![Block::default(); count])
+thread_local! {
+    /// This thread's argon2 memory, allocated by its first job and reused by every later one.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `fill` on `count` blocks of this thread's reused buffer. A stored hash of a larger cost
+/// than ours gets a buffer of its own for that one job, so the kept buffer never grows past it.
+fn with_thread_blocks<T>(count: usize, fill: impl FnOnce(&mut [Block]) -> T) -> T {
+    if count > params().block_count() {
+        return fill(&mut vec![Block::default(); count]);
+    }
+    BLOCKS.with_borrow_mut(|blocks| {
+        if blocks.len() < count {
+            blocks.resize(count, Block::default());
+        }
+        fill(&mut blocks[..count])
+    })
 }
 
 /// Computes the argon2 output of `password` and `salt` with the given settings, into a buffer of
@@ -213,7 +231,7 @@ fn compute(
         .decode_b64(&mut salt_buffer)
         .map_err(|e| anyhow::anyhow!("argon2 salt: {e}"))?;
     Output::init_with(len, |out| {
-        with_blocks(argon2.params().block_count(), |blocks| {
+        with_thread_blocks(argon2.params().block_count(), |blocks| {
             argon2.hash_password_into_with_memory(password, salt, out, blocks)
         })
         .map_err(Into::into)
@@ -324,6 +342,18 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_thread_reuses_its_blocks_and_a_costlier_hash_does_not_grow_them() {
+        let count = params().block_count();
+        let address = |count| with_thread_blocks(count, |blocks| blocks.as_ptr() as usize);
+        let kept = address(count);
+        assert_eq!(address(count), kept);
+        assert_eq!(address(count / 2), kept);
+        assert_ne!(address(count + 8), kept);
+        assert_eq!(address(count), kept);
+        BLOCKS.with_borrow(|blocks| assert_eq!(blocks.len(), count));
     }
 
     #[tokio::test]
