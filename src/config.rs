@@ -5,6 +5,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use ipnet::IpNet;
 use secrecy::SecretString;
 
 use crate::primitives::{
@@ -73,6 +74,10 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// Peers whose `X-Forwarded-For` is believed (reverse proxies, load balancers).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Password hashing jobs running or waiting at once; a login past it is `RATE_LIMITED`.
+    pub password_hash_queue: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +230,17 @@ impl Config {
                 })?,
         };
 
+        let trusted_proxies = match env.text("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => parse_networks(&list).ok_or_else(|| {
+                ConfigError::new(
+                    "TRUSTED_PROXIES",
+                    list.clone(),
+                    "a comma-separated list of addresses or CIDR networks such as 10.0.0.0/8",
+                )
+            })?,
+        };
+
         Ok(Config {
             database_url,
             database_max_connections: env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=500)?,
@@ -276,8 +292,33 @@ impl Config {
                     return Err(ConfigError::new("LOG_FORMAT", other, "pretty or json"));
                 }
             },
+            trusted_proxies,
+            password_hash_queue: env.number(
+                "PASSWORD_HASH_QUEUE",
+                default_password_hash_queue(),
+                1..=4096,
+            )?,
         })
     }
+}
+
+/// Four password hashing jobs per core: a burst waits its turn for at most a few hashes' time.
+pub fn default_password_hash_queue() -> usize {
+    4 * std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Reads `a.b.c.d/n, x:y::/n, a.b.c.d, ...`; a bare address is a network of that one address.
+fn parse_networks(list: &str) -> Option<Vec<IpNet>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .ok()
+                .or_else(|| item.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+                .map(|net| net.trunc())
+        })
+        .collect()
 }
 
 /// Checks an origin of the form `scheme://host[:port]` and returns it normalised (no trailing /).
@@ -414,6 +455,9 @@ mod tests {
             ("DATABASE_DIRECT_URL", "localhost:5432"),
             ("DATABASE_POOLER", "pgpool"),
             ("JWT_SECRET", "short"),
+            ("TRUSTED_PROXIES", "127.0.0.1/33"),
+            ("TRUSTED_PROXIES", "127.0.0.1, proxy"),
+            ("PASSWORD_HASH_QUEUE", "0"),
         ];
         for (variable, value) in cases {
             let err = config_with(&[(variable, value)]).unwrap_err();
@@ -474,6 +518,27 @@ mod tests {
             config.cors_origins,
             vec!["https://app.example.com", "http://localhost:3000"]
         );
+    }
+
+    #[test]
+    fn trusted_proxies_take_networks_and_bare_addresses() {
+        let config = config_with(&[("TRUSTED_PROXIES", "127.0.0.0/8, ::1,127.0.0.9/24")]).unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["127.0.0.0/8", "::1/128", "127.0.0.0/24"]);
+        assert!(config_with(&[]).unwrap().trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn the_password_hash_queue_defaults_to_four_jobs_per_core() {
+        let config = config_with(&[]).unwrap();
+        assert_eq!(config.password_hash_queue, default_password_hash_queue());
+        assert!(config.password_hash_queue >= 4);
+        let config = config_with(&[("PASSWORD_HASH_QUEUE", "1")]).unwrap();
+        assert_eq!(config.password_hash_queue, 1);
     }
 
     #[test]

@@ -191,8 +191,8 @@ pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<Share
     let feed = AccessFeed::new();
     Ok(Arc::new(AppState {
         jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
+        passwords: PasswordHasherPool::new(config.password_hash_queue, metrics.clone()),
         config,
-        passwords: PasswordHasherPool::default(),
         metrics,
         directory: TenantDirectory::new(feed.clone()),
         access: Access::new(feed),

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tenantgraph_bench::{Bench, Options, table};
+use tenantgraph_bench::{Bench, Options, curve_table, default_server_bin, table};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -13,6 +13,8 @@ enum Scenario {
     Query,
     Login,
     Memory,
+    /// The release server in its own process: its RSS over provisioning and a mixed load.
+    ServerMemory,
 }
 
 /// tenantgraph benchmarks; each scenario measures its baseline in the same run.
@@ -29,7 +31,13 @@ struct Cli {
     /// Tenants registered without schemas for `memory`.
     #[arg(long, default_value_t = 10_000)]
     registered: usize,
-    /// Write the results as JSON here.
+    /// Seconds of the mixed load of `server-memory`.
+    #[arg(long, default_value_t = 60)]
+    memory_seconds: u64,
+    /// The server binary `server-memory` starts (default: `tenantgraph` beside this program).
+    #[arg(long)]
+    server_bin: Option<std::path::PathBuf>,
+    /// Write the results as JSON here (`rows`, and `server_rss`: the curve of `server-memory`).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
@@ -41,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         tenants: cli.n,
         load: Duration::from_secs(cli.seconds),
         registered: cli.registered,
+        memory_load: Duration::from_secs(cli.memory_seconds),
         ..Options::default()
     };
     let total = (cli.n + (cli.n / 2).max(1)) as u64;
@@ -50,10 +59,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut bench = Bench::start(options).await?;
     let wanted = |scenario: Scenario| cli.scenario == Scenario::All || cli.scenario == scenario;
-    // Every scenario needs tenants: provisioning always runs first.
-    bar.set_message("provision");
-    bench.provision(&bar).await?;
-    bar.finish_and_clear();
+    // Every scenario of the in-process server needs tenants: provisioning runs first.
+    if cli.scenario != Scenario::ServerMemory {
+        bar.set_message("provision");
+        bench.provision(&bar).await?;
+        bar.finish_and_clear();
+    }
     if wanted(Scenario::MigrateNoop) {
         eprintln!("migrate-noop …");
         bench.migrate_noop().await?;
@@ -74,10 +85,28 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("memory …");
         bench.memory().await?;
     }
+    let mut curve = Vec::new();
+    if wanted(Scenario::ServerMemory) {
+        eprintln!("server-memory …");
+        let bar = ProgressBar::new(cli.n as u64).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} server-memory provision ({elapsed})",
+            )
+            .expect("valid progress template"),
+        );
+        let server_bin = cli.server_bin.unwrap_or_else(default_server_bin);
+        curve = bench.server_memory(&server_bin, &bar).await?;
+        bar.finish_and_clear();
+    }
     let rows = bench.finish().await?;
     print!("{}", table(&rows));
+    if !curve.is_empty() {
+        let every = (curve.len() as f64 / 20.0).ceil().max(1.0);
+        print!("\n{}", curve_table(&curve, every));
+    }
     if let Some(path) = cli.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+        let results = serde_json::json!({ "rows": rows, "server_rss": curve });
+        std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
     }
     Ok(())
 }

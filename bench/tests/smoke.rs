@@ -4,6 +4,27 @@ use std::time::Duration;
 
 use tenantgraph_bench::{Bench, Options};
 
+/// The server binary of this build (`target/<profile>/tenantgraph`, beside this test's `deps/`),
+/// built first when it is missing.
+fn server_bin() -> std::path::PathBuf {
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_owned();
+    let bin = profile_dir.join("tenantgraph");
+    if !bin.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = std::process::Command::new(cargo)
+            .args(["build", "-p", "tenantgraph", "--bin", "tenantgraph"])
+            .status()
+            .unwrap();
+        assert!(built.success(), "building the server binary");
+    }
+    bin
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_runs_and_reports_finite_numbers() {
     let options = Options {
@@ -11,6 +32,7 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         load: Duration::from_millis(500),
         clients: 2,
         registered: 20,
+        memory_load: Duration::from_secs(2),
     };
     let mut bench = Bench::start(options).await.unwrap();
     bench
@@ -22,7 +44,24 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
     bench.query().await.unwrap();
     bench.login().await.unwrap();
     bench.memory().await.unwrap();
+    let curve = bench
+        .server_memory(&server_bin(), &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
     let rows = bench.finish().await.unwrap();
+    assert!(!curve.is_empty(), "the server's RSS was sampled");
+    for sample in &curve {
+        assert!(sample.rss_mb > 0.0 && sample.seconds >= 0.0, "{sample:?}");
+    }
+    assert!(
+        curve
+            .windows(2)
+            .all(|pair| pair[0].seconds <= pair[1].seconds)
+    );
+    assert!(
+        tenantgraph_bench::curve_table(&curve, 1.0).lines().count() >= 3,
+        "a header and at least one sample"
+    );
     for scenario in [
         "provision",
         "migrate-noop",
@@ -30,6 +69,7 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         "query",
         "login",
         "memory",
+        "server-memory",
     ] {
         assert!(
             rows.iter().any(|row| row.scenario == scenario),

@@ -118,21 +118,19 @@ pub async fn login(
 ) -> AppResult<(SessionTokens, platform_users::Model)> {
     check_login_lengths(email, password.expose_secret())?;
     let keys = AttemptKeys::new("platform", email, client);
-    state.login_throttle.check(&keys).await?;
+    // Counted before the password is verified; a failure keeps the count.
+    let mut attempt = state.login_throttle.reserve(&keys).await?;
     let operator = platform_users::Entity::find()
         .filter(platform_users::Column::Email.eq(email_key(email)))
         .one(&state.db)
         .await?;
     let stored_hash = operator.as_ref().map(|op| op.password_hash.clone());
-    let password_ok = state.passwords.verify(password, stored_hash).await?;
+    let password_ok = attempt.checked(state.passwords.verify(password, stored_hash).await)?;
     let operator = match operator {
         Some(operator) if password_ok && operator.is_active => operator,
-        _ => {
-            state.login_throttle.record_failure(&keys).await;
-            return Err(AppError::invalid_credentials());
-        }
+        _ => return Err(AppError::invalid_credentials()),
     };
-    state.login_throttle.record_success(&keys).await;
+    attempt.succeeded();
     let txn = state.db.begin().await?;
     platform_users::Entity::update_many()
         .col_expr(

@@ -1,5 +1,5 @@
 //! Tenant user login: the tenant by domain or schema, the user in the tenant's own schema, one
-//! answer for every kind of failure, and throttling of repeated failures.
+//! answer for every kind of failure, and throttling that counts an attempt before verifying it.
 
 use entity::public::tenants;
 use sea_orm::{
@@ -69,23 +69,22 @@ pub async fn login(
         .as_ref()
         .map_or_else(|| format!("unknown:{tenant_ref}"), |t| t.id.to_string());
     let keys = AttemptKeys::new(&scope, email, client);
-    state.login_throttle.check(&keys).await?;
+    // Counted before the password is verified; a failure keeps the count.
+    let mut attempt = state.login_throttle.reserve(&keys).await?;
 
     let user = match &tenant {
         Some(tenant) => find_user(state, tenant, email).await?,
         None => None,
     };
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let password_ok = state.passwords.verify(password, stored_hash).await?;
+    let password_ok = attempt.checked(state.passwords.verify(password, stored_hash).await)?;
     let (Some(tenant), Some(user)) = (tenant, user) else {
-        state.login_throttle.record_failure(&keys).await;
         return Err(AppError::invalid_credentials());
     };
     if !(password_ok && user.active) {
-        state.login_throttle.record_failure(&keys).await;
         return Err(AppError::invalid_credentials());
     }
-    state.login_throttle.record_success(&keys).await;
+    attempt.succeeded();
 
     let schema = schema_of(&tenant);
     let txn = begin_in_schema(&state.db, &schema).await?;

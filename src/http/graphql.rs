@@ -206,7 +206,11 @@ async fn execute(
     principal.record_tenant(&tracing::Span::current());
     let context = RequestContext {
         principal,
-        client_addr: Some(peer.ip()),
+        client_addr: Some(super::client_addr::client_addr(
+            &http.state.config.trusted_proxies,
+            peer.ip(),
+            headers,
+        )),
         user_agent: super::user_agent(headers),
     };
     let response = match batch {

@@ -1,5 +1,6 @@
 //! The HTTP surface: routes and the tower layers around them.
 
+pub mod client_addr;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;

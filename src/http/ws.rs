@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashSet,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -49,6 +49,8 @@ pub async fn upgrade(
     if !origin_allowed(&http.state.config.cors_origins, &headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
+    let client =
+        super::client_addr::client_addr(&http.state.config.trusted_proxies, peer.ip(), &headers);
     // The same choice async-graphql makes: the new protocol when the client offers it.
     let kind = if headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
@@ -64,7 +66,7 @@ pub async fn upgrade(
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(http, socket, protocol, kind, peer, user_agent))
+        .on_upgrade(move |socket| serve(http, socket, protocol, kind, client, user_agent))
         .into_response()
 }
 
@@ -108,7 +110,7 @@ async fn serve(
     socket: WebSocket,
     protocol: GraphQLProtocol,
     kind: WebSocketProtocols,
-    peer: SocketAddr,
+    client: IpAddr,
     user_agent: Option<String>,
 ) {
     let (mut socket_sink, socket_stream) = socket.split();
@@ -181,7 +183,7 @@ async fn serve(
                     data.insert(SocketCredentials {
                         bearer: credentials.bearer.map(str::to_owned),
                         api_key: credentials.api_key.map(str::to_owned),
-                        client_addr: peer.ip(),
+                        client_addr: client,
                         user_agent,
                         on_refused: Arc::new(move || {
                             end_tx.send_replace(SocketEnd::Ended);

@@ -1,5 +1,5 @@
-//! Prometheus metrics: GraphQL request counts and latency per operation name, and the number of
-//! SQL statements sent. Served by `GET /metrics`.
+//! Prometheus metrics: GraphQL request counts and latency per operation name, the number of SQL
+//! statements sent, and the password hashing jobs run or turned away. Served by `GET /metrics`.
 
 use std::{
     collections::HashSet,
@@ -27,6 +27,12 @@ struct OperationNameLabel {
     operation: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PasswordJobLabel {
+    /// `hash` or `verify`.
+    kind: &'static str,
+}
+
 /// The server's metrics registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -34,6 +40,8 @@ pub struct Metrics {
     requests: Family<OperationLabels, Counter>,
     durations: Family<OperationNameLabel, Histogram>,
     db_statements: Counter,
+    password_jobs: Family<PasswordJobLabel, Counter>,
+    password_queue_full: Counter,
     known_operations: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -62,11 +70,25 @@ impl Default for Metrics {
             "SQL statements sent to PostgreSQL",
             db_statements.clone(),
         );
+        let password_jobs = Family::<PasswordJobLabel, Counter>::default();
+        registry.register(
+            "password_jobs",
+            "argon2id jobs run (kind hash or verify)",
+            password_jobs.clone(),
+        );
+        let password_queue_full = Counter::default();
+        registry.register(
+            "password_queue_full",
+            "Logins answered RATE_LIMITED because the password hashing queue was full",
+            password_queue_full.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             requests,
             durations,
             db_statements,
+            password_jobs,
+            password_queue_full,
             known_operations: Arc::default(),
         }
     }
@@ -94,6 +116,30 @@ impl Metrics {
     /// SQL statements sent so far.
     pub fn db_statements(&self) -> u64 {
         self.db_statements.get()
+    }
+
+    /// Records one argon2id job about to run: `verify` (a login) or `hash`.
+    pub fn count_password_job(&self, verify: bool) {
+        let kind = if verify { "verify" } else { "hash" };
+        self.password_jobs
+            .get_or_create(&PasswordJobLabel { kind })
+            .inc();
+    }
+
+    /// Passwords verified so far (logins that reached argon2id).
+    pub fn password_verifications(&self) -> u64 {
+        self.password_jobs
+            .get_or_create(&PasswordJobLabel { kind: "verify" })
+            .get()
+    }
+
+    pub fn count_password_queue_full(&self) {
+        self.password_queue_full.inc();
+    }
+
+    /// Logins turned away because the hashing queue was full.
+    pub fn password_queue_full(&self) -> u64 {
+        self.password_queue_full.get()
     }
 
     fn operation_label(&self, name: Option<&str>) -> String {

@@ -441,6 +441,17 @@ impl TestApp {
     }
 
     /// A tenant of `domain` with an admin, a member, a viewer and its API key.
+    /// A tenant with only its first admin `admin@<domain>`; returns (tenant id, API key).
+    pub async fn tenant_with_admin(&self, operator: &str, domain: &str) -> (String, String) {
+        let mut input = tenant_input(domain);
+        input["admin"] = json!({ "email": format!("admin@{domain}"), "password": TENANT_PASSWORD });
+        let created = self.create_tenant(operator, input).await;
+        (
+            created["tenant"]["id"].as_str().unwrap().to_owned(),
+            created["apiKey"].as_str().unwrap().to_owned(),
+        )
+    }
+
     pub async fn with_tenant(&self, domain: &str) -> TestTenant {
         let operator = self.operator_token().await;
         let mut input = tenant_input(domain);

@@ -22,5 +22,6 @@ mod sessions;
 mod tenant_auth;
 mod tenant_data;
 mod tenants;
+mod throttle;
 mod tokens;
 mod websocket;

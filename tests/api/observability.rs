@@ -4,14 +4,14 @@ use serde_json::json;
 
 use crate::helpers::TestApp;
 
-async fn metrics(app: &TestApp) -> String {
+pub async fn metrics(app: &TestApp) -> String {
     let response = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     response.text().await.unwrap()
 }
 
 /// The value on the exposition line that starts with `series ` (name and labels), if any.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map(|value| value.trim().parse().expect("a numeric sample"))

@@ -21,17 +21,6 @@ use crate::{
     tokens::assert_unauthenticated,
 };
 
-/// A tenant with an admin `admin@<domain>`; returns (tenant id, API key).
-async fn tenant_with_admin(app: &TestApp, operator: &str, domain: &str) -> (String, String) {
-    let mut input = tenant_input(domain);
-    input["admin"] = json!({ "email": format!("admin@{domain}"), "password": ADMIN_PASSWORD });
-    let created = app.create_tenant(operator, input).await;
-    (
-        created["tenant"]["id"].as_str().unwrap().to_owned(),
-        created["apiKey"].as_str().unwrap().to_owned(),
-    )
-}
-
 const LOGIN: &str = "mutation($input: LoginInput!) { \
     login(input: $input) { token refreshToken expiresAt user { id email roles } tenant { id } } }";
 const REFRESH: &str = "mutation($token: String!) { \
@@ -88,7 +77,7 @@ struct World {
 async fn world(domain: &str) -> World {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
-    let (tenant_id, api_key) = tenant_with_admin(&app, &operator, domain).await;
+    let (tenant_id, api_key) = app.tenant_with_admin(&operator, domain).await;
     let admin = Tokens::from(
         &login(
             &app,
@@ -741,7 +730,7 @@ async fn revoke_sessions_ends_every_session_of_one_user() {
 #[tokio::test]
 async fn an_operator_ends_every_session_of_a_tenant_and_deactivation_does_too() {
     let w = world("ended.sessions").await;
-    let (_, _) = tenant_with_admin(&w.app, &w.operator, "other.sessions").await;
+    let (_, _) = w.app.tenant_with_admin(&w.operator, "other.sessions").await;
     let other = Tokens::from(
         &login(
             &w.app,
