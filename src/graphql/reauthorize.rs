@@ -11,7 +11,7 @@ use async_graphql::{
 };
 
 use crate::{
-    auth::{self, Credentials, RequestContext},
+    auth::{self, RequestContext, StoredCredentials},
     error::AppError,
     state::SharedState,
 };
@@ -19,21 +19,11 @@ use crate::{
 /// What a socket keeps to authorise each of its operations anew.
 #[derive(Clone)]
 pub struct SocketCredentials {
-    pub bearer: Option<String>,
-    pub api_key: Option<String>,
+    pub stored: StoredCredentials,
     pub client_addr: IpAddr,
     pub user_agent: Option<String>,
     /// Called when the credentials no longer hold: the socket closes.
     pub on_refused: Arc<dyn Fn() + Send + Sync>,
-}
-
-impl SocketCredentials {
-    fn credentials(&self) -> Credentials<'_> {
-        Credentials {
-            bearer: self.bearer.as_deref(),
-            api_key: self.api_key.as_deref(),
-        }
-    }
 }
 
 pub struct Reauthorize(pub SharedState);
@@ -53,7 +43,7 @@ impl Extension for Reauthorize {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         if let Some(socket) = ctx.data_opt::<SocketCredentials>() {
-            match auth::authenticate(&self.0, socket.credentials()).await {
+            match auth::reauthenticate(&self.0, &socket.stored).await {
                 Ok(principal) => request.data.insert(RequestContext {
                     principal,
                     client_addr: Some(socket.client_addr),

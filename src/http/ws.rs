@@ -28,9 +28,13 @@ use axum::{
 use futures_channel::mpsc;
 use futures_util::{SinkExt, StreamExt, future, stream};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast::error::RecvError};
 
-use crate::{auth, graphql::reauthorize::SocketCredentials, http::HttpState};
+use crate::{
+    auth::{self, Principal, StoredCredentials},
+    graphql::reauthorize::SocketCredentials,
+    http::HttpState,
+};
 
 /// Time a client has to send `connection_init` after the socket opens.
 pub const CONNECTION_INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -174,15 +178,19 @@ async fn serve(
             match authenticated {
                 Ok((credentials, principal)) => {
                     principal.record_tenant(&span);
-                    if let Some(claims) = credentials.bearer.and_then(|t| state.jwt.verify(t).ok())
-                    {
-                        end_tx.send_replace(SocketEnd::ExpiresAt(claims.exp));
-                    }
+                    let stored = StoredCredentials::from(credentials);
+                    end_tx.send_replace(SocketEnd::Watching {
+                        expires_at: credentials
+                            .bearer
+                            .and_then(|token| state.jwt.verify(token).ok())
+                            .map(|claims| claims.exp),
+                        principal: Box::new(principal.clone()),
+                        stored: stored.clone(),
+                    });
                     // Operations are authorised one by one from these (see `Reauthorize`).
                     let mut data = async_graphql::Data::default();
                     data.insert(SocketCredentials {
-                        bearer: credentials.bearer.map(str::to_owned),
-                        api_key: credentials.api_key.map(str::to_owned),
+                        stored,
                         client_addr: client,
                         user_agent,
                         on_refused: Arc::new(move || {
@@ -230,31 +238,55 @@ async fn serve(
         }
     };
 
-    // A socket whose authorisation ended is closed with 4401, ending what runs on it.
+    // A socket whose authorisation ended is closed with 4401, ending what runs on it: when its
+    // token expires, when an operation is refused, or, without waiting for one, when a change to
+    // its session, user, key or tenant is announced and the credentials no longer hold.
     let authorisation_ended = {
         let mut outgoing = outgoing;
+        let state = http.state.clone();
+        let mut access = http.state.access.subscribe();
         async move {
             let reason = loop {
-                let end = *end_rx.borrow_and_update();
+                let end = end_rx.borrow_and_update().clone();
+                let (expires_at, principal, stored) = match end {
+                    SocketEnd::Open => (None, None, None),
+                    SocketEnd::Ended => break "Unauthorized: the credentials no longer hold",
+                    SocketEnd::Watching {
+                        expires_at,
+                        principal,
+                        stored,
+                    } => (expires_at, Some(principal), Some(stored)),
+                };
                 let expiry = async move {
-                    match end {
-                        SocketEnd::ExpiresAt(exp) => {
+                    match expires_at {
+                        Some(exp) => {
                             let left = exp - chrono::Utc::now().timestamp();
                             let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
                             tokio::time::sleep(left).await;
                         }
-                        SocketEnd::Open | SocketEnd::Ended => future::pending().await,
+                        None => future::pending().await,
                     }
                 };
-                if matches!(end, SocketEnd::Ended) {
-                    break "Unauthorized: the credentials no longer hold";
-                }
                 tokio::select! {
                     () = expiry => break "Unauthorized: the token expired",
                     changed = end_rx.changed() => {
                         if changed.is_err() {
                             // The socket's data is gone: nothing can end it any more.
                             future::pending::<()>().await;
+                        }
+                    }
+                    event = access.recv() => {
+                        let affected = match (&event, &principal) {
+                            (Ok(event), Some(principal)) => principal.is_affected_by(event),
+                            (Err(RecvError::Lagged(_)), Some(_)) => true,
+                            (Err(RecvError::Closed), _) => future::pending().await,
+                            (_, None) => false,
+                        };
+                        if affected
+                            && let Some(stored) = &stored
+                            && auth::reauthenticate(&state, stored).await.is_err()
+                        {
+                            break "Unauthorized: the credentials no longer hold";
                         }
                     }
                 }
@@ -277,11 +309,17 @@ async fn serve(
 }
 
 /// Where the socket's authorisation stands.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum SocketEnd {
+    /// Before `connection_init`.
     Open,
-    /// Until this Unix time (the token's `exp`).
-    ExpiresAt(i64),
+    /// Authorised as `principal` from `stored`, until `expires_at` (the token's `exp`).
+    Watching {
+        expires_at: Option<i64>,
+        principal: Box<Principal>,
+        stored: StoredCredentials,
+    },
+    /// An operation found the credentials no longer hold.
     Ended,
 }
 

@@ -533,3 +533,30 @@ async fn an_operation_the_client_completed_sends_nothing_more() {
     // The id is free again at once.
     assert_answers(&mut socket, "slow").await;
 }
+
+#[tokio::test]
+async fn an_idle_socket_is_closed_with_4401_as_soon_as_its_session_ends() {
+    let app = TestApp::spawn().await;
+    let tenant = app.with_tenant("idle.church").await;
+    let mut socket = app.websocket().await;
+    assert_eq!(
+        socket.init(Some(&tenant.admin)).await.message()["type"],
+        "connection_ack"
+    );
+    // The session ends over HTTP; the socket starts nothing and is closed all the same.
+    let logout = app
+        .graphql("mutation { logout }", json!({}), Some(&tenant.admin))
+        .await;
+    assert_eq!(logout.data()["logout"], true);
+    assert_eq!(close_code(&mut socket).await, Some(4401));
+
+    // Another user's socket in the same tenant stays open.
+    let mut other = app.websocket().await;
+    assert_eq!(
+        other.init(Some(&tenant.member)).await.message()["type"],
+        "connection_ack"
+    );
+    other.subscribe("1", "{ me { kind } }", json!({})).await;
+    let payloads = payloads_until_complete(&mut other, "1").await;
+    assert_eq!(payloads[0]["data"]["me"]["kind"], "TENANT_USER");
+}
