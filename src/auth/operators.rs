@@ -21,16 +21,6 @@ use crate::{
     state::AppState,
 };
 
-pub async fn find_active(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-) -> AppResult<Option<platform_users::Model>> {
-    Ok(platform_users::Entity::find_by_id(id)
-        .filter(platform_users::Column::IsActive.eq(true))
-        .one(db)
-        .await?)
-}
-
 /// Creates an operator; an existing email is a `CONFLICT`.
 pub async fn create(
     db: &impl ConnectionTrait,
