@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tenantgraph_bench::{Bench, Options, curve_table, default_server_bin, table};
+use tenantgraph_bench::{Bench, Options, RssSample, curve_table, default_server_bin, table};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -52,12 +52,30 @@ async fn main() -> anyhow::Result<()> {
         memory_load: Duration::from_secs(cli.memory_seconds),
         ..Options::default()
     };
+    let mut bench = Bench::start(options).await?;
+    // The cluster this run started is stopped whether or not the scenarios succeeded.
+    let scenarios = run(&mut bench, &cli).await;
+    let rows = bench.finish().await?;
+    let curve = scenarios?;
+    print!("{}", table(&rows));
+    if !curve.is_empty() {
+        let every = (curve.len() as f64 / 20.0).ceil().max(1.0);
+        print!("\n{}", curve_table(&curve, every));
+    }
+    if let Some(path) = cli.json {
+        let results = serde_json::json!({ "rows": rows, "server_rss": curve });
+        std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    }
+    Ok(())
+}
+
+/// The scenarios `cli` asks for; the curve of `server-memory` (empty when it did not run).
+async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
     let total = (cli.n + (cli.n / 2).max(1)) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({elapsed})")
             .expect("valid progress template"),
     );
-    let mut bench = Bench::start(options).await?;
     let wanted = |scenario: Scenario| cli.scenario == Scenario::All || cli.scenario == scenario;
     // Every scenario of the in-process server needs tenants: provisioning runs first.
     if cli.scenario != Scenario::ServerMemory {
@@ -94,19 +112,9 @@ async fn main() -> anyhow::Result<()> {
             )
             .expect("valid progress template"),
         );
-        let server_bin = cli.server_bin.unwrap_or_else(default_server_bin);
+        let server_bin = cli.server_bin.clone().unwrap_or_else(default_server_bin);
         curve = bench.server_memory(&server_bin, &bar).await?;
         bar.finish_and_clear();
     }
-    let rows = bench.finish().await?;
-    print!("{}", table(&rows));
-    if !curve.is_empty() {
-        let every = (curve.len() as f64 / 20.0).ceil().max(1.0);
-        print!("\n{}", curve_table(&curve, every));
-    }
-    if let Some(path) = cli.json {
-        let results = serde_json::json!({ "rows": rows, "server_rss": curve });
-        std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
-    }
-    Ok(())
+    Ok(curve)
 }
