@@ -21,6 +21,16 @@ pub struct ConfigError {
     pub expected: String,
 }
 
+/// What stands between tenantgraph and PostgreSQL (`DATABASE_POOLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabasePooler {
+    /// `DATABASE_URL` is PostgreSQL itself (or a pooler in session mode).
+    None,
+    /// `DATABASE_URL` is PgBouncer in transaction mode: consecutive transactions may run on
+    /// different server connections, so nothing may outlive a transaction.
+    PgBouncer,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
@@ -33,6 +43,10 @@ pub struct Config {
     /// `None`: run on the embedded PostgreSQL cluster under `data_dir`.
     pub database_url: Option<SecretString>,
     pub database_max_connections: u32,
+    pub database_pooler: DatabasePooler,
+    /// A session connection for what must outlive a transaction (the batch locks); `None`:
+    /// `database_url` itself, which then must not be a transaction pooler.
+    pub database_direct_url: Option<SecretString>,
     pub data_dir: PathBuf,
     pub pg_bin: Option<PathBuf>,
     pub bind_addr: SocketAddr,
@@ -132,16 +146,39 @@ impl Config {
             other => other.map(SecretString::from),
         };
 
-        let database_url = match env.text("DATABASE_URL") {
-            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+        let database_url = env.postgres_url("DATABASE_URL")?;
+        let database_direct_url = env.postgres_url("DATABASE_DIRECT_URL")?;
+        let database_pooler = match env.text("DATABASE_POOLER") {
+            None => DatabasePooler::None,
+            Some(value) => match value.to_ascii_lowercase().as_str() {
+                "none" => DatabasePooler::None,
+                "pgbouncer" => DatabasePooler::PgBouncer,
+                _ => {
+                    return Err(ConfigError::new(
+                        "DATABASE_POOLER",
+                        value,
+                        "none or pgbouncer",
+                    ));
+                }
+            },
+        };
+        if database_pooler == DatabasePooler::PgBouncer {
+            if database_url.is_none() {
                 return Err(ConfigError::new(
-                    "DATABASE_URL",
-                    "<hidden>",
-                    "a postgres:// or postgresql:// URL",
+                    "DATABASE_POOLER",
+                    "pgbouncer",
+                    "none when DATABASE_URL is unset (the embedded cluster has no PgBouncer)",
                 ));
             }
-            other => other.map(SecretString::from),
-        };
+            if database_direct_url.is_none() {
+                return Err(ConfigError::new(
+                    "DATABASE_DIRECT_URL",
+                    "",
+                    "a postgres:// URL of PostgreSQL itself (or a session-mode pool) when \
+                     DATABASE_POOLER=pgbouncer, for the batch locks",
+                ));
+            }
+        }
 
         let tenant_schema_prefix = env
             .text("TENANT_SCHEMA_PREFIX")
@@ -191,6 +228,8 @@ impl Config {
         Ok(Config {
             database_url,
             database_max_connections: env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=500)?,
+            database_pooler,
+            database_direct_url,
             data_dir: env
                 .text("DATA_DIR")
                 .map(PathBuf::from)
@@ -277,6 +316,20 @@ impl Env<'_> {
             .filter(|value| !value.is_empty())
     }
 
+    /// A `postgres://` URL, kept secret: it may hold a password.
+    fn postgres_url(&self, name: &'static str) -> Result<Option<SecretString>, ConfigError> {
+        match self.text(name) {
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+                Err(ConfigError::new(
+                    name,
+                    "<hidden>",
+                    "a postgres:// or postgresql:// URL",
+                ))
+            }
+            other => Ok(other.map(SecretString::from)),
+        }
+    }
+
     fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.text(name) {
             None => Ok(default),
@@ -336,6 +389,8 @@ mod tests {
         assert!(config.database_url.is_none());
         assert_eq!(config.data_dir, PathBuf::from("./data"));
         assert_eq!(config.log_format, LogFormat::Pretty);
+        assert_eq!(config.database_pooler, DatabasePooler::None);
+        assert!(config.database_direct_url.is_none());
         assert_eq!(config.jwt_ttl, Duration::from_secs(900));
         assert_eq!(config.refresh_ttl, Duration::from_secs(30 * 24 * 3600));
     }
@@ -356,6 +411,8 @@ mod tests {
             ("CORS_ORIGINS", "https://ok.example, not an origin"),
             ("CORS_ORIGINS", "https://app.example/path"),
             ("DATABASE_URL", "mysql://x"),
+            ("DATABASE_DIRECT_URL", "localhost:5432"),
+            ("DATABASE_POOLER", "pgpool"),
             ("JWT_SECRET", "short"),
         ];
         for (variable, value) in cases {
@@ -376,11 +433,34 @@ mod tests {
         let config = config_with(&[
             ("JWT_SECRET", "a-very-long-secret-that-is-long-enough-1234"),
             ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+            ("DATABASE_DIRECT_URL", "postgres://u:hunter3@db/x"),
         ])
         .unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("a-very-long-secret"), "{debug}");
         assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("hunter3"), "{debug}");
+    }
+
+    #[test]
+    fn pgbouncer_needs_a_database_url_and_a_direct_one() {
+        let err = config_with(&[("DATABASE_POOLER", "pgbouncer")]).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_POOLER");
+        let err = config_with(&[
+            ("DATABASE_POOLER", "pgbouncer"),
+            ("DATABASE_URL", "postgres://u:p@127.0.0.1:6432/app"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "DATABASE_DIRECT_URL");
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
+        let config = config_with(&[
+            ("DATABASE_POOLER", "PgBouncer"),
+            ("DATABASE_URL", "postgres://u:p@127.0.0.1:6432/app"),
+            ("DATABASE_DIRECT_URL", "postgres://u:p@127.0.0.1:5432/app"),
+        ])
+        .unwrap();
+        assert_eq!(config.database_pooler, DatabasePooler::PgBouncer);
+        assert!(config.database_direct_url.is_some());
     }
 
     #[test]

@@ -139,10 +139,7 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// The state of a server about to listen: migrated, with an operator, past work recovered.
-async fn ready_state(
-    config: Config,
-    db: sea_orm::DatabaseConnection,
-) -> anyhow::Result<SharedState> {
+async fn ready_state(config: Config, db: db::Pool) -> anyhow::Result<SharedState> {
     let state = prepare_state(config, db).await?;
     bootstrap_operator(&state).await?;
     let recovered = batch::recovery::recover_unfinished(&state).await?;
@@ -155,11 +152,30 @@ async fn ready_state(
     Ok(state)
 }
 
+/// A server running in a task of its own, as the integration tests and the benchmark start one
+/// in-process: it serves until the task is aborted.
+pub struct Spawned {
+    pub address: SocketAddr,
+    pub state: SharedState,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Application {
+    /// Serves in the background (see [`Spawned`]).
+    pub fn spawn(self) -> Spawned {
+        let address = self.address;
+        let state = self.state.clone();
+        let task = tokio::spawn(self.run_until(std::future::pending()));
+        Spawned {
+            address,
+            state,
+            task,
+        }
+    }
+}
+
 /// Builds the shared state on a connected pool: public migrations first, then the token key.
-pub async fn prepare_state(
-    config: Config,
-    db: sea_orm::DatabaseConnection,
-) -> anyhow::Result<SharedState> {
+pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<SharedState> {
     migrate::migrate_public(&db, migrate::PublicMigration::Up).await?;
     let metrics = Metrics::default();
     let mut db = db;

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
-
 use crate::{
     auth::{access::Access, jwt::JwtKeys, password::PasswordHasherPool, throttle::LoginThrottle},
     batch::events::EventHub,
     config::Config,
+    db::Pool,
     primitives::metrics::Metrics,
     tenancy::{activity::ActivityTracker, directory::TenantDirectory},
 };
@@ -16,7 +15,7 @@ use crate::{
 pub struct AppState {
     pub config: Config,
     /// The pool; tenant-scoped work never uses it directly but through a pinned transaction.
-    pub db: DatabaseConnection,
+    pub db: Pool,
     pub jwt: JwtKeys,
     pub passwords: PasswordHasherPool,
     pub metrics: Metrics,

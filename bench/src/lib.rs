@@ -24,7 +24,7 @@ use tenantgraph::{
         self,
         embedded::{EmbeddedOptions, EmbeddedPostgres, find_server_binaries},
     },
-    startup::Application,
+    startup::{Application, Spawned},
     state::SharedState,
 };
 
@@ -157,10 +157,12 @@ impl Bench {
             ("OPERATION_TIMEOUT_SECONDS", "600".into()),
         ]);
         let config = Config::from_lookup(|name| env.get(name).cloned())?;
-        let app = Application::build(config).await?;
-        let base = format!("http://{}", app.address());
-        let state = app.state();
-        let server = tokio::spawn(app.run_until(std::future::pending()));
+        let Spawned {
+            address,
+            state,
+            task: server,
+        } = Application::build(config).await?.spawn();
+        let base = format!("http://{address}");
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()?;

@@ -8,12 +8,12 @@
 
 use std::{collections::BTreeSet, fmt};
 
-use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
     auth::{SessionRef, access, jwt::Claims},
-    db::pinned::begin_in_schema,
+    db::pinned::begin_as_owner,
     error::{AppError, AppResult},
     primitives::api_keys,
     state::AppState,
@@ -123,12 +123,17 @@ impl TenantContext {
         }
     }
 
-    /// A transaction pinned to this tenant's schema: the one way to its data.
+    /// A transaction pinned to this tenant's schema: the one way to its data. Refused when the
+    /// tenant is no longer active or no longer owns the schema it was authenticated with.
     pub async fn begin(
         &self,
         db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
-    ) -> Result<DatabaseTransaction, DbErr> {
-        begin_in_schema(db, &self.tenant.schema).await
+    ) -> AppResult<DatabaseTransaction> {
+        begin_as_owner(db, self.tenant.id, &self.tenant.schema)
+            .await?
+            .ok_or_else(|| {
+                AppError::Unauthenticated("this credential's tenant is no longer active".into())
+            })
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
         sessions::{self, ClientInfo, Holder, SessionTokens},
         throttle::AttemptKeys,
     },
-    db::pinned::begin_in_schema,
+    db::pinned::{begin_in_schema, end_read},
     error::{AppError, AppResult},
     primitives::credentials::{check_login_lengths, email_key},
     state::AppState,
@@ -178,6 +178,6 @@ pub async fn describe_user(
 ) -> AppResult<Option<(String, Vec<String>)>> {
     let txn = context.begin(&state.db).await?;
     let user = load_user(&txn, UserKey::Id(user_id)).await?;
-    txn.commit().await?;
+    end_read(txn);
     Ok(user.map(|user| (user.email, user.roles)))
 }

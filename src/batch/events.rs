@@ -10,7 +10,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use entity::public::provisioning_events;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
+use sea_orm::{ActiveValue::Set, EntityTrait};
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
@@ -63,7 +63,7 @@ pub struct EventHub {
 
 impl EventHub {
     /// A hub whose events are written to `db` by a background task.
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: crate::db::Pool) -> Self {
         let (persist, pending) = mpsc::unbounded_channel();
         tokio::spawn(write_events(db, pending));
         EventHub {
@@ -122,7 +122,7 @@ impl EventHub {
 }
 
 /// Writes events in bulk, as they come, so that publishing never waits for the database.
-async fn write_events(db: DatabaseConnection, mut pending: mpsc::UnboundedReceiver<ProgressEvent>) {
+async fn write_events(db: crate::db::Pool, mut pending: mpsc::UnboundedReceiver<ProgressEvent>) {
     let mut buffer = Vec::new();
     while pending.recv_many(&mut buffer, 500).await > 0 {
         let rows = buffer

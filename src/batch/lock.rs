@@ -1,13 +1,19 @@
 //! The lock that says "a live server runs this batch": a session advisory lock held on a
 //! connection of its own, which PostgreSQL releases the moment that server's process dies.
+//!
+//! A session lock needs a session: behind PgBouncer in transaction mode the connection is
+//! `DATABASE_DIRECT_URL` (PostgreSQL itself, or a session-mode pool), because a lock taken
+//! through a transaction pooler would stay on a server connection that other clients go on
+//! using, and closing our client connection would not release it.
 
-use sea_orm::{
-    DatabaseConnection,
-    sqlx::{self, Connection, PgConnection},
-};
+use sea_orm::sqlx::{self, ConnectOptions, Connection, PgConnection, postgres::PgConnectOptions};
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use crate::primitives::locks::{self, Take};
+use crate::{
+    primitives::locks::{self, Take},
+    state::AppState,
+};
 
 pub struct BatchLock {
     connection: PgConnection,
@@ -21,8 +27,8 @@ fn statement(how: Take) -> sqlx::AssertSqlSafe<String> {
 
 impl BatchLock {
     /// Takes the batch's lock, waiting if another holder has it.
-    pub async fn acquire(db: &DatabaseConnection, batch_id: Uuid) -> Result<Self, sqlx::Error> {
-        let mut lock = Self::connect(db, batch_id).await?;
+    pub async fn acquire(state: &AppState, batch_id: Uuid) -> Result<Self, sqlx::Error> {
+        let mut lock = Self::connect(state, batch_id).await?;
         sqlx::query(statement(Take::Session))
             .bind(&lock.key)
             .execute(&mut lock.connection)
@@ -32,10 +38,10 @@ impl BatchLock {
 
     /// Takes the batch's lock only if nobody holds it: `None` means a live server runs it.
     pub async fn try_acquire(
-        db: &DatabaseConnection,
+        state: &AppState,
         batch_id: Uuid,
     ) -> Result<Option<Self>, sqlx::Error> {
-        let mut lock = Self::connect(db, batch_id).await?;
+        let mut lock = Self::connect(state, batch_id).await?;
         let (taken,): (bool,) = sqlx::query_as(statement(Take::TrySession))
             .bind(&lock.key)
             .fetch_one(&mut lock.connection)
@@ -48,10 +54,25 @@ impl BatchLock {
         let _ = self.connection.close().await;
     }
 
-    async fn connect(db: &DatabaseConnection, batch_id: Uuid) -> Result<Self, sqlx::Error> {
-        let options = db.get_postgres_connection_pool().connect_options();
+    async fn connect(state: &AppState, batch_id: Uuid) -> Result<Self, sqlx::Error> {
+        let connection = match &state.config.database_direct_url {
+            Some(url) => {
+                let options = url
+                    .expose_secret()
+                    .parse::<PgConnectOptions>()?
+                    // Refused by a session-mode PgBouncer unless it ignores it; PostgreSQL 12
+                    // and newer send every float exactly without it.
+                    .extra_float_digits(None)
+                    .disable_statement_logging();
+                PgConnection::connect_with(&options).await?
+            }
+            None => {
+                let options = state.db.get_postgres_connection_pool().connect_options();
+                PgConnection::connect_with(&options).await?
+            }
+        };
         Ok(BatchLock {
-            connection: PgConnection::connect_with(&options).await?,
+            connection,
             key: locks::batch_key(batch_id),
         })
     }

@@ -25,7 +25,7 @@ pub async fn recover_unfinished(state: &SharedState) -> anyhow::Result<usize> {
         .await?;
     let mut recovered = 0;
     for batch in unfinished {
-        let Some(lock) = BatchLock::try_acquire(&state.db, batch.id).await? else {
+        let Some(lock) = BatchLock::try_acquire(state, batch.id).await? else {
             continue; // a live server runs it
         };
         recover(state, &batch).await?;

@@ -160,7 +160,7 @@ impl Runner {
 
     /// Takes the batch's lock and marks it running.
     async fn start(&self) -> Option<BatchLock> {
-        let lock = match BatchLock::acquire(&self.state.db, self.batch_id).await {
+        let lock = match BatchLock::acquire(&self.state, self.batch_id).await {
             Ok(lock) => lock,
             Err(err) => {
                 tracing::error!(batch = %self.batch_id, error = %err, "could not lock the batch; it is left for recovery");

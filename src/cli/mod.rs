@@ -241,10 +241,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn migrate_public(
-    db: &sea_orm::DatabaseConnection,
-    action: PublicAction,
-) -> anyhow::Result<()> {
+async fn migrate_public(db: &db::Pool, action: PublicAction) -> anyhow::Result<()> {
     match action {
         PublicAction::Up => migrate::migrate_public(db, migrate::PublicMigration::Up).await?,
         PublicAction::Down { steps } => {
@@ -277,7 +274,7 @@ where
 /// live server, and a cluster it started alone does not outlive it.
 async fn with_database<F, Fut>(config: &Config, work: F) -> anyhow::Result<()>
 where
-    F: FnOnce(sea_orm::DatabaseConnection) -> Fut,
+    F: FnOnce(db::Pool) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let connected = db::connect(config).await?;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use migration::{PublicMigrator, sea_orm_migration::MigratorTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
 use crate::primitives::locks;
 
@@ -16,7 +16,7 @@ pub enum PublicMigration {
 /// Applies (or rolls back) public migrations in one transaction under an advisory lock, so two
 /// servers starting together apply each migration once and a failure leaves nothing half done.
 pub async fn migrate_public(
-    db: &DatabaseConnection,
+    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
     action: PublicMigration,
 ) -> anyhow::Result<()> {
     let txn = locked_public_transaction(db).await?;
@@ -30,7 +30,9 @@ pub async fn migrate_public(
 }
 
 /// Each public migration with whether it is applied.
-pub async fn public_status(db: &DatabaseConnection) -> anyhow::Result<Vec<(String, bool)>> {
+pub async fn public_status(
+    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
+) -> anyhow::Result<Vec<(String, bool)>> {
     let txn = locked_public_transaction(db).await?;
     let migrations = PublicMigrator::get_migration_with_status(&txn)
         .await
@@ -47,7 +49,9 @@ pub async fn public_status(db: &DatabaseConnection) -> anyhow::Result<Vec<(Strin
         .collect())
 }
 
-async fn locked_public_transaction(db: &DatabaseConnection) -> anyhow::Result<DatabaseTransaction> {
+async fn locked_public_transaction(
+    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
+) -> anyhow::Result<DatabaseTransaction> {
     let txn = db.begin().await.context("starting a transaction")?;
     // `public` only: a schema named after the database user would otherwise come first.
     txn.execute_unprepared(&format!(

@@ -4,6 +4,7 @@ pub mod embedded;
 pub mod migrate;
 pub mod notify;
 pub mod pinned;
+pub mod pool;
 pub mod statements;
 
 use std::time::Duration;
@@ -12,15 +13,16 @@ use anyhow::Context;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use secrecy::ExposeSecret;
 
-use crate::config::Config;
+use crate::config::{Config, DatabasePooler};
 use embedded::{EmbeddedOptions, EmbeddedPostgres};
+pub use pool::Pool;
 
 /// The database the embedded cluster serves tenantgraph from.
 pub const EMBEDDED_DATABASE: &str = "tenantgraph";
 
 /// The pool, and the embedded cluster behind it when there is one.
 pub struct Connected {
-    pub db: DatabaseConnection,
+    pub db: Pool,
     pub embedded: Option<EmbeddedPostgres>,
 }
 
@@ -28,7 +30,12 @@ pub struct Connected {
 /// again if that fails).
 pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     if let Some(url) = &config.database_url {
-        let db = open_pool(url.expose_secret(), config.database_max_connections).await?;
+        let db = open_pool_for(
+            url.expose_secret(),
+            config.database_max_connections,
+            config.database_pooler,
+        )
+        .await?;
         return Ok(Connected { db, embedded: None });
     }
     let embedded = EmbeddedPostgres::start(EmbeddedOptions {
@@ -47,7 +54,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     .await;
     match opened {
         Ok(db) => Ok(Connected {
-            db,
+            db: Pool::new(db, DatabasePooler::None),
             embedded: Some(embedded),
         }),
         Err(err) => {
@@ -65,8 +72,55 @@ pub async fn stop_after_failure(embedded: EmbeddedPostgres) {
     }
 }
 
-/// A pool that fails fast when the database is away instead of queueing requests for minutes.
+/// A pool straight to PostgreSQL that fails fast when the database is away instead of
+/// queueing requests for minutes.
 pub async fn open_pool(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+    let mut options = pool_options(url, max_connections);
+    // No schema of ours on the pool's search path: registry tables are always qualified,
+    // and tenant tables resolve only inside a transaction pinned to one tenant.
+    options.set_schema_search_path("pg_catalog");
+    Database::connect(options).await.map_err(|err| {
+        // PgBouncer refuses a startup parameter sqlx sends unless told to ignore it.
+        let hint = if err.to_string().contains("unsupported startup parameter") {
+            " (is DATABASE_URL PgBouncer? then set DATABASE_POOLER=pgbouncer)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(err).context(format!("could not connect to PostgreSQL{hint}"))
+    })
+}
+
+/// The server's pool on `url`, set up for what stands in front of PostgreSQL (see [`Pool`]).
+pub async fn open_pool_for(
+    url: &str,
+    max_connections: u32,
+    pooler: DatabasePooler,
+) -> anyhow::Result<Pool> {
+    match pooler {
+        DatabasePooler::None => Ok(Pool::new(
+            open_pool(url, max_connections).await?,
+            DatabasePooler::None,
+        )),
+        DatabasePooler::PgBouncer => {
+            let mut options = pool_options(url, max_connections);
+            // Nothing that outlives a transaction: no statement cache (each statement is
+            // prepared and run in one transaction, see `Pool`), no `SET` after connecting (the
+            // pool sets its search path in each transaction instead), and no
+            // `extra_float_digits` startup parameter, which PgBouncer refuses unless it is
+            // listed in `ignore_startup_parameters` (PostgreSQL 12 and newer send every float
+            // exactly without it).
+            options.map_sqlx_postgres_opts(|options| {
+                options.statement_cache_capacity(0).extra_float_digits(None)
+            });
+            let db = Database::connect(options)
+                .await
+                .context("could not connect to PostgreSQL through PgBouncer")?;
+            Ok(Pool::new(db, DatabasePooler::PgBouncer))
+        }
+    }
+}
+
+fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)
@@ -74,13 +128,8 @@ pub async fn open_pool(url: &str, max_connections: u32) -> anyhow::Result<Databa
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
-        // No schema of ours on the pool's search path: registry tables are always qualified,
-        // and tenant tables resolve only inside a transaction pinned to one tenant.
-        .set_schema_search_path("pg_catalog")
         .sqlx_logging(false);
-    Database::connect(options)
-        .await
-        .context("could not connect to PostgreSQL")
+    options
 }
 
 /// Creates `database` through the maintenance database at `maintenance_url`; a concurrent

@@ -7,10 +7,13 @@
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
+use uuid::Uuid;
 
 use crate::primitives::schema_name::SchemaName;
 
-/// Begins a transaction whose unqualified table names resolve in `schema` only.
+/// Begins a transaction whose unqualified table names resolve in `schema` only. For work on a
+/// schema as such (provisioning, migrations, seeding); requests acting for a tenant use
+/// [`begin_as_owner`].
 pub async fn begin_in_schema(
     db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
     schema: &SchemaName,
@@ -23,4 +26,42 @@ pub async fn begin_in_schema(
     ))
     .await?;
     Ok(txn)
+}
+
+/// Ends a transaction that only read. Its ROLLBACK (for a reader the same as a COMMIT) is queued
+/// on the connection and sent when the pool takes the connection back, so the request does not
+/// wait one more round trip for it.
+pub fn end_read(txn: DatabaseTransaction) {
+    drop(txn);
+}
+
+/// Begins a transaction pinned to `schema` for tenant `tenant_id`, or `None` when the registry
+/// no longer says that this tenant is active and owns that schema.
+///
+/// The pin is selected from the registry row, so the proof and the pin are one statement: a
+/// context remembered anywhere (a socket, a DataLoader, a batch) can never reach a schema that
+/// was dropped and made again for another tenant, nor a tenant deactivated since.
+pub async fn begin_as_owner(
+    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
+    tenant_id: Uuid,
+    schema: &SchemaName,
+) -> Result<Option<DatabaseTransaction>, DbErr> {
+    let txn = db.begin().await?;
+    let pinned = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('search_path', $1, true) FROM public.tenants \
+             WHERE id = $2 AND schema_name = $3 AND status = 'ACTIVE' AND deleted_at IS NULL",
+            [
+                schema.quoted().into(),
+                tenant_id.into(),
+                schema.as_str().into(),
+            ],
+        ))
+        .await?;
+    if pinned.is_none() {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    Ok(Some(txn))
 }

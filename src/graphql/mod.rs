@@ -5,6 +5,7 @@ pub mod auth;
 pub mod batch;
 mod error_codes;
 mod operation_metrics;
+pub mod reauthorize;
 pub mod tenant_data;
 pub mod tenants;
 
@@ -70,6 +71,8 @@ pub fn build_schema(state: SharedState) -> AppSchema {
             metrics: state.metrics.clone(),
             report_statements: state.config.graphql_statement_counts,
         })
+        // Before the loaders: they belong to the principal the operation acts as.
+        .extension(reauthorize::Reauthorize(state.clone()))
         .extension(tenant_data::PerOperationLoaders(state.clone()));
     if !state.config.graphql_introspection {
         builder = builder.disable_introspection().disable_suggestions();

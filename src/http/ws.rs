@@ -1,6 +1,12 @@
 //! GraphQL over WebSocket (`graphql-transport-ws` and the legacy `graphql-ws`), with the guards a
 //! long-lived socket needs: an `Origin` allow-list, a deadline for `connection_init`, the token
 //! checked there, a cap on concurrent operations, and a frame size limit.
+//!
+//! async-graphql speaks both protocols; a guard on each side of it holds `graphql-transport-ws`
+//! to the letter where async-graphql does not: 4400 for an invalid message, 4401 for an operation
+//! before `connection_init`, 4403 for a refused `connection_init`, 4408 when none comes in time,
+//! 4409 for an id still in use, an `error` message (without `complete`) for a document that does
+//! not parse or validate, and nothing more for an operation the client completed.
 
 use std::{
     collections::HashSet,
@@ -20,13 +26,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_channel::mpsc;
-use futures_util::{SinkExt, StreamExt, future};
+use futures_util::{SinkExt, StreamExt, future, stream};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
-use crate::{
-    auth::{self, RequestContext},
-    http::HttpState,
-};
+use crate::{auth, graphql::reauthorize::SocketCredentials, http::HttpState};
 
 /// Time a client has to send `connection_init` after the socket opens.
 pub const CONNECTION_INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +50,7 @@ pub async fn upgrade(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     // The same choice async-graphql makes: the new protocol when the client offers it.
-    let refusal_format = if headers
+    let kind = if headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|offered| offered.contains("graphql-transport-ws"))
@@ -59,7 +63,7 @@ pub async fn upgrade(
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(http, socket, protocol, refusal_format, peer))
+        .on_upgrade(move |socket| serve(http, socket, protocol, kind, peer))
         .into_response()
 }
 
@@ -82,7 +86,15 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
 #[derive(Default)]
 struct SocketTracker {
     initialised: bool,
+    /// `connection_init` was refused (async-graphql then closes with a generic 1002).
+    init_refused: bool,
+    /// The guard closed the socket: nothing more from the client is read.
+    closing: bool,
+    /// Operations the client may consider running.
     active: HashSet<String>,
+    /// Operations over for the client whose `complete` async-graphql still sends (after an
+    /// `error`, or in answer to the client's own `complete`): it is not passed on.
+    silenced: HashSet<String>,
 }
 
 #[tracing::instrument(
@@ -94,12 +106,13 @@ async fn serve(
     http: HttpState,
     socket: WebSocket,
     protocol: GraphQLProtocol,
-    refusal_format: WebSocketProtocols,
+    kind: WebSocketProtocols,
     peer: SocketAddr,
 ) {
     let (mut socket_sink, socket_stream) = socket.split();
     let (outgoing, mut outgoing_rx) = mpsc::channel::<Message>(64);
     let tracker = Arc::new(Mutex::new(SocketTracker::default()));
+    let closed = Arc::new(Notify::new());
 
     // Client messages pass through the guard before async-graphql sees them.
     let inbound = {
@@ -107,14 +120,23 @@ async fn serve(
         let mut refusals = outgoing.clone();
         socket_stream.filter(move |message| {
             let verdict = match message {
-                Ok(Message::Text(text)) => admit(&tracker, refusal_format, text.as_str()),
+                Ok(Message::Text(text)) => admit(&tracker, kind, text.as_str()),
+                Ok(Message::Binary(bytes)) => match std::str::from_utf8(bytes) {
+                    Ok(text) => admit(&tracker, kind, text),
+                    Err(_) => refuse_invalid(&tracker, kind, "a binary message".into()),
+                },
                 _ => Admission::Pass,
             };
             let pass = match verdict {
                 Admission::Pass => true,
-                Admission::Refuse(reply) => {
-                    // A full channel means the client is not reading; dropping the refusal is fine.
+                Admission::Drop => false,
+                Admission::Reply(reply) => {
+                    // A full channel means the client is not reading; dropping the reply is fine.
                     let _ = refusals.try_send(Message::Text(reply.to_string().into()));
+                    false
+                }
+                Admission::Close(code, reason) => {
+                    let _ = refusals.try_send(close_frame(code, reason));
                     false
                 }
             };
@@ -122,65 +144,117 @@ async fn serve(
         })
     };
 
+    // What async-graphql sends is put right in the order it is produced, before anything else
+    // is read: the guard's view of which operations run stays exact.
+    let replies = {
+        let tracker = tracker.clone();
+        outgoing
+            .clone()
+            .with_flat_map(move |message| stream::iter(outbound(&tracker, kind, message).map(Ok)))
+    };
+
+    // Set when the socket's authorisation ends: its token expires (the time is sent) or an
+    // operation finds its credentials no longer hold (`Ended`).
+    let (end_tx, mut end_rx) = tokio::sync::watch::channel(SocketEnd::Open);
     let state = http.state.clone();
     let span = tracing::Span::current();
-    let graphql =
-        GraphQLWebSocket::new_with_pair(outgoing.clone(), inbound, http.schema.clone(), protocol)
-            .on_connection_init(move |payload| async move {
-                let credentials =
-                    credentials_from_init_payload(&payload).map_err(async_graphql::Error::from)?;
-                let principal = auth::authenticate(&state, credentials)
+    let init_tracker = tracker.clone();
+    let graphql = GraphQLWebSocket::new_with_pair(replies, inbound, http.schema.clone(), protocol)
+        .on_connection_init(move |payload| async move {
+            let authenticated = match credentials_from_init_payload(&payload) {
+                Ok(credentials) => auth::authenticate(&state, credentials)
                     .await
-                    .map_err(async_graphql::Error::from)?;
-                principal.record_tenant(&span);
-                Ok(crate::graphql::operation_data(RequestContext {
-                    principal,
-                    client_addr: Some(peer.ip()),
-                    user_agent: None,
-                }))
-            })
-            .serve();
-
-    // Server messages go out through one writer, which also notices finished operations.
-    let writer = {
-        let tracker = tracker.clone();
-        async move {
-            let mut acknowledged = false;
-            while let Some(mut message) = outgoing_rx.next().await {
-                match &mut message {
-                    Message::Text(text) => {
-                        acknowledged |= text.as_str().contains("\"connection_ack\"");
-                        forget_finished(&tracker, text.as_str());
+                    .map(|principal| (credentials, principal)),
+                Err(err) => Err(err),
+            };
+            match authenticated {
+                Ok((credentials, principal)) => {
+                    principal.record_tenant(&span);
+                    if let Some(claims) = credentials.bearer.and_then(|t| state.jwt.verify(t).ok())
+                    {
+                        end_tx.send_replace(SocketEnd::ExpiresAt(claims.exp));
                     }
-                    // A refused `connection_init` is 4403 Forbidden in graphql-transport-ws;
-                    // async-graphql closes such sockets with a generic 1002.
-                    Message::Close(Some(frame)) if !acknowledged && frame.code == 1002 => {
-                        frame.code = 4403;
-                    }
-                    _ => {}
+                    // Operations are authorised one by one from these (see `Reauthorize`).
+                    let mut data = async_graphql::Data::default();
+                    data.insert(SocketCredentials {
+                        bearer: credentials.bearer.map(str::to_owned),
+                        api_key: credentials.api_key.map(str::to_owned),
+                        client_addr: peer.ip(),
+                        on_refused: Arc::new(move || {
+                            end_tx.send_replace(SocketEnd::Ended);
+                        }),
+                    });
+                    Ok(data)
                 }
+                Err(err) => {
+                    lock(&init_tracker).init_refused = true;
+                    Err(err.into())
+                }
+            }
+        })
+        .serve();
+
+    // Server messages go out through one writer; a close frame ends the conversation.
+    let writer = {
+        let closed = closed.clone();
+        async move {
+            while let Some(message) = outgoing_rx.next().await {
                 let closing = matches!(message, Message::Close(_));
                 if socket_sink.send(message).await.is_err() || closing {
                     break;
                 }
             }
+            closed.notify_one();
         }
     };
 
     let init_deadline = {
         let tracker = tracker.clone();
-        let mut outgoing = outgoing;
+        let mut outgoing = outgoing.clone();
         async move {
             tokio::time::sleep(CONNECTION_INIT_TIMEOUT).await;
-            if tracker.lock().expect("socket tracker poisoned").initialised {
+            if lock(&tracker).initialised {
                 return future::pending::<()>().await;
             }
             let _ = outgoing
-                .send(Message::Close(Some(CloseFrame {
-                    code: 4408,
-                    reason: "Connection initialisation timeout".into(),
-                })))
+                .send(close_frame(
+                    4408,
+                    "Connection initialisation timeout".into(),
+                ))
                 .await;
+        }
+    };
+
+    // A socket whose authorisation ended is closed with 4401, ending what runs on it.
+    let authorisation_ended = {
+        let mut outgoing = outgoing;
+        async move {
+            let reason = loop {
+                let end = *end_rx.borrow_and_update();
+                let expiry = async move {
+                    match end {
+                        SocketEnd::ExpiresAt(exp) => {
+                            let left = exp - chrono::Utc::now().timestamp();
+                            let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+                            tokio::time::sleep(left).await;
+                        }
+                        SocketEnd::Open | SocketEnd::Ended => future::pending().await,
+                    }
+                };
+                if matches!(end, SocketEnd::Ended) {
+                    break "Unauthorized: the credentials no longer hold";
+                }
+                tokio::select! {
+                    () = expiry => break "Unauthorized: the token expired",
+                    changed = end_rx.changed() => {
+                        if changed.is_err() {
+                            // The socket's data is gone: nothing can end it any more.
+                            future::pending::<()>().await;
+                        }
+                    }
+                }
+            };
+            let _ = outgoing.send(close_frame(4401, reason.into())).await;
         }
     };
 
@@ -190,27 +264,90 @@ async fn serve(
         tokio::select! {
             _ = graphql => {}
             _ = init_deadline => {}
+            _ = authorisation_ended => {}
+            _ = closed.notified() => {}
         }
     };
     tokio::join!(conversation, writer);
 }
 
-enum Admission {
-    Pass,
-    Refuse(Value),
+/// Where the socket's authorisation stands.
+#[derive(Clone, Copy)]
+enum SocketEnd {
+    Open,
+    /// Until this Unix time (the token's `exp`).
+    ExpiresAt(i64),
+    Ended,
 }
 
-/// Lets a client message through, or answers it with an error when the socket already runs
-/// as many operations as it may.
+fn lock(tracker: &Mutex<SocketTracker>) -> std::sync::MutexGuard<'_, SocketTracker> {
+    tracker.lock().expect("socket tracker poisoned")
+}
+
+fn close_frame(code: u16, reason: String) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+enum Admission {
+    /// async-graphql handles it.
+    Pass,
+    /// Nobody does (the socket is closing).
+    Drop,
+    /// The guard answers it with this message.
+    Reply(Value),
+    /// The guard closes the socket with this code and reason.
+    Close(u16, String),
+}
+
+/// Closes a `graphql-transport-ws` socket with 4400 for a message the protocol does not know;
+/// the legacy protocol leaves such messages to async-graphql.
+fn refuse_invalid(
+    tracker: &Mutex<SocketTracker>,
+    protocol: WebSocketProtocols,
+    what: String,
+) -> Admission {
+    match protocol {
+        WebSocketProtocols::GraphQLWS => {
+            lock(tracker).closing = true;
+            Admission::Close(4400, format!("Invalid message received: {what}"))
+        }
+        WebSocketProtocols::SubscriptionsTransportWS => Admission::Pass,
+    }
+}
+
+/// Lets a client message through, answers it (an operation over the per-socket limit), or
+/// closes the socket as `graphql-transport-ws` requires: 4400 for an invalid message, 4401 for
+/// an operation before `connection_init`, 4409 for an id still in use.
 fn admit(tracker: &Mutex<SocketTracker>, protocol: WebSocketProtocols, text: &str) -> Admission {
-    let Ok(message) = serde_json::from_str::<Value>(text) else {
-        return Admission::Pass; // async-graphql closes the socket on malformed messages
+    if lock(tracker).closing {
+        return Admission::Drop;
+    }
+    let message = match serde_json::from_str::<Value>(text) {
+        Ok(message) => message,
+        Err(_) => return refuse_invalid(tracker, protocol, "not JSON".into()),
     };
+    if protocol == WebSocketProtocols::GraphQLWS
+        && let Err(fault) = check_transport_message(&message)
+    {
+        return refuse_invalid(tracker, protocol, fault);
+    }
     let id = message.get("id").and_then(Value::as_str);
-    let mut tracker = tracker.lock().expect("socket tracker poisoned");
+    let mut tracker = lock(tracker);
     match (message.get("type").and_then(Value::as_str), id) {
         (Some("connection_init"), _) => tracker.initialised = true,
         (Some("subscribe" | "start"), Some(id)) => {
+            let transport = protocol == WebSocketProtocols::GraphQLWS;
+            if transport && !tracker.initialised {
+                tracker.closing = true;
+                return Admission::Close(4401, "Unauthorized".into());
+            }
+            if transport && tracker.active.contains(id) {
+                tracker.closing = true;
+                return Admission::Close(4409, format!("Subscriber for {id} already exists"));
+            }
             if !tracker.active.contains(id) && tracker.active.len() >= MAX_OPERATIONS_PER_SOCKET {
                 let error = json!({
                     "message": format!(
@@ -222,36 +359,131 @@ fn admit(tracker: &Mutex<SocketTracker>, protocol: WebSocketProtocols, text: &st
                     WebSocketProtocols::GraphQLWS => json!([error]),
                     WebSocketProtocols::SubscriptionsTransportWS => error,
                 };
-                return Admission::Refuse(json!({ "id": id, "type": "error", "payload": payload }));
+                return Admission::Reply(json!({ "id": id, "type": "error", "payload": payload }));
             }
             tracker.active.insert(id.to_owned());
+            // Were a finished operation of this id still to end inside async-graphql, it is
+            // replaced now: its `complete` never comes.
+            tracker.silenced.remove(id);
         }
         (Some("complete" | "stop"), Some(id)) => {
-            tracker.active.remove(id);
+            // async-graphql answers the `complete` of a running operation with one of its own,
+            // which the client must not receive.
+            let was_running = tracker.active.remove(id);
+            if was_running && protocol == WebSocketProtocols::GraphQLWS {
+                tracker.silenced.insert(id.to_owned());
+            }
         }
         _ => {}
     }
     Admission::Pass
 }
 
-/// Frees an operation's slot when the server reports it finished.
-fn forget_finished(tracker: &Mutex<SocketTracker>, text: &str) {
-    if !(text.contains("\"complete\"") || text.contains("\"error\"")) {
-        return;
+/// The message shapes `graphql-transport-ws` allows a client to send; `Err` says what is wrong.
+fn check_transport_message(message: &Value) -> Result<(), String> {
+    let object_or_null =
+        |value: Option<&Value>| value.is_none_or(|value| value.is_null() || value.is_object());
+    let Some(object) = message.as_object() else {
+        return Err("not an object".into());
+    };
+    let kind = object.get("type").and_then(Value::as_str).unwrap_or("");
+    let id_ok = object
+        .get("id")
+        .and_then(Value::as_str)
+        .is_some_and(|id| !id.is_empty());
+    match kind {
+        "connection_init" | "ping" | "pong" if object_or_null(object.get("payload")) => Ok(()),
+        "connection_init" | "ping" | "pong" => {
+            Err(format!("{kind} with a payload that is not an object"))
+        }
+        "complete" if id_ok => Ok(()),
+        "subscribe" if !id_ok => Err("subscribe without an id".into()),
+        "subscribe" => {
+            let payload = object.get("payload");
+            let field = |name: &str| payload.and_then(|payload| payload.get(name));
+            let valid = payload.is_some_and(Value::is_object)
+                && field("query").is_some_and(Value::is_string)
+                && object_or_null(field("variables"))
+                && object_or_null(field("extensions"))
+                && field("operationName").is_none_or(|name| name.is_null() || name.is_string());
+            if valid {
+                Ok(())
+            } else {
+                Err("subscribe without a valid payload".into())
+            }
+        }
+        "" => Err("no type".into()),
+        other => Err(format!("unexpected type {other:?}")),
     }
-    if let Ok(message) = serde_json::from_str::<Value>(text)
-        && matches!(
-            message.get("type").and_then(Value::as_str),
-            Some("complete" | "error")
-        )
-        && let Some(id) = message.get("id").and_then(Value::as_str)
-    {
-        tracker
-            .lock()
-            .expect("socket tracker poisoned")
-            .active
-            .remove(id);
+}
+
+/// Puts right what async-graphql sends: in `graphql-transport-ws`, a request error (nothing
+/// executed) is an `error` message ending the operation, not `next` then `complete`; a refused
+/// `connection_init` closes with 4403 and a malformed message with 4400 (async-graphql: 1002).
+/// Also frees the slot of every operation that ends. `None`: the message is not sent.
+fn outbound(
+    tracker: &Mutex<SocketTracker>,
+    protocol: WebSocketProtocols,
+    message: Message,
+) -> Option<Message> {
+    let transport = protocol == WebSocketProtocols::GraphQLWS;
+    match message {
+        Message::Text(text) if may_matter(text.as_str()) => {
+            let Ok(parsed) = serde_json::from_str::<Value>(text.as_str()) else {
+                return Some(Message::Text(text));
+            };
+            let id = parsed.get("id").and_then(Value::as_str).unwrap_or_default();
+            let mut tracker = lock(tracker);
+            match parsed.get("type").and_then(Value::as_str) {
+                Some("complete") => {
+                    if tracker.silenced.remove(id) {
+                        return None;
+                    }
+                    tracker.active.remove(id);
+                }
+                Some("error") => {
+                    tracker.active.remove(id);
+                }
+                Some("next") if transport && is_request_error(&parsed["payload"]) => {
+                    tracker.active.remove(id);
+                    tracker.silenced.insert(id.to_owned());
+                    let errors = parsed["payload"]["errors"].clone();
+                    let error = json!({ "id": id, "type": "error", "payload": errors });
+                    return Some(Message::Text(error.to_string().into()));
+                }
+                _ => {}
+            }
+            Some(Message::Text(text))
+        }
+        Message::Close(Some(mut frame)) if transport && frame.code == 1002 => {
+            frame.code = if lock(tracker).init_refused {
+                4403
+            } else {
+                4400
+            };
+            Some(Message::Close(Some(frame)))
+        }
+        other => Some(other),
     }
+}
+
+/// Whether a server message may end an operation; most `next` messages are passed unread.
+fn may_matter(text: &str) -> bool {
+    text.contains("\"complete\"") || text.contains("\"error\"") || text.contains("\"data\":null")
+}
+
+/// A response from which nothing was executed: no data, and errors without a path (the same
+/// rule as over HTTP, see [`crate::http::graphql::is_request_error`]).
+fn is_request_error(payload: &Value) -> bool {
+    payload.get("data").is_none_or(Value::is_null)
+        && payload["errors"].as_array().is_some_and(|errors| {
+            !errors.is_empty()
+                && errors.iter().all(|error| {
+                    error
+                        .get("path")
+                        .is_none_or(|path| path.as_array().is_none_or(Vec::is_empty))
+                })
+        })
 }
 
 /// Credentials from the `connection_init` payload: `{"Authorization": "Bearer <jwt>"}` or

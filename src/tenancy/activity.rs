@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use entity::public::tenants;
 use moka::future::Cache;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
 
 pub const DEBOUNCE: Duration = Duration::from_secs(60);
@@ -27,7 +27,7 @@ impl Default for ActivityTracker {
 
 impl ActivityTracker {
     /// Notes activity of a tenant; the first note in a debounce window writes it.
-    pub async fn touch(&self, db: &DatabaseConnection, tenant_id: Uuid) {
+    pub async fn touch(&self, db: &crate::db::Pool, tenant_id: Uuid) {
         let entry = self.recently_written.entry(tenant_id).or_insert(()).await;
         if !entry.is_fresh() {
             return;

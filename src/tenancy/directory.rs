@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::{
     db::{
         notify::{AccessEvent, AccessFeed},
-        pinned::begin_in_schema,
+        pinned::{begin_in_schema, end_read},
     },
     error::AppResult,
     primitives::schema_name::SchemaName,
@@ -179,7 +179,7 @@ impl TenantDirectory {
                        JOIN permissions p ON p.id = rp.permission_id",
                 ))
                 .await?;
-            txn.commit().await?;
+            end_read(txn);
             let mut table: HashMap<String, Vec<String>> = HashMap::new();
             for row in rows {
                 table

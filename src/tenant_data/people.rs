@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::tenant::TenantContext,
+    db::pinned::end_read,
     error::{AppError, AppResult},
     state::AppState,
     tenancy::validation::Faults,
@@ -93,7 +94,7 @@ pub async fn page(
         .limit(limit + 1)
         .all(&txn)
         .await?;
-    txn.commit().await?;
+    end_read(txn);
     let has_next_page = people.len() as u64 > limit;
     people.truncate(limit as usize);
     Ok(PeoplePage {
@@ -110,7 +111,7 @@ pub async fn find(
 ) -> AppResult<Option<person::Model>> {
     let txn = tenant.begin(&state.db).await?;
     let found = person::Entity::find_by_id(id).one(&txn).await?;
-    txn.commit().await?;
+    end_read(txn);
     Ok(found)
 }
 

@@ -3,7 +3,7 @@
 use entity::tenant::{permissions, role_permissions, roles};
 use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 
-use crate::{auth::tenant::TenantContext, error::AppResult, state::AppState};
+use crate::{auth::tenant::TenantContext, db::pinned::end_read, error::AppResult, state::AppState};
 
 /// A role with the permission codes it grants.
 pub struct RoleWithPermissions {
@@ -26,7 +26,7 @@ pub async fn list(state: &AppState, tenant: &TenantContext) -> AppResult<Vec<Rol
         .into_tuple()
         .all(&txn)
         .await?;
-    txn.commit().await?;
+    end_read(txn);
     Ok(roles
         .into_iter()
         .map(|role| RoleWithPermissions {

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::{
     auth::tenant::TenantContext,
+    db::pinned::end_read,
     error::{AppError, AppResult},
     state::AppState,
     tenancy::validation::{Faults, SettingsDraft, validate_settings},
@@ -15,7 +16,7 @@ use crate::{
 pub async fn get(state: &AppState, tenant: &TenantContext) -> AppResult<tenant_settings::Model> {
     let txn = tenant.begin(&state.db).await?;
     let settings = tenant_settings::Entity::find_by_id(true).one(&txn).await?;
-    txn.commit().await?;
+    end_read(txn);
     settings.ok_or_else(|| AppError::not_found("the tenant's settings are not seeded"))
 }
 

@@ -15,7 +15,10 @@ use uuid::Uuid;
 
 use crate::{
     auth::{access, tenant::TenantContext},
-    db::notify::{self, AccessEvent},
+    db::{
+        notify::{self, AccessEvent},
+        pinned::end_read,
+    },
     error::{AppError, AppResult},
     primitives::credentials::check_password_rules,
     state::AppState,
@@ -54,7 +57,7 @@ pub async fn list(state: &AppState, tenant: &TenantContext) -> AppResult<Vec<Use
             .all(&txn)
             .await?,
     );
-    txn.commit().await?;
+    end_read(txn);
     Ok(users)
 }
 
@@ -72,7 +75,7 @@ pub async fn by_ids(
             .all(&txn)
             .await?,
     );
-    txn.commit().await?;
+    end_read(txn);
     Ok(users)
 }
 
@@ -93,7 +96,7 @@ pub async fn roles_of(
         .into_tuple()
         .all(&txn)
         .await?;
-    txn.commit().await?;
+    end_read(txn);
     let mut by_user: HashMap<Uuid, Vec<String>> = HashMap::new();
     for (user_id, role) in rows {
         by_user.entry(user_id).or_default().push(role);

@@ -3,10 +3,7 @@
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{Gql, TestApp, WsEvent},
-    tenants::tenant_input,
-};
+use crate::helpers::{Gql, TestApp, WsEvent, free_port, tenant_input};
 
 const PROVISION: &str = r#"
 mutation($tenants: [CreateTenantInput!]!, $options: BatchOptions) {
@@ -54,10 +51,14 @@ async fn peak_concurrency(app: &TestApp, batch_id: &str) -> i64 {
 
 #[tokio::test]
 async fn a_batch_of_twenty_provisions_every_tenant_within_its_concurrency() {
-    let app = TestApp::spawn().await;
+    twenty_tenants_provisioned_within_the_concurrency(&TestApp::spawn().await).await;
+}
+
+/// `provisionTenants` of twenty, five at a time: every tenant made, the keys shown once.
+pub async fn twenty_tenants_provisioned_within_the_concurrency(app: &TestApp) {
     let token = app.operator_token().await;
     let response = provision(
-        &app,
+        app,
         &token,
         inputs("twenty", 20),
         json!({ "maxConcurrency": 5, "wait": true }),
@@ -80,7 +81,7 @@ async fn a_batch_of_twenty_provisions_every_tenant_within_its_concurrency() {
         20
     );
     let id = batch["id"].as_str().unwrap();
-    let peak = peak_concurrency(&app, id).await;
+    let peak = peak_concurrency(app, id).await;
     assert!((1..=5).contains(&peak), "peak concurrency {peak}");
 
     // Read back later, the batch never shows keys.
@@ -327,12 +328,17 @@ async fn progress_is_for_operators_and_known_batches_only() {
 
 #[tokio::test]
 async fn a_fleet_of_thirty_migrates_down_and_back_up() {
-    let app = TestApp::spawn().await;
+    fleet_migrates_down_and_back_up(&TestApp::spawn().await, 30).await;
+}
+
+/// `migrateTenants` of a fleet of `size` tenants: to base, to head, nothing to do, then two
+/// chosen tenants to a middle revision.
+pub async fn fleet_migrates_down_and_back_up(app: &TestApp, size: usize) {
     let token = app.operator_token().await;
     provision(
-        &app,
+        app,
         &token,
-        inputs("fleet", 30),
+        inputs("fleet", size),
         json!({ "wait": true, "maxConcurrency": 5 }),
     )
     .await
@@ -350,11 +356,11 @@ async fn a_fleet_of_thirty_migrates_down_and_back_up() {
         (batch["kind"].as_str(), batch["status"].as_str()),
         (Some("MIGRATE"), Some("SUCCEEDED"))
     );
-    assert_eq!(batch["summary"]["successful"], 30);
+    assert_eq!(batch["summary"]["successful"], size);
     assert_eq!(
         app.scalar("SELECT count(*) FROM public.tenants WHERE current_revision IS NULL")
             .await,
-        30
+        size as i64
     );
 
     let up = app
@@ -364,11 +370,11 @@ async fn a_fleet_of_thirty_migrates_down_and_back_up() {
             Some(&token),
         )
         .await;
-    assert_eq!(up.data()["migrateTenants"]["summary"]["successful"], 30);
+    assert_eq!(up.data()["migrateTenants"]["summary"]["successful"], size);
     let head = migration::tenant_migration_names().last().unwrap().clone();
     assert_eq!(
         app.scalar(&format!("SELECT count(*) FROM public.tenants WHERE current_revision = '{head}' AND migrations_applied")).await,
-        30
+        size as i64
     );
 
     // Nothing behind head: an empty batch, at once.
@@ -478,14 +484,6 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

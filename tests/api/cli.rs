@@ -2,10 +2,7 @@
 
 use std::process::Output;
 
-use crate::{
-    helpers::TestApp,
-    tenants::{create_tenant, tenant_input},
-};
+use crate::helpers::{TestApp, tenant_input};
 
 fn tenantgraph(app: &TestApp, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tenantgraph"))
@@ -34,7 +31,7 @@ async fn the_cli_migrates_one_tenant_down_and_the_fleet_back_up() {
     let app = TestApp::spawn().await;
     let token = app.operator_token().await;
     for domain in ["cli-one", "cli-two"] {
-        create_tenant(&app, &token, tenant_input(domain)).await;
+        app.create_tenant(&token, tenant_input(domain)).await;
     }
     let names = migration::tenant_migration_names();
 

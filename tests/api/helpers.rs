@@ -13,7 +13,7 @@ use tenantgraph::{
         self,
         embedded::{EmbeddedOptions, EmbeddedPostgres},
     },
-    startup::Application,
+    startup::{Application, Spawned},
     state::SharedState,
 };
 use tokio::sync::OnceCell;
@@ -22,6 +22,47 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::H
 pub const OPERATOR_EMAIL: &str = "operator@tenantgraph.test";
 pub const OPERATOR_PASSWORD: &str = "operator-password-for-tests";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+/// The password of every user [`TestApp::with_tenant`] makes.
+pub const TENANT_PASSWORD: &str = "tenant-user-password";
+
+pub const CREATE_TENANT: &str = r#"
+mutation($input: CreateTenantInput!) {
+  createTenant(input: $input) {
+    tenant { id domain schemaName status schemaProvisioned migrationsApplied apiKeyPrefix
+             settings { features limits { users storageGb } } }
+    apiKey schemaCreated migrationsApplied message
+    migrationStatus { currentRevision appliedMigrations pendingMigrations schemaProvisioned migrationsApplied }
+  }
+}"#;
+
+const CREATE_USER: &str =
+    "mutation($input: CreateUserInput!) { createUser(input: $input) { id email roles } }";
+
+/// The fields `createTenant` needs, for a tenant of `domain`.
+pub fn tenant_input(domain: &str) -> Value {
+    json!({
+        "tenantName": format!("Tenant {domain}"),
+        "domain": domain,
+        "email": format!("office@{domain}.example"),
+    })
+}
+
+/// A provisioned tenant with a user of each seeded role and its API key, as
+/// [`TestApp::with_tenant`] makes it.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    pub id: String,
+    pub domain: String,
+    pub schema: String,
+    /// The operator's token that made the tenant.
+    pub operator: String,
+    /// Tokens of `admin@<domain>`, `member@<domain>` and `viewer@<domain>`, each with the role of
+    /// its name and the password [`TENANT_PASSWORD`].
+    pub admin: String,
+    pub member: String,
+    pub viewer: String,
+    pub api_key: String,
+}
 
 /// The server every test of this run uses: `DATABASE_URL` when set, else an embedded cluster
 /// shared by all test processes (started by the first, adopted by the others).
@@ -233,6 +274,15 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A loopback port nobody listens on at the moment.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The environment a test app starts with; tests add or override variables.
 pub fn test_env(database_url: &str) -> HashMap<String, String> {
     [
@@ -291,12 +341,14 @@ impl TestApp {
     ) -> TestApp {
         let mut env = test_env(&database.url);
         configure(&mut env);
-        let app = Application::build(config_from(&env))
+        let Spawned {
+            address,
+            state,
+            task: server,
+        } = Application::build(config_from(&env))
             .await
-            .expect("the app starts");
-        let address = app.address();
-        let state = app.state();
-        let server = tokio::spawn(app.run_until(std::future::pending()));
+            .expect("the app starts")
+            .spawn();
         TestApp {
             address,
             state,
@@ -313,7 +365,7 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
-    pub fn db(&self) -> &DatabaseConnection {
+    pub fn db(&self) -> &db::Pool {
         &self.state.db
     }
 
@@ -368,6 +420,78 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// Creates a tenant as the operator, asserting success; returns the `createTenant` result.
+    pub async fn create_tenant(&self, operator: &str, input: Value) -> Value {
+        self.graphql(CREATE_TENANT, json!({ "input": input }), Some(operator))
+            .await
+            .data()["createTenant"]
+            .clone()
+    }
+
+    /// A tenant of `domain` with an admin, a member, a viewer and its API key.
+    pub async fn with_tenant(&self, domain: &str) -> TestTenant {
+        let operator = self.operator_token().await;
+        let mut input = tenant_input(domain);
+        input["admin"] = json!({ "email": format!("admin@{domain}"), "password": TENANT_PASSWORD });
+        let created = self.create_tenant(&operator, input).await;
+        let admin = self.tenant_token(domain, &format!("admin@{domain}")).await;
+        let mut staff = Vec::new();
+        for role in ["member", "viewer"] {
+            let email = format!("{role}@{domain}");
+            let user = json!({ "input": { "email": email, "password": TENANT_PASSWORD, "roles": [role] } });
+            let made = self.graphql(CREATE_USER, user, Some(&admin)).await;
+            assert_eq!(made.data()["createUser"]["roles"], json!([role]));
+            let login = self.tenant_login(domain, &email, TENANT_PASSWORD).await;
+            assert_eq!(login.data()["login"]["user"]["roles"], json!([role]));
+            staff.push(login.data()["login"]["token"].as_str().unwrap().to_owned());
+        }
+        let [member, viewer] = staff.try_into().unwrap();
+        let text = |value: &Value| value.as_str().unwrap().to_owned();
+        TestTenant {
+            id: text(&created["tenant"]["id"]),
+            domain: text(&created["tenant"]["domain"]),
+            schema: text(&created["tenant"]["schemaName"]),
+            api_key: text(&created["apiKey"]),
+            operator,
+            admin,
+            member,
+            viewer,
+        }
+    }
+
+    /// Logs a user in to the tenant `tenant` (a domain or schema name).
+    pub async fn tenant_login(&self, tenant: &str, email: &str, password: &str) -> Gql {
+        self.graphql(
+            "mutation($input: LoginInput!) { login(input: $input) { token expiresAt user { id email roles } tenant { domain schemaName } } }",
+            json!({ "input": { "email": email, "password": password, "tenant": tenant } }),
+            None,
+        )
+        .await
+    }
+
+    /// A token of a user of [`TestApp::with_tenant`] (password [`TENANT_PASSWORD`]).
+    pub async fn tenant_token(&self, domain: &str, email: &str) -> String {
+        self.tenant_login(domain, email, TENANT_PASSWORD)
+            .await
+            .data()["login"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Posts one GraphQL operation with an `X-API-Key` header.
+    pub async fn graphql_with_key(&self, query: &str, variables: Value, key: &str) -> Gql {
+        let response = self
+            .http
+            .post(self.url("/graphql"))
+            .header("x-api-key", key)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        Gql(response.json().await.unwrap())
     }
 
     /// Opens `/graphql/ws` with the `graphql-transport-ws` protocol (not yet initialised).
@@ -470,6 +594,11 @@ impl WsClient {
         self.send(json!({ "type": "connection_init", "payload": payload }))
             .await;
         self.next_event().await
+    }
+
+    /// Sends any frame: text that is not JSON, or a binary message.
+    pub async fn send_frame(&mut self, frame: Message) {
+        self.socket.send(frame).await.unwrap();
     }
 
     /// Sends several messages in one write, so that they reach the server together.

@@ -6,10 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{Gql, TestApp},
-    tenant_auth::{tenant_token, tenant_with_admin},
-};
+use crate::helpers::{Gql, TestApp};
 
 const TENANTS: [&str; 3] = ["iso-a.church", "iso-b.church", "iso-c.church"];
 const OPERATIONS: usize = 120;
@@ -37,20 +34,23 @@ async fn call(app: &TestApp, credential: &Credential, query: &str, variables: Va
 
 #[tokio::test]
 async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
+    no_credential_sees_or_changes_another_tenants_rows(&TestApp::spawn().await).await;
+}
+
+/// Random operations of several credentials of several tenants, checked against a model.
+pub async fn no_credential_sees_or_changes_another_tenants_rows(app: &TestApp) {
     let mut credentials = Vec::new();
     for (index, domain) in TENANTS.iter().enumerate() {
-        let (_, api_key) = tenant_with_admin(&app, &operator, domain).await;
+        let tenant = app.with_tenant(domain).await;
         credentials.push(Credential {
             tenant: index,
-            token: Some(tenant_token(&app, domain).await),
+            token: Some(tenant.admin),
             api_key: None,
         });
         credentials.push(Credential {
             tenant: index,
             token: None,
-            api_key: Some(api_key),
+            api_key: Some(tenant.api_key),
         });
     }
 
@@ -71,7 +71,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             0 | 1 => {
                 let last_name = format!("{}-{step}", TENANTS[mine]);
                 let created = call(
-                    &app,
+                    app,
                     credential,
                     "mutation($input: CreatePersonInput!) { createPerson(input: $input) { id lastName } }",
                     json!({ "input": { "firstName": "P", "lastName": last_name } }),
@@ -85,7 +85,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             }
             2 => {
                 let listed = call(
-                    &app,
+                    app,
                     credential,
                     "{ people(first: 100) { totalCount nodes { id lastName } } }",
                     json!({}),
@@ -108,7 +108,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             3 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
                 let read = call(
-                    &app,
+                    app,
                     credential,
                     "query($id: ID!) { person(id: $id) { id } }",
                     json!({ "id": id }),
@@ -124,7 +124,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             4 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
                 let changed = call(
-                    &app,
+                    app,
                     credential,
                     "mutation($id: ID!) { updatePerson(id: $id, input: { lastName: \"hijacked\" }) { id } }",
                     json!({ "id": id }),
@@ -135,7 +135,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
             5 if !foreign.is_empty() => {
                 let (_, id) = foreign.choose(&mut rng).unwrap();
                 let deleted = call(
-                    &app,
+                    app,
                     credential,
                     "mutation($id: ID!) { deletePerson(id: $id) }",
                     json!({ "id": id }),
@@ -156,7 +156,7 @@ async fn no_credential_ever_sees_or_changes_another_tenants_rows() {
     for (tenant, people) in owned.iter().enumerate() {
         let credential = credentials.iter().find(|c| c.tenant == tenant).unwrap();
         let listed = call(
-            &app,
+            app,
             credential,
             "{ people(first: 100) { nodes { id lastName } } }",
             json!({}),

@@ -14,9 +14,10 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::{
-    helpers::{Gql, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp},
-    tenant_auth::{ADMIN_PASSWORD, tenant_with_admin, with_api_key},
-    tenants::{create_tenant, tenant_input},
+    helpers::{
+        Gql, OPERATOR_EMAIL, OPERATOR_PASSWORD, TENANT_PASSWORD as ADMIN_PASSWORD, TestApp,
+        tenant_input,
+    },
     tokens::assert_unauthenticated,
 };
 
@@ -27,6 +28,17 @@ const REFRESH: &str = "mutation($token: String!) { \
 const ME: &str = "{ me { kind user { id email roles } } }";
 const LOGOUT: &str = "mutation { logout }";
 const USER_PASSWORD: &str = "user-password-for-tests";
+
+/// A tenant with an admin `admin@<domain>`; returns (tenant id, API key).
+async fn tenant_with_admin(app: &TestApp, operator: &str, domain: &str) -> (String, String) {
+    let mut input = tenant_input(domain);
+    input["admin"] = json!({ "email": format!("admin@{domain}"), "password": ADMIN_PASSWORD });
+    let created = app.create_tenant(operator, input).await;
+    (
+        created["tenant"]["id"].as_str().unwrap().to_owned(),
+        created["apiKey"].as_str().unwrap().to_owned(),
+    )
+}
 
 /// The two tokens of a session.
 #[derive(Debug, Clone)]
@@ -803,7 +815,7 @@ async fn a_tenant_deleted_with_its_schema_and_created_again_on_the_same_domain_r
     // The same domain, schema name, admin email and password.
     let mut input = tenant_input("again.sessions");
     input["admin"] = json!({ "email": "admin@again.sessions", "password": ADMIN_PASSWORD });
-    let created = create_tenant(&w.app, &w.operator, input).await;
+    let created = w.app.create_tenant(&w.operator, input).await;
     assert_eq!(
         created["tenant"]["schemaName"],
         old_claims.schema.clone().unwrap()
@@ -935,7 +947,7 @@ async fn two_servers_on_one_database_agree_within_two_seconds() {
 
     // The API key rotated on A.
     assert_eq!(
-        with_api_key(&b, &w.api_key, ME).await.data()["me"]["kind"],
+        b.graphql_with_key(ME, json!({}), &w.api_key).await.data()["me"]["kind"],
         "API_KEY"
     );
     w.app
@@ -948,9 +960,11 @@ async fn two_servers_on_one_database_agree_within_two_seconds() {
         .data();
     heard(&mut events, |e| *e == AccessEvent::Tenant { id: tenant }).await;
     assert!(
-        within_two_seconds(
-            async || with_api_key(&b, &w.api_key, ME).await.error_code() == "UNAUTHENTICATED"
-        )
+        within_two_seconds(async || b
+            .graphql_with_key(ME, json!({}), &w.api_key)
+            .await
+            .error_code()
+            == "UNAUTHENTICATED")
         .await,
         "key rotation"
     );

@@ -2,65 +2,28 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
-use tenantgraph::auth::jwt::{Claims, JwtKeys, TokenKind};
-
-use crate::{
-    helpers::{Gql, JWT_SECRET, TestApp},
-    tenants::{create_tenant, tenant_input},
+use tenantgraph::{
+    auth::jwt::{Claims, JwtKeys, TokenKind},
+    error::AppError,
 };
 
+use crate::helpers::{JWT_SECRET, TENANT_PASSWORD as ADMIN_PASSWORD, TestApp, TestTenant, WsEvent};
+
 const ME: &str = "{ me { kind user { id email roles } tenant { id domain schemaName } } }";
-pub const ADMIN_PASSWORD: &str = "tenant-admin-password";
-
-/// A tenant with an admin `admin@<domain>`; returns (tenant id, API key).
-pub async fn tenant_with_admin(app: &TestApp, operator: &str, domain: &str) -> (String, String) {
-    let mut input = tenant_input(domain);
-    input["admin"] = json!({ "email": format!("admin@{domain}"), "password": ADMIN_PASSWORD });
-    let created = create_tenant(app, operator, input).await;
-    (
-        created["tenant"]["id"].as_str().unwrap().to_owned(),
-        created["apiKey"].as_str().unwrap().to_owned(),
-    )
-}
-
-pub async fn tenant_login(app: &TestApp, tenant: &str, email: &str, password: &str) -> Gql {
-    app.graphql(
-        "mutation($input: LoginInput!) { login(input: $input) { token expiresAt user { id email roles } tenant { domain schemaName } } }",
-        json!({ "input": { "email": email, "password": password, "tenant": tenant } }),
-        None,
-    )
-    .await
-}
-
-pub async fn tenant_token(app: &TestApp, domain: &str) -> String {
-    tenant_login(app, domain, &format!("admin@{domain}"), ADMIN_PASSWORD)
-        .await
-        .data()["login"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-pub async fn with_api_key(app: &TestApp, key: &str, query: &str) -> Gql {
-    let response = app
-        .http
-        .post(app.url("/graphql"))
-        .header("x-api-key", key)
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .unwrap();
-    Gql(response.json().await.unwrap())
-}
 
 #[tokio::test]
 async fn a_tenant_admin_logs_in_by_domain_or_schema_and_me_names_the_tenant() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    tenant_with_admin(&app, &operator, "login.church").await;
+    tenant_admin_logs_in_by_domain_or_schema(&TestApp::spawn().await).await;
+}
+
+/// A tenant admin logs in by domain, schema name or any case of them; `me` names the tenant.
+pub async fn tenant_admin_logs_in_by_domain_or_schema(app: &TestApp) {
+    app.with_tenant("login.church").await;
 
     for tenant in ["login.church", "tenant_login_church", "LOGIN.church"] {
-        let login = tenant_login(&app, tenant, "Admin@Login.Church", ADMIN_PASSWORD).await;
+        let login = app
+            .tenant_login(tenant, "Admin@Login.Church", ADMIN_PASSWORD)
+            .await;
         let payload = &login.data()["login"];
         assert_eq!(payload["user"]["roles"], json!(["admin"]));
         assert_eq!(payload["tenant"]["schemaName"], "tenant_login_church");
@@ -74,8 +37,7 @@ async fn a_tenant_admin_logs_in_by_domain_or_schema_and_me_names_the_tenant() {
 #[tokio::test]
 async fn wrong_password_unknown_email_unknown_tenant_and_inactive_user_all_get_the_same_error() {
     let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    tenant_with_admin(&app, &operator, "same.church").await;
+    app.with_tenant("same.church").await;
     app.db()
         .execute_unprepared(
             "INSERT INTO tenant_same_church.users (email, password_hash, status_id) \
@@ -92,7 +54,7 @@ async fn wrong_password_unknown_email_unknown_tenant_and_inactive_user_all_get_t
     ];
     let mut messages = Vec::new();
     for (tenant, email, password) in attempts {
-        let response = tenant_login(&app, tenant, email, password).await;
+        let response = app.tenant_login(tenant, email, password).await;
         assert_eq!(response.error_code(), "UNAUTHENTICATED", "{tenant} {email}");
         messages.push(response.error_message().to_owned());
     }
@@ -103,15 +65,22 @@ async fn wrong_password_unknown_email_unknown_tenant_and_inactive_user_all_get_t
 #[tokio::test]
 async fn a_deactivated_tenant_refuses_logins_tokens_and_keys_at_once() {
     let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    let (id, key) = tenant_with_admin(&app, &operator, "paused.church").await;
-    let token = tenant_token(&app, "paused.church").await;
+    let TestTenant {
+        id,
+        domain,
+        operator,
+        admin: token,
+        api_key: key,
+        ..
+    } = app.with_tenant("paused.church").await;
     assert_eq!(
         app.graphql(ME, json!({}), Some(&token)).await.data()["me"]["kind"],
         "TENANT_USER"
     );
     assert_eq!(
-        with_api_key(&app, &key, "{ me { kind } }").await.data()["me"]["kind"],
+        app.graphql_with_key("{ me { kind } }", json!({}), &key)
+            .await
+            .data()["me"]["kind"],
         "API_KEY"
     );
 
@@ -128,12 +97,14 @@ async fn a_deactivated_tenant_refuses_logins_tokens_and_keys_at_once() {
         "UNAUTHENTICATED"
     );
     assert_eq!(
-        with_api_key(&app, &key, "{ me { kind } }")
+        app.graphql_with_key("{ me { kind } }", json!({}), &key)
             .await
             .error_code(),
         "UNAUTHENTICATED"
     );
-    let login = tenant_login(&app, "paused.church", "admin@paused.church", ADMIN_PASSWORD).await;
+    let login = app
+        .tenant_login(&domain, &format!("admin@{domain}"), ADMIN_PASSWORD)
+        .await;
     assert_eq!(login.error_code(), "UNAUTHENTICATED");
 }
 
@@ -141,13 +112,18 @@ async fn a_deactivated_tenant_refuses_logins_tokens_and_keys_at_once() {
 async fn a_rotated_api_key_stops_working_and_the_new_one_works() {
     let app = TestApp::spawn().await;
     let operator = app.operator_token().await;
-    let (id, old_key) = tenant_with_admin(&app, &operator, "rotate.church").await;
-    let me = with_api_key(
-        &app,
-        &old_key,
-        "{ me { kind user { id } tenant { domain } } }",
-    )
-    .await;
+    let TestTenant {
+        id,
+        api_key: old_key,
+        ..
+    } = app.with_tenant("rotate.church").await;
+    let me = app
+        .graphql_with_key(
+            "{ me { kind user { id } tenant { domain } } }",
+            json!({}),
+            &old_key,
+        )
+        .await;
     assert_eq!(me.data()["me"]["kind"], "API_KEY");
     assert!(me.data()["me"]["user"].is_null());
     assert_eq!(me.data()["me"]["tenant"]["domain"], "rotate.church");
@@ -161,20 +137,22 @@ async fn a_rotated_api_key_stops_working_and_the_new_one_works() {
         .await;
     let new_key = rotated.data()["rotateApiKey"].as_str().unwrap();
     assert_eq!(
-        with_api_key(&app, &old_key, "{ me { kind } }")
+        app.graphql_with_key("{ me { kind } }", json!({}), &old_key)
             .await
             .error_code(),
         "UNAUTHENTICATED"
     );
     assert_eq!(
-        with_api_key(&app, new_key, "{ me { kind } }").await.data()["me"]["kind"],
+        app.graphql_with_key("{ me { kind } }", json!({}), new_key)
+            .await
+            .data()["me"]["kind"],
         "API_KEY"
     );
     assert_eq!(
-        with_api_key(
-            &app,
-            "tk_0000000000000000000000000000000000000000000000000000000000000000",
-            "{ me { kind } }"
+        app.graphql_with_key(
+            "{ me { kind } }",
+            json!({}),
+            "tk_0000000000000000000000000000000000000000000000000000000000000000"
         )
         .await
         .error_code(),
@@ -196,10 +174,13 @@ fn forged(app_claims: &Claims, change: impl FnOnce(&mut Claims), secret: &str) -
 #[tokio::test]
 async fn forged_expired_or_mismatched_tenant_tokens_are_unauthenticated() {
     let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    tenant_with_admin(&app, &operator, "one.church").await;
-    let (other_id, _) = tenant_with_admin(&app, &operator, "two.church").await;
-    let token = tenant_token(&app, "one.church").await;
+    app.with_tenant("one.church").await;
+    let TestTenant {
+        id: other_id,
+        api_key: _,
+        ..
+    } = app.with_tenant("two.church").await;
+    let token = app.tenant_token("one.church", "admin@one.church").await;
     let claims = app.state.jwt.verify(&token).unwrap();
     assert_eq!(claims.kind, TokenKind::TenantUser);
 
@@ -276,9 +257,12 @@ async fn forged_expired_or_mismatched_tenant_tokens_are_unauthenticated() {
 #[tokio::test]
 async fn tenant_credentials_never_reach_platform_operations() {
     let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    let (id, key) = tenant_with_admin(&app, &operator, "reach.church").await;
-    let token = tenant_token(&app, "reach.church").await;
+    let TestTenant {
+        id,
+        admin: token,
+        api_key: key,
+        ..
+    } = app.with_tenant("reach.church").await;
     for query in [
         "{ tenants { totalCount } }".to_owned(),
         format!("{{ migrationStatus(tenantId: \"{id}\") {{ schemaName }} }}"),
@@ -292,7 +276,9 @@ async fn tenant_credentials_never_reach_platform_operations() {
             "{query}"
         );
         assert_eq!(
-            with_api_key(&app, &key, &query).await.error_code(),
+            app.graphql_with_key(&query, json!({}), &key)
+                .await
+                .error_code(),
             "FORBIDDEN",
             "{query}"
         );
@@ -310,26 +296,17 @@ async fn tenant_credentials_never_reach_platform_operations() {
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled_and_say_how_long_to_wait() {
     let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    tenant_with_admin(&app, &operator, "throttle.church").await;
+    app.with_tenant("throttle.church").await;
     for _ in 0..tenantgraph::auth::throttle::MAX_FAILURES_PER_ACCOUNT {
-        let response = tenant_login(
-            &app,
-            "throttle.church",
-            "admin@throttle.church",
-            "wrong-password",
-        )
-        .await;
+        let response = app
+            .tenant_login("throttle.church", "admin@throttle.church", "wrong-password")
+            .await;
         assert_eq!(response.error_code(), "UNAUTHENTICATED");
     }
     // Now even the right password waits.
-    let limited = tenant_login(
-        &app,
-        "throttle.church",
-        "admin@throttle.church",
-        ADMIN_PASSWORD,
-    )
-    .await;
+    let limited = app
+        .tenant_login("throttle.church", "admin@throttle.church", ADMIN_PASSWORD)
+        .await;
     assert_eq!(limited.error_code(), "RATE_LIMITED");
     assert!(
         limited.0["errors"][0]["extensions"]["retryAfterSeconds"]
@@ -345,9 +322,15 @@ async fn a_pooled_connection_carries_no_tenant_search_path_into_the_next_request
         env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
     })
     .await;
+    no_tenant_search_path_outlives_a_request(&app).await;
+}
+
+/// After tenant requests, platform work and the pool's own statements see no tenant schema:
+/// a statement that skips the pin fails instead of reaching any tenant's rows.
+pub async fn no_tenant_search_path_outlives_a_request(app: &TestApp) {
     let operator = app.operator_token().await;
-    tenant_with_admin(&app, &operator, "pool.church").await;
-    let token = tenant_token(&app, "pool.church").await;
+    app.with_tenant("pool.church").await;
+    let token = app.tenant_token("pool.church", "admin@pool.church").await;
 
     let me = app.graphql(ME, json!({}), Some(&token)).await;
     assert_eq!(
@@ -380,4 +363,88 @@ async fn a_pooled_connection_carries_no_tenant_search_path_into_the_next_request
         ))
         .await;
     assert!(unpinned.is_err());
+}
+
+#[tokio::test]
+async fn a_socket_opened_before_its_tenant_was_dropped_and_made_again_reaches_nothing_of_the_new_tenant()
+ {
+    let app = TestApp::spawn().await;
+    let old = app.with_tenant("again.church").await;
+    let (operator, old_id, old_key, old_token, old_schema) =
+        (old.operator, old.id, old.api_key, old.admin, old.schema);
+    let mut socket = app.websocket().await;
+    assert_eq!(
+        socket.init(Some(&old_token)).await.message()["type"],
+        "connection_ack"
+    );
+    let held_context = tenantgraph::auth::tenant::from_api_key(&app.state, &old_key)
+        .await
+        .expect("the key's context");
+
+    let deleted = app
+        .graphql(
+            "mutation($id: ID!) { deleteTenant(id: $id, dropSchema: true) { schemaDropped } }",
+            json!({ "id": old_id }),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(deleted.data()["deleteTenant"]["schemaDropped"], true);
+    let new = app.with_tenant("again.church").await;
+    assert_ne!(new.id, old_id);
+    assert_eq!(
+        new.schema, old_schema,
+        "the new tenant has the old one's schema name"
+    );
+    let new_token = new.admin;
+    app.graphql(
+        "mutation { createPerson(input: { firstName: \"New\", lastName: \"Tenant\" }) { id } }",
+        json!({}),
+        Some(&new_token),
+    )
+    .await
+    .data();
+
+    // The old socket: its next operation (a write) is refused and the socket closed.
+    socket
+        .subscribe(
+            "write",
+            "mutation { createPerson(input: { firstName: \"Old\", lastName: \"Admin\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    let code = loop {
+        match socket.next_event().await {
+            WsEvent::Message(message) => {
+                assert!(message["payload"]["data"].is_null(), "{message}");
+            }
+            WsEvent::Closed(frame) => break frame.map(|(code, _)| code),
+        }
+    };
+    assert_eq!(code, Some(4401));
+    // A tenant context kept from before (as a socket, a DataLoader or a batch would) cannot pin
+    // to the schema of the same name either: the pin itself asks the registry.
+    let kept = held_context.begin(&app.state.db).await;
+    assert!(
+        matches!(kept, Err(AppError::Unauthenticated(_))),
+        "a kept context reached the schema"
+    );
+    // The old token and key over HTTP too.
+    for refused in [
+        app.graphql(ME, json!({}), Some(&old_token)).await,
+        app.graphql_with_key(ME, json!({}), &old_key).await,
+    ] {
+        assert_eq!(refused.error_code(), "UNAUTHENTICATED", "{}", refused.0);
+    }
+    // Nothing of the old admin landed in the new tenant.
+    let people = app
+        .graphql(
+            "{ people(first: 10) { nodes { firstName } } }",
+            json!({}),
+            Some(&new_token),
+        )
+        .await;
+    assert_eq!(
+        people.data()["people"]["nodes"],
+        json!([{ "firstName": "New" }])
+    );
 }

@@ -2,82 +2,14 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{Gql, TestApp, count_statements},
-    tenants::{create_tenant, tenant_input},
-};
+use crate::helpers::{Gql, TENANT_PASSWORD as PASSWORD, TestApp, TestTenant, count_statements};
 
-const PASSWORD: &str = "tenant-user-password";
 const CREATE_USER: &str = "mutation($input: CreateUserInput!) { createUser(input: $input) { id email name status roles } }";
 const CREATE_PERSON: &str = "mutation($input: CreatePersonInput!) { createPerson(input: $input) { id firstName lastName createdBy { email } } }";
 const UPDATE_PERSON: &str = "mutation($id: ID!, $input: PersonInput!) { updatePerson(id: $id, input: $input) { id firstName lastName email phone address birthDate membershipStatus notes updatedAt } }";
 const PERSON: &str = "query($id: ID!) { person(id: $id) { id firstName lastName email phone address birthDate membershipStatus notes createdAt updatedAt createdBy { email } } }";
 const PEOPLE: &str = "query($first: Int, $after: String, $search: String) { people(first: $first, after: $after, search: $search) { totalCount pageInfo { hasNextPage endCursor } nodes { id firstName lastName } } }";
 const UPDATE_SETTINGS: &str = "mutation($input: UpdateTenantSettingsInput!) { updateTenantSettings(input: $input) { displayName features limits { users storageGb } timezone locale updatedAt } }";
-
-/// A tenant made by the operator with an admin `admin@<domain>`; returns the tenant's id and
-/// API key.
-async fn tenant(app: &TestApp, domain: &str) -> (String, String) {
-    let operator = app.operator_token().await;
-    let mut input = tenant_input(domain);
-    input["admin"] = json!({ "email": format!("admin@{domain}"), "password": PASSWORD });
-    let created = create_tenant(app, &operator, input).await;
-    (
-        created["tenant"]["id"].as_str().unwrap().to_owned(),
-        created["apiKey"].as_str().unwrap().to_owned(),
-    )
-}
-
-async fn login(app: &TestApp, domain: &str, email: &str, password: &str) -> Gql {
-    app.graphql(
-        "mutation($input: LoginInput!) { login(input: $input) { token user { email roles } } }",
-        json!({ "input": { "email": email, "password": password, "tenant": domain } }),
-        None,
-    )
-    .await
-}
-
-async fn token(app: &TestApp, domain: &str, email: &str) -> String {
-    login(app, domain, email, PASSWORD).await.data()["login"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// A tenant with an admin, a member and a viewer; returns their tokens in that order.
-async fn tenant_with_staff(app: &TestApp, domain: &str) -> [String; 3] {
-    tenant(app, domain).await;
-    let admin = token(app, domain, &format!("admin@{domain}")).await;
-    let mut tokens = vec![admin.clone()];
-    for role in ["member", "viewer"] {
-        let email = format!("{role}@{domain}");
-        let created = app
-            .graphql(
-                CREATE_USER,
-                json!({ "input": { "email": email, "password": PASSWORD, "roles": [role] } }),
-                Some(&admin),
-            )
-            .await;
-        assert_eq!(created.data()["createUser"]["roles"], json!([role]));
-        let login = login(app, domain, &email, PASSWORD).await;
-        assert_eq!(login.data()["login"]["user"]["roles"], json!([role]));
-        tokens.push(login.data()["login"]["token"].as_str().unwrap().to_owned());
-    }
-    tokens.try_into().unwrap()
-}
-
-/// Posts `query` with an `X-API-Key` header.
-async fn with_api_key(app: &TestApp, key: &str, query: &str, variables: Value) -> Gql {
-    let response = app
-        .http
-        .post(app.url("/graphql"))
-        .header("x-api-key", key)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap();
-    Gql(response.json().await.unwrap())
-}
 
 fn person(first: &str, last: &str) -> Value {
     json!({ "input": { "firstName": first, "lastName": last } })
@@ -86,7 +18,12 @@ fn person(first: &str, last: &str) -> Value {
 #[tokio::test]
 async fn each_role_gets_exactly_its_permissions() {
     let app = TestApp::spawn().await;
-    let [admin, member, viewer] = tenant_with_staff(&app, "roles.church").await;
+    let TestTenant {
+        admin,
+        member,
+        viewer,
+        ..
+    } = app.with_tenant("roles.church").await;
 
     // Viewers read but do not write.
     assert_eq!(
@@ -153,7 +90,7 @@ async fn each_role_gets_exactly_its_permissions() {
 #[tokio::test]
 async fn platform_tokens_and_anonymous_callers_do_not_reach_tenant_data() {
     let app = TestApp::spawn().await;
-    tenant_with_staff(&app, "closed.church").await;
+    app.with_tenant("closed.church").await;
     let operator = app.operator_token().await;
     assert_eq!(
         app.graphql(PEOPLE, json!({}), Some(&operator))
@@ -176,7 +113,7 @@ async fn platform_tokens_and_anonymous_callers_do_not_reach_tenant_data() {
 #[tokio::test]
 async fn people_are_searched_and_paged_with_cursors() {
     let app = TestApp::spawn().await;
-    let [admin, ..] = tenant_with_staff(&app, "pages.church").await;
+    let admin = app.with_tenant("pages.church").await.admin;
     for (first, last) in [
         ("Ann", "Smith"),
         ("Bob", "Smyth"),
@@ -238,7 +175,7 @@ async fn people_are_searched_and_paged_with_cursors() {
 #[tokio::test]
 async fn bad_input_names_its_field_and_duplicates_conflict() {
     let app = TestApp::spawn().await;
-    let [admin, ..] = tenant_with_staff(&app, "checks.church").await;
+    let admin = app.with_tenant("checks.church").await.admin;
     let blank = app
         .graphql(CREATE_PERSON, person(" ", "X"), Some(&admin))
         .await;
@@ -296,7 +233,7 @@ async fn bad_input_names_its_field_and_duplicates_conflict() {
 #[tokio::test]
 async fn a_suspended_user_can_no_longer_log_in_and_roles_can_be_added() {
     let app = TestApp::spawn().await;
-    let [admin, ..] = tenant_with_staff(&app, "status.church").await;
+    let admin = app.with_tenant("status.church").await.admin;
     let users = app
         .graphql("{ users { id email } }", json!({}), Some(&admin))
         .await;
@@ -322,7 +259,9 @@ async fn a_suspended_user_can_no_longer_log_in_and_roles_can_be_added() {
         .graphql("mutation($id: ID!) { updateUser(id: $id, input: { status: \"suspended\" }) { status } }", json!({ "id": member_id }), Some(&admin))
         .await;
     assert_eq!(suspended.data()["updateUser"]["status"], "suspended");
-    let login = login(&app, "status.church", "member@status.church", PASSWORD).await;
+    let login = app
+        .tenant_login("status.church", "member@status.church", PASSWORD)
+        .await;
     assert_eq!(login.error_code(), "UNAUTHENTICATED");
 }
 
@@ -338,8 +277,14 @@ async fn statements_for(app: &TestApp, token: &str, query: &str, variables: Valu
 
 #[tokio::test]
 async fn nested_creators_and_roles_cost_a_constant_number_of_queries() {
-    let app = TestApp::spawn_with(count_statements).await;
-    let [admin, member, _] = tenant_with_staff(&app, "loader.church").await;
+    nested_creators_cost_a_constant_number_of_queries(&TestApp::spawn_with(count_statements).await)
+        .await;
+}
+
+/// A page of people with their creators and the creators' roles costs the same statements
+/// whatever its size (the app counts statements: [`count_statements`]).
+pub async fn nested_creators_cost_a_constant_number_of_queries(app: &TestApp) {
+    let TestTenant { admin, member, .. } = app.with_tenant("loader.church").await;
     for i in 0..50 {
         let token = if i % 2 == 0 { &admin } else { &member };
         app.graphql(CREATE_PERSON, person("P", &format!("N{i}")), Some(token))
@@ -347,8 +292,8 @@ async fn nested_creators_and_roles_cost_a_constant_number_of_queries() {
             .data();
     }
     const NESTED: &str = "query($first: Int) { people(first: $first) { nodes { firstName createdBy { email roles } } } }";
-    let (small, small_page) = statements_for(&app, &admin, NESTED, json!({ "first": 5 })).await;
-    let (large, large_page) = statements_for(&app, &admin, NESTED, json!({ "first": 50 })).await;
+    let (small, small_page) = statements_for(app, &admin, NESTED, json!({ "first": 5 })).await;
+    let (large, large_page) = statements_for(app, &admin, NESTED, json!({ "first": 50 })).await;
     assert_eq!(
         small_page.data()["people"]["nodes"]
             .as_array()
@@ -371,10 +316,18 @@ async fn nested_creators_and_roles_cost_a_constant_number_of_queries() {
 
 #[tokio::test]
 async fn the_users_list_costs_the_same_whatever_its_length_and_a_mutation_reads_its_own_writes() {
-    let app = TestApp::spawn_with(count_statements).await;
-    let [admin, ..] = tenant_with_staff(&app, "listcost.church").await;
+    users_list_costs_the_same_and_mutations_read_their_writes(
+        &TestApp::spawn_with(count_statements).await,
+    )
+    .await;
+}
+
+/// The users list costs the same whatever its length (the app counts statements), and the
+/// second of two role changes in one document sees the first.
+pub async fn users_list_costs_the_same_and_mutations_read_their_writes(app: &TestApp) {
+    let admin = app.with_tenant("listcost.church").await.admin;
     const USERS: &str = "{ users { id email roles } }";
-    let (three, _) = statements_for(&app, &admin, USERS, json!({})).await;
+    let (three, _) = statements_for(app, &admin, USERS, json!({})).await;
     for i in 0..20 {
         app.graphql(
             "mutation($input: CreateUserInput!) { createUser(input: $input) { id } }",
@@ -384,7 +337,7 @@ async fn the_users_list_costs_the_same_whatever_its_length_and_a_mutation_reads_
         .await
         .data();
     }
-    let (twenty_three, listed) = statements_for(&app, &admin, USERS, json!({})).await;
+    let (twenty_three, listed) = statements_for(app, &admin, USERS, json!({})).await;
     assert_eq!(listed.data()["users"].as_array().unwrap().len(), 23);
     assert_eq!(three, twenty_three, "roles of the whole list are one batch");
 
@@ -412,8 +365,17 @@ async fn the_users_list_costs_the_same_whatever_its_length_and_a_mutation_reads_
 
 #[tokio::test]
 async fn a_person_is_created_read_updated_and_deleted() {
-    let app = TestApp::spawn().await;
-    let [admin, member, viewer] = tenant_with_staff(&app, "crud.church").await;
+    person_lifecycle_per_role(&TestApp::spawn().await).await;
+}
+
+/// A person created, read, updated and deleted, by the roles allowed to and not by the others.
+pub async fn person_lifecycle_per_role(app: &TestApp) {
+    let TestTenant {
+        admin,
+        member,
+        viewer,
+        ..
+    } = app.with_tenant("crud.church").await;
     let full = json!({ "input": {
         "firstName": " Ruth ", "lastName": "Moab", "email": "Ruth@Example.org", "phone": "+1 555 0100",
         "address": "1 Field Lane", "birthDate": "1990-02-28", "membershipStatus": "visitor",
@@ -500,7 +462,7 @@ async fn a_person_is_created_read_updated_and_deleted() {
 #[tokio::test]
 async fn every_text_input_is_bounded_and_the_fault_names_its_field() {
     let app = TestApp::spawn().await;
-    let [admin, ..] = tenant_with_staff(&app, "limits.church").await;
+    let admin = app.with_tenant("limits.church").await.admin;
     let long = |n: usize| "x".repeat(n);
     let long_email = format!("{}@limits.church", long(250));
     let person_cases = [
@@ -595,7 +557,7 @@ async fn every_text_input_is_bounded_and_the_fault_names_its_field() {
 #[tokio::test]
 async fn emails_are_unique_in_a_tenant_whatever_their_case() {
     let app = TestApp::spawn().await;
-    let [admin, ..] = tenant_with_staff(&app, "emails.church").await;
+    let admin = app.with_tenant("emails.church").await.admin;
     let first = app
         .graphql(
             CREATE_USER,
@@ -619,8 +581,7 @@ async fn emails_are_unique_in_a_tenant_whatever_their_case() {
         ("CONFLICT", Some("email"))
     );
     // Another tenant may have the same address.
-    tenant(&app, "other.church").await;
-    let other = token(&app, "other.church", "admin@other.church").await;
+    let other = app.with_tenant("other.church").await.admin;
     app.graphql(
         CREATE_USER,
         json!({ "input": { "email": "ann.lee@emails.church" } }),
@@ -633,7 +594,7 @@ async fn emails_are_unique_in_a_tenant_whatever_their_case() {
 #[tokio::test]
 async fn users_are_changed_and_roles_assigned_idempotently() {
     let app = TestApp::spawn().await;
-    let [admin, member, _] = tenant_with_staff(&app, "people.church").await;
+    let TestTenant { admin, member, .. } = app.with_tenant("people.church").await;
     let users = app
         .graphql(
             "{ users { id email status roles createdAt lastLoginAt } }",
@@ -712,18 +673,14 @@ async fn users_are_changed_and_roles_assigned_idempotently() {
     assert_eq!(renamed.data()["updateUser"]["name"], "Vera");
     assert_eq!(renamed.data()["updateUser"]["status"], "active");
     assert_eq!(
-        login(&app, "people.church", "viewer@people.church", PASSWORD)
+        app.tenant_login("people.church", "viewer@people.church", PASSWORD)
             .await
             .error_code(),
         "UNAUTHENTICATED"
     );
-    let relogin = login(
-        &app,
-        "people.church",
-        "viewer@people.church",
-        "a-new-password",
-    )
-    .await;
+    let relogin = app
+        .tenant_login("people.church", "viewer@people.church", "a-new-password")
+        .await;
     assert_eq!(
         relogin.data()["login"]["user"]["roles"],
         json!(["member", "viewer"])
@@ -749,7 +706,7 @@ async fn users_are_changed_and_roles_assigned_idempotently() {
 #[tokio::test]
 async fn tenant_settings_are_read_by_all_and_changed_within_the_registry_rules() {
     let app = TestApp::spawn().await;
-    let [admin, _, viewer] = tenant_with_staff(&app, "settings.church").await;
+    let TestTenant { admin, viewer, .. } = app.with_tenant("settings.church").await;
     const READ: &str = "{ tenantSettings { displayName features limits { users storageGb } timezone locale updatedAt } }";
     let before = app.graphql(READ, json!({}), Some(&viewer)).await;
     let before = before.data()["tenantSettings"].clone();
@@ -834,36 +791,45 @@ async fn tenant_settings_are_read_by_all_and_changed_within_the_registry_rules()
 #[tokio::test]
 async fn an_api_key_reads_and_writes_people_of_its_tenant() {
     let app = TestApp::spawn().await;
-    let (_, key) = tenant(&app, "keyed.church").await;
-    let created = with_api_key(&app, &key, CREATE_PERSON, person("Kay", "Service")).await;
+    let key = app.with_tenant("keyed.church").await.api_key;
+    let created = app
+        .graphql_with_key(CREATE_PERSON, person("Kay", "Service"), &key)
+        .await;
     assert!(
         created.data()["createPerson"]["createdBy"].is_null(),
         "a key is nobody's user"
     );
-    let listed = with_api_key(
-        &app,
-        &key,
-        "{ people { totalCount nodes { lastName createdBy { email } } } }",
-        json!({}),
-    )
-    .await;
+    let listed = app
+        .graphql_with_key(
+            "{ people { totalCount nodes { lastName createdBy { email } } } }",
+            json!({}),
+            &key,
+        )
+        .await;
     assert_eq!(listed.data()["people"]["totalCount"], 1);
     assert_eq!(listed.data()["people"]["nodes"][0]["lastName"], "Service");
-    let users = with_api_key(&app, &key, "{ users { email roles } }", json!({})).await;
+    let users = app
+        .graphql_with_key("{ users { email roles } }", json!({}), &key)
+        .await;
     assert_eq!(
         users.data()["users"],
-        json!([{ "email": "admin@keyed.church", "roles": ["admin"] }])
+        json!([
+            { "email": "admin@keyed.church", "roles": ["admin"] },
+            { "email": "member@keyed.church", "roles": ["member"] },
+            { "email": "viewer@keyed.church", "roles": ["viewer"] },
+        ])
     );
-    let bad = with_api_key(&app, "tk_not-a-key", "{ people { totalCount } }", json!({})).await;
+    let bad = app
+        .graphql_with_key("{ people { totalCount } }", json!({}), "tk_not-a-key")
+        .await;
     assert_eq!(bad.error_code(), "UNAUTHENTICATED");
 }
 
 #[tokio::test]
 async fn a_tenant_reaches_none_of_another_tenants_people_by_id() {
     let app = TestApp::spawn().await;
-    let [first_admin, ..] = tenant_with_staff(&app, "first.church").await;
-    tenant(&app, "second.church").await;
-    let second_admin = token(&app, "second.church", "admin@second.church").await;
+    let first_admin = app.with_tenant("first.church").await.admin;
+    let second_admin = app.with_tenant("second.church").await.admin;
     let created = app
         .graphql(CREATE_PERSON, person("Only", "First"), Some(&first_admin))
         .await;
@@ -903,7 +869,7 @@ async fn a_tenant_reaches_none_of_another_tenants_people_by_id() {
 #[tokio::test]
 async fn page_sizes_are_clamped_and_foreign_cursors_refused() {
     let app = TestApp::spawn().await;
-    let [admin, ..] = tenant_with_staff(&app, "clamp.church").await;
+    let admin = app.with_tenant("clamp.church").await.admin;
     for last in ["One", "Two", "Three"] {
         app.graphql(CREATE_PERSON, person("P", last), Some(&admin))
             .await
@@ -938,7 +904,7 @@ async fn page_sizes_are_clamped_and_foreign_cursors_refused() {
 #[tokio::test]
 async fn nested_look_ups_work_over_the_websocket_too() {
     let app = TestApp::spawn().await;
-    let [admin, ..] = tenant_with_staff(&app, "socket.church").await;
+    let admin = app.with_tenant("socket.church").await.admin;
     app.graphql(CREATE_PERSON, person("Wes", "Socket"), Some(&admin))
         .await
         .data();

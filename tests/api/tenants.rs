@@ -4,17 +4,7 @@
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
-use crate::helpers::{Gql, TestApp};
-
-pub const CREATE: &str = r#"
-mutation($input: CreateTenantInput!) {
-  createTenant(input: $input) {
-    tenant { id domain schemaName status schemaProvisioned migrationsApplied apiKeyPrefix
-             settings { features limits { users storageGb } } }
-    apiKey schemaCreated migrationsApplied message
-    migrationStatus { currentRevision appliedMigrations pendingMigrations schemaProvisioned migrationsApplied }
-  }
-}"#;
+use crate::helpers::{CREATE_TENANT, Gql, TestApp, tenant_input};
 
 const STATUS: &str = r#"
 query($id: ID!) {
@@ -31,22 +21,6 @@ mutation($id: ID!, $target: String!) {
 }"#;
 
 const TENANT: &str = r#"query($id: ID) { tenant(id: $id) { id status schemaProvisioned migrationsApplied currentRevision apiKeyPrefix } }"#;
-
-pub fn tenant_input(domain: &str) -> Value {
-    json!({
-        "tenantName": format!("Tenant {domain}"),
-        "domain": domain,
-        "email": format!("office@{domain}.example"),
-    })
-}
-
-/// Creates a tenant as the operator, asserting success.
-pub async fn create_tenant(app: &TestApp, token: &str, input: Value) -> Value {
-    let response = app
-        .graphql(CREATE, json!({ "input": input }), Some(token))
-        .await;
-    response.data()["createTenant"].clone()
-}
 
 async fn tables_of(app: &TestApp, schema: &str) -> Vec<String> {
     app.db()
@@ -91,7 +65,7 @@ async fn create_tenant_provisions_migrates_and_seeds_a_schema_with_every_table()
     input["settings"] =
         json!({ "features": ["basic", "analytics"], "limits": { "users": 50, "storageGb": 5 } });
     input["admin"] = json!({ "email": "Pastor@StMarys.church", "password": "a-long-admin-password", "name": "Pastor" });
-    let created = create_tenant(&app, &token, input).await;
+    let created = app.create_tenant(&token, input).await;
 
     let tenant = &created["tenant"];
     assert_eq!(tenant["schemaName"], "tenant_stmarys_church");
@@ -161,7 +135,7 @@ async fn create_tenant_provisions_migrates_and_seeds_a_schema_with_every_table()
 async fn the_api_key_is_shown_once_stored_as_a_hash_and_rotation_replaces_it() {
     let app = TestApp::spawn().await;
     let token = app.operator_token().await;
-    let created = create_tenant(&app, &token, tenant_input("keys-church")).await;
+    let created = app.create_tenant(&token, tenant_input("keys-church")).await;
     let key = created["apiKey"].as_str().unwrap().to_owned();
     let id = created["tenant"]["id"].as_str().unwrap().to_owned();
     assert!(key.starts_with("tk_") && key.len() >= 3 + 64, "{key}");
@@ -216,7 +190,7 @@ async fn the_manual_workflow_provisions_then_migrates_step_by_step() {
     let mut input = tenant_input("demo-church");
     input["provisionSchema"] = json!(false);
     input["admin"] = json!({ "email": "admin@demo.church", "password": "demo-admin-password" });
-    let created = create_tenant(&app, &token, input).await;
+    let created = app.create_tenant(&token, input).await;
     let id = created["tenant"]["id"].as_str().unwrap().to_owned();
     assert_eq!(created["tenant"]["status"], "PENDING");
     assert_eq!(created["schemaCreated"], false);
@@ -286,7 +260,7 @@ async fn the_manual_workflow_provisions_then_migrates_step_by_step() {
 async fn migrating_down_to_base_and_back_up_restores_the_schema() {
     let app = TestApp::spawn().await;
     let token = app.operator_token().await;
-    let created = create_tenant(&app, &token, tenant_input("updown")).await;
+    let created = app.create_tenant(&token, tenant_input("updown")).await;
     let id = created["tenant"]["id"].as_str().unwrap().to_owned();
 
     let base = app
@@ -338,7 +312,7 @@ async fn migrating_down_to_base_and_back_up_restores_the_schema() {
 async fn an_unknown_target_revision_is_bad_input() {
     let app = TestApp::spawn().await;
     let token = app.operator_token().await;
-    let created = create_tenant(&app, &token, tenant_input("revisions")).await;
+    let created = app.create_tenant(&token, tenant_input("revisions")).await;
     let response = app
         .graphql(
             RUN_MIGRATIONS,
@@ -438,7 +412,7 @@ async fn every_validation_rule_is_enforced_and_leaves_no_row_and_no_schema() {
     let token = app.operator_token().await;
     for (input, field) in invalid_inputs() {
         let response = app
-            .graphql(CREATE, json!({ "input": input }), Some(&token))
+            .graphql(CREATE_TENANT, json!({ "input": input }), Some(&token))
             .await;
         assert_eq!(
             response.error_code(),
@@ -470,7 +444,7 @@ async fn several_faults_are_reported_together() {
     let token = app.operator_token().await;
     let response = app
         .graphql(
-            CREATE,
+            CREATE_TENANT,
             json!({ "input": { "tenantName": "", "domain": "ok-domain", "email": "nope" } }),
             Some(&token),
         )
@@ -489,11 +463,11 @@ async fn several_faults_are_reported_together() {
 async fn a_duplicate_domain_or_schema_is_a_conflict() {
     let app = TestApp::spawn().await;
     let token = app.operator_token().await;
-    create_tenant(&app, &token, tenant_input("grace.org")).await;
+    app.create_tenant(&token, tenant_input("grace.org")).await;
 
     let same_domain = app
         .graphql(
-            CREATE,
+            CREATE_TENANT,
             json!({ "input": tenant_input("grace.org") }),
             Some(&token),
         )
@@ -504,7 +478,7 @@ async fn a_duplicate_domain_or_schema_is_a_conflict() {
     let mut same_schema = tenant_input("other-grace.org");
     same_schema["schemaName"] = json!("tenant_grace_org");
     let same_schema = app
-        .graphql(CREATE, json!({ "input": same_schema }), Some(&token))
+        .graphql(CREATE_TENANT, json!({ "input": same_schema }), Some(&token))
         .await;
     assert_eq!(same_schema.error_code(), "CONFLICT");
     assert_eq!(same_schema.error_field(), Some("schemaName"));
@@ -517,7 +491,7 @@ async fn concurrent_creates_of_one_domain_make_exactly_one_tenant() {
     let token = app.operator_token().await;
     let attempts = (0..6).map(|_| {
         app.graphql(
-            CREATE,
+            CREATE_TENANT,
             json!({ "input": tenant_input("race.example") }),
             Some(&token),
         )
@@ -545,7 +519,7 @@ async fn a_schema_that_exists_outside_the_registry_is_never_reused() {
         .unwrap();
     let response = app
         .graphql(
-            CREATE,
+            CREATE_TENANT,
             json!({ "input": tenant_input("orphan.org") }),
             Some(&token),
         )
@@ -591,7 +565,7 @@ async fn a_migration_failing_during_provisioning_rolls_everything_back_and_says_
 
     let response = app
         .graphql(
-            CREATE,
+            CREATE_TENANT,
             json!({ "input": tenant_input("fragile.org") }),
             Some(&token),
         )
@@ -619,7 +593,7 @@ async fn a_failing_migration_leaves_the_schema_at_the_last_good_revision() {
     let token = app.operator_token().await;
     let mut input = tenant_input("halfway.org");
     input["runMigrations"] = json!(false);
-    let created = create_tenant(&app, &token, input).await;
+    let created = app.create_tenant(&token, input).await;
     let id = created["tenant"]["id"].as_str().unwrap().to_owned();
     inject_failure_into_person_migration(&app, "tenant_halfway_org").await;
 
@@ -660,10 +634,15 @@ async fn a_failing_migration_leaves_the_schema_at_the_last_good_revision() {
 
 #[tokio::test]
 async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
-    let app = TestApp::spawn().await;
+    lifecycle_keeps_the_registry_truthful(&TestApp::spawn().await).await;
+}
+
+/// Create, deactivate, reactivate, delete with and without the schema: the registry, the
+/// schemas and the audit trail agree at every step.
+pub async fn lifecycle_keeps_the_registry_truthful(app: &TestApp) {
     let token = app.operator_token().await;
-    let keep = create_tenant(&app, &token, tenant_input("keep.org")).await;
-    let drop = create_tenant(&app, &token, tenant_input("drop.org")).await;
+    let keep = app.create_tenant(&token, tenant_input("keep.org")).await;
+    let drop = app.create_tenant(&token, tenant_input("drop.org")).await;
     let keep_id = keep["tenant"]["id"].as_str().unwrap();
 
     let deactivated = app
@@ -692,7 +671,7 @@ async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
         )
         .await;
     assert_eq!(kept.data()["deleteTenant"]["schemaDropped"], false);
-    assert!(schema_exists(&app, "tenant_keep_org").await);
+    assert!(schema_exists(app, "tenant_keep_org").await);
     let dropped = app
         .graphql(
             DELETE,
@@ -701,7 +680,7 @@ async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
         )
         .await;
     assert_eq!(dropped.data()["deleteTenant"]["schemaDropped"], true);
-    assert!(!schema_exists(&app, "tenant_drop_org").await);
+    assert!(!schema_exists(app, "tenant_drop_org").await);
 
     // Deleted tenants are gone from the API; the kept one still reserves its domain.
     let gone = app
@@ -710,14 +689,14 @@ async fn deactivate_reactivate_and_delete_keep_the_registry_truthful() {
     assert!(gone.data()["tenant"].is_null());
     let again = app
         .graphql(
-            CREATE,
+            CREATE_TENANT,
             json!({ "input": tenant_input("keep.org") }),
             Some(&token),
         )
         .await;
     assert_eq!(again.error_code(), "CONFLICT");
     // A dropped tenant frees its domain.
-    create_tenant(&app, &token, tenant_input("drop.org")).await;
+    app.create_tenant(&token, tenant_input("drop.org")).await;
 
     let actions = app.scalar("SELECT count(DISTINCT action) FROM public.audit_events WHERE outcome = 'SUCCESS' \
          AND action IN ('tenant.create', 'tenant.deactivate', 'tenant.reactivate', 'tenant.delete')",
@@ -739,7 +718,7 @@ async fn tenants_are_listed_in_pages_with_filters() {
         if domain.ends_with("club") {
             input["tenantType"] = json!("club");
         }
-        create_tenant(&app, &token, input).await;
+        app.create_tenant(&token, input).await;
     }
     const LIST: &str = r#"query($first: Int, $after: String, $filter: TenantFilter) {
         tenants(first: $first, after: $after, filter: $filter) {
@@ -805,8 +784,8 @@ async fn tenants_are_listed_in_pages_with_filters() {
 async fn update_tenant_applies_the_creation_rules() {
     let app = TestApp::spawn().await;
     let token = app.operator_token().await;
-    let created = create_tenant(&app, &token, tenant_input("before.org")).await;
-    let taken = create_tenant(&app, &token, tenant_input("taken.org")).await;
+    let created = app.create_tenant(&token, tenant_input("before.org")).await;
+    let taken = app.create_tenant(&token, tenant_input("taken.org")).await;
     assert!(taken["tenant"]["id"].is_string());
     const UPDATE: &str = "mutation($id: ID!, $input: UpdateTenantInput!) { updateTenant(id: $id, input: $input) { domain tenantName schemaName settings { features limits { users } } } }";
     let id = created["tenant"]["id"].clone();
@@ -844,7 +823,11 @@ async fn update_tenant_applies_the_creation_rules() {
 async fn tenant_operations_need_a_platform_operator() {
     let app = TestApp::spawn().await;
     let anonymous = app
-        .graphql(CREATE, json!({ "input": tenant_input("sneaky.org") }), None)
+        .graphql(
+            CREATE_TENANT,
+            json!({ "input": tenant_input("sneaky.org") }),
+            None,
+        )
         .await;
     assert_eq!(anonymous.error_code(), "UNAUTHENTICATED");
     let listing = app

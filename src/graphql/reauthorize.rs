@@ -1,0 +1,77 @@
+//! Every operation a WebSocket starts is authorised with the state of that moment: the
+//! credentials the socket presented in `connection_init` are checked again, exactly as an HTTP
+//! request's are, so a token, key, user or tenant that ended since no longer acts. A refusal
+//! also ends the socket (see [`SocketCredentials::on_refused`]).
+
+use std::{net::IpAddr, sync::Arc};
+
+use async_graphql::{
+    ErrorExtensions, Request, ServerError, ServerResult,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest},
+};
+
+use crate::{
+    auth::{self, Credentials, RequestContext},
+    error::AppError,
+    state::SharedState,
+};
+
+/// What a socket keeps to authorise each of its operations anew.
+#[derive(Clone)]
+pub struct SocketCredentials {
+    pub bearer: Option<String>,
+    pub api_key: Option<String>,
+    pub client_addr: IpAddr,
+    /// Called when the credentials no longer hold: the socket closes.
+    pub on_refused: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl SocketCredentials {
+    fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            bearer: self.bearer.as_deref(),
+            api_key: self.api_key.as_deref(),
+        }
+    }
+}
+
+pub struct Reauthorize(pub SharedState);
+
+impl ExtensionFactory for Reauthorize {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Reauthorize(self.0.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for Reauthorize {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Some(socket) = ctx.data_opt::<SocketCredentials>() {
+            match auth::authenticate(&self.0, socket.credentials()).await {
+                Ok(principal) => request.data.insert(RequestContext {
+                    principal,
+                    client_addr: Some(socket.client_addr),
+                    user_agent: None,
+                }),
+                Err(err) => {
+                    (socket.on_refused)();
+                    return Err(request_error(err));
+                }
+            }
+        }
+        next.run(ctx, request).await
+    }
+}
+
+/// An error about the request as a whole, with its contract code.
+pub fn request_error(err: AppError) -> ServerError {
+    let extended = err.extend();
+    let mut error = ServerError::new(extended.message, None);
+    error.extensions = extended.extensions;
+    error
+}
