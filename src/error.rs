@@ -39,6 +39,8 @@ pub enum AppError {
         message: String,
         /// The cause may go away by itself; trying again makes sense.
         transient: bool,
+        /// Where the log holds the cause's detail, when it was an internal failure.
+        reference: Option<uuid::Uuid>,
     },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -90,6 +92,21 @@ impl AppError {
                 .filter_map(|cause| cause.downcast_ref::<DbErr>())
                 .any(is_transient_db_error),
             _ => false,
+        }
+    }
+
+    /// What a client may read, and the reference it may quote: bad input, conflicts and the like
+    /// say what they are; an internal failure is logged with its detail under a new reference
+    /// and reads `internal error (reference …)`, never database text, SQL or a stack. The one
+    /// place that turns errors into client text: responses, batch results and progress events.
+    pub fn client_message(&self) -> (String, Option<uuid::Uuid>) {
+        match self {
+            AppError::Internal(source) => {
+                let reference = report_internal(source);
+                (internal_message(reference), Some(reference))
+            }
+            AppError::Failed { reference, .. } => (self.to_string(), *reference),
+            other => (other.to_string(), None),
         }
     }
 
@@ -161,6 +178,18 @@ fn conflicting_field(detail: &str) -> Option<String> {
         })
 }
 
+/// Logs an internal failure's detail under a new reference id, for [`internal_message`].
+pub fn report_internal(source: &anyhow::Error) -> uuid::Uuid {
+    let reference = uuid::Uuid::new_v4();
+    tracing::error!(%reference, error = ?source, "internal error");
+    reference
+}
+
+/// The stable text a client reads for an internal failure logged under `reference`.
+pub fn internal_message(reference: uuid::Uuid) -> String {
+    format!("internal error (reference {reference})")
+}
+
 impl From<anyhow::Error> for AppError {
     fn from(err: anyhow::Error) -> Self {
         AppError::Internal(err)
@@ -175,16 +204,12 @@ impl From<AppError> for async_graphql::Error {
 
 impl ErrorExtensions for AppError {
     fn extend(&self) -> async_graphql::Error {
-        let message = match self {
-            AppError::Internal(source) => {
-                let reference = uuid::Uuid::new_v4();
-                tracing::error!(%reference, error = ?source, "internal error");
-                format!("internal error (reference {reference})")
-            }
-            other => other.to_string(),
-        };
+        let (message, reference) = self.client_message();
         async_graphql::Error::new(message).extend_with(|_, ext| {
             ext.set("code", self.code());
+            if let Some(reference) = reference {
+                ext.set("reference", reference.to_string());
+            }
             match self {
                 AppError::BadUserInput {
                     field: Some(field), ..
@@ -212,8 +237,10 @@ mod tests {
             "relation \"secret_table\" does not exist: SELECT * FROM secret_table"
         ));
         let gql = async_graphql::Error::from(err);
-        assert!(gql.message.starts_with("internal error"));
+        assert!(gql.message.starts_with("internal error (reference "));
         assert!(!gql.message.contains("secret_table"));
+        let extensions = gql.extensions.expect("extensions");
+        assert!(extensions.get("reference").is_some());
     }
 
     #[test]

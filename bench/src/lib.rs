@@ -151,7 +151,9 @@ impl Bench {
             ("BOOTSTRAP_ADMIN_EMAIL", OPERATOR_EMAIL.into()),
             ("BOOTSTRAP_ADMIN_PASSWORD", OPERATOR_PASSWORD.into()),
             ("DATABASE_MAX_CONNECTIONS", POOL_SIZE.to_string()),
-            ("MAX_TENANTS_PER_BATCH", CHUNK.to_string()),
+            // Provisioning goes in chunks of CHUNK; the fleet migrations take every tenant in one
+            // batch, which the server holds to this limit too.
+            ("MAX_TENANTS_PER_BATCH", "10000".into()),
             ("MAX_CONCURRENT_OPERATIONS", "2".into()),
             ("REQUEST_TIMEOUT_SECONDS", "600".into()),
             ("OPERATION_TIMEOUT_SECONDS", "600".into()),
@@ -459,7 +461,8 @@ impl Bench {
     pub async fn migrate(&mut self) -> anyhow::Result<()> {
         let names = migration::tenant_migration_names();
         let previous = &names[names.len() - 2];
-        let fleet = "mutation($to: String!) { migrateTenants(targetRevision: $to, options: { wait: true, maxConcurrency: 2 }) { status summary { successful } } }";
+        // Stepping down needs its confirmation (the target's name); going up ignores it.
+        let fleet = "mutation($to: String!) { migrateTenants(targetRevision: $to, confirm: $to, options: { wait: true, maxConcurrency: 2 }) { status summary { successful } } }";
         let down = self
             .graphql(fleet, json!({ "to": previous }), Some(&self.operator))
             .await?;

@@ -8,8 +8,7 @@
 
 use std::time::Duration;
 
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use secrecy::ExposeSecret;
+use sea_orm::sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
@@ -103,24 +102,10 @@ async fn listen(state: SharedState, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// A connection of its own, listening on the channel: to `DATABASE_DIRECT_URL` when set (a
-/// transaction-mode PgBouncer cannot keep a `LISTEN`), else made with the pool's settings.
+/// A connection of its own (not through a transaction-mode pooler), listening on the channel.
 async fn connect(state: &SharedState) -> Result<(PgListener, PgPool), sea_orm::sqlx::Error> {
-    let options = match &state.config.database_direct_url {
-        Some(url) => url
-            .expose_secret()
-            .parse::<PgConnectOptions>()?
-            // Refused by a session-mode PgBouncer unless it ignores it; PostgreSQL 12 and newer
-            // send every float exactly without it.
-            .extra_float_digits(None),
-        None => state
-            .db
-            .get_postgres_connection_pool()
-            .connect_options()
-            .as_ref()
-            .clone(),
-    }
-    .application_name(APPLICATION_NAME);
+    let options = crate::db::session_connect_options(&state.config, &state.db)?
+        .application_name(APPLICATION_NAME);
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)

@@ -32,6 +32,8 @@ pub struct ProgressEvent {
     pub step: Step,
     pub status: StepStatus,
     pub message: Option<String>,
+    /// Tenants finished so far: assigned by [`EventHub::publish`] with `seq`, so it never
+    /// decreases along the log.
     pub completed: i32,
     pub total: i32,
     pub at: DateTime<Utc>,
@@ -42,10 +44,17 @@ impl ProgressEvent {
     pub fn ends_batch(&self) -> bool {
         self.tenant_name.is_none() && self.step == Step::Done
     }
+
+    /// The last event of one tenant: it counts towards `completed`.
+    fn ends_tenant(&self) -> bool {
+        self.tenant_name.is_some() && self.step == Step::Done
+    }
 }
 
 struct BatchLog {
     events: Vec<ProgressEvent>,
+    /// Tenants whose last event is in `events`.
+    completed: i32,
     live: broadcast::Sender<ProgressEvent>,
 }
 
@@ -72,14 +81,22 @@ impl EventHub {
         }
     }
 
-    /// Publishes an event: the next `seq` of its batch is assigned here.
+    /// Publishes an event: the next `seq` of its batch and the tenants `completed` so far are
+    /// assigned here, together, so `completed` never goes back in `seq` order. A tenant's `DONE`
+    /// counts; the batch's last event may carry a larger count (its total) and keeps it.
     pub fn publish(&self, mut event: ProgressEvent) -> ProgressEvent {
         let mut logs = self.logs.lock().expect("event hub poisoned");
         let log = logs.entry(event.batch_id).or_insert_with(|| BatchLog {
             events: Vec::new(),
+            completed: 0,
             live: broadcast::channel(LIVE_BUFFER).0,
         });
         event.seq = log.events.len() as i32;
+        if event.ends_tenant() {
+            log.completed += 1;
+        }
+        log.completed = log.completed.max(event.completed);
+        event.completed = log.completed;
         log.events.push(event.clone());
         // No receivers is fine: nobody is watching yet.
         let _ = log.live.send(event.clone());

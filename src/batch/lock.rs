@@ -6,8 +6,7 @@
 //! through a transaction pooler would stay on a server connection that other clients go on
 //! using, and closing our client connection would not release it.
 
-use sea_orm::sqlx::{self, ConnectOptions, Connection, PgConnection, postgres::PgConnectOptions};
-use secrecy::ExposeSecret;
+use sea_orm::sqlx::{self, ConnectOptions, Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::{
@@ -55,22 +54,9 @@ impl BatchLock {
     }
 
     async fn connect(state: &AppState, batch_id: Uuid) -> Result<Self, sqlx::Error> {
-        let connection = match &state.config.database_direct_url {
-            Some(url) => {
-                let options = url
-                    .expose_secret()
-                    .parse::<PgConnectOptions>()?
-                    // Refused by a session-mode PgBouncer unless it ignores it; PostgreSQL 12
-                    // and newer send every float exactly without it.
-                    .extra_float_digits(None)
-                    .disable_statement_logging();
-                PgConnection::connect_with(&options).await?
-            }
-            None => {
-                let options = state.db.get_postgres_connection_pool().connect_options();
-                PgConnection::connect_with(&options).await?
-            }
-        };
+        let options = crate::db::session_connect_options(&state.config, &state.db)?
+            .disable_statement_logging();
+        let connection = PgConnection::connect_with(&options).await?;
         Ok(BatchLock {
             connection,
             key: locks::batch_key(batch_id),

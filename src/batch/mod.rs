@@ -101,7 +101,7 @@ pub async fn provision_tenants(
     drafts: Vec<TenantDraft>,
     options: BatchOptions,
 ) -> AppResult<BatchReport> {
-    check_batch_size(state, drafts.len())?;
+    check_batch_size(state, "tenants", drafts.len())?;
     let options = effective(state, options)?;
     let prefix = &state.config.tenant_schema_prefix;
     let jobs: Vec<provisioning_jobs::ActiveModel> = drafts
@@ -143,14 +143,21 @@ pub async fn migrate_tenants(
 ) -> AppResult<BatchReport> {
     let tenants: Vec<tenants::Model> = match tenant_ids {
         Some(ids) => {
-            check_batch_size(state, ids.len())?;
+            check_batch_size(state, "tenantIds", ids.len())?;
             let mut found = Vec::with_capacity(ids.len());
             for id in ids {
                 found.push(find_live(&state.db, id).await?);
             }
             found
         }
-        None => fleet::tenants_behind(state, &target).await?,
+        None => {
+            let behind = fleet::tenants_behind(state, &target).await?;
+            // Nothing behind is an empty batch; more than a batch holds is refused as a list is.
+            if !behind.is_empty() {
+                check_batch_size(state, "tenantIds", behind.len())?;
+            }
+            behind
+        }
     };
     let options = effective(state, options)?;
     let jobs = tenants
@@ -206,11 +213,11 @@ pub async fn load(state: &SharedState, batch_id: Uuid) -> AppResult<Option<Batch
     }))
 }
 
-fn check_batch_size(state: &SharedState, size: usize) -> AppResult<()> {
+fn check_batch_size(state: &SharedState, field: &str, size: usize) -> AppResult<()> {
     let limit = state.config.max_tenants_per_batch as usize;
     if size == 0 || size > limit {
         return Err(AppError::bad_input(
-            "tenants",
+            field,
             format!(
                 "a batch holds 1 to {limit} tenants (MAX_TENANTS_PER_BATCH); this one has {size}"
             ),

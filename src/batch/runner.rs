@@ -5,7 +5,7 @@ use std::{
     collections::{HashMap, HashSet},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicI32, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -42,7 +42,6 @@ pub struct Runner {
     kind: BatchKind,
     total: i32,
     options: BatchOptions,
-    completed: AtomicI32,
     /// Set when an atomic batch has a failure: tenants not yet started are skipped.
     abandoned: AtomicBool,
 }
@@ -72,7 +71,6 @@ impl Runner {
             kind: batch.kind.parse().unwrap_or(BatchKind::Provision),
             total: batch.total,
             options,
-            completed: AtomicI32::new(0),
             abandoned: AtomicBool::new(false),
         })
     }
@@ -275,7 +273,7 @@ impl Runner {
                         &job,
                         Step::Migrate,
                         StepStatus::Failed,
-                        Some(&error.to_string()),
+                        Some(&error.client_message().0),
                     );
                     return self
                         .job_finished(&job, Some(tenant.id), started, Some(error))
@@ -290,7 +288,12 @@ impl Runner {
             BatchKind::Provision => Step::Register,
             BatchKind::Migrate => Step::Migrate,
         };
-        self.event(job, step, StepStatus::Retrying, Some(&error.to_string()));
+        self.event(
+            job,
+            step,
+            StepStatus::Retrying,
+            Some(&error.client_message().0),
+        );
         tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(attempt - 1)).await;
     }
 
@@ -323,7 +326,8 @@ impl Runner {
             step,
             status,
             message: message.map(str::to_owned),
-            completed: self.completed.load(Ordering::SeqCst),
+            // Counted by the hub when the event takes its place in the log.
+            completed: 0,
             total: self.total,
             at: Utc::now(),
         }
@@ -377,22 +381,22 @@ impl Runner {
             self.abandoned.store(true, Ordering::SeqCst);
         }
         let elapsed = started.elapsed();
+        // One client text (and log reference) for the job's result and its last event.
+        let message = error.as_ref().map(|e| e.client_message().0);
         self.update_job(job.id, |row| {
             row.status = Set(<&str>::from(status).to_owned());
             row.tenant_id = Set(tenant_id);
             row.error_code = Set(error.as_ref().map(|e| e.code().to_owned()));
-            row.error_message = Set(error.as_ref().map(ToString::to_string));
+            row.error_message = Set(message.clone());
             row.finished_at = Set(Some(Utc::now().fixed_offset()));
             row.duration_ms = Set(Some(elapsed.as_millis() as i64));
         })
         .await;
-        self.completed.fetch_add(1, Ordering::SeqCst);
         let step_status = if error.is_some() {
             StepStatus::Failed
         } else {
             StepStatus::Succeeded
         };
-        let message = error.as_ref().map(ToString::to_string);
         self.event(job, Step::Done, step_status, message.as_deref());
         JobEnd {
             job: job.clone(),
@@ -411,7 +415,12 @@ impl Runner {
         step: Step,
         error: AppError,
     ) -> JobEnd {
-        self.event(job, step, StepStatus::Failed, Some(&error.to_string()));
+        self.event(
+            job,
+            step,
+            StepStatus::Failed,
+            Some(&error.client_message().0),
+        );
         self.job_finished(job, None, Instant::now(), Some(error))
             .await
     }
@@ -426,7 +435,6 @@ impl Runner {
             row.finished_at = Set(Some(Utc::now().fixed_offset()));
         })
         .await;
-        self.completed.fetch_add(1, Ordering::SeqCst);
         self.event(
             job,
             Step::Done,
@@ -551,7 +559,7 @@ impl Runner {
                     &end.job,
                     Step::Rollback,
                     StepStatus::Failed,
-                    Some(&err.to_string()),
+                    Some(&err.client_message().0),
                 );
                 tracing::error!(batch = %self.batch_id, tenant = %tenant_id, error = ?err, "could not undo a tenant of an atomic batch");
             }

@@ -180,3 +180,25 @@ pub fn contains_pattern(search: &str) -> sea_orm::sea_query::LikeExpr {
         .replace('_', "\\_");
     sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('\\')
 }
+
+/// Where a connection that keeps session state goes (a lock held for a whole batch, `LISTEN`):
+/// `DATABASE_DIRECT_URL` when set, since a transaction-mode PgBouncer would hand the session to
+/// other clients, else the pool's own server.
+pub fn session_connect_options(
+    config: &Config,
+    pool: &pool::Pool,
+) -> Result<sea_orm::sqlx::postgres::PgConnectOptions, sea_orm::sqlx::Error> {
+    Ok(match &config.database_direct_url {
+        Some(url) => url
+            .expose_secret()
+            .parse::<sea_orm::sqlx::postgres::PgConnectOptions>()?
+            // Refused by a session-mode PgBouncer unless it ignores it; PostgreSQL 12 and newer
+            // send every float exactly without it.
+            .extra_float_digits(None),
+        None => pool
+            .get_postgres_connection_pool()
+            .connect_options()
+            .as_ref()
+            .clone(),
+    })
+}

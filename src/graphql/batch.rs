@@ -8,9 +8,10 @@ use uuid::Uuid;
 use crate::{
     audit::Actor,
     batch::{self, BatchOptions, BatchReport, events::ProgressEvent},
+    config::Config,
     error::AppError,
     graphql::{ContextExt, all_errors, parse_id, tenants::CreateTenantInput},
-    tenancy::{migrator::Target, validation::TenantDraft},
+    tenancy::{guard, migrator::Target, validation::TenantDraft},
 };
 
 #[derive(InputObject, Debug, Clone)]
@@ -22,12 +23,11 @@ pub struct BatchOptionsInput {
     /// All or nothing: when any tenant fails, everything the batch made is undone.
     #[graphql(default = false)]
     pub atomic: bool,
-    /// Further attempts after a transient failure (never after bad input or a conflict).
-    #[graphql(default = 2)]
-    pub retry_attempts: i32,
-    /// Limit per tenant.
-    #[graphql(default = 60)]
-    pub timeout_seconds: i32,
+    /// Further attempts after a transient failure (never after bad input or a conflict); by
+    /// default `RETRY_ATTEMPTS` (2).
+    pub retry_attempts: Option<i32>,
+    /// Limit per tenant; by default `OPERATION_TIMEOUT_SECONDS` (60).
+    pub timeout_seconds: Option<i32>,
     /// Answer with the finished batch (and the new API keys) instead of at once.
     #[graphql(default = false)]
     pub wait: bool,
@@ -38,15 +38,16 @@ impl Default for BatchOptionsInput {
         BatchOptionsInput {
             max_concurrency: 5,
             atomic: false,
-            retry_attempts: 2,
-            timeout_seconds: 60,
+            retry_attempts: None,
+            timeout_seconds: None,
             wait: false,
         }
     }
 }
 
 impl BatchOptionsInput {
-    fn into_options(self) -> Result<BatchOptions, AppError> {
+    /// The options asked for, the configured defaults filling what was left out.
+    fn into_options(self, config: &Config) -> Result<BatchOptions, AppError> {
         let non_negative = |field: &str, value: i32| {
             u32::try_from(value).map_err(|_| {
                 AppError::bad_input(format!("options.{field}"), "must not be negative")
@@ -55,8 +56,14 @@ impl BatchOptionsInput {
         Ok(BatchOptions {
             max_concurrency: non_negative("maxConcurrency", self.max_concurrency)?,
             atomic: self.atomic,
-            retry_attempts: non_negative("retryAttempts", self.retry_attempts)?,
-            timeout_seconds: non_negative("timeoutSeconds", self.timeout_seconds)?,
+            retry_attempts: match self.retry_attempts {
+                Some(value) => non_negative("retryAttempts", value)?,
+                None => config.retry_attempts,
+            },
+            timeout_seconds: match self.timeout_seconds {
+                Some(value) => non_negative("timeoutSeconds", value)?,
+                None => u32::try_from(config.operation_timeout.as_secs()).unwrap_or(u32::MAX),
+            },
             wait: self.wait,
         })
     }
@@ -274,7 +281,9 @@ impl BatchMutation {
     ) -> async_graphql::Result<ProvisioningBatch> {
         let request = ctx.request();
         request.require_platform()?;
-        let options = options.unwrap_or_default().into_options()?;
+        let options = options
+            .unwrap_or_default()
+            .into_options(&ctx.state().config)?;
         let drafts = tenants.into_iter().map(TenantDraft::from).collect();
         let report =
             batch::provision_tenants(ctx.state(), &Actor::from(request), drafts, options).await?;
@@ -283,16 +292,20 @@ impl BatchMutation {
 
     /// Migrates tenants (the given ones, or every tenant behind the target) up or down to
     /// `targetRevision`, each in one transaction: a tenant that fails stays where it started.
+    /// Either way at most `MAX_TENANTS_PER_BATCH` tenants; a target below head needs `confirm`
+    /// equal to `targetRevision`.
     async fn migrate_tenants(
         &self,
         ctx: &Context<'_>,
         #[graphql(default_with = "String::from(\"head\")")] target_revision: String,
         tenant_ids: Option<Vec<ID>>,
         options: Option<BatchOptionsInput>,
+        confirm: Option<String>,
     ) -> async_graphql::Result<ProvisioningBatch> {
         let request = ctx.request();
         request.require_platform()?;
         let target = Target::parse("targetRevision", &target_revision)?;
+        guard::confirm_fleet_migration(&target, &target_revision, confirm.as_deref())?;
         let tenant_ids = tenant_ids
             .map(|ids| {
                 ids.iter()
@@ -301,7 +314,9 @@ impl BatchMutation {
             })
             .transpose()
             .map_err(|e| all_errors(ctx, vec![e]))?;
-        let options = options.unwrap_or_default().into_options()?;
+        let options = options
+            .unwrap_or_default()
+            .into_options(&ctx.state().config)?;
         let report = batch::migrate_tenants(
             ctx.state(),
             &Actor::from(request),

@@ -22,6 +22,7 @@ pub struct SocketCredentials {
     pub bearer: Option<String>,
     pub api_key: Option<String>,
     pub client_addr: IpAddr,
+    pub user_agent: Option<String>,
     /// Called when the credentials no longer hold: the socket closes.
     pub on_refused: Arc<dyn Fn() + Send + Sync>,
 }
@@ -56,7 +57,7 @@ impl Extension for Reauthorize {
                 Ok(principal) => request.data.insert(RequestContext {
                     principal,
                     client_addr: Some(socket.client_addr),
-                    user_agent: None,
+                    user_agent: socket.user_agent.clone(),
                 }),
                 Err(err) => {
                     (socket.on_refused)();

@@ -207,10 +207,7 @@ async fn execute(
     let context = RequestContext {
         principal,
         client_addr: Some(peer.ip()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|agent| agent.to_str().ok())
-            .map(str::to_owned),
+        user_agent: super::user_agent(headers),
     };
     let response = match batch {
         BatchRequest::Single(request) => {

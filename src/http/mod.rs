@@ -101,3 +101,11 @@ async fn render_metrics(State(http): State<HttpState>) -> impl IntoResponse {
         http.state.metrics.render(),
     )
 }
+
+/// The client's `User-Agent`, recorded with the sessions it opens.
+fn user_agent(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|agent| agent.to_str().ok())
+        .map(str::to_owned)
+}

@@ -59,11 +59,12 @@ pub async fn upgrade(
     } else {
         WebSocketProtocols::SubscriptionsTransportWS
     };
+    let user_agent = super::user_agent(&headers);
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(http, socket, protocol, kind, peer))
+        .on_upgrade(move |socket| serve(http, socket, protocol, kind, peer, user_agent))
         .into_response()
 }
 
@@ -108,6 +109,7 @@ async fn serve(
     protocol: GraphQLProtocol,
     kind: WebSocketProtocols,
     peer: SocketAddr,
+    user_agent: Option<String>,
 ) {
     let (mut socket_sink, socket_stream) = socket.split();
     let (outgoing, mut outgoing_rx) = mpsc::channel::<Message>(64);
@@ -180,6 +182,7 @@ async fn serve(
                         bearer: credentials.bearer.map(str::to_owned),
                         api_key: credentials.api_key.map(str::to_owned),
                         client_addr: peer.ip(),
+                        user_agent,
                         on_refused: Arc::new(move || {
                             end_tx.send_replace(SocketEnd::Ended);
                         }),

@@ -18,7 +18,7 @@ use crate::{
     primitives::api_keys,
     state::SharedState,
     tenancy::{
-        TenantStatus, migrator, record_tenant,
+        TenantStatus, guard, migrator, record_tenant,
         registry::{described_conflict, find_live, schema_of, update_registry, update_registry_in},
         run_detached,
         validation::{SettingsDraft, TenantDraft, validate_new_tenant},
@@ -57,6 +57,12 @@ pub async fn set_active(
 ) -> AppResult<tenants::Model> {
     let tenant = find_live(&state.db, tenant_id).await?;
     record_tenant(&tenant);
+    if active && guard::parked_below_head(&tenant) {
+        return Err(AppError::bad_input(
+            "id",
+            "the tenant's schema is below head: migrating it back to head reactivates it",
+        ));
+    }
     let status = match (
         active,
         tenant.migrations_applied && tenant.schema_provisioned,
@@ -68,6 +74,10 @@ pub async fn set_active(
     let txn = state.db.begin().await?;
     let tenant = update_registry_in(&txn, tenant.id, |row| {
         row.status = Set(status.as_db().to_owned());
+        if !active && guard::parked_below_head(&tenant) {
+            // Deactivated by an operator: going back to head no longer reactivates it.
+            row.failure_reason = Set(None);
+        }
     })
     .await?;
     let sessions_ended = if active {

@@ -16,7 +16,7 @@ use crate::{
     primitives::schema_name::SchemaName,
     state::SharedState,
     tenancy::{
-        Progress, Step, StepStatus, TenantStatus,
+        Progress, Step, StepStatus, TenantStatus, guard,
         migrator::{self, MigrationFailure, SchemaMigrations, Target},
         record_tenant,
         registry::{find_live, missing_tables, schema_of, update_registry, update_registry_in},
@@ -160,6 +160,7 @@ pub async fn run_migrations(
             let err = AppError::Failed {
                 step: Step::Migrate.name(),
                 transient: crate::error::is_transient_db_error(&source),
+                reference: None,
                 message: format!(
                     "migration {failed_migration} failed; the schema stays at revision {}",
                     reached.current_revision().unwrap_or("base")
@@ -170,10 +171,15 @@ pub async fn run_migrations(
         }
         (Ok(_), Err((step, err))) => {
             audit::failure(&state.db, actor, "tenant.migrate", Some(tenant_id), &err).await;
+            let (detail, reference) = err.client_message();
             Err(AppError::Failed {
                 step: step.name(),
                 transient: err.is_transient(),
-                message: format!("the schema was migrated but {} failed", step.name()),
+                reference,
+                message: format!(
+                    "the schema was migrated but {} failed: {detail}",
+                    step.name()
+                ),
             })
         }
     }
@@ -279,6 +285,7 @@ async fn finish_when_at_head(
 }
 
 /// Records in the registry, inside `txn`, the revision a schema reached and whether it is at head.
+/// An `ACTIVE` tenant left below head is parked `INACTIVE` until it is back ([`guard`]).
 pub(super) async fn record_revision_in(
     txn: &DatabaseTransaction,
     tenant: &tenants::Model,
@@ -286,7 +293,16 @@ pub(super) async fn record_revision_in(
 ) -> AppResult<tenants::Model> {
     let revision = migrations.current_revision().map(str::to_owned);
     let at_head = migrations.at_head();
+    let active = tenant.status == TenantStatus::Active.as_db();
+    let parked = guard::parked_below_head(tenant);
     update_registry_in(txn, tenant.id, |row| {
+        if !at_head && (active || parked) {
+            row.status = Set(TenantStatus::Inactive.as_db().to_owned());
+            row.failure_reason = Set(Some(guard::below_head_reason(revision.as_deref())));
+        } else if at_head && parked {
+            row.status = Set(TenantStatus::Active.as_db().to_owned());
+            row.failure_reason = Set(None);
+        }
         row.schema_provisioned = Set(true);
         row.current_revision = Set(revision);
         row.migrations_applied = Set(at_head);

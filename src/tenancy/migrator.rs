@@ -55,8 +55,13 @@ impl Target {
         }
     }
 
+    /// Whether fewer migrations than all are applied at this target.
+    pub fn is_below_head(&self) -> bool {
+        self.applied_count() < tenant_migration_names().len()
+    }
+
     /// How many migrations are applied at this target.
-    fn applied_count(&self) -> usize {
+    pub fn applied_count(&self) -> usize {
         let names = tenant_migration_names();
         match self {
             Target::Head => names.len(),

@@ -10,12 +10,14 @@
 //! - [`migrator`] is the per-schema migration machinery; [`seed`] the data a schema starts with;
 //!   [`health`] compares a schema with the registry; [`fleet`] finds tenants behind a revision.
 //!
-//! States move `PENDING → PROVISIONING → ACTIVE` (or `FAILED`), and `INACTIVE` when deactivated.
+//! States move `PENDING → PROVISIONING → ACTIVE` (or `FAILED`), and `INACTIVE` when deactivated
+//! or when migrated below head ([`guard`]: confirmations of destructive operations).
 
 pub mod activity;
 pub mod admin;
 pub mod directory;
 pub mod fleet;
+pub mod guard;
 pub mod health;
 pub mod migrate;
 pub mod migrator;

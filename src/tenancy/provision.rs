@@ -56,7 +56,10 @@ pub struct Created {
 /// A provisioning step that failed, and what it had made so far.
 struct StepFailure {
     step: Step,
+    /// What a client may read ([`AppError::client_message`]).
     detail: String,
+    /// The log's reference for an internal cause.
+    reference: Option<uuid::Uuid>,
     schema_created: bool,
     /// Worth trying again (a lost connection, a lock timeout, a deadlock, a time-out).
     transient: bool,
@@ -134,7 +137,11 @@ pub async fn create(
         }
         Err(err) => {
             let err = described_conflict(AppError::from(err));
-            progress.report(Step::Register, StepStatus::Failed, Some(&err.to_string()));
+            progress.report(
+                Step::Register,
+                StepStatus::Failed,
+                Some(&err.client_message().0),
+            );
             audit::failure(&state.db, actor, "tenant.create", None, &err).await;
             return Err(err);
         }
@@ -170,6 +177,7 @@ pub async fn create(
             Err(_) => Err(StepFailure {
                 step: Step::Verify,
                 detail: format!("provisioning took longer than {} s", timeout.as_secs()),
+                reference: None,
                 // Unknown how far it got: the rollback drops the schema if it is there.
                 schema_created: true,
                 transient: true,
@@ -217,6 +225,7 @@ pub async fn create(
             let err = AppError::Failed {
                 step: failure.step.name(),
                 transient: failure.transient,
+                reference: failure.reference,
                 message: format!(
                     "provisioning failed at {}: {}; {}",
                     failure.step.name(),
@@ -248,14 +257,12 @@ async fn provision(
     let fail = |step: Step, schema_created: bool| {
         move |err: AppError| {
             tracing::warn!(tenant = %tenant.id, step = step.name(), error = ?err, "provisioning step failed");
+            let (detail, reference) = err.client_message();
             StepFailure {
                 step,
                 transient: err.is_transient(),
-                // The outermost description only: it says what failed without SQL detail.
-                detail: match &err {
-                    AppError::Internal(source) => source.to_string(),
-                    other => other.to_string(),
-                },
+                detail,
+                reference,
                 schema_created,
             }
         }

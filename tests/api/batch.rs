@@ -15,19 +15,19 @@ mutation($tenants: [CreateTenantInput!]!, $options: BatchOptions) {
 }"#;
 
 const MIGRATE: &str = r#"
-mutation($target: String!, $ids: [ID!], $options: BatchOptions) {
-  migrateTenants(targetRevision: $target, tenantIds: $ids, options: $options) {
+mutation($target: String!, $ids: [ID!], $options: BatchOptions, $confirm: String) {
+  migrateTenants(targetRevision: $target, tenantIds: $ids, options: $options, confirm: $confirm) {
     id kind status results { domain status error { code } } summary { totalRequested successful failed }
   }
 }"#;
 
-fn inputs(prefix: &str, count: usize) -> Vec<Value> {
+pub fn inputs(prefix: &str, count: usize) -> Vec<Value> {
     (0..count)
         .map(|i| tenant_input(&format!("{prefix}-{i}")))
         .collect()
 }
 
-async fn provision(app: &TestApp, token: &str, tenants: Vec<Value>, options: Value) -> Gql {
+pub async fn provision(app: &TestApp, token: &str, tenants: Vec<Value>, options: Value) -> Gql {
     app.graphql(
         PROVISION,
         json!({ "tenants": tenants, "options": options }),
@@ -228,7 +228,7 @@ async fn a_batch_over_the_size_limit_is_refused_and_nothing_starts() {
 const PROGRESS: &str = "subscription($id: ID!) { provisioningProgress(batchId: $id) { seq tenantName step status completed total } }";
 
 /// Every event of a subscription up to its `complete`.
-async fn follow(app: &TestApp, token: &str, batch_id: &str) -> Vec<Value> {
+pub async fn follow(app: &TestApp, token: &str, batch_id: &str) -> Vec<Value> {
     let mut socket = app.websocket().await;
     assert_eq!(
         socket.init(Some(token)).await.message()["type"],
@@ -278,10 +278,14 @@ async fn progress_subscribers_see_every_step_and_late_ones_miss_nothing() {
     assert_eq!(done.len(), 6);
     assert!(
         done.iter()
-            .all(|e| e["status"] == "SUCCEEDED" && e["total"] == 6)
+            .all(|e| e["status"] == "SUCCEEDED" && e["total"] == 6),
+        "{done:?}"
     );
     let last = live.last().unwrap();
-    assert!(last["tenantName"].is_null() && last["step"] == "DONE" && last["completed"] == 6);
+    assert!(
+        last["tenantName"].is_null() && last["step"] == "DONE" && last["completed"] == 6,
+        "the batch's own DONE comes last, with every tenant counted: {last}"
+    );
     for step in ["VALIDATE", "CREATE_SCHEMA", "MIGRATE", "SEED", "VERIFY"] {
         assert_eq!(
             live.iter()
@@ -347,7 +351,7 @@ pub async fn fleet_migrates_down_and_back_up(app: &TestApp, size: usize) {
     let down = app
         .graphql(
             MIGRATE,
-            json!({ "target": "base", "options": { "wait": true } }),
+            json!({ "target": "base", "confirm": "base", "options": { "wait": true } }),
             Some(&token),
         )
         .await;
@@ -409,7 +413,7 @@ pub async fn fleet_migrates_down_and_back_up(app: &TestApp, size: usize) {
     let some = app
         .graphql(
             MIGRATE,
-            json!({ "target": middle, "ids": ids, "options": { "wait": true } }),
+            json!({ "target": middle, "confirm": middle, "ids": ids, "options": { "wait": true } }),
             Some(&token),
         )
         .await;

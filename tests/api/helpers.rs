@@ -303,6 +303,16 @@ pub fn count_statements(env: &mut HashMap<String, String>) {
     env.insert("GRAPHQL_STATEMENT_COUNTS".into(), "true".into());
 }
 
+/// The document was refused before execution began: executed operations report the statements
+/// they sent (with `GRAPHQL_STATEMENT_COUNTS` on), refused ones never got that far.
+pub fn assert_not_executed(response: &Gql) {
+    assert!(
+        response.0["extensions"]["sqlStatements"].is_null(),
+        "the operation was executed: {}",
+        response.0
+    );
+}
+
 pub fn config_from(env: &HashMap<String, String>) -> Config {
     Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration is valid")
 }

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use tenantgraph::graphql::{MAX_BATCH_OPERATIONS, MAX_COMPLEXITY, MAX_DEPTH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{Gql, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp, count_statements};
+use crate::helpers::{
+    Gql, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp, assert_not_executed, count_statements,
+};
 
 const CONTRACT_CODES: [&str; 8] = [
     "UNAUTHENTICATED",
@@ -55,16 +57,6 @@ fn query_of_complexity(count: usize) -> String {
         .map(|i| format!("a{i}: __schema {{ __typename }} "))
         .collect();
     format!("{{ {fields}}}")
-}
-
-/// The document was refused before execution began: executed operations report the statements
-/// they sent (with `GRAPHQL_STATEMENT_COUNTS` on), refused ones never got that far.
-fn assert_not_executed(response: &Gql) {
-    assert!(
-        response.0["extensions"]["sqlStatements"].is_null(),
-        "the operation was executed: {}",
-        response.0
-    );
 }
 
 #[tokio::test]
@@ -154,7 +146,7 @@ async fn a_query_over_the_complexity_limit_is_refused_before_it_runs() {
     );
 
     let too_complex = app
-        .graphql(&query_of_complexity(3000), json!({}), None)
+        .graphql(&query_of_complexity(MAX_COMPLEXITY + 1), json!({}), None)
         .await;
     assert!(too_complex.0["data"].is_null(), "{}", too_complex.0);
     assert!(
@@ -172,7 +164,7 @@ async fn refused_documents_still_carry_a_contract_error_code() {
     let app = TestApp::spawn().await;
     for query in [
         introspection_query_of_depth(MAX_DEPTH + 1),
-        query_of_complexity(3000),
+        query_of_complexity(MAX_COMPLEXITY + 1),
         "{ noSuchField }".to_owned(),
         "{ me { kind ".to_owned(),
     ] {

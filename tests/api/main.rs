@@ -9,6 +9,7 @@ mod conformance;
 mod database;
 mod graphiql;
 mod graphql_http;
+mod guards;
 mod health;
 mod hostile;
 mod isolation;

@@ -21,14 +21,6 @@ use crate::{
     tokens::assert_unauthenticated,
 };
 
-const LOGIN: &str = "mutation($input: LoginInput!) { \
-    login(input: $input) { token refreshToken expiresAt user { id email roles } tenant { id } } }";
-const REFRESH: &str = "mutation($token: String!) { \
-    refreshToken(refreshToken: $token) { token refreshToken expiresAt user { id email roles } tenant { id domain } } }";
-const ME: &str = "{ me { kind user { id email roles } } }";
-const LOGOUT: &str = "mutation { logout }";
-const USER_PASSWORD: &str = "user-password-for-tests";
-
 /// A tenant with an admin `admin@<domain>`; returns (tenant id, API key).
 async fn tenant_with_admin(app: &TestApp, operator: &str, domain: &str) -> (String, String) {
     let mut input = tenant_input(domain);
@@ -39,6 +31,14 @@ async fn tenant_with_admin(app: &TestApp, operator: &str, domain: &str) -> (Stri
         created["apiKey"].as_str().unwrap().to_owned(),
     )
 }
+
+const LOGIN: &str = "mutation($input: LoginInput!) { \
+    login(input: $input) { token refreshToken expiresAt user { id email roles } tenant { id } } }";
+const REFRESH: &str = "mutation($token: String!) { \
+    refreshToken(refreshToken: $token) { token refreshToken expiresAt user { id email roles } tenant { id domain } } }";
+const ME: &str = "{ me { kind user { id email roles } } }";
+const LOGOUT: &str = "mutation { logout }";
+const USER_PASSWORD: &str = "user-password-for-tests";
 
 /// The two tokens of a session.
 #[derive(Debug, Clone)]
@@ -873,8 +873,8 @@ async fn a_tenant_deleted_with_its_schema_and_created_again_on_the_same_domain_r
     let old_claims = w.app.state.jwt.verify(&w.admin.access).unwrap();
     w.app
         .graphql(
-            "mutation($id: ID!) { deleteTenant(id: $id, dropSchema: true) { schemaDropped } }",
-            json!({ "id": w.tenant_id }),
+            "mutation($id: ID!, $confirm: String) { deleteTenant(id: $id, dropSchema: true, confirm: $confirm) { schemaDropped } }",
+            json!({ "id": w.tenant_id, "confirm": "tenant_again_sessions" }),
             Some(&w.operator),
         )
         .await

@@ -383,8 +383,8 @@ async fn a_socket_opened_before_its_tenant_was_dropped_and_made_again_reaches_no
 
     let deleted = app
         .graphql(
-            "mutation($id: ID!) { deleteTenant(id: $id, dropSchema: true) { schemaDropped } }",
-            json!({ "id": old_id }),
+            "mutation($id: ID!, $confirm: String) { deleteTenant(id: $id, dropSchema: true, confirm: $confirm) { schemaDropped } }",
+            json!({ "id": old_id, "confirm": "tenant_again_church" }),
             Some(&operator),
         )
         .await;

@@ -14,8 +14,8 @@ query($id: ID!) {
 }"#;
 
 const RUN_MIGRATIONS: &str = r#"
-mutation($id: ID!, $target: String!) {
-  runMigrations(tenantId: $id, targetRevision: $target) {
+mutation($id: ID!, $target: String!, $confirm: String) {
+  runMigrations(tenantId: $id, targetRevision: $target, confirm: $confirm) {
     currentRevision appliedMigrations pendingMigrations migrationsApplied
   }
 }"#;
@@ -266,7 +266,7 @@ async fn migrating_down_to_base_and_back_up_restores_the_schema() {
     let base = app
         .graphql(
             RUN_MIGRATIONS,
-            json!({ "id": id, "target": "base" }),
+            json!({ "id": id, "target": "base", "confirm": "tenant_updown" }),
             Some(&token),
         )
         .await;
@@ -538,7 +538,7 @@ async fn a_schema_that_exists_outside_the_registry_is_never_reused() {
 }
 
 /// Makes creating `person` in `schema` fail, as a migration that breaks half-way would.
-async fn inject_failure_into_person_migration(app: &TestApp, schema: &str) {
+pub async fn inject_failure_into_person_migration(app: &TestApp, schema: &str) {
     app.db()
         .execute_unprepared(&format!(
             r#"
@@ -662,7 +662,7 @@ pub async fn lifecycle_keeps_the_registry_truthful(app: &TestApp) {
         .await;
     assert_eq!(reactivated.data()["reactivateTenant"]["status"], "ACTIVE");
 
-    const DELETE: &str = "mutation($id: ID!, $drop: Boolean!) { deleteTenant(id: $id, dropSchema: $drop) { schemaName schemaDropped } }";
+    const DELETE: &str = "mutation($id: ID!, $drop: Boolean!, $confirm: String) { deleteTenant(id: $id, dropSchema: $drop, confirm: $confirm) { schemaName schemaDropped } }";
     let kept = app
         .graphql(
             DELETE,
@@ -675,7 +675,7 @@ pub async fn lifecycle_keeps_the_registry_truthful(app: &TestApp) {
     let dropped = app
         .graphql(
             DELETE,
-            json!({ "id": drop["tenant"]["id"], "drop": true }),
+            json!({ "id": drop["tenant"]["id"], "drop": true, "confirm": "tenant_drop_org" }),
             Some(&token),
         )
         .await;

@@ -344,15 +344,10 @@ async fn a_socket_is_closed_with_4401_when_its_token_expires() {
     use tenantgraph::auth::jwt::{JwtKeys, TokenKind};
 
     let app = TestApp::spawn().await;
-    let token = app.operator_token().await;
-    let me = app
-        .graphql("{ me { user { id } } }", json!({}), Some(&token))
-        .await;
-    let operator = uuid::Uuid::parse_str(me.data()["me"]["user"]["id"].as_str().unwrap()).unwrap();
-    // A shorter-lived token of the same (live) session.
-    let session = app.state.jwt.verify(&token).unwrap().sid;
+    // A token of the operator's real session that ends in two seconds.
+    let session = app.state.jwt.verify(&app.operator_token().await).unwrap();
     let short = JwtKeys::new(&JWT_SECRET.to_owned().into(), Duration::from_secs(2))
-        .issue(TokenKind::Platform, operator, session, None)
+        .issue(TokenKind::Platform, session.sub, session.sid, None)
         .unwrap();
     let mut socket = app.websocket().await;
     assert_eq!(

@@ -51,6 +51,7 @@ impl TenantDataQuery {
 
     /// People of the tenant, oldest first (`people:read`). `search` is a case-insensitive
     /// substring of the first name, last name or email; `first` is 1 to 100.
+    #[graphql(complexity = "crate::graphql::page_cost(first, 20, child_complexity)")]
     async fn people(
         &self,
         ctx: &Context<'_>,

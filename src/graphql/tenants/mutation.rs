@@ -4,7 +4,7 @@ use crate::{
     audit::Actor,
     graphql::{ContextExt, all_errors, parse_id},
     tenancy::{
-        Progress, admin,
+        Progress, admin, guard,
         migrate::{self, MigrationMode},
         migrator::Target,
         provision::{self, ProvisionOptions},
@@ -90,17 +90,28 @@ impl TenantMutation {
         ))
     }
 
-    /// Deletes the tenant. With `dropSchema` its data goes too; otherwise the schema is kept for
-    /// a restore and its domain and schema name stay reserved.
+    /// Deletes the tenant. With `dropSchema` its data goes too, and `confirm` must be the
+    /// tenant's `schemaName`; otherwise the schema is kept for a restore and its domain and schema
+    /// name stay reserved.
     async fn delete_tenant(
         &self,
         ctx: &Context<'_>,
         id: ID,
         #[graphql(default = false)] drop_schema: bool,
+        confirm: Option<String>,
     ) -> async_graphql::Result<DeleteTenantResult> {
         let request = ctx.request();
         request.require_platform()?;
         let tenant_id = parse_id("id", &id)?;
+        if drop_schema {
+            guard::confirm_schema_drop(
+                ctx.state(),
+                tenant_id,
+                confirm.as_deref(),
+                "dropping the schema",
+            )
+            .await?;
+        }
         let tenant =
             admin::delete(ctx.state(), &Actor::from(request), tenant_id, drop_schema).await?;
         Ok(DeleteTenantResult {
@@ -122,16 +133,27 @@ impl TenantMutation {
         Ok(admin::rotate_api_key(ctx.state(), &Actor::from(request), id).await?)
     }
 
-    /// Creates the tenant's schema (empty); `forceRecreate` drops an existing one and its data.
+    /// Creates the tenant's schema (empty); `forceRecreate` drops an existing one and its data,
+    /// and needs `confirm` equal to the tenant's `schemaName`.
     async fn provision_schema(
         &self,
         ctx: &Context<'_>,
         tenant_id: ID,
         #[graphql(default = false)] force_recreate: bool,
+        confirm: Option<String>,
     ) -> async_graphql::Result<MigrationStatus> {
         let request = ctx.request();
         request.require_platform()?;
         let id = parse_id("tenantId", &tenant_id)?;
+        if force_recreate {
+            guard::confirm_schema_drop(
+                ctx.state(),
+                id,
+                confirm.as_deref(),
+                "recreating the schema",
+            )
+            .await?;
+        }
         let (tenant, migrations) =
             migrate::provision_schema(ctx.state(), &Actor::from(request), id, force_recreate)
                 .await?;
@@ -140,16 +162,20 @@ impl TenantMutation {
 
     /// Migrates the tenant's schema up or down to `targetRevision`: `head`, `base` (nothing
     /// applied) or a migration name. Reaching head the first time seeds and activates the tenant.
+    /// Going below the current revision needs `confirm` equal to the tenant's `schemaName`, and
+    /// leaves an `ACTIVE` tenant `INACTIVE` until it is back at head.
     async fn run_migrations(
         &self,
         ctx: &Context<'_>,
         tenant_id: ID,
         #[graphql(default_with = "String::from(\"head\")")] target_revision: String,
+        confirm: Option<String>,
     ) -> async_graphql::Result<MigrationStatus> {
         let request = ctx.request();
         request.require_platform()?;
         let id = parse_id("tenantId", &tenant_id)?;
         let target = Target::parse("targetRevision", &target_revision)?;
+        guard::confirm_single_migration(ctx.state(), id, &target, confirm.as_deref()).await?;
         let (tenant, migrations) = migrate::run_migrations(
             ctx.state(),
             &Actor::from(request),

@@ -21,6 +21,7 @@ pub struct TenantQuery;
 #[Object]
 impl TenantQuery {
     /// The registry, oldest first (platform operators only).
+    #[graphql(complexity = "crate::graphql::page_cost(first, 50, child_complexity)")]
     async fn tenants(
         &self,
         ctx: &Context<'_>,
