@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::{
     batch, helpers,
     helpers::{TestApp, TestDatabase, free_port},
-    isolation, tenant_auth, tenant_data, tenants,
+    isolation, sessions, tenant_auth, tenant_data, tenants,
 };
 
 const NEEDS_PGBOUNCER: &str =
@@ -258,6 +258,13 @@ async fn batches_provision_and_migrate_behind_pgbouncer() {
         |app| Box::pin(batch::fleet_migrates_down_and_back_up(app, 10)),
     )
     .await;
+}
+
+#[tokio::test]
+#[ignore = "needs pgbouncer (apt-get install pgbouncer): cargo test --test api pgbouncer -- --ignored"]
+async fn sessions_and_access_events_work_behind_pgbouncer() {
+    let behind = behind_pgbouncer(|_| {}).await;
+    sessions::session_round_trip(&behind.app).await;
 }
 
 /// Many requests at once from two tenants, more than PgBouncer has server connections: every

@@ -226,6 +226,73 @@ async fn login_opens_a_session_that_the_access_token_names_and_a_refresh_token_c
 }
 
 #[tokio::test]
+async fn a_session_is_refreshed_and_ended_and_every_end_is_announced() {
+    session_round_trip(&TestApp::spawn().await).await;
+}
+
+/// A tenant user's session from login to logout, with a reuse and a suspension on the way, and
+/// the notification of each change heard back by this server's listener (which behind PgBouncer
+/// listens on `DATABASE_DIRECT_URL`).
+pub async fn session_round_trip(app: &TestApp) {
+    async fn trip_login(app: &TestApp, user: &str) -> Tokens {
+        let email = format!("{user}@trip.sessions");
+        let login = login(app, &email, ADMIN_PASSWORD, Some("trip.sessions")).await;
+        Tokens::from(&login, "login")
+    }
+
+    until_listening(app).await;
+    let mut events = app.state.access.subscribe();
+    let tenant = app.with_tenant("trip.sessions").await;
+    let tenant_id: Uuid = tenant.id.parse().unwrap();
+    let admin = trip_login(app, "admin").await;
+    let second = Tokens::from(&refresh(app, &admin.refresh).await, "refreshToken");
+    assert_eq!(
+        me(app, &second.access).await.data()["me"]["kind"],
+        "TENANT_USER"
+    );
+    // Reuse ends the session; the trigger's notification comes back through the listener.
+    assert_unauthenticated(&refresh(app, &admin.refresh).await, "reused");
+    assert_unauthenticated(&me(app, &second.access).await, "after reuse");
+    let sid = app.state.jwt.verify(&admin.access).unwrap().sid;
+    heard(
+        &mut events,
+        |e| matches!(e, AccessEvent::Session { id, .. } if *id == sid),
+    )
+    .await;
+
+    // A suspension, published by the server in its transaction.
+    let member = trip_login(app, "member").await;
+    let member_id = user_id_of(&me(app, &member.access).await);
+    app.graphql(
+        "mutation($id: ID!) { updateUser(id: $id, input: { status: \"suspended\" }) { id } }",
+        json!({ "id": member_id }),
+        Some(&tenant.admin),
+    )
+    .await
+    .data();
+    assert_unauthenticated(&me(app, &member.access).await, "suspended");
+    let user: Uuid = member_id.parse().unwrap();
+    heard(&mut events, |e| {
+        *e == AccessEvent::User {
+            tenant: tenant_id,
+            id: user,
+        }
+    })
+    .await;
+
+    // Logout.
+    let fresh = trip_login(app, "admin").await;
+    assert_eq!(
+        app.graphql(LOGOUT, json!({}), Some(&fresh.access))
+            .await
+            .data()["logout"],
+        true
+    );
+    assert_unauthenticated(&me(app, &fresh.access).await, "after logout");
+    assert_unauthenticated(&refresh(app, &fresh.refresh).await, "refresh after logout");
+}
+
+#[tokio::test]
 async fn a_refresh_token_gives_a_new_pair_once_and_presenting_it_again_ends_the_session() {
     let w = world("rotate.sessions").await;
     let first = w.admin.clone();
