@@ -10,7 +10,7 @@ use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
     http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
-    response::IntoResponse,
+    response::{IntoResponse, Response},
     routing::get,
 };
 use tower_http::{
@@ -49,7 +49,11 @@ pub fn router(http: HttpState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
-        ));
+        ))
+        .layer(axum::middleware::map_response(graphql_errors_for_refusals(
+            config.request_timeout,
+            config.max_body_bytes,
+        )));
     // Sockets live long; their limits are per message and per socket (see `ws`).
     let sockets = Router::new().route("/graphql/ws", get(ws::upgrade));
 
@@ -91,6 +95,39 @@ pub fn router(http: HttpState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The time and size layers answer 408 and 413 before GraphQL runs; their bodies become
+/// GraphQL errors with the contract's codes, so that every refusal reads the same way.
+fn graphql_errors_for_refusals(
+    timeout: std::time::Duration,
+    max_body_bytes: usize,
+) -> impl Fn(Response) -> std::future::Ready<Response> + Clone {
+    move |response: Response| {
+        let (code, message) = match response.status() {
+            StatusCode::REQUEST_TIMEOUT => (
+                "TIMEOUT",
+                format!(
+                    "the request took longer than {} s; work it started goes on",
+                    timeout.as_secs()
+                ),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "BAD_USER_INPUT",
+                format!("the request body is larger than {max_body_bytes} bytes"),
+            ),
+            _ => return std::future::ready(response),
+        };
+        let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+        std::future::ready(
+            (
+                response.status(),
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response(),
+        )
+    }
 }
 
 async fn render_metrics(State(http): State<HttpState>) -> impl IntoResponse {

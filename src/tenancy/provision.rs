@@ -3,8 +3,8 @@
 //! the way is undone (or, with rollback off, the tenant is marked `FAILED`), so no input, race or
 //! error leaves a half-made tenant.
 //!
-//! Work that changes a schema runs in a task of its own: a client that disconnects mid-way does
-//! not cancel it half done.
+//! A creation runs in a task of its own from registration to audit: a client that disconnects
+//! or a request that times out mid-way cancels neither the work nor its undo.
 
 use chrono::Utc;
 use entity::public::tenants;
@@ -66,12 +66,25 @@ struct StepFailure {
 }
 
 /// Registers a validated tenant and, as asked, provisions and migrates its schema.
+pub async fn create(
+    state: &SharedState,
+    actor: &Actor,
+    valid: ValidTenant,
+    options: ProvisionOptions,
+) -> AppResult<Created> {
+    let (state, actor) = (state.clone(), actor.clone());
+    run_detached("tenant creation", async move {
+        create_to_the_end(&state, &actor, valid, options).await
+    })
+    .await?
+}
+
 #[tracing::instrument(
     name = "provision tenant",
     skip_all,
     fields(tenant_id = tracing::field::Empty, schema = %valid.schema, domain = %valid.domain)
 )]
-pub async fn create(
+async fn create_to_the_end(
     state: &SharedState,
     actor: &Actor,
     valid: ValidTenant,

@@ -328,6 +328,34 @@ async fn a_50_mb_chunked_body_without_a_content_length_is_refused_without_being_
     assert_still_healthy(&app).await;
 }
 
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_graphql_error_with_a_code() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("MAX_BODY_BYTES".into(), "1024".into());
+    })
+    .await;
+    let padding = " ".repeat(2048);
+    let response = app
+        .post_json(
+            json!({ "query": format!("{{ __typename }}{padding}") }),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.expect("a JSON body");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1024 bytes"),
+        "{body}"
+    );
+}
+
 /// A login mutation that would succeed (and hand out a token) if it ran.
 fn login_mutation(name: &str) -> String {
     format!(

@@ -588,6 +588,62 @@ async fn a_migration_failing_during_provisioning_rolls_everything_back_and_says_
 }
 
 #[tokio::test]
+async fn a_creation_cut_off_by_the_request_time_out_is_still_undone_and_audited() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("REQUEST_TIMEOUT_SECONDS".into(), "1".into());
+    })
+    .await;
+    let token = app.operator_token().await;
+    // Creating `person` takes longer than the request may, then fails.
+    app.db()
+        .execute_unprepared(
+            r#"
+            CREATE FUNCTION public.slow_failing_person() RETURNS event_trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
+                          WHERE object_identity = 'tenant_cutoff_org.person' AND command_tag = 'CREATE TABLE') THEN
+                PERFORM pg_sleep(2);
+                RAISE EXCEPTION 'injected failure after the request timed out';
+              END IF;
+            END $$;
+            CREATE EVENT TRIGGER slow_failing_person ON ddl_command_end
+              EXECUTE FUNCTION public.slow_failing_person();
+            "#,
+        )
+        .await
+        .unwrap();
+
+    let response = app
+        .post_json(
+            json!({ "query": CREATE_TENANT, "variables": { "input": tenant_input("cutoff.org") } }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(response.status(), reqwest::StatusCode::REQUEST_TIMEOUT);
+    let body: Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT", "{body}");
+
+    // The creation goes on without its request: undone and audited, not left PROVISIONING for
+    // the background clean-up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let failures = app
+            .scalar("SELECT count(*) FROM public.audit_events WHERE action = 'tenant.create' AND outcome = 'FAILURE'")
+            .await;
+        if failures == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the creation was never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 0);
+    assert!(!schema_exists(&app, "tenant_cutoff_org").await);
+}
+
+#[tokio::test]
 async fn a_failing_migration_leaves_the_schema_at_the_last_good_revision() {
     let app = TestApp::spawn().await;
     let token = app.operator_token().await;
