@@ -13,7 +13,7 @@ use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     auth::access::announce,
-    db::notify::{ACCESS_CHANNEL, AccessEvent, AccessFeed},
+    db::notify::{ACCESS_CHANNEL, AccessEvent, AccessFeed, BATCH_EVENTS_CHANNEL},
     state::SharedState,
 };
 
@@ -71,6 +71,11 @@ async fn listen(state: SharedState, mut stopped: watch::Receiver<bool>) {
                         _ = stopped.wait_for(|stop| *stop) => break true,
                     };
                     match received {
+                        Ok(Some(notification))
+                            if notification.channel() == BATCH_EVENTS_CHANNEL =>
+                        {
+                            state.events.heard(notification.payload());
+                        }
                         Ok(Some(notification)) => hear(&state, notification.payload()).await,
                         Ok(None) => {
                             tracing::warn!("the access listener lost its connection");
@@ -117,7 +122,10 @@ async fn connect(state: &SharedState) -> Result<(PgListener, PgPool), sea_orm::s
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.ignore_pool_close_event(true);
     listener.eager_reconnect(false);
-    listener.listen(ACCESS_CHANNEL).await?;
+    // Progress events of batches run by other servers share the connection.
+    listener
+        .listen_all([ACCESS_CHANNEL, BATCH_EVENTS_CHANNEL])
+        .await?;
     Ok((listener, pool))
 }
 

@@ -25,16 +25,6 @@ fn statement(how: Take) -> sqlx::AssertSqlSafe<String> {
 }
 
 impl BatchLock {
-    /// Takes the batch's lock, waiting if another holder has it.
-    pub async fn acquire(state: &AppState, batch_id: Uuid) -> Result<Self, sqlx::Error> {
-        let mut lock = Self::connect(state, batch_id).await?;
-        sqlx::query(statement(Take::Session))
-            .bind(&lock.key)
-            .execute(&mut lock.connection)
-            .await?;
-        Ok(lock)
-    }
-
     /// Takes the batch's lock only if nobody holds it: `None` means a live server runs it.
     pub async fn try_acquire(
         state: &AppState,
