@@ -6,7 +6,16 @@
 //! through a transaction pooler would stay on a server connection that other clients go on
 //! using, and closing our client connection would not release it.
 
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
 use sea_orm::sqlx::{self, ConnectOptions, Connection, PgConnection};
+use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
 use crate::{
@@ -17,6 +26,23 @@ use crate::{
 pub struct BatchLock {
     connection: PgConnection,
     key: String,
+}
+
+/// How often a held lock's connection is checked.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A lock held by a running batch ([`BatchLock::hold`]).
+pub struct HeldLock {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl HeldLock {
+    /// Releases the lock.
+    pub async fn release(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 /// `SELECT` of the lock function; built from constant parts only, the key is bound as `$1`.
@@ -41,6 +67,33 @@ impl BatchLock {
     /// Releases the lock; dropping the lock without this also releases it, with the connection.
     pub async fn release(self) {
         let _ = self.connection.close().await;
+    }
+
+    /// Holds the lock while a batch runs, checking its connection every second: a lock whose
+    /// connection broke is free for another server to take, so `lost` is set and the run must
+    /// start nothing more.
+    pub fn hold(self, lost: Arc<AtomicBool>) -> HeldLock {
+        let (stop, mut stopped) = oneshot::channel();
+        let mut lock = self;
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    () = tokio::time::sleep(CHECK_INTERVAL) => {}
+                }
+                if sqlx::query("SELECT 1")
+                    .execute(&mut lock.connection)
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(key = %lock.key, "lost the connection holding a batch's lock; another server may take the batch over");
+                    lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+            lock.release().await;
+        });
+        HeldLock { stop, task }
     }
 
     async fn connect(state: &AppState, batch_id: Uuid) -> Result<Self, sqlx::Error> {

@@ -27,8 +27,9 @@ use uuid::Uuid;
 use crate::{
     audit::Actor,
     batch::{
-        BatchKind, BatchOptions, BatchStatus, JobInput, JobStatus, events::ProgressEvent,
-        lock::BatchLock,
+        BatchKind, BatchOptions, BatchStatus, JobInput, JobStatus,
+        events::ProgressEvent,
+        lock::{BatchLock, HeldLock},
     },
     error::{AppError, AppResult},
     state::SharedState,
@@ -58,6 +59,9 @@ pub struct Runner {
     target: Target,
     /// Set when an atomic batch has a failure: tenants not yet started are skipped.
     abandoned: AtomicBool,
+    /// Set when the connection holding the batch's lock broke: another server may take the
+    /// batch over, so this one starts nothing more and leaves the batch unfinished.
+    lock_lost: Arc<AtomicBool>,
 }
 
 /// How one job ended.
@@ -93,6 +97,7 @@ impl Runner {
             options,
             target,
             abandoned: AtomicBool::new(false),
+            lock_lost: Arc::default(),
         }))
     }
 
@@ -100,6 +105,7 @@ impl Runner {
     /// for the jobs this run provisioned.
     #[tracing::instrument(name = "batch", skip_all, fields(batch_id = %self.batch_id, kind = <&str>::from(self.kind)))]
     pub async fn run(self: Arc<Self>, lock: BatchLock) -> HashMap<Uuid, String> {
+        let lock = lock.hold(self.lock_lost.clone());
         let jobs = match self.begin().await {
             Ok(jobs) => jobs,
             Err(err) => {
@@ -130,7 +136,7 @@ impl Runner {
         let left = ends.iter().any(Option::is_none);
         let ends: Vec<JobEnd> = ends.into_iter().flatten().collect();
         let undone = if left {
-            tracing::info!(batch = %self.batch_id, "the server is stopping: the batch's remaining tenants are left for the next server");
+            tracing::info!(batch = %self.batch_id, "the batch's remaining tenants are left for the next server");
             self.state.events.close(self.batch_id).await;
             lock.release().await;
             HashSet::new()
@@ -181,7 +187,7 @@ impl Runner {
         fields(position = job.position, tenant_id = tracing::field::Empty, schema = job.schema_name.as_deref().unwrap_or(""))
     )]
     async fn run_job(&self, job: provisioning_jobs::Model) -> Option<JobEnd> {
-        if self.state.batches.is_draining() {
+        if self.state.batches.is_draining() || self.lock_lost.load(Ordering::SeqCst) {
             return None;
         }
         if self.abandoned.load(Ordering::SeqCst) {
@@ -578,7 +584,13 @@ impl Runner {
 
     /// Undoes what an atomic batch did (when anything failed, before a restart too), records
     /// the batch's outcome with its last event, and releases the lock. Returns the jobs undone.
-    async fn finish(&self, ends: &[JobEnd], lock: BatchLock) -> HashSet<Uuid> {
+    async fn finish(&self, ends: &[JobEnd], lock: HeldLock) -> HashSet<Uuid> {
+        if self.lock_lost.load(Ordering::SeqCst) {
+            // The server that took the batch over finishes it.
+            self.state.events.close(self.batch_id).await;
+            lock.release().await;
+            return HashSet::new();
+        }
         let mut jobs = match self.jobs().await {
             Ok(jobs) => jobs,
             Err(err) => {

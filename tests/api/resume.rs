@@ -342,6 +342,67 @@ async fn a_server_killed_mid_batch_resumes_every_tenant_after_a_restart() {
 }
 
 #[tokio::test]
+async fn an_atomic_batch_resumed_after_a_crash_is_rolled_back_as_a_whole_when_a_tenant_fails() {
+    let database = TestDatabase::create().await;
+    let db = Db::open(&database).await;
+    // A schema nobody registered makes the last tenant fail, after the others were made.
+    db.0.execute_unprepared("CREATE SCHEMA tenant_atomic_9")
+        .await
+        .unwrap();
+    let first = Server::start(&database.url, &[]).await;
+    let token = first.operator_token().await;
+    let batch_id = start_batch(
+        &first,
+        &token,
+        inputs("atomic", 10),
+        json!({ "maxConcurrency": 2, "atomic": true }),
+    )
+    .await;
+    db.until(
+        "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
+        2,
+    )
+    .await;
+    drop(first);
+    db.others_gone().await;
+
+    let second = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let response = second
+        .graphql(BATCH, json!({ "id": batch_id }), Some(&token))
+        .await;
+    let batch = &response.data()["provisioningBatch"];
+    assert_eq!(batch["status"], "ROLLED_BACK", "{batch}");
+    let statuses: Vec<&str> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "FAILED").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "ROLLED_BACK").count(),
+        9,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants").await,
+        0,
+        "made before the crash or after, every tenant is undone"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'")
+            .await,
+        1,
+        "only the stranger's schema is left"
+    );
+}
+
+#[tokio::test]
 async fn sigterm_mid_batch_drains_the_running_tenants_and_the_next_server_resumes_the_rest() {
     let database = TestDatabase::create().await;
     let db = Db::open(&database).await;
