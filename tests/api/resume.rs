@@ -464,6 +464,51 @@ async fn sigterm_mid_batch_drains_the_running_tenants_and_the_next_server_resume
     );
     let events = second.follow(&token, &batch_id).await.await.unwrap();
     assert_complete_log(&events, 30);
+
+    // A fleet migration drains the same way.
+    drop(second);
+    db.others_gone().await;
+    let third = Server::start(&database.url, &[("SHUTDOWN_GRACE_SECONDS", "60")]).await;
+    let migrated = third
+        .graphql(
+            MIGRATE,
+            json!({ "target": "base", "confirm": "base", "options": { "maxConcurrency": 1 } }),
+            Some(&token),
+        )
+        .await;
+    let batch_id = migrated.data()["migrateTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jobs = |status: &str| {
+        format!(
+            "SELECT count(*) FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' AND status = '{status}'"
+        )
+    };
+    db.until(&jobs("SUCCEEDED"), 2).await;
+    assert!(third.terminate().await.success());
+    assert_eq!(db.count(&jobs("RUNNING")).await, 0, "no job cut off");
+    assert!(db.count(&jobs("PENDING")).await > 0, "the rest is left");
+    let at_base = db
+        .count("SELECT count(*) FROM public.tenants WHERE current_revision IS NULL")
+        .await;
+    assert_eq!(at_base, db.count(&jobs("SUCCEEDED")).await);
+
+    let fourth = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let response = fourth
+        .graphql(BATCH, json!({ "id": batch_id }), Some(&token))
+        .await;
+    let batch = &response.data()["provisioningBatch"];
+    assert_eq!(batch["status"], "SUCCEEDED", "{batch}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants WHERE current_revision IS NULL")
+            .await,
+        30,
+        "every tenant at base"
+    );
+    let events = fourth.follow(&token, &batch_id).await.await.unwrap();
+    assert_complete_log(&events, 30);
 }
 
 #[tokio::test]
