@@ -1,6 +1,7 @@
 //! Each server's ear on the access channel: a connection of its own (not one of the pool's)
 //! `LISTEN`s on [`ACCESS_CHANNEL`] and evicts, on this server, what every change heard there
-//! makes stale.
+//! makes stale. The same connection hears, on the batch events channel, that batches run by
+//! other servers have new progress events, for this server's subscribers.
 //!
 //! Notifications sent while a connection is down are lost for good, so losing the connection
 //! drops every cached access state and turns the caches off ([`AccessFeed::set_listening`]):

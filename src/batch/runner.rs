@@ -265,7 +265,15 @@ impl Runner {
                     .await
             }
             _ => {
-                let error = AppError::internal(anyhow::anyhow!("a batch job without its input"));
+                // A job recorded by a version that did not store inputs cannot be run again.
+                let error = AppError::Failed {
+                    step: Step::Done.name(),
+                    transient: false,
+                    reference: None,
+                    message: format!(
+                        "{INTERRUPTED}; this tenant was submitted without what resuming needs: submit it again"
+                    ),
+                };
                 self.job_finished(&job, None, started, Some(error), interrupted)
                     .await
             }
