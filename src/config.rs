@@ -71,6 +71,11 @@ pub struct Config {
     pub operation_timeout: Duration,
     pub retry_attempts: u32,
     pub enable_rollback: bool,
+    /// How long a stopping server lets running tenant jobs and open connections finish
+    /// (`SHUTDOWN_GRACE_SECONDS`).
+    pub shutdown_grace: Duration,
+    /// How often a server looks for batches no live server runs (`BATCH_TAKEOVER_INTERVAL_MS`).
+    pub batch_takeover_interval: Duration,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -279,6 +284,16 @@ impl Config {
             )?),
             retry_attempts: env.number("RETRY_ATTEMPTS", 2, 0..=10)?,
             enable_rollback: env.flag("ENABLE_ROLLBACK", true)?,
+            shutdown_grace: Duration::from_secs(env.number(
+                "SHUTDOWN_GRACE_SECONDS",
+                20,
+                0..=3600,
+            )?),
+            batch_takeover_interval: Duration::from_millis(env.number(
+                "BATCH_TAKEOVER_INTERVAL_MS",
+                1500,
+                100..=600_000,
+            )?),
             request_timeout: Duration::from_secs(env.number(
                 "REQUEST_TIMEOUT_SECONDS",
                 30,

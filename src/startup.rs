@@ -18,11 +18,9 @@ use crate::{
     tenancy::directory::TenantDirectory,
 };
 
-/// How often a running server looks for work that a stopped one left unfinished.
+/// How often a running server looks for tenants that a stopped one left half-provisioned
+/// outside any batch (batches are looked for every `BATCH_TAKEOVER_INTERVAL_MS`).
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(60);
-
-/// How long open connections (WebSockets above all) get to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A server that is bound and ready to run.
 pub struct Application {
@@ -65,8 +63,10 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, lets open requests finish (for a bounded time), then
-    /// stops the embedded cluster if this process uses one and no other process still does.
+    /// Serves until `shutdown` resolves, then drains: starts no further tenant jobs, lets the
+    /// running ones and open requests finish (within `SHUTDOWN_GRACE_SECONDS`), leaves the rest
+    /// of every batch to the next server, and stops the embedded cluster if this process uses
+    /// one and no other process still does.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -79,25 +79,41 @@ impl Application {
         // Access events from the other servers; until it listens, caches are not used.
         let listener = listener::spawn(self.state.clone());
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let draining = self.state.clone();
         let server = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down");
+            tracing::info!("shutting down: draining batches");
+            draining.batches.drain();
             let _ = stopping_tx.send(true);
         });
         tracing::info!(address = %self.address, "tenantgraph listening");
-        // Another server of the deployment may stop mid-batch at any time, not only before ours
-        // starts: look for its leftovers now and then.
+        // Batches whose server stopped (before ours started, or at any time since) are taken
+        // over within one interval.
+        let takeover_state = self.state.clone();
+        let takeover = tokio::spawn(async move {
+            let mut every = tokio::time::interval(takeover_state.config.batch_takeover_interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(err) = batch::recovery::take_over_unfinished(&takeover_state).await {
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "looking for batches to take over failed; trying again later"
+                    );
+                }
+            }
+        });
         let recovery_state = self.state.clone();
         let recovery = tokio::spawn(async move {
             let mut every = tokio::time::interval(RECOVERY_INTERVAL);
             every.tick().await;
             loop {
                 every.tick().await;
-                if let Err(err) = recover_interrupted_work(&recovery_state).await {
+                if let Err(err) = recover_stalled_tenants(&recovery_state).await {
                     tracing::warn!(
                         error = format!("{err:#}"),
                         "recovering interrupted work failed; trying again later"
@@ -105,15 +121,23 @@ impl Application {
                 }
             }
         });
+        let grace_period = self.state.config.shutdown_grace;
         let grace = async move {
             let mut stopping = stopping_rx;
             let _ = stopping.wait_for(|stopping| *stopping).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            tokio::time::sleep(grace_period).await;
+        };
+        let state = self.state.clone();
+        let drained = async move {
+            let served = server.await;
+            state.batches.drained().await;
+            served
         };
         tokio::select! {
-            served = server => served.context("server failed")?,
-            () = grace => tracing::warn!("connections still open after the grace period; closing them"),
+            served = drained => served.context("server failed")?,
+            () = grace => tracing::warn!("batch jobs or connections still running after the grace period; stopping them (the next server resumes the jobs)"),
         }
+        takeover.abort();
         recovery.abort();
         listener.stop().await;
         self.state.db.close_by_ref().await.ok();
@@ -138,17 +162,10 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// The state of a server about to listen: migrated, with an operator, past work recovered.
+/// The state of a server about to listen: migrated, with an operator.
 async fn ready_state(config: Config, db: db::Pool) -> anyhow::Result<SharedState> {
     let state = prepare_state(config, db).await?;
     bootstrap_operator(&state).await?;
-    let recovered = batch::recovery::recover_unfinished(&state).await?;
-    if recovered > 0 {
-        tracing::warn!(
-            recovered,
-            "finished batches left unfinished by a stopped server"
-        );
-    }
     Ok(state)
 }
 
@@ -199,16 +216,19 @@ pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<Share
         login_throttle: Default::default(),
         activity: Default::default(),
         events: EventHub::new(db.clone()),
+        batches: Default::default(),
         db,
     }))
 }
 
-/// Finishes what stopped servers left unfinished: batches and half-provisioned tenants.
-async fn recover_interrupted_work(state: &SharedState) -> anyhow::Result<()> {
-    let batches = batch::recovery::recover_unfinished(state).await?;
+/// Removes tenants that stopped servers left half-provisioned outside any batch.
+async fn recover_stalled_tenants(state: &SharedState) -> anyhow::Result<()> {
     let tenants = batch::recovery::recover_stalled_tenants(state).await?;
-    if batches + tenants > 0 {
-        tracing::warn!(batches, tenants, "finished work left by a stopped server");
+    if tenants > 0 {
+        tracing::warn!(
+            tenants,
+            "removed tenants left half-provisioned by a stopped server"
+        );
     }
     Ok(())
 }

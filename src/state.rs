@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::{access::Access, jwt::JwtKeys, password::PasswordHasherPool, throttle::LoginThrottle},
-    batch::events::EventHub,
+    batch::{Runs, events::EventHub},
     config::Config,
     db::Pool,
     primitives::metrics::Metrics,
@@ -27,6 +27,8 @@ pub struct AppState {
     pub activity: ActivityTracker,
     /// Progress events of batches, for subscribers.
     pub events: EventHub,
+    /// The batches this server runs, and whether it is draining them.
+    pub batches: Runs,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -1,6 +1,7 @@
 //! Each server's ear on the access channel: a connection of its own (not one of the pool's)
 //! `LISTEN`s on [`ACCESS_CHANNEL`] and evicts, on this server, what every change heard there
-//! makes stale.
+//! makes stale. The same connection hears, on the batch events channel, that batches run by
+//! other servers have new progress events, for this server's subscribers.
 //!
 //! Notifications sent while a connection is down are lost for good, so losing the connection
 //! drops every cached access state and turns the caches off ([`AccessFeed::set_listening`]):
@@ -13,7 +14,7 @@ use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     auth::access::announce,
-    db::notify::{ACCESS_CHANNEL, AccessEvent, AccessFeed},
+    db::notify::{ACCESS_CHANNEL, AccessEvent, AccessFeed, BATCH_EVENTS_CHANNEL},
     state::SharedState,
 };
 
@@ -71,6 +72,11 @@ async fn listen(state: SharedState, mut stopped: watch::Receiver<bool>) {
                         _ = stopped.wait_for(|stop| *stop) => break true,
                     };
                     match received {
+                        Ok(Some(notification))
+                            if notification.channel() == BATCH_EVENTS_CHANNEL =>
+                        {
+                            state.events.heard(notification.payload());
+                        }
                         Ok(Some(notification)) => hear(&state, notification.payload()).await,
                         Ok(None) => {
                             tracing::warn!("the access listener lost its connection");
@@ -117,7 +123,10 @@ async fn connect(state: &SharedState) -> Result<(PgListener, PgPool), sea_orm::s
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.ignore_pool_close_event(true);
     listener.eager_reconnect(false);
-    listener.listen(ACCESS_CHANNEL).await?;
+    // Progress events of batches run by other servers share the connection.
+    listener
+        .listen_all([ACCESS_CHANNEL, BATCH_EVENTS_CHANNEL])
+        .await?;
     Ok((listener, pool))
 }
 

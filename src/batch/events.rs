@@ -1,6 +1,11 @@
-//! Progress events of batches: kept in memory while a batch runs (so a subscriber that arrives
-//! late replays everything), broadcast live through bounded channels, and written to
-//! `provisioning_events` in the background for history.
+//! Progress events of batches: persisted first (`provisioning_events`), then announced, on this
+//! server at once and on every other one through `LISTEN/NOTIFY` on
+//! [`BATCH_EVENTS_CHANNEL`]. Subscribers read the table in `seq` order, so a subscriber on any
+//! server sees every event of a batch exactly once, whichever server runs (or took over) it.
+//!
+//! Only the server holding a batch's lock publishes its events, so `seq` is assigned here, in
+//! memory, continuing from what is stored when a server takes a batch over. One writer task
+//! stores events in the order they were published, so what is stored never has a gap.
 
 use std::{
     collections::HashMap,
@@ -10,16 +15,20 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use entity::public::provisioning_events;
-use sea_orm::{ActiveValue::Set, EntityTrait};
-use tokio::sync::{broadcast, mpsc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, Statement, TransactionTrait, sea_query::OnConflict,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+pub use crate::db::notify::BATCH_EVENTS_CHANNEL;
 use crate::tenancy::{Step, StepStatus};
 
-/// Live events a subscriber may fall behind by before it is re-synchronised from the log.
-const LIVE_BUFFER: usize = 256;
-/// How long a finished batch's log stays in memory for late subscribers (then the database).
-const KEEP_FINISHED: Duration = Duration::from_secs(300);
+/// Announcements a subscriber may fall behind by; one that lags just reads the table again.
+const NEWS_BUFFER: usize = 1024;
+/// Tries to store a bulk of events before giving up on it (and logging it).
+const WRITE_ATTEMPTS: u32 = 5;
 
 /// One step of one tenant, or (with no tenant) the end of the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,118 +58,285 @@ impl ProgressEvent {
     fn ends_tenant(&self) -> bool {
         self.tenant_name.is_some() && self.step == Step::Done
     }
+
+    fn row(&self) -> provisioning_events::ActiveModel {
+        provisioning_events::ActiveModel {
+            batch_id: Set(self.batch_id),
+            seq: Set(self.seq),
+            tenant_name: Set(self.tenant_name.clone()),
+            schema_name: Set(self.schema_name.clone()),
+            step: Set(self.step.name().to_owned()),
+            status: Set(self.status.name().to_owned()),
+            message: Set(self.message.clone()),
+            completed: Set(self.completed),
+            total: Set(self.total),
+            at: Set(self.at.fixed_offset()),
+        }
+    }
+
+    /// A stored event; `None` for a row this server cannot read.
+    pub fn from_row(row: provisioning_events::Model) -> Option<Self> {
+        Some(ProgressEvent {
+            batch_id: row.batch_id,
+            seq: row.seq,
+            tenant_name: row.tenant_name,
+            schema_name: row.schema_name,
+            step: row.step.parse::<Step>().ok()?,
+            status: row.status.parse::<StepStatus>().ok()?,
+            message: row.message,
+            completed: row.completed,
+            total: row.total,
+            at: row.at.with_timezone(&Utc),
+        })
+    }
 }
 
-struct BatchLog {
-    events: Vec<ProgressEvent>,
-    /// Tenants whose last event is in `events`.
+/// Where the log of a batch this server runs stands.
+struct Counter {
+    next_seq: i32,
     completed: i32,
-    live: broadcast::Sender<ProgressEvent>,
 }
 
-/// What a new subscriber gets: everything so far, then the live feed.
-pub struct Subscription {
-    pub past: Vec<ProgressEvent>,
-    pub live: broadcast::Receiver<ProgressEvent>,
+enum Write {
+    Event(ProgressEvent),
+    /// Answered once everything published before it is stored.
+    Flush(oneshot::Sender<()>),
 }
 
 #[derive(Clone)]
 pub struct EventHub {
-    logs: Arc<Mutex<HashMap<Uuid, BatchLog>>>,
-    persist: mpsc::UnboundedSender<ProgressEvent>,
+    db: crate::db::Pool,
+    counters: Arc<Mutex<HashMap<Uuid, Counter>>>,
+    writes: mpsc::UnboundedSender<Write>,
+    /// Ids of batches with newly stored events, from this server's writer and from other
+    /// servers' notifications.
+    news: broadcast::Sender<Uuid>,
+    /// Held while events are stored, by the writer and by a transaction storing an event of its
+    /// own: no event is stored before one numbered earlier, so what is stored is always
+    /// `0..n`, even when the server dies.
+    storing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl EventHub {
     /// A hub whose events are written to `db` by a background task.
     pub fn new(db: crate::db::Pool) -> Self {
-        let (persist, pending) = mpsc::unbounded_channel();
-        tokio::spawn(write_events(db, pending));
+        let (writes, pending) = mpsc::unbounded_channel();
+        let news = broadcast::channel(NEWS_BUFFER).0;
+        let storing = Arc::new(tokio::sync::Mutex::new(()));
+        tokio::spawn(write_events(
+            db.clone(),
+            pending,
+            news.clone(),
+            storing.clone(),
+        ));
         EventHub {
-            logs: Arc::default(),
-            persist,
+            db,
+            counters: Arc::default(),
+            writes,
+            news,
+            storing,
         }
     }
 
-    /// Publishes an event: the next `seq` of its batch and the tenants `completed` so far are
-    /// assigned here, together, so `completed` never goes back in `seq` order. A tenant's `DONE`
-    /// counts; the batch's last event may carry a larger count (its total) and keeps it.
-    pub fn publish(&self, mut event: ProgressEvent) -> ProgressEvent {
-        let mut logs = self.logs.lock().expect("event hub poisoned");
-        let log = logs.entry(event.batch_id).or_insert_with(|| BatchLog {
-            events: Vec::new(),
-            completed: 0,
-            live: broadcast::channel(LIVE_BUFFER).0,
+    /// Starts publishing for a batch whose lock this server now holds: `seq` and `completed`
+    /// continue from what is stored (a server that ran it before may have published some).
+    pub async fn open(&self, batch_id: Uuid) -> Result<(), DbErr> {
+        let (last_seq, completed): (Option<i32>, Option<i32>) = provisioning_events::Entity::find()
+            .select_only()
+            .column_as(provisioning_events::Column::Seq.max(), "last_seq")
+            .column_as(provisioning_events::Column::Completed.max(), "completed")
+            .filter(provisioning_events::Column::BatchId.eq(batch_id))
+            .into_tuple()
+            .one(&self.db)
+            .await?
+            .unwrap_or((None, None));
+        self.counters.lock().expect("event hub poisoned").insert(
+            batch_id,
+            Counter {
+                next_seq: last_seq.map_or(0, |seq| seq + 1),
+                completed: completed.unwrap_or(0),
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops publishing for a batch, once everything published is stored: another server may
+    /// continue its log.
+    pub async fn close(&self, batch_id: Uuid) {
+        self.flush().await;
+        self.counters
+            .lock()
+            .expect("event hub poisoned")
+            .remove(&batch_id);
+    }
+
+    /// Numbers the event of an [`open`](Self::open) batch: the next `seq` and the tenants
+    /// `completed` so far, together, so `completed` never goes back in `seq` order. A tenant's
+    /// `DONE` counts; the batch's last event may carry a larger count (its total) and keeps it.
+    fn number(&self, mut event: ProgressEvent) -> ProgressEvent {
+        let mut counters = self.counters.lock().expect("event hub poisoned");
+        let counter = counters.entry(event.batch_id).or_insert_with(|| {
+            tracing::error!(batch = %event.batch_id, "an event of a batch not opened; numbering from 0");
+            Counter {
+                next_seq: 0,
+                completed: 0,
+            }
         });
-        event.seq = log.events.len() as i32;
+        event.seq = counter.next_seq;
+        counter.next_seq += 1;
         if event.ends_tenant() {
-            log.completed += 1;
+            counter.completed += 1;
         }
-        log.completed = log.completed.max(event.completed);
-        event.completed = log.completed;
-        log.events.push(event.clone());
-        // No receivers is fine: nobody is watching yet.
-        let _ = log.live.send(event.clone());
-        let _ = self.persist.send(event.clone());
-        if event.ends_batch() {
-            let logs = self.logs.clone();
-            let batch_id = event.batch_id;
-            tokio::spawn(async move {
-                tokio::time::sleep(KEEP_FINISHED).await;
-                logs.lock().expect("event hub poisoned").remove(&batch_id);
-            });
-        }
+        counter.completed = counter.completed.max(event.completed);
+        event.completed = counter.completed;
         event
     }
 
-    /// Everything published for the batch so far and the live feed, atomically: nothing falls
-    /// between the two. `None` when the batch is not in memory (finished long ago, or run by
-    /// another server).
-    pub fn subscribe(&self, batch_id: Uuid) -> Option<Subscription> {
-        let logs = self.logs.lock().expect("event hub poisoned");
-        logs.get(&batch_id).map(|log| Subscription {
-            past: log.events.clone(),
-            live: log.live.subscribe(),
-        })
+    /// Publishes an event: numbered now, stored and announced in the background, in order, so
+    /// that publishing never waits for the database.
+    pub fn publish(&self, event: ProgressEvent) {
+        self.store_later(self.number(event));
     }
 
-    /// The batch's events from `seq` on, for a subscriber that fell behind.
-    pub fn since(&self, batch_id: Uuid, seq: i32) -> Vec<ProgressEvent> {
-        let logs = self.logs.lock().expect("event hub poisoned");
-        logs.get(&batch_id)
-            .map(|log| {
-                log.events
-                    .iter()
-                    .skip(seq.max(0) as usize)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Numbers an event to be stored with a change of its own ([`store_in`](Self::store_in)),
+    /// after everything published before it is stored; no later event is stored until the
+    /// returned guard is dropped (after the commit). Whatever becomes of that change, the
+    /// numbered event must be stored: if the transaction fails, hand it to
+    /// [`store_later`](Self::store_later), or the log would have a gap.
+    pub async fn number_next(
+        &self,
+        event: ProgressEvent,
+    ) -> (ProgressEvent, tokio::sync::OwnedMutexGuard<()>) {
+        self.flush().await;
+        let guard = self.storing.clone().lock_owned().await;
+        (self.number(event), guard)
+    }
+
+    /// Stores a numbered event inside `txn`: announced to other servers if and when `txn`
+    /// commits. Call [`announce`](Self::announce) after the commit for this server.
+    pub async fn store_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        event: &ProgressEvent,
+    ) -> Result<(), DbErr> {
+        provisioning_events::Entity::insert(event.row())
+            .exec_without_returning(txn)
+            .await?;
+        notify(txn, event.batch_id).await
+    }
+
+    /// Stores a numbered event in the background.
+    pub fn store_later(&self, event: ProgressEvent) {
+        let _ = self.writes.send(Write::Event(event));
+    }
+
+    /// Waits until every event published so far is stored (or given up on).
+    pub async fn flush(&self) {
+        let (done, stored) = oneshot::channel();
+        if self.writes.send(Write::Flush(done)).is_ok() {
+            let _ = stored.await;
+        }
+    }
+
+    /// Tells this server's subscribers that the batch has new stored events.
+    pub fn announce(&self, batch_id: Uuid) {
+        // No subscriber is fine.
+        let _ = self.news.send(batch_id);
+    }
+
+    /// A notification heard on [`BATCH_EVENTS_CHANNEL`] (its payload is the batch id).
+    pub fn heard(&self, payload: &str) {
+        match payload.parse::<Uuid>() {
+            Ok(batch_id) => self.announce(batch_id),
+            Err(_) => tracing::warn!(payload, "a batch event notification not understood"),
+        }
+    }
+
+    /// Announcements of new stored events, by batch id.
+    pub fn news(&self) -> broadcast::Receiver<Uuid> {
+        self.news.subscribe()
     }
 }
 
-/// Writes events in bulk, as they come, so that publishing never waits for the database.
-async fn write_events(db: crate::db::Pool, mut pending: mpsc::UnboundedReceiver<ProgressEvent>) {
+/// Notifies every server, when the transaction commits, that `batch_id` has new events.
+async fn notify(conn: &impl ConnectionTrait, batch_id: Uuid) -> Result<(), DbErr> {
+    conn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [BATCH_EVENTS_CHANNEL.into(), batch_id.to_string().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Stores events in bulk, in the order they were published, each bulk in one transaction with
+/// its notifications; then announces them here.
+async fn write_events(
+    db: crate::db::Pool,
+    mut pending: mpsc::UnboundedReceiver<Write>,
+    news: broadcast::Sender<Uuid>,
+    storing: Arc<tokio::sync::Mutex<()>>,
+) {
     let mut buffer = Vec::new();
     while pending.recv_many(&mut buffer, 500).await > 0 {
-        let rows = buffer
-            .drain(..)
-            .map(|event| provisioning_events::ActiveModel {
-                batch_id: Set(event.batch_id),
-                seq: Set(event.seq),
-                tenant_name: Set(event.tenant_name),
-                schema_name: Set(event.schema_name),
-                step: Set(event.step.name().to_owned()),
-                status: Set(event.status.name().to_owned()),
-                message: Set(event.message),
-                completed: Set(event.completed),
-                total: Set(event.total),
-                at: Set(event.at.fixed_offset()),
-            });
-        if let Err(err) = provisioning_events::Entity::insert_many(rows)
-            .exec_without_returning(&db)
-            .await
-        {
-            tracing::warn!(error = %err, "could not record provisioning events");
+        let mut events = Vec::new();
+        let mut flushes = Vec::new();
+        for write in buffer.drain(..) {
+            match write {
+                Write::Event(event) => events.push(event),
+                Write::Flush(done) => flushes.push(done),
+            }
+        }
+        if !events.is_empty() {
+            let mut batches: Vec<Uuid> = events.iter().map(|event| event.batch_id).collect();
+            batches.sort_unstable();
+            batches.dedup();
+            let _storing = storing.lock().await;
+            let mut attempt = 1;
+            loop {
+                match store(&db, &events, &batches).await {
+                    Ok(()) => break,
+                    Err(err) if attempt < WRITE_ATTEMPTS => {
+                        tracing::warn!(error = %err, attempt, "could not record progress events; trying again");
+                        tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, lost = events.len(), "could not record progress events");
+                        break;
+                    }
+                }
+            }
+            for batch_id in batches {
+                let _ = news.send(batch_id);
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
         }
     }
+}
+
+async fn store(
+    db: &crate::db::Pool,
+    events: &[ProgressEvent],
+    batches: &[Uuid],
+) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    // Stored before: an earlier try that committed without our hearing of it.
+    provisioning_events::Entity::insert_many(events.iter().map(ProgressEvent::row))
+        .on_conflict(
+            OnConflict::columns([
+                provisioning_events::Column::BatchId,
+                provisioning_events::Column::Seq,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    for batch_id in batches {
+        notify(&txn, *batch_id).await?;
+    }
+    txn.commit().await
 }

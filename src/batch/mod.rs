@@ -1,14 +1,18 @@
 //! Batches: provisioning tenants by the hundred and migrating the fleet, on one durable job
 //! machinery. A batch and one job per tenant are written before any work starts; each job
-//! records how it ends; progress events stream to subscribers; a server that dies mid-batch
-//! leaves nothing half made, because the next start finishes the batch truthfully
-//! ([`recovery`]).
+//! records how it ends; progress events stream to subscribers on every server. A batch belongs
+//! to the live server holding its lock: when that server dies, any other one (or the same one
+//! restarted) takes it over within seconds, undoes what was half made and runs the unfinished
+//! tenants again ([`recovery`]); a server that is stopped drains first ([`Runs`]).
 
 pub mod events;
 mod lock;
 pub mod progress;
 pub mod recovery;
 mod runner;
+mod runs;
+
+pub use runs::Runs;
 
 use std::collections::HashMap;
 
@@ -23,10 +27,17 @@ use uuid::Uuid;
 
 use crate::{
     audit::Actor,
+    batch::lock::BatchLock,
     error::{AppError, AppResult},
     primitives::schema_name::SchemaName,
     state::SharedState,
-    tenancy::{fleet, migrator::Target, registry::find_live, validation::TenantDraft},
+    tenancy::{
+        fleet,
+        migrator::Target,
+        registry::find_live,
+        seed::PendingAdmin,
+        validation::{TenantDraft, ValidTenant, validate_new_tenant},
+    },
 };
 
 #[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
@@ -88,6 +99,22 @@ pub struct BatchReport {
     pub running: Option<tokio::task::JoinHandle<HashMap<Uuid, String>>>,
 }
 
+/// What running a job (again) needs, stored with the job when the batch is submitted, so that
+/// any server can resume it after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum JobInput {
+    /// A new tenant's draft (checked at submission) and its administrator with the password
+    /// already hashed: the password itself is never stored.
+    Provision {
+        tenant: Box<TenantDraft>,
+        admin: Option<PendingAdmin>,
+    },
+    /// Where the tenant was before, to return it there if an atomic batch is undone.
+    #[serde(rename_all = "camelCase")]
+    Migrate { from_revision: Option<String> },
+}
+
 /// Starts provisioning `drafts`. Only whole-batch faults (size) are errors; a tenant's bad
 /// input or clash fails that tenant alone.
 #[tracing::instrument(
@@ -104,28 +131,86 @@ pub async fn provision_tenants(
     check_batch_size(state, "tenants", drafts.len())?;
     let options = effective(state, options)?;
     let prefix = &state.config.tenant_schema_prefix;
-    let jobs: Vec<provisioning_jobs::ActiveModel> = drafts
-        .iter()
-        .enumerate()
-        .map(|(position, draft)| {
-            let schema = match &draft.schema_name {
-                Some(name) => SchemaName::parse(name).ok(),
-                None => SchemaName::from_domain(prefix, &draft.domain).ok(),
-            };
-            new_job(
-                position,
-                &draft.tenant_name,
-                &draft.domain,
-                schema.map(|s| s.as_str().to_owned()),
-                None,
-            )
-        })
-        .collect();
-    let (batch, jobs) =
-        record_batch(state, actor, BatchKind::Provision, None, &options, jobs).await?;
-    let work = jobs.into_iter().zip(drafts).collect();
-    let runner = runner::Runner::new(state.clone(), actor.clone(), &batch, options.clone());
-    finish_or_detach(state, batch.id, options.wait, runner.provision(work)).await
+    let mut jobs = Vec::with_capacity(drafts.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (position, mut draft) in drafts.into_iter().enumerate() {
+        let schema = match &draft.schema_name {
+            Some(name) => SchemaName::parse(name).ok(),
+            None => SchemaName::from_domain(prefix, &draft.domain).ok(),
+        };
+        let mut job = new_job(
+            position,
+            &draft.tenant_name,
+            &draft.domain,
+            schema.map(|s| s.as_str().to_owned()),
+            None,
+        );
+        // Checked now, so that a resumed job never needs what is not stored (the password);
+        // a refusal is reported when the batch runs.
+        match refusal(&draft, prefix, &mut seen, position) {
+            Err(error) => {
+                job.error_code = Set(Some(error.code().to_owned()));
+                job.error_message = Set(Some(error.client_message().0));
+            }
+            Ok(valid) => {
+                let admin = match valid.admin {
+                    Some(admin) => Some(PendingAdmin {
+                        email: admin.email,
+                        name: admin.name,
+                        password_hash: state.passwords.hash(admin.password).await?,
+                    }),
+                    None => None,
+                };
+                draft.admin = None;
+                let input = JobInput::Provision {
+                    tenant: Box::new(draft),
+                    admin,
+                };
+                job.input = Set(Some(serde_json::to_value(input).expect("inputs serialise")));
+            }
+        }
+        jobs.push(job);
+    }
+    start(state, actor, BatchKind::Provision, None, options, jobs).await
+}
+
+/// Why a tenant of a batch is refused before any work: bad input, or the same domain or schema
+/// as an earlier tenant of the batch.
+fn refusal(
+    draft: &TenantDraft,
+    prefix: &str,
+    seen: &mut HashMap<String, usize>,
+    position: usize,
+) -> AppResult<ValidTenant> {
+    let valid = validate_new_tenant(draft, prefix).map_err(|faults| AppError::BadUserInput {
+        field: None,
+        message: faults.iter().map(describe).collect::<Vec<_>>().join("; "),
+    })?;
+    let keys = [valid.domain.clone(), valid.schema.as_str().to_owned()];
+    if let Some(first) = keys.iter().find_map(|key| seen.get(key).copied()) {
+        return Err(AppError::conflict(
+            "domain",
+            format!(
+                "the same domain or schema as tenant #{} of this batch",
+                first + 1
+            ),
+        ));
+    }
+    for key in keys {
+        seen.insert(key, position);
+    }
+    Ok(valid)
+}
+
+/// One validation fault as `field: message`.
+fn describe(error: &AppError) -> String {
+    match error {
+        AppError::BadUserInput {
+            field: Some(field),
+            message,
+        } => format!("{field}: {message}"),
+        other => other.to_string(),
+    }
 }
 
 /// Starts migrating tenants to `target`: the given ones, or every tenant behind it.
@@ -164,13 +249,18 @@ pub async fn migrate_tenants(
         .iter()
         .enumerate()
         .map(|(position, tenant)| {
-            new_job(
+            let mut job = new_job(
                 position,
                 &tenant.tenant_name,
                 &tenant.domain,
                 Some(tenant.schema_name.clone()),
                 Some(tenant.id),
-            )
+            );
+            let input = JobInput::Migrate {
+                from_revision: tenant.current_revision.clone(),
+            };
+            job.input = Set(Some(serde_json::to_value(input).expect("inputs serialise")));
+            job
         })
         .collect();
     let revision = match &target {
@@ -178,18 +268,53 @@ pub async fn migrate_tenants(
         Target::Base => "base".to_owned(),
         Target::Revision(name) => name.clone(),
     };
-    let (batch, jobs) = record_batch(
+    start(
         state,
         actor,
         BatchKind::Migrate,
         Some(revision),
+        options,
+        jobs,
+    )
+    .await
+}
+
+/// Records the batch under its lock, taken first so that no other server takes it over before
+/// its run starts here, and starts the run.
+async fn start(
+    state: &SharedState,
+    actor: &Actor,
+    kind: BatchKind,
+    target_revision: Option<String>,
+    options: BatchOptions,
+    jobs: Vec<provisioning_jobs::ActiveModel>,
+) -> AppResult<BatchReport> {
+    let batch_id = Uuid::new_v4();
+    tracing::Span::current().record("batch_id", tracing::field::display(batch_id));
+    let lock = BatchLock::try_acquire(state, batch_id)
+        .await
+        .context("taking a new batch's lock")
+        .map_err(AppError::internal)?
+        .context("a new batch's lock is held")
+        .map_err(AppError::internal)?;
+    let batch = record_batch(
+        state,
+        actor,
+        batch_id,
+        kind,
+        target_revision,
         &options,
         jobs,
     )
     .await?;
-    let work = jobs.into_iter().zip(tenants).collect();
-    let runner = runner::Runner::new(state.clone(), actor.clone(), &batch, options.clone());
-    finish_or_detach(state, batch.id, options.wait, runner.migrate(work, target)).await
+    let runner = runner::Runner::new(state.clone(), actor.clone(), &batch)?;
+    finish_or_detach(
+        state,
+        batch.id,
+        options.wait,
+        state.batches.run(runner.run(lock)),
+    )
+    .await
 }
 
 /// A stored batch and its jobs in order.
@@ -282,13 +407,12 @@ fn new_job(
 async fn record_batch(
     state: &SharedState,
     actor: &Actor,
+    batch_id: Uuid,
     kind: BatchKind,
     target_revision: Option<String>,
     options: &BatchOptions,
     jobs: Vec<provisioning_jobs::ActiveModel>,
-) -> AppResult<(provisioning_batches::Model, Vec<provisioning_jobs::Model>)> {
-    let batch_id = Uuid::new_v4();
-    tracing::Span::current().record("batch_id", tracing::field::display(batch_id));
+) -> AppResult<provisioning_batches::Model> {
     let txn = state.db.begin().await?;
     let batch = provisioning_batches::Entity::insert(provisioning_batches::ActiveModel {
         id: Set(batch_id),
@@ -303,14 +427,12 @@ async fn record_batch(
     })
     .exec_with_returning(&txn)
     .await?;
-    let mut stored = Vec::with_capacity(jobs.len());
+    let total = jobs.len();
     for mut job in jobs {
         job.batch_id = Set(batch_id);
-        stored.push(
-            provisioning_jobs::Entity::insert(job)
-                .exec_with_returning(&txn)
-                .await?,
-        );
+        provisioning_jobs::Entity::insert(job)
+            .exec_without_returning(&txn)
+            .await?;
     }
     txn.commit().await?;
     crate::audit::record(
@@ -319,10 +441,10 @@ async fn record_batch(
         &format!("batch.{}", <&str>::from(kind).to_lowercase()),
         None,
         crate::audit::Outcome::Success,
-        serde_json::json!({ "batchId": batch_id, "total": stored.len() }),
+        serde_json::json!({ "batchId": batch_id, "total": total }),
     )
     .await;
-    Ok((batch, stored))
+    Ok(batch)
 }
 
 /// Runs the batch in a task of its own; with `wait` the caller gets the finished batch,
@@ -331,9 +453,9 @@ async fn finish_or_detach(
     state: &SharedState,
     batch_id: Uuid,
     wait: bool,
-    work: impl std::future::Future<Output = HashMap<Uuid, String>> + Send + 'static,
+    work: tokio::task::JoinHandle<HashMap<Uuid, String>>,
 ) -> AppResult<BatchReport> {
-    let task = tokio::spawn(work);
+    let task = work;
     if !wait {
         let mut report = load(state, batch_id)
             .await?

@@ -1,9 +1,9 @@
-//! Following a batch's progress: everything so far, then live events, ending with the batch.
-//! Subscriptions and the command line's progress bar read the same stream.
+//! Following a batch's progress: every stored event in `seq` order, then each new one as it is
+//! announced, ending with the batch. Subscriptions and the command line's progress bar read the
+//! same stream, on whichever server they are: events are stored before they are announced.
 
 use std::time::Duration;
 
-use chrono::Utc;
 use entity::public::provisioning_events;
 use futures_util::{
     StreamExt,
@@ -16,100 +16,38 @@ use uuid::Uuid;
 use crate::{
     batch::{self, events::ProgressEvent},
     state::SharedState,
-    tenancy::{Step, StepStatus},
 };
 
-/// How often a follower of a batch run by another server looks for news.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a follower waits for an announcement before it reads the table anyway (an
+/// announcement from another server is lost while this server's listener reconnects).
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Every event of the batch: from this server's memory while it runs the batch (replayed, then
-/// live), otherwise from `provisioning_events`, polled until the batch ends.
+/// Every event of the batch, from the first, until its last.
 pub fn follow(state: SharedState, batch_id: Uuid) -> BoxStream<'static, ProgressEvent> {
-    match state.events.subscribe(batch_id) {
-        Some(subscription) => live_stream(state, batch_id, subscription),
-        None => stored_stream(state, batch_id),
-    }
-}
-
-/// Replays the in-memory log, then follows the live feed; a subscriber that falls behind is
-/// brought up to date from the log, so it misses nothing and never slows the batch.
-fn live_stream(
-    state: SharedState,
-    batch_id: Uuid,
-    subscription: batch::events::Subscription,
-) -> BoxStream<'static, ProgressEvent> {
-    let next_seq = subscription.past.len() as i32;
-    let ended = subscription.past.iter().any(ProgressEvent::ends_batch);
-    let past = stream::iter(subscription.past);
-    if ended {
-        return past.boxed();
-    }
-    let live = stream::unfold(
-        (subscription.live, next_seq, false),
-        move |(mut live, mut next_seq, done)| {
-            let state = state.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    match live.recv().await {
-                        Ok(event) if event.seq < next_seq => continue,
-                        Ok(event) => {
-                            next_seq = event.seq + 1;
-                            let done = event.ends_batch();
-                            return Some((vec![event], (live, next_seq, done)));
-                        }
-                        Err(RecvError::Lagged(_)) => {
-                            let missed = state.events.since(batch_id, next_seq);
-                            let Some(last) = missed.last() else { continue };
-                            next_seq = last.seq + 1;
-                            let done = missed.iter().any(ProgressEvent::ends_batch);
-                            return Some((missed, (live, next_seq, done)));
-                        }
-                        Err(RecvError::Closed) => return None,
-                    }
-                }
-            }
-        },
-    )
-    .flat_map(stream::iter);
-    past.chain(live).boxed()
-}
-
-/// A batch not in this server's memory: its stored events, then (while it is unfinished, run
-/// by another server) whatever new ones appear.
-fn stored_stream(state: SharedState, batch_id: Uuid) -> BoxStream<'static, ProgressEvent> {
-    stream::unfold((0_i32, false), move |(next_seq, done)| {
+    // Subscribed before the first read: an event stored after that read is announced here.
+    let news = state.events.news();
+    stream::unfold((news, 0_i32, false), move |(mut news, next_seq, done)| {
         let state = state.clone();
         async move {
             if done {
                 return None;
             }
             loop {
-                let rows = provisioning_events::Entity::find()
-                    .filter(provisioning_events::Column::BatchId.eq(batch_id))
-                    .filter(provisioning_events::Column::Seq.gte(next_seq))
-                    .order_by_asc(provisioning_events::Column::Seq)
-                    .all(&state.db)
-                    .await
-                    .ok()?;
-                let events: Vec<ProgressEvent> =
-                    rows.into_iter().filter_map(stored_event).collect();
-                let finished = batch::load(&state, batch_id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_none_or(|report| report.batch.finished_at.is_some());
+                let events = stored_since(&state, batch_id, next_seq).await?;
                 if let Some(last) = events.last() {
                     let next = last.seq + 1;
-                    let done = finished || events.iter().any(ProgressEvent::ends_batch);
-                    return Some((events, (next, done)));
+                    let done = events.iter().any(ProgressEvent::ends_batch);
+                    return Some((events, (news, next, done)));
                 }
-                if finished {
+                // A batch finished without a last event (by an older server) ends here.
+                let finished = batch::load(&state, batch_id)
+                    .await
+                    .ok()?
+                    .is_none_or(|report| report.batch.finished_at.is_some());
+                if finished && stored_since(&state, batch_id, next_seq).await?.is_empty() {
                     return None;
                 }
-                tokio::time::sleep(POLL_INTERVAL).await;
+                wait_for_news(&mut news, batch_id).await;
             }
         }
     })
@@ -117,17 +55,40 @@ fn stored_stream(state: SharedState, batch_id: Uuid) -> BoxStream<'static, Progr
     .boxed()
 }
 
-fn stored_event(row: provisioning_events::Model) -> Option<ProgressEvent> {
-    Some(ProgressEvent {
-        batch_id: row.batch_id,
-        seq: row.seq,
-        tenant_name: row.tenant_name,
-        schema_name: row.schema_name,
-        step: row.step.parse::<Step>().ok()?,
-        status: row.status.parse::<StepStatus>().ok()?,
-        message: row.message,
-        completed: row.completed,
-        total: row.total,
-        at: row.at.with_timezone(&Utc),
+/// The batch's stored events from `seq` on, as far as they run without a gap.
+async fn stored_since(state: &SharedState, batch_id: Uuid, seq: i32) -> Option<Vec<ProgressEvent>> {
+    let rows = provisioning_events::Entity::find()
+        .filter(provisioning_events::Column::BatchId.eq(batch_id))
+        .filter(provisioning_events::Column::Seq.gte(seq))
+        .order_by_asc(provisioning_events::Column::Seq)
+        .all(&state.db)
+        .await
+        .ok()?;
+    let mut expected = seq;
+    Some(
+        rows.into_iter()
+            .filter_map(ProgressEvent::from_row)
+            .take_while(|event| {
+                let next = event.seq == expected;
+                expected += 1;
+                next
+            })
+            .collect(),
+    )
+}
+
+/// Until the batch has news, or [`POLL_INTERVAL`] passed.
+async fn wait_for_news(news: &mut tokio::sync::broadcast::Receiver<Uuid>, batch_id: Uuid) {
+    let _ = tokio::time::timeout(POLL_INTERVAL, async {
+        loop {
+            match news.recv().await {
+                Ok(id) if id == batch_id => return,
+                Ok(_) => continue,
+                // Fell behind: something may be ours.
+                Err(RecvError::Lagged(_)) => return,
+                Err(RecvError::Closed) => std::future::pending().await,
+            }
+        }
     })
+    .await;
 }

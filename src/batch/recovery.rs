@@ -1,134 +1,94 @@
-//! Finishing batches that a dead server left unfinished. A batch whose lock nobody holds has no
-//! live runner: each of its unfinished tenants is kept if it reached `ACTIVE` (provisioning) or
-//! left as its migration's transaction left it, and otherwise undone, and the batch ends with the
-//! truth.
+//! Taking over batches that no live server runs: a batch whose lock is free has lost its
+//! server (it died, or drained and stopped), and whichever live server notices first runs the
+//! rest of it ([`super::runner`] undoes and redoes what was half-way).
 
 use anyhow::Context;
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
+};
+use uuid::Uuid;
 
 use crate::{
     audit::Actor,
-    batch::{BatchKind, BatchStatus, JobStatus, lock::BatchLock},
+    batch::{lock::BatchLock, runner::Runner},
+    primitives::locks,
     state::SharedState,
     tenancy::{TenantStatus, admin, registry},
 };
 
-const INTERRUPTED: &str = "interrupted: the server running the batch stopped";
-
-/// Finishes every unfinished batch that no live server runs. Returns how many it finished.
-pub async fn recover_unfinished(state: &SharedState) -> anyhow::Result<usize> {
-    let unfinished = provisioning_batches::Entity::find()
-        .filter(provisioning_batches::Column::FinishedAt.is_null())
-        .all(&state.db)
-        .await?;
-    let mut recovered = 0;
-    for batch in unfinished {
-        let Some(lock) = BatchLock::try_acquire(state, batch.id).await? else {
-            continue; // a live server runs it
-        };
-        recover(state, &batch).await?;
-        lock.release().await;
-        recovered += 1;
+/// Takes over every unfinished batch whose lock is free, each in a run of its own. Returns how
+/// many it took over. A draining server takes none.
+pub async fn take_over_unfinished(state: &SharedState) -> anyhow::Result<usize> {
+    if state.batches.is_draining() {
+        return Ok(0);
     }
-    Ok(recovered)
-}
-
-#[tracing::instrument(name = "recover batch", skip_all, fields(batch_id = %batch.id, kind = %batch.kind))]
-async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> anyhow::Result<()> {
-    let kind: BatchKind = batch.kind.parse()?;
-    let jobs = provisioning_jobs::Entity::find()
-        .filter(provisioning_jobs::Column::BatchId.eq(batch.id))
-        .all(&state.db)
-        .await?;
-    let actor = Actor::system();
-    for job in jobs.iter().filter(|job| {
-        !job.status
-            .parse::<JobStatus>()
-            .is_ok_and(JobStatus::is_finished)
-    }) {
-        let tenant = match job.tenant_id {
-            Some(id) => tenants::Entity::find_by_id(id).one(&state.db).await?,
-            None => None,
+    // Only batches whose lock nobody holds are worth a connection of their own to try.
+    let sql = format!(
+        "SELECT b.id FROM public.provisioning_batches b \
+         WHERE b.finished_at IS NULL AND NOT {} \
+         ORDER BY b.created_at",
+        locks::session_lock_held(&locks::batch_key_sql("b.id"))
+    );
+    let candidates: Vec<Uuid> = state
+        .db
+        .query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index::<Uuid>(0))
+        .collect::<Result<_, _>>()?;
+    let mut taken = 0;
+    for batch_id in candidates {
+        if state.batches.is_draining() {
+            break;
+        }
+        let Some(lock) = BatchLock::try_acquire(state, batch_id).await? else {
+            continue; // a live server took it first
         };
-        let (status, message) = match (kind, tenant) {
-            (BatchKind::Provision, Some(tenant))
-                if tenant.status == TenantStatus::Active.as_db() =>
-            {
-                (JobStatus::Succeeded, None)
-            }
-            (BatchKind::Provision, Some(tenant)) => {
-                // Half made: the schema (if any) and the registry row go.
-                admin::delete(state, &actor, tenant.id, true)
-                    .await
-                    .with_context(|| format!("undoing tenant {}", tenant.id))?;
-                (
-                    JobStatus::Failed,
-                    Some(format!("{INTERRUPTED}; the tenant was rolled back")),
-                )
-            }
-            (BatchKind::Provision, None) => (JobStatus::Failed, Some(INTERRUPTED.to_owned())),
-            // A fleet migration moves each tenant in one transaction with its registry record:
-            // an interrupted one rolled back, so the schema is where it started (or, if it
-            // committed just before the stop, at the target), and the registry says which.
-            (BatchKind::Migrate, _) => (
-                JobStatus::Failed,
-                Some(format!(
-                    "{INTERRUPTED}; the schema stays at its last completed migration"
-                )),
-            ),
+        // It may have finished between the look and the lock.
+        let batch = provisioning_batches::Entity::find_by_id(batch_id)
+            .one(&state.db)
+            .await?
+            .filter(|batch| batch.finished_at.is_none());
+        let Some(batch) = batch else {
+            lock.release().await;
+            continue;
         };
-        provisioning_jobs::Entity::update(provisioning_jobs::ActiveModel {
-            id: sea_orm::ActiveValue::Unchanged(job.id),
-            status: Set(<&str>::from(status).to_owned()),
-            error_code: Set(message.as_ref().map(|_| "INTERNAL".to_owned())),
-            error_message: Set(message),
-            finished_at: Set(Some(Utc::now().fixed_offset())),
-            ..Default::default()
-        })
-        .exec(&state.db)
-        .await?;
+        let runner = match Runner::new(state.clone(), Actor::system(), &batch) {
+            Ok(runner) => runner,
+            Err(err) => {
+                lock.release().await;
+                return Err(anyhow::Error::new(err).context(format!("resuming batch {batch_id}")));
+            }
+        };
+        tracing::warn!(batch = %batch_id, kind = %batch.kind, "taking over a batch no live server runs");
+        state.batches.run(runner.run(lock));
+        taken += 1;
     }
-
-    let jobs = provisioning_jobs::Entity::find()
-        .filter(provisioning_jobs::Column::BatchId.eq(batch.id))
-        .all(&state.db)
-        .await?;
-    let count = |status: JobStatus| {
-        jobs.iter()
-            .filter(|job| job.status == <&str>::from(status))
-            .count() as i32
-    };
-    let (successful, failed) = (count(JobStatus::Succeeded), count(JobStatus::Failed));
-    let status = match (successful, failed) {
-        (_, 0) => BatchStatus::Succeeded,
-        (0, _) => BatchStatus::Failed,
-        _ => BatchStatus::PartiallyFailed,
-    };
-    provisioning_batches::Entity::update(provisioning_batches::ActiveModel {
-        id: sea_orm::ActiveValue::Unchanged(batch.id),
-        status: Set(<&str>::from(status).to_owned()),
-        successful: Set(successful),
-        failed: Set(failed),
-        finished_at: Set(Some(Utc::now().fixed_offset())),
-        ..Default::default()
-    })
-    .exec(&state.db)
-    .await?;
-    tracing::warn!(batch = %batch.id, status = <&str>::from(status), successful, failed, "finished a batch left unfinished by a stopped server");
-    Ok(())
+    Ok(taken)
 }
 
 /// Tenants left `PROVISIONING` by a server that stopped mid-way (outside any batch): their
 /// schema never committed, so only the registry row is left, and it goes. A tenant still being
-/// provisioned by a live server is recent, and holds its schema's lock, so it is never touched.
+/// provisioned by a live server is recent, and holds its schema's lock, so it is never touched;
+/// nor is one of an unfinished batch, which its batch undoes and makes again when resumed.
 pub async fn recover_stalled_tenants(state: &SharedState) -> anyhow::Result<usize> {
     let stalled_before =
         Utc::now() - chrono::Duration::from_std(state.config.operation_timeout * 2)?;
     let stalled = tenants::Entity::find()
         .filter(tenants::Column::Status.eq(TenantStatus::Provisioning.as_db()))
         .filter(tenants::Column::UpdatedAt.lt(stalled_before.fixed_offset()))
+        .filter(
+            tenants::Column::Id.not_in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(provisioning_jobs::Column::TenantId)
+                    .from(provisioning_jobs::Entity)
+                    .and_where(provisioning_jobs::Column::TenantId.is_not_null())
+                    .and_where(provisioning_jobs::Column::FinishedAt.is_null())
+                    .to_owned(),
+            ),
+        )
         .all(&state.db)
         .await?;
     let mut recovered = 0;

@@ -1,5 +1,11 @@
 //! Running a batch: bounded parallelism, a timeout and retries per tenant, isolated failures,
 //! all-or-nothing on request, and a progress event for every step.
+//!
+//! A run works from what is stored, so the same code starts a new batch and resumes one that a
+//! stopped server left: a job that had not started starts; a job that was half-way is undone
+//! and run again within the retry budget (the interrupted attempt counts); a job whose work had
+//! committed is recorded as succeeded. A draining server starts no further jobs and leaves the
+//! batch unfinished for the next server.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -13,27 +19,34 @@ use std::{
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use futures_util::{StreamExt, stream};
-use sea_orm::{ActiveValue::Set, EntityTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
 use uuid::Uuid;
 
 use crate::{
     audit::Actor,
     batch::{
-        BatchKind, BatchOptions, BatchStatus, JobStatus, events::ProgressEvent, lock::BatchLock,
+        BatchKind, BatchOptions, BatchStatus, JobInput, JobStatus,
+        events::ProgressEvent,
+        lock::{BatchLock, HeldLock},
     },
-    error::AppError,
+    error::{AppError, AppResult},
     state::SharedState,
     tenancy::{
-        Progress, Step, StepStatus, admin,
+        Progress, Step, StepStatus, TenantStatus, admin,
         migrate::{self, MigrationMode},
         migrator::Target,
         provision::{self, ProvisionOptions},
-        validation::{TenantDraft, ValidTenant, validate_new_tenant},
+        registry::find_live,
+        validation::validate_new_tenant,
     },
 };
 
 /// Pause before the first retry; it doubles with each further one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+const INTERRUPTED: &str = "interrupted: the server running the batch stopped";
 
 pub struct Runner {
     state: SharedState,
@@ -42,214 +55,349 @@ pub struct Runner {
     kind: BatchKind,
     total: i32,
     options: BatchOptions,
+    /// Where a fleet migration goes.
+    target: Target,
     /// Set when an atomic batch has a failure: tenants not yet started are skipped.
     abandoned: AtomicBool,
+    /// Set when the connection holding the batch's lock broke: another server may take the
+    /// batch over, so this one starts nothing more and leaves the batch unfinished.
+    lock_lost: Arc<AtomicBool>,
 }
 
 /// How one job ended.
 struct JobEnd {
-    job: provisioning_jobs::Model,
-    tenant_id: Option<Uuid>,
-    status: JobStatus,
+    job_id: Uuid,
     error: Option<AppError>,
     api_key: Option<String>,
-    /// For a migration: where the tenant was before, to return it there if the batch is undone.
-    previous_revision: Option<Target>,
 }
 
 impl Runner {
+    /// The runner of a stored batch.
     pub fn new(
         state: SharedState,
         actor: Actor,
         batch: &provisioning_batches::Model,
-        options: BatchOptions,
-    ) -> Arc<Self> {
-        Arc::new(Runner {
+    ) -> AppResult<Arc<Self>> {
+        let options: BatchOptions = serde_json::from_value(batch.options.clone())
+            .map_err(|err| AppError::internal(anyhow::anyhow!("a batch's options: {err}")))?;
+        let target = match batch.target_revision.as_deref() {
+            None | Some("head") => Target::Head,
+            Some("base") => Target::Base,
+            Some(revision) => Target::Revision(revision.to_owned()),
+        };
+        Ok(Arc::new(Runner {
             state,
             actor,
             batch_id: batch.id,
-            kind: batch.kind.parse().unwrap_or(BatchKind::Provision),
+            kind: batch
+                .kind
+                .parse()
+                .map_err(|_| AppError::internal(anyhow::anyhow!("a batch of unknown kind")))?,
             total: batch.total,
             options,
+            target,
             abandoned: AtomicBool::new(false),
-        })
+            lock_lost: Arc::default(),
+        }))
     }
 
-    /// Provisions every draft; returns the new tenants' API keys by job.
-    #[tracing::instrument(name = "batch", skip_all, fields(batch_id = %self.batch_id, kind = "PROVISION"))]
-    pub async fn provision(
-        self: Arc<Self>,
-        work: Vec<(provisioning_jobs::Model, TenantDraft)>,
-    ) -> HashMap<Uuid, String> {
-        let Some(lock) = self.start().await else {
-            return HashMap::new();
-        };
-        let mut ends = Vec::new();
-        let mut runnable = Vec::new();
-        let mut seen: HashMap<String, i32> = HashMap::new();
-        for (job, draft) in work {
-            self.event(&job, Step::Validate, StepStatus::Started, None);
-            match validate_new_tenant(&draft, &self.state.config.tenant_schema_prefix) {
-                Err(faults) => {
-                    let message = faults.iter().map(describe).collect::<Vec<_>>().join("; ");
-                    let error = AppError::BadUserInput {
-                        field: None,
-                        message,
-                    };
-                    ends.push(self.end_without_work(&job, Step::Validate, error).await);
-                }
-                Ok(valid) => {
-                    let clash = [valid.domain.clone(), valid.schema.as_str().to_owned()]
-                        .into_iter()
-                        .find_map(|key| seen.get(&key).copied());
-                    if let Some(first) = clash {
-                        let error = AppError::conflict(
-                            "domain",
-                            format!(
-                                "the same domain or schema as tenant #{} of this batch",
-                                first + 1
-                            ),
-                        );
-                        ends.push(self.end_without_work(&job, Step::Validate, error).await);
-                        continue;
-                    }
-                    seen.insert(valid.domain.clone(), job.position);
-                    seen.insert(valid.schema.as_str().to_owned(), job.position);
-                    self.event(&job, Step::Validate, StepStatus::Succeeded, None);
-                    runnable.push((job, valid));
-                }
+    /// Runs (or resumes) the batch under its `lock`; returns the new tenants' API keys by job,
+    /// for the jobs this run provisioned.
+    #[tracing::instrument(name = "batch", skip_all, fields(batch_id = %self.batch_id, kind = <&str>::from(self.kind)))]
+    pub async fn run(self: Arc<Self>, lock: BatchLock) -> HashMap<Uuid, String> {
+        let lock = lock.hold(self.lock_lost.clone());
+        let jobs = match self.begin().await {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                tracing::error!(batch = %self.batch_id, error = ?err, "could not start the batch; it is left for another try");
+                self.state.events.close(self.batch_id).await;
+                lock.release().await;
+                return HashMap::new();
             }
-        }
-        if self.options.atomic && !ends.is_empty() {
+        };
+        let atomic_failure = jobs.iter().any(|job| {
+            job.status == <&str>::from(JobStatus::Failed)
+                || (job.status == <&str>::from(JobStatus::Pending) && job.error_code.is_some())
+        });
+        if self.options.atomic && atomic_failure {
             self.abandoned.store(true, Ordering::SeqCst);
         }
+        let unfinished: Vec<_> = jobs
+            .into_iter()
+            .filter(|job| !status_of(job).is_finished())
+            .collect();
         let concurrency = self.options.max_concurrency as usize;
         let this = &self;
-        ends.extend(
-            stream::iter(runnable)
-                .map(|(job, valid)| this.provision_one(job, valid))
-                .buffer_unordered(concurrency)
-                .collect::<Vec<_>>()
-                .await,
-        );
-        self.finish(ends, lock).await
-    }
-
-    /// Migrates every tenant to `target`.
-    #[tracing::instrument(name = "batch", skip_all, fields(batch_id = %self.batch_id, kind = "MIGRATE"))]
-    pub async fn migrate(
-        self: Arc<Self>,
-        work: Vec<(provisioning_jobs::Model, tenants::Model)>,
-        target: Target,
-    ) -> HashMap<Uuid, String> {
-        let Some(lock) = self.start().await else {
-            return HashMap::new();
-        };
-        let concurrency = self.options.max_concurrency as usize;
-        let this = &self;
-        let target = &target;
-        let ends = stream::iter(work)
-            .map(|(job, tenant)| this.migrate_one(job, tenant, target))
+        let ends: Vec<Option<JobEnd>> = stream::iter(unfinished)
+            .map(|job| this.run_job(job))
             .buffer_unordered(concurrency)
-            .collect::<Vec<_>>()
+            .collect()
             .await;
-        self.finish(ends, lock).await
+        let left = ends.iter().any(Option::is_none);
+        let ends: Vec<JobEnd> = ends.into_iter().flatten().collect();
+        let undone = if left {
+            tracing::info!(batch = %self.batch_id, "the batch's remaining tenants are left for the next server");
+            self.state.events.close(self.batch_id).await;
+            lock.release().await;
+            HashSet::new()
+        } else {
+            self.finish(&ends, lock).await
+        };
+        // The key of a tenant that was undone again opens nothing: not shown.
+        ends.into_iter()
+            .filter(|end| !undone.contains(&end.job_id))
+            .filter_map(|end| end.api_key.map(|key| (end.job_id, key)))
+            .collect()
     }
 
-    /// Takes the batch's lock and marks it running.
-    async fn start(&self) -> Option<BatchLock> {
-        let lock = match BatchLock::acquire(&self.state, self.batch_id).await {
-            Ok(lock) => lock,
-            Err(err) => {
-                tracing::error!(batch = %self.batch_id, error = %err, "could not lock the batch; it is left for recovery");
-                return None;
-            }
-        };
-        let started = provisioning_batches::Entity::update(provisioning_batches::ActiveModel {
+    /// Marks the batch running and opens its event log; the jobs as stored.
+    async fn begin(&self) -> AppResult<Vec<provisioning_jobs::Model>> {
+        self.state.events.open(self.batch_id).await?;
+        let batch = provisioning_batches::Entity::find_by_id(self.batch_id)
+            .one(&self.state.db)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("the batch is gone")))?;
+        provisioning_batches::Entity::update(provisioning_batches::ActiveModel {
             id: sea_orm::ActiveValue::Unchanged(self.batch_id),
             status: Set(<&str>::from(BatchStatus::Running).to_owned()),
-            started_at: Set(Some(Utc::now().fixed_offset())),
+            started_at: Set(Some(
+                batch
+                    .started_at
+                    .unwrap_or_else(|| Utc::now().fixed_offset()),
+            )),
             ..Default::default()
         })
         .exec(&self.state.db)
-        .await;
-        if let Err(err) = started {
-            tracing::error!(batch = %self.batch_id, error = %err, "could not start the batch");
-        }
-        Some(lock)
+        .await?;
+        Ok(self.jobs().await?)
     }
 
+    async fn jobs(&self) -> Result<Vec<provisioning_jobs::Model>, sea_orm::DbErr> {
+        provisioning_jobs::Entity::find()
+            .filter(provisioning_jobs::Column::BatchId.eq(self.batch_id))
+            .order_by_asc(provisioning_jobs::Column::Position)
+            .all(&self.state.db)
+            .await
+    }
+
+    /// One unfinished job; `None` when it is left for the next server (this one is stopping).
     #[tracing::instrument(
         name = "batch job",
         skip_all,
-        fields(position = job.position, tenant_id = tracing::field::Empty, schema = %valid.schema)
+        fields(position = job.position, tenant_id = tracing::field::Empty, schema = job.schema_name.as_deref().unwrap_or(""))
     )]
-    async fn provision_one(&self, job: provisioning_jobs::Model, valid: ValidTenant) -> JobEnd {
-        if self.abandoned.load(Ordering::SeqCst) {
-            return self.skip(&job).await;
+    async fn run_job(&self, job: provisioning_jobs::Model) -> Option<JobEnd> {
+        if self.state.batches.is_draining() || self.lock_lost.load(Ordering::SeqCst) {
+            return None;
         }
-        let tenant_id = Uuid::new_v4();
+        if self.abandoned.load(Ordering::SeqCst) {
+            return Some(self.skip(&job).await);
+        }
+        if let Some(code) = &job.error_code {
+            // Refused when the batch was submitted.
+            let error = refused(code, job.error_message.clone().unwrap_or_default());
+            return Some(self.end_without_work(&job, Step::Validate, error).await);
+        }
+        let input: Option<JobInput> = job
+            .input
+            .clone()
+            .and_then(|input| serde_json::from_value(input).ok());
+        let interrupted = status_of(&job) == JobStatus::Running;
+        let started = Instant::now();
+        let tenant_id = job.tenant_id.unwrap_or_else(Uuid::new_v4);
         tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));
-        let started = self.job_started(&job, Some(tenant_id)).await;
-        let mut attempt = 0;
+        if interrupted {
+            match self.undo_interrupted(&job, tenant_id).await {
+                Ok(true) => {
+                    return Some(
+                        self.job_finished(&job, Some(tenant_id), started, None, true)
+                            .await,
+                    );
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    return Some(
+                        self.job_finished(&job, job.tenant_id, started, Some(error), true)
+                            .await,
+                    );
+                }
+            }
+            if job.attempts as u32 > self.options.retry_attempts {
+                let error = AppError::Failed {
+                    step: Step::Done.name(),
+                    transient: true,
+                    reference: None,
+                    message: format!("{INTERRUPTED}, and no attempts were left"),
+                };
+                let tenant = (self.kind == BatchKind::Migrate).then_some(tenant_id);
+                return Some(
+                    self.job_finished(&job, tenant, started, Some(error), true)
+                        .await,
+                );
+            }
+            self.event(
+                &job,
+                self.retry_step(),
+                StepStatus::Retrying,
+                Some(&format!("{INTERRUPTED}; running it again")),
+            );
+            self.update_job(job.id, |row| row.resumed = Set(true)).await;
+        } else {
+            if self.kind == BatchKind::Provision {
+                self.event(&job, Step::Validate, StepStatus::Started, None);
+                self.event(&job, Step::Validate, StepStatus::Succeeded, None);
+            }
+            self.update_job(job.id, |row| {
+                row.status = Set(<&str>::from(JobStatus::Running).to_owned());
+                row.tenant_id = Set(Some(tenant_id));
+                row.started_at = Set(Some(Utc::now().fixed_offset()));
+            })
+            .await;
+        }
+        let first_attempt = job.attempts as u32 + 1;
+        Some(match (self.kind, input) {
+            (BatchKind::Provision, Some(JobInput::Provision { tenant, admin })) => {
+                self.provision_one(&job, tenant_id, tenant, admin, first_attempt, interrupted)
+                    .await
+            }
+            (BatchKind::Migrate, Some(JobInput::Migrate { .. })) => {
+                self.migrate_one(&job, tenant_id, first_attempt, interrupted)
+                    .await
+            }
+            _ => {
+                // A job recorded by a version that did not store inputs cannot be run again.
+                let error = AppError::Failed {
+                    step: Step::Done.name(),
+                    transient: false,
+                    reference: None,
+                    message: format!(
+                        "{INTERRUPTED}; this tenant was submitted without what resuming needs: submit it again"
+                    ),
+                };
+                self.job_finished(&job, None, started, Some(error), interrupted)
+                    .await
+            }
+        })
+    }
+
+    /// Undoes what an interrupted attempt left half made. `true`: it had in fact finished (its
+    /// work committed before the server stopped), so there is nothing to run again.
+    async fn undo_interrupted(
+        &self,
+        job: &provisioning_jobs::Model,
+        tenant_id: Uuid,
+    ) -> AppResult<bool> {
+        // A fleet migration moves each tenant in one transaction with its registry record, so
+        // an interrupted one rolled back; running it again goes on from where the schema is.
+        if self.kind == BatchKind::Migrate {
+            return Ok(false);
+        }
+        let Some(tenant) = tenants::Entity::find_by_id(tenant_id)
+            .one(&self.state.db)
+            .await?
+        else {
+            return Ok(false);
+        };
+        match TenantStatus::from_db(&tenant.status) {
+            Some(TenantStatus::Active) => Ok(true),
+            Some(TenantStatus::Failed) if !self.state.config.enable_rollback => {
+                Err(AppError::Failed {
+                    step: Step::Done.name(),
+                    transient: false,
+                    reference: None,
+                    message: format!(
+                        "{INTERRUPTED}; the tenant is marked FAILED and kept for inspection: {}",
+                        tenant.failure_reason.unwrap_or_default()
+                    ),
+                })
+            }
+            _ => {
+                // Half made: the schema (if any) and the registry row go.
+                self.event(job, Step::Rollback, StepStatus::Started, None);
+                match admin::delete(&self.state, &self.actor, tenant.id, true).await {
+                    Ok(_) | Err(AppError::NotFound(_)) => {}
+                    Err(err) => return Err(err),
+                }
+                self.event(job, Step::Rollback, StepStatus::Succeeded, None);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn provision_one(
+        &self,
+        job: &provisioning_jobs::Model,
+        tenant_id: Uuid,
+        draft: Box<crate::tenancy::validation::TenantDraft>,
+        admin: Option<crate::tenancy::seed::PendingAdmin>,
+        mut attempt: u32,
+        resumed: bool,
+    ) -> JobEnd {
+        let started = Instant::now();
+        let valid = match validate_new_tenant(&draft, &self.state.config.tenant_schema_prefix) {
+            Ok(valid) => valid,
+            Err(mut faults) => {
+                let error = faults.remove(0);
+                return self
+                    .job_finished(job, None, started, Some(error), resumed)
+                    .await;
+            }
+        };
         loop {
-            attempt += 1;
-            self.job_attempt(&job, attempt).await;
-            let progress = self.progress_of(&job);
+            self.job_attempt(job, attempt).await;
             let options = ProvisionOptions {
                 provision_schema: true,
                 run_migrations: true,
                 timeout: Duration::from_secs(self.options.timeout_seconds.into()),
-                progress,
+                progress: self.progress_of(job),
                 tenant_id: Some(tenant_id),
+                admin: admin.clone(),
             };
             match provision::create(&self.state, &self.actor, valid.clone(), options).await {
                 Ok(created) => {
                     let mut end = self
-                        .job_finished(&job, Some(created.tenant.id), started, None)
+                        .job_finished(job, Some(created.tenant.id), started, None, resumed)
                         .await;
-                    end.api_key = Some(created.api_key);
+                    // Only a waiting caller of this run can be shown the key, once.
+                    end.api_key = (!resumed).then_some(created.api_key);
                     return end;
                 }
                 Err(error) if error.is_transient() && attempt <= self.options.retry_attempts => {
-                    self.retry_after(&job, attempt, &error).await;
+                    self.retry_after(job, attempt, &error).await;
                 }
-                Err(error) => return self.job_finished(&job, None, started, Some(error)).await,
+                Err(error) => {
+                    return self
+                        .job_finished(job, None, started, Some(error), resumed)
+                        .await;
+                }
             }
+            attempt += 1;
         }
     }
 
-    #[tracing::instrument(
-        name = "batch job",
-        skip_all,
-        fields(position = job.position, tenant_id = %tenant.id, schema = %tenant.schema_name)
-    )]
     async fn migrate_one(
         &self,
-        job: provisioning_jobs::Model,
-        tenant: tenants::Model,
-        target: &Target,
+        job: &provisioning_jobs::Model,
+        tenant_id: Uuid,
+        mut attempt: u32,
+        resumed: bool,
     ) -> JobEnd {
-        if self.abandoned.load(Ordering::SeqCst) {
-            return self.skip(&job).await;
+        let started = Instant::now();
+        if let Err(error) = find_live(&self.state.db, tenant_id).await {
+            return self
+                .job_finished(job, Some(tenant_id), started, Some(error), resumed)
+                .await;
         }
-        let started = self.job_started(&job, Some(tenant.id)).await;
-        let previous_revision = Some(match &tenant.current_revision {
-            Some(revision) => Target::Revision(revision.clone()),
-            None => Target::Base,
-        });
-        let mut attempt = 0;
         loop {
-            attempt += 1;
-            self.job_attempt(&job, attempt).await;
-            self.event(&job, Step::Migrate, StepStatus::Started, None);
+            self.job_attempt(job, attempt).await;
+            self.event(job, Step::Migrate, StepStatus::Started, None);
             let migrated = tokio::time::timeout(
                 Duration::from_secs(self.options.timeout_seconds.into()),
                 migrate::run_migrations(
                     &self.state,
                     &self.actor,
-                    tenant.id,
-                    target.clone(),
+                    tenant_id,
+                    self.target.clone(),
                     MigrationMode::Whole,
                 ),
             )
@@ -258,39 +406,41 @@ impl Runner {
             match migrated {
                 Ok((_, reached)) => {
                     let message = reached.current_revision().unwrap_or("base").to_owned();
-                    self.event(&job, Step::Migrate, StepStatus::Succeeded, Some(&message));
-                    let mut end = self
-                        .job_finished(&job, Some(tenant.id), started, None)
+                    self.event(job, Step::Migrate, StepStatus::Succeeded, Some(&message));
+                    return self
+                        .job_finished(job, Some(tenant_id), started, None, resumed)
                         .await;
-                    end.previous_revision = previous_revision;
-                    return end;
                 }
                 Err(error) if error.is_transient() && attempt <= self.options.retry_attempts => {
-                    self.retry_after(&job, attempt, &error).await;
+                    self.retry_after(job, attempt, &error).await;
                 }
                 Err(error) => {
                     self.event(
-                        &job,
+                        job,
                         Step::Migrate,
                         StepStatus::Failed,
                         Some(&error.client_message().0),
                     );
                     return self
-                        .job_finished(&job, Some(tenant.id), started, Some(error))
+                        .job_finished(job, Some(tenant_id), started, Some(error), resumed)
                         .await;
                 }
             }
+            attempt += 1;
+        }
+    }
+
+    fn retry_step(&self) -> Step {
+        match self.kind {
+            BatchKind::Provision => Step::Register,
+            BatchKind::Migrate => Step::Migrate,
         }
     }
 
     async fn retry_after(&self, job: &provisioning_jobs::Model, attempt: u32, error: &AppError) {
-        let step = match self.kind {
-            BatchKind::Provision => Step::Register,
-            BatchKind::Migrate => Step::Migrate,
-        };
         self.event(
             job,
-            step,
+            self.retry_step(),
             StepStatus::Retrying,
             Some(&error.client_message().0),
         );
@@ -345,20 +495,6 @@ impl Runner {
             .publish(self.event_of(job, step, status, message));
     }
 
-    async fn job_started(
-        &self,
-        job: &provisioning_jobs::Model,
-        tenant_id: Option<Uuid>,
-    ) -> Instant {
-        self.update_job(job.id, |row| {
-            row.status = Set(<&str>::from(JobStatus::Running).to_owned());
-            row.tenant_id = Set(tenant_id);
-            row.started_at = Set(Some(Utc::now().fixed_offset()));
-        })
-        .await;
-        Instant::now()
-    }
-
     async fn job_attempt(&self, job: &provisioning_jobs::Model, attempt: u32) {
         self.update_job(job.id, |row| row.attempts = Set(attempt as i32))
             .await;
@@ -371,6 +507,7 @@ impl Runner {
         tenant_id: Option<Uuid>,
         started: Instant,
         error: Option<AppError>,
+        resumed: bool,
     ) -> JobEnd {
         let status = if error.is_some() {
             JobStatus::Failed
@@ -383,28 +520,32 @@ impl Runner {
         let elapsed = started.elapsed();
         // One client text (and log reference) for the job's result and its last event.
         let message = error.as_ref().map(|e| e.client_message().0);
-        self.update_job(job.id, |row| {
-            row.status = Set(<&str>::from(status).to_owned());
-            row.tenant_id = Set(tenant_id);
-            row.error_code = Set(error.as_ref().map(|e| e.code().to_owned()));
-            row.error_message = Set(message.clone());
-            row.finished_at = Set(Some(Utc::now().fixed_offset()));
-            row.duration_ms = Set(Some(elapsed.as_millis() as i64));
-        })
-        .await;
+        let row = provisioning_jobs::ActiveModel {
+            id: sea_orm::ActiveValue::Unchanged(job.id),
+            status: Set(<&str>::from(status).to_owned()),
+            tenant_id: Set(tenant_id),
+            error_code: Set(error.as_ref().map(|e| e.code().to_owned())),
+            error_message: Set(message.clone()),
+            finished_at: Set(Some(Utc::now().fixed_offset())),
+            duration_ms: Set(Some(elapsed.as_millis() as i64)),
+            resumed: Set(resumed),
+            ..Default::default()
+        };
         let step_status = if error.is_some() {
             StepStatus::Failed
         } else {
             StepStatus::Succeeded
         };
-        self.event(job, Step::Done, step_status, message.as_deref());
+        // The job's end and its DONE event commit together: a server stopping in between
+        // leaves neither, and the job is resumed; never a finished job without its event.
+        let done = self.event_of(job, Step::Done, step_status, message.as_deref());
+        if let Err(err) = self.record_with_event(Record::Job(row), done).await {
+            tracing::error!(batch = %self.batch_id, job = %job.id, error = %err, "could not record a job's end");
+        }
         JobEnd {
-            job: job.clone(),
-            tenant_id,
-            status,
+            job_id: job.id,
             error,
             api_key: None,
-            previous_revision: None,
         }
     }
 
@@ -415,13 +556,14 @@ impl Runner {
         step: Step,
         error: AppError,
     ) -> JobEnd {
+        self.event(job, step, StepStatus::Started, None);
         self.event(
             job,
             step,
             StepStatus::Failed,
             Some(&error.client_message().0),
         );
-        self.job_finished(job, None, Instant::now(), Some(error))
+        self.job_finished(job, None, Instant::now(), Some(error), false)
             .await
     }
 
@@ -442,36 +584,47 @@ impl Runner {
             Some("not started: the atomic batch is rolled back"),
         );
         JobEnd {
-            job: job.clone(),
-            tenant_id: None,
-            status: JobStatus::RolledBack,
+            job_id: job.id,
             error: None,
             api_key: None,
-            previous_revision: None,
         }
     }
 
-    /// Undoes what an atomic batch did (when anything failed), records the batch's outcome,
-    /// announces the end, releases the lock.
-    async fn finish(&self, mut ends: Vec<JobEnd>, lock: BatchLock) -> HashMap<Uuid, String> {
-        let any_failed = ends.iter().any(|end| end.status == JobStatus::Failed);
+    /// Undoes what an atomic batch did (when anything failed, before a restart too), records
+    /// the batch's outcome with its last event, and releases the lock. Returns the jobs undone.
+    async fn finish(&self, ends: &[JobEnd], lock: HeldLock) -> HashSet<Uuid> {
+        if self.lock_lost.load(Ordering::SeqCst) {
+            // The server that took the batch over finishes it.
+            self.state.events.close(self.batch_id).await;
+            lock.release().await;
+            return HashSet::new();
+        }
+        let mut jobs = match self.jobs().await {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                tracing::error!(batch = %self.batch_id, error = %err, "could not read the batch's jobs; it is left for another try");
+                self.state.events.close(self.batch_id).await;
+                lock.release().await;
+                return HashSet::new();
+            }
+        };
+        let mut undone = HashSet::new();
+        let any_failed = jobs.iter().any(|job| status_of(job) == JobStatus::Failed);
         let rolled_back = self.options.atomic && any_failed;
         if rolled_back {
-            for end in ends
+            for job in jobs
                 .iter_mut()
-                .filter(|end| end.status == JobStatus::Succeeded)
+                .filter(|job| status_of(job) == JobStatus::Succeeded)
             {
-                self.undo(end).await;
+                if self.undo(job).await {
+                    job.status = <&str>::from(JobStatus::RolledBack).to_owned();
+                    undone.insert(job.id);
+                }
             }
         }
-        let successful = ends
-            .iter()
-            .filter(|e| e.status == JobStatus::Succeeded)
-            .count() as i32;
-        let failed = ends
-            .iter()
-            .filter(|e| e.status == JobStatus::Failed)
-            .count() as i32;
+        let count =
+            |status: JobStatus| jobs.iter().filter(|job| status_of(job) == status).count() as i32;
+        let (successful, failed) = (count(JobStatus::Succeeded), count(JobStatus::Failed));
         let status = if rolled_back {
             BatchStatus::RolledBack
         } else if failed == 0 {
@@ -481,20 +634,7 @@ impl Runner {
         } else {
             BatchStatus::PartiallyFailed
         };
-        let finished = provisioning_batches::Entity::update(provisioning_batches::ActiveModel {
-            id: sea_orm::ActiveValue::Unchanged(self.batch_id),
-            status: Set(<&str>::from(status).to_owned()),
-            successful: Set(successful),
-            failed: Set(failed),
-            finished_at: Set(Some(Utc::now().fixed_offset())),
-            ..Default::default()
-        })
-        .exec(&self.state.db)
-        .await;
-        if let Err(err) = finished {
-            tracing::error!(batch = %self.batch_id, error = %err, "could not record the end of the batch");
-        }
-        self.state.events.publish(ProgressEvent {
+        let last = ProgressEvent {
             batch_id: self.batch_id,
             seq: 0,
             tenant_name: None,
@@ -509,7 +649,21 @@ impl Runner {
             completed: self.total,
             total: self.total,
             at: Utc::now(),
-        });
+        };
+        // The outcome and the last event commit together: a subscriber that sees the batch
+        // finished finds its last event, and a batch is never finished twice.
+        let row = provisioning_batches::ActiveModel {
+            id: sea_orm::ActiveValue::Unchanged(self.batch_id),
+            status: Set(<&str>::from(status).to_owned()),
+            successful: Set(successful),
+            failed: Set(failed),
+            finished_at: Set(Some(Utc::now().fixed_offset())),
+            ..Default::default()
+        };
+        if let Err(err) = self.record_with_event(Record::Batch(row), last).await {
+            tracing::error!(batch = %self.batch_id, error = %err, "could not record the end of the batch");
+        }
+        self.state.events.close(self.batch_id).await;
         lock.release().await;
         let failures: Vec<String> = ends
             .iter()
@@ -517,53 +671,95 @@ impl Runner {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        tracing::info!(batch = %self.batch_id, status = <&str>::from(status), successful, failed, ?failures, "batch finished");
-        ends.into_iter()
-            .filter_map(|end| end.api_key.map(|key| (end.job.id, key)))
-            .collect()
+        let resumed = jobs.iter().filter(|job| job.resumed).count();
+        tracing::info!(batch = %self.batch_id, status = <&str>::from(status), successful, failed, resumed, ?failures, "batch finished");
+        undone
     }
 
-    /// Returns a succeeded tenant of an undone atomic batch to where it was before.
-    async fn undo(&self, end: &mut JobEnd) {
-        let Some(tenant_id) = end.tenant_id else {
-            return;
+    /// Returns a succeeded tenant of an undone atomic batch to where it was before; whether it
+    /// was.
+    async fn undo(&self, job: &provisioning_jobs::Model) -> bool {
+        let Some(tenant_id) = job.tenant_id else {
+            return true;
         };
-        self.event(&end.job, Step::Rollback, StepStatus::Started, None);
-        let undone = match (&self.kind, &end.previous_revision) {
+        self.event(job, Step::Rollback, StepStatus::Started, None);
+        let input: Option<JobInput> = job
+            .input
+            .clone()
+            .and_then(|input| serde_json::from_value(input).ok());
+        let undone = match (&self.kind, input) {
             (BatchKind::Provision, _) => admin::delete(&self.state, &self.actor, tenant_id, true)
                 .await
                 .map(|_| ()),
-            (BatchKind::Migrate, Some(previous)) => migrate::run_migrations(
-                &self.state,
-                &self.actor,
-                tenant_id,
-                previous.clone(),
-                MigrationMode::Whole,
-            )
-            .await
-            .map(|_| ()),
-            (BatchKind::Migrate, None) => Ok(()),
+            (BatchKind::Migrate, Some(JobInput::Migrate { from_revision })) => {
+                let previous = match from_revision {
+                    Some(revision) => Target::Revision(revision),
+                    None => Target::Base,
+                };
+                migrate::run_migrations(
+                    &self.state,
+                    &self.actor,
+                    tenant_id,
+                    previous,
+                    MigrationMode::Whole,
+                )
+                .await
+                .map(|_| ())
+            }
+            (BatchKind::Migrate, _) => Ok(()),
         };
         match undone {
             Ok(()) => {
-                self.event(&end.job, Step::Rollback, StepStatus::Succeeded, None);
-                end.status = JobStatus::RolledBack;
-                end.api_key = None;
-                self.update_job(end.job.id, |row| {
+                self.event(job, Step::Rollback, StepStatus::Succeeded, None);
+                self.update_job(job.id, |row| {
                     row.status = Set(<&str>::from(JobStatus::RolledBack).to_owned());
                 })
                 .await;
+                true
             }
             Err(err) => {
                 self.event(
-                    &end.job,
+                    job,
                     Step::Rollback,
                     StepStatus::Failed,
                     Some(&err.client_message().0),
                 );
                 tracing::error!(batch = %self.batch_id, tenant = %tenant_id, error = ?err, "could not undo a tenant of an atomic batch");
+                false
             }
         }
+    }
+
+    /// Records a change and the event announcing it in one transaction.
+    async fn record_with_event(
+        &self,
+        change: Record,
+        event: ProgressEvent,
+    ) -> Result<(), sea_orm::DbErr> {
+        let events = &self.state.events;
+        let (event, _storing) = events.number_next(event).await;
+        let recorded = async {
+            let txn = self.state.db.begin().await?;
+            match change {
+                Record::Job(row) => provisioning_jobs::Entity::update(row)
+                    .exec(&txn)
+                    .await
+                    .map(drop)?,
+                Record::Batch(row) => provisioning_batches::Entity::update(row)
+                    .exec(&txn)
+                    .await
+                    .map(drop)?,
+            }
+            events.store_in(&txn, &event).await?;
+            txn.commit().await
+        }
+        .await;
+        match recorded {
+            Ok(()) => events.announce(self.batch_id),
+            // Numbered, so stored anyway: the log never has a gap.
+            Err(_) => events.store_later(event),
+        }
+        recorded
     }
 
     async fn update_job(
@@ -585,13 +781,26 @@ impl Runner {
     }
 }
 
-/// One validation fault as `field: message`.
-fn describe(error: &AppError) -> String {
-    match error {
-        AppError::BadUserInput {
-            field: Some(field),
+/// A change recorded together with its event.
+enum Record {
+    Job(provisioning_jobs::ActiveModel),
+    Batch(provisioning_batches::ActiveModel),
+}
+
+fn status_of(job: &provisioning_jobs::Model) -> JobStatus {
+    job.status.parse().unwrap_or(JobStatus::Failed)
+}
+
+/// The error a job was refused with at submission, as stored.
+fn refused(code: &str, message: String) -> AppError {
+    match code {
+        "CONFLICT" => AppError::Conflict {
+            field: Some("domain".into()),
             message,
-        } => format!("{field}: {message}"),
-        other => other.to_string(),
+        },
+        _ => AppError::BadUserInput {
+            field: None,
+            message,
+        },
     }
 }

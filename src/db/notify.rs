@@ -20,6 +20,10 @@ use uuid::Uuid;
 /// The one channel of access events (also named by the triggers of the public migrations).
 pub const ACCESS_CHANNEL: &str = "tenantgraph_access";
 
+/// The channel on which a batch's new progress events are announced (the payload is the batch
+/// id); subscribers on every server then read them from `provisioning_events`.
+pub const BATCH_EVENTS_CHANNEL: &str = "tenantgraph_batch_events";
+
 /// Something that ended or narrowed access. The JSON form (`{"kind":"session","id":…}`) is
 /// what travels on [`ACCESS_CHANNEL`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

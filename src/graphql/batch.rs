@@ -136,7 +136,11 @@ pub struct ProvisioningResult {
     /// Only in the response of `provisionTenants(options: {wait: true})`; never stored.
     pub api_key: Option<String>,
     pub error: Option<BatchError>,
+    /// Attempts made, an attempt interrupted by a stopped server included.
     pub attempts: i32,
+    /// The tenant's job was interrupted by a stopped server and resumed (undone if half made,
+    /// then run again) by the next one.
+    pub resumed: bool,
     pub duration_ms: Option<i64>,
 }
 
@@ -183,6 +187,7 @@ impl From<BatchReport> for ProvisioningBatch {
                     message,
                 }),
                 attempts: job.attempts,
+                resumed: job.resumed,
                 duration_ms: job.duration_ms,
             })
             .collect();

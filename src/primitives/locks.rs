@@ -21,6 +21,22 @@ pub fn batch_key(batch_id: Uuid) -> String {
     format!("tenantgraph.batch.{batch_id}")
 }
 
+/// SQL for [`batch_key`] of the uuid in `column`.
+pub fn batch_key_sql(column: &str) -> String {
+    format!("('tenantgraph.batch.' || {column}::text)")
+}
+
+/// SQL that is true when some session of this database holds the session lock of the text key
+/// `key_sql` (an SQL expression), as seen in `pg_locks`: a 64-bit key shows as its high and low
+/// halves in `classid` and `objid`, with `objsubid` 1.
+pub fn session_lock_held(key_sql: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 \
+         AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended({key_sql}, 0))"
+    )
+}
+
 /// Which advisory lock function takes a text key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take {

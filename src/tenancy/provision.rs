@@ -41,6 +41,9 @@ pub struct ProvisionOptions {
     /// The new tenant's id, when the caller must know it before the tenant exists (a batch
     /// records it first, so that a crash can be cleaned up after).
     pub tenant_id: Option<Uuid>,
+    /// The first administrator with the password already hashed (a batch hashes it when it is
+    /// submitted, so that a resumed job needs no password); else `valid.admin` is hashed here.
+    pub admin: Option<PendingAdmin>,
 }
 
 /// A registered tenant and what was done for it.
@@ -101,13 +104,14 @@ async fn create_to_the_end(
         audit::failure(&state.db, actor, "tenant.create", None, &err).await;
         return Err(err);
     }
-    let pending_admin = match &valid.admin {
-        Some(admin) => Some(PendingAdmin {
+    let pending_admin = match (&options.admin, &valid.admin) {
+        (Some(hashed), _) => Some(hashed.clone()),
+        (None, Some(admin)) => Some(PendingAdmin {
             email: admin.email.clone(),
             name: admin.name.clone(),
             password_hash: state.passwords.hash(admin.password.clone()).await?,
         }),
-        None => None,
+        (None, None) => None,
     };
     let key = api_keys::generate(&state.config.api_key_prefix);
     let tenant_id = options.tenant_id.unwrap_or_else(Uuid::new_v4);
@@ -179,13 +183,13 @@ async fn create_to_the_end(
     }
 
     let task_state = state.clone();
+    let task_actor = actor.clone();
     let task_tenant = tenant.clone();
     let task_options = options.clone();
     let provisioned = run_detached("provisioning", async move {
         let timeout = task_options.timeout;
-        match tokio::time::timeout(timeout, provision(&task_state, &task_tenant, &task_options))
-            .await
-        {
+        let provisioning = provision(&task_state, &task_actor, &task_tenant, &task_options);
+        match tokio::time::timeout(timeout, provisioning).await {
             Ok(result) => result,
             Err(_) => Err(StepFailure {
                 step: Step::Verify,
@@ -201,14 +205,6 @@ async fn create_to_the_end(
 
     match provisioned {
         Ok((tenant, migrations)) => {
-            audit::tenant_success(
-                &state.db,
-                actor,
-                "tenant.create",
-                &tenant,
-                json!({ "provisioned": true }),
-            )
-            .await;
             let message = if migrations.at_head() {
                 "tenant provisioned and active".to_owned()
             } else {
@@ -262,6 +258,7 @@ async fn create_to_the_end(
 /// of the DDL itself.
 async fn provision(
     state: &SharedState,
+    actor: &Actor,
     tenant: &tenants::Model,
     options: &ProvisionOptions,
 ) -> Result<(tenants::Model, SchemaMigrations), StepFailure> {
@@ -316,6 +313,16 @@ async fn provision(
         .map_err(fail(Step::Register, false))?;
         (tenant, SchemaMigrations::pending_all())
     };
+    // Recorded with what it records: a crash never leaves a tenant without its audit row, and
+    // running the job again never adds a second one.
+    audit::tenant_success(
+        &txn,
+        actor,
+        "tenant.create",
+        &tenant,
+        json!({ "provisioned": true }),
+    )
+    .await;
     // Whether a failed commit took effect is unknown: the undo drops the schema if it is there.
     txn.commit()
         .await

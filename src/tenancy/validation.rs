@@ -2,7 +2,7 @@
 //! `BAD_USER_INPUT` naming the field.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
@@ -26,7 +26,7 @@ pub const MAX_USERS_LIMIT: i32 = 10_000;
 pub const MAX_STORAGE_GB_LIMIT: i32 = 1_000;
 
 /// A tenant as asked for, before validation (GraphQL input and batch files both become this).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct TenantDraft {
     pub tenant_name: String,
     pub domain: String,
@@ -45,7 +45,7 @@ pub struct TenantDraft {
     pub admin: Option<AdminDraft>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct SettingsDraft {
     pub features: Option<Vec<String>>,
     pub limits: Option<LimitsDraft>,
@@ -71,7 +71,7 @@ impl SettingsDraft {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct LimitsDraft {
     pub users: Option<i32>,
     #[serde(alias = "storageGb")]

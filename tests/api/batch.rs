@@ -1,11 +1,11 @@
 //! Batch provisioning, fleet migrations and live progress.
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{Gql, TestApp, WsEvent, free_port, tenant_input};
+use crate::helpers::{Gql, TestApp, WsEvent, tenant_input};
 
-const PROVISION: &str = r#"
+pub const PROVISION: &str = r#"
 mutation($tenants: [CreateTenantInput!]!, $options: BatchOptions) {
   provisionTenants(tenants: $tenants, options: $options) {
     id kind status
@@ -14,7 +14,7 @@ mutation($tenants: [CreateTenantInput!]!, $options: BatchOptions) {
   }
 }"#;
 
-const MIGRATE: &str = r#"
+pub const MIGRATE: &str = r#"
 mutation($target: String!, $ids: [ID!], $options: BatchOptions, $confirm: String) {
   migrateTenants(targetRevision: $target, tenantIds: $ids, options: $options, confirm: $confirm) {
     id kind status results { domain status error { code } } summary { totalRequested successful failed }
@@ -225,7 +225,7 @@ async fn a_batch_over_the_size_limit_is_refused_and_nothing_starts() {
     assert_eq!(app.scalar("SELECT count(*) FROM public.tenants").await, 0);
 }
 
-const PROGRESS: &str = "subscription($id: ID!) { provisioningProgress(batchId: $id) { seq tenantName step status completed total } }";
+pub const PROGRESS: &str = "subscription($id: ID!) { provisioningProgress(batchId: $id) { seq tenantName step status completed total } }";
 
 /// Every event of a subscription up to its `complete`.
 pub async fn follow(app: &TestApp, token: &str, batch_id: &str) -> Vec<Value> {
@@ -425,181 +425,4 @@ pub async fn fleet_migrates_down_and_back_up(app: &TestApp, size: usize) {
         .await,
         2
     );
-}
-
-/// The server binary as a child process, killed when dropped.
-struct ServerProcess {
-    child: std::process::Child,
-    address: String,
-}
-
-impl ServerProcess {
-    async fn start(database_url: &str, port: u16) -> ServerProcess {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tenantgraph"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DATABASE_URL", database_url)
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("JWT_SECRET", crate::helpers::JWT_SECRET)
-            .env("BOOTSTRAP_ADMIN_EMAIL", crate::helpers::OPERATOR_EMAIL)
-            .env(
-                "BOOTSTRAP_ADMIN_PASSWORD",
-                crate::helpers::OPERATOR_PASSWORD,
-            )
-            .env("MAX_CONCURRENT_OPERATIONS", "2")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("the server binary starts");
-        let server = ServerProcess {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        // A deadline for an unoptimised binary on a busy machine, not a speed check.
-        for _ in 0..1200 {
-            if client
-                .get(format!("{}/health", server.address))
-                .send()
-                .await
-                .is_ok()
-            {
-                return server;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("the server did not come up");
-    }
-
-    async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Gql {
-        let mut request = reqwest::Client::new()
-            .post(format!("{}/graphql", self.address))
-            .json(&json!({ "query": query, "variables": variables }));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        Gql(request.send().await.unwrap().json().await.unwrap())
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[tokio::test]
-async fn a_server_killed_mid_batch_finishes_the_batch_truthfully_after_a_restart() {
-    let database = crate::helpers::TestDatabase::create().await;
-    let db = tenantgraph::db::open_pool(&database.url, 2).await.unwrap();
-    let count = |sql: String| {
-        let db = db.clone();
-        async move {
-            db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get_by_index::<i64>(0)
-                .unwrap()
-        }
-    };
-
-    let port = free_port();
-    let first = ServerProcess::start(&database.url, port).await;
-    let login = first
-        .graphql(
-            "mutation($i: LoginInput!) { login(input: $i) { token } }",
-            json!({ "i": { "email": crate::helpers::OPERATOR_EMAIL, "password": crate::helpers::OPERATOR_PASSWORD } }),
-            None,
-        )
-        .await;
-    let token = login.data()["login"]["token"].as_str().unwrap().to_owned();
-    let started = first
-        .graphql(
-            PROVISION,
-            json!({ "tenants": inputs("crash", 40), "options": { "maxConcurrency": 2 } }),
-            Some(&token),
-        )
-        .await;
-    let batch_id = started.data()["provisionTenants"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
-    // Let some tenants finish, then kill the server while the batch still runs.
-    let mut active = 0;
-    for _ in 0..400 {
-        active = count("SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'".into()).await;
-        if active >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(active >= 2, "the batch made progress before the kill");
-    drop(first); // SIGKILL
-    let unfinished = count(format!(
-        "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NULL"
-    ))
-    .await;
-    assert_eq!(unfinished, 1, "the kill came mid-batch");
-    // PostgreSQL notices the dead server's connections go (and releases its locks): a restart
-    // before that would find the batch still locked and leave it to the next periodic recovery.
-    let mut others = i64::MAX;
-    for _ in 0..2400 {
-        others = count(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'".into(),
-        )
-        .await;
-        if others <= 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(others <= 1, "the killed server's connections are gone");
-
-    let second = ServerProcess::start(&database.url, port).await;
-    let finished = count(format!(
-        "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NOT NULL"
-    ))
-    .await;
-    assert_eq!(finished, 1, "the restart finished the batch");
-    let unfinished_jobs = count(format!(
-        "SELECT count(*) FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' AND status IN ('PENDING', 'RUNNING')"
-    ))
-    .await;
-    assert_eq!(unfinished_jobs, 0);
-    let not_active =
-        count("SELECT count(*) FROM public.tenants WHERE status <> 'ACTIVE'".into()).await;
-    assert_eq!(not_active, 0, "every tenant left is ACTIVE");
-    let orphans = count(
-        "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' AND nspname NOT IN (SELECT schema_name FROM public.tenants)".into(),
-    )
-    .await;
-    assert_eq!(orphans, 0, "no schema without a tenant");
-    let active = count("SELECT count(*) FROM public.tenants".into()).await;
-    let recorded = count(format!(
-        "SELECT successful::bigint FROM public.provisioning_batches WHERE id = '{batch_id}'"
-    ))
-    .await;
-    assert_eq!(recorded, active, "the batch's count is the truth");
-    let succeeded_jobs = count(format!(
-        "SELECT count(*) FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' AND status = 'SUCCEEDED'"
-    ))
-    .await;
-    assert_eq!(succeeded_jobs, active);
-    let status = second
-        .graphql("query($id: ID!) { provisioningBatch(id: $id) { status summary { successful failed } } }", json!({ "id": batch_id }), Some(&token))
-        .await;
-    let batch = &status.data()["provisioningBatch"];
-    assert!(
-        matches!(
-            batch["status"].as_str(),
-            Some("PARTIALLY_FAILED" | "SUCCEEDED")
-        ),
-        "{batch}"
-    );
-    drop(second);
-    db.close().await.unwrap();
 }

@@ -29,6 +29,11 @@ pub struct Model {
     pub started_at: Option<DateTimeWithTimeZone>,
     pub finished_at: Option<DateTimeWithTimeZone>,
     pub duration_ms: Option<i64>,
+    /// What running the job again needs (see `batch::JobInput`).
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub input: Option<Json>,
+    /// The job was interrupted by a stopped server and run again.
+    pub resumed: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -38,6 +38,7 @@ impl TenantMutation {
             timeout: state.config.operation_timeout,
             progress: Progress::none(),
             tenant_id: None,
+            admin: None,
         };
         let draft = TenantDraft::from(input);
         let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)

@@ -1,0 +1,705 @@
+//! Batches that survive their server: resumed after a crash by the restarted server, taken
+//! over by another live one, drained on SIGTERM; every step interrupted and redone exactly once.
+//! The servers are the real binary, killed for real.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement, sqlx::Connection};
+use serde_json::{Value, json};
+
+use crate::{
+    batch::{MIGRATE, PROGRESS, PROVISION, inputs},
+    helpers::{
+        Gql, JWT_SECRET, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestDatabase, WsClient, WsEvent,
+        free_port,
+    },
+};
+
+/// Generous: an unoptimised binary on a machine shared with other builds.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// The server binary as a child process, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Server {
+    async fn start(database_url: &str, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tenantgraph"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("BOOTSTRAP_ADMIN_EMAIL", OPERATOR_EMAIL)
+            .env("BOOTSTRAP_ADMIN_PASSWORD", OPERATOR_PASSWORD)
+            .env("MAX_CONCURRENT_OPERATIONS", "2")
+            .env("BATCH_TAKEOVER_INTERVAL_MS", "500")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let server = Server {
+            child: command.spawn().expect("the server binary starts"),
+            port,
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while started.elapsed() < DEADLINE {
+            if client.get(server.url("/health")).send().await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not come up");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Gql {
+        let mut request = reqwest::Client::new()
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Gql(request.send().await.unwrap().json().await.unwrap())
+    }
+
+    async fn operator_token(&self) -> String {
+        let login = self
+            .graphql(
+                "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                json!({ "i": { "email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD } }),
+                None,
+            )
+            .await;
+        login.data()["login"]["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A progress subscription on this server, started now, collected in the background.
+    async fn follow(&self, token: &str, batch_id: &str) -> tokio::task::JoinHandle<Vec<Value>> {
+        let mut socket =
+            WsClient::connect(&format!("ws://127.0.0.1:{}/graphql/ws", self.port), None).await;
+        assert_eq!(
+            socket.init(Some(token)).await.message()["type"],
+            "connection_ack"
+        );
+        socket
+            .subscribe("progress", PROGRESS, json!({ "id": batch_id }))
+            .await;
+        tokio::spawn(async move {
+            let mut events = Vec::new();
+            loop {
+                match socket.next_event().await {
+                    WsEvent::Message(message) if message["type"] == "next" => {
+                        events.push(message["payload"]["data"]["provisioningProgress"].clone());
+                    }
+                    WsEvent::Message(message) if message["type"] == "complete" => return events,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        })
+    }
+
+    /// SIGTERM, then the exit (within the deadline).
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < DEADLINE {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not stop after SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    /// SIGKILL: the server dies at once, whatever it was doing.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the test's database directly.
+struct Db(sea_orm::DatabaseConnection);
+
+impl Db {
+    async fn open(database: &TestDatabase) -> Db {
+        Db(tenantgraph::db::open_pool(&database.url, 2).await.unwrap())
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.0
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+    }
+
+    /// Polls `sql` until it counts at least `at_least`, within the deadline.
+    async fn until(&self, sql: &str, at_least: i64) -> i64 {
+        let started = Instant::now();
+        loop {
+            let count = self.count(sql).await;
+            if count >= at_least {
+                return count;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "waited in vain for {at_least} of: {sql} (now {count})"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn finished(&self, batch_id: &str) {
+        self.until(
+            &format!(
+                "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NOT NULL"
+            ),
+            1,
+        )
+        .await;
+    }
+
+    /// Until the database has no connection but this handle's: a killed server's are gone.
+    async fn others_gone(&self) {
+        let started = Instant::now();
+        loop {
+            let others = self.count(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            )
+            .await;
+            if others <= 1 {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the killed server's connections stay"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+async fn start_batch(server: &Server, token: &str, tenants: Vec<Value>, options: Value) -> String {
+    let started = server
+        .graphql(
+            PROVISION,
+            json!({ "tenants": tenants, "options": options }),
+            Some(token),
+        )
+        .await;
+    started.data()["provisionTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+const BATCH: &str = "query($id: ID!) { provisioningBatch(id: $id) { status results { domain status attempts resumed apiKey tenantId } summary { successful failed } } }";
+
+/// Every tenant of a finished batch succeeded, once each, with nothing left over.
+async fn assert_every_tenant_made_once(
+    db: &Db,
+    server: &Server,
+    token: &str,
+    batch_id: &str,
+    total: i64,
+) -> Value {
+    let response = server
+        .graphql(BATCH, json!({ "id": batch_id }), Some(token))
+        .await;
+    let batch = response.data()["provisioningBatch"].clone();
+    assert_eq!(batch["status"], "SUCCEEDED", "{batch}");
+    assert_eq!(batch["summary"]["successful"], total, "{batch}");
+    for result in batch["results"].as_array().unwrap() {
+        assert_eq!(result["status"], "SUCCEEDED", "{result}");
+        assert!(
+            result["apiKey"].is_null(),
+            "a background batch never shows keys"
+        );
+    }
+    let tenants = db
+        .count("SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'")
+        .await;
+    assert_eq!(tenants, total);
+    assert_eq!(db.count("SELECT count(*) FROM public.tenants").await, total);
+    let schemas = db
+        .count("SELECT count(*) FROM pg_namespace WHERE nspname IN (SELECT schema_name FROM public.tenants)")
+        .await;
+    assert_eq!(schemas, total, "one schema a tenant");
+    let orphans = db
+        .count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%' AND nspname NOT IN (SELECT schema_name FROM public.tenants)")
+        .await;
+    assert_eq!(orphans, 0, "no schema without a tenant");
+    let keys = db
+        .count("SELECT count(*) FROM public.tenants WHERE api_key_hash IS NOT NULL")
+        .await;
+    assert_eq!(keys, total, "one key a tenant");
+    let audited = db
+        .count("SELECT count(*) FROM public.audit_events WHERE action = 'tenant.create' AND outcome = 'SUCCESS'")
+        .await;
+    assert_eq!(audited, total, "one audit row a tenant made, no duplicate");
+    let distinct = db
+        .count("SELECT count(DISTINCT tenant_id) FROM public.audit_events WHERE action = 'tenant.create' AND outcome = 'SUCCESS' AND tenant_id IN (SELECT id FROM public.tenants)")
+        .await;
+    assert_eq!(distinct, total);
+    batch
+}
+
+/// The events of a whole batch: `seq` 0, 1, 2… without gap or repeat, one `DONE` a tenant,
+/// the batch's own `DONE` last with every tenant counted.
+fn assert_complete_log(events: &[Value], total: i64) {
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (0..events.len() as i64).collect::<Vec<_>>(),
+        "no gap, no repeat"
+    );
+    let mut done: HashMap<&str, usize> = HashMap::new();
+    for event in events
+        .iter()
+        .filter(|e| e["step"] == "DONE" && e["tenantName"].is_string())
+    {
+        *done
+            .entry(event["tenantName"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(done.len() as i64, total, "{done:?}");
+    assert!(
+        done.values().all(|n| *n == 1),
+        "one DONE a tenant: {done:?}"
+    );
+    let last = events.last().unwrap();
+    assert!(
+        last["tenantName"].is_null() && last["step"] == "DONE" && last["completed"] == total,
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_batch_resumes_every_tenant_after_a_restart() {
+    let database = TestDatabase::create().await;
+    let db = Db::open(&database).await;
+    let first = Server::start(&database.url, &[]).await;
+    let token = first.operator_token().await;
+    let batch_id = start_batch(
+        &first,
+        &token,
+        inputs("crash", 40),
+        json!({ "maxConcurrency": 2 }),
+    )
+    .await;
+
+    // Some tenants done, then SIGKILL while the batch still runs.
+    db.until(
+        "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
+        2,
+    )
+    .await;
+    drop(first);
+    let unfinished = db
+        .count(&format!(
+            "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NULL"
+        ))
+        .await;
+    assert_eq!(unfinished, 1, "the kill came mid-batch");
+    db.others_gone().await;
+
+    let second = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let batch = assert_every_tenant_made_once(&db, &second, &token, &batch_id, 40).await;
+    for result in batch["results"].as_array().unwrap() {
+        let attempts = result["attempts"].as_i64().unwrap();
+        if result["resumed"] == true {
+            assert!((1..=2).contains(&attempts), "{result}");
+        } else {
+            assert_eq!(attempts, 1, "{result}");
+        }
+    }
+    let events = second.follow(&token, &batch_id).await.await.unwrap();
+    assert_complete_log(&events, 40);
+}
+
+#[tokio::test]
+async fn an_atomic_batch_resumed_after_a_crash_is_rolled_back_as_a_whole_when_a_tenant_fails() {
+    let database = TestDatabase::create().await;
+    let db = Db::open(&database).await;
+    // A schema nobody registered makes the last tenant fail, after the others were made.
+    db.0.execute_unprepared("CREATE SCHEMA tenant_atomic_9")
+        .await
+        .unwrap();
+    let first = Server::start(&database.url, &[]).await;
+    let token = first.operator_token().await;
+    let batch_id = start_batch(
+        &first,
+        &token,
+        inputs("atomic", 10),
+        json!({ "maxConcurrency": 2, "atomic": true }),
+    )
+    .await;
+    db.until(
+        "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
+        2,
+    )
+    .await;
+    drop(first);
+    db.others_gone().await;
+
+    let second = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let response = second
+        .graphql(BATCH, json!({ "id": batch_id }), Some(&token))
+        .await;
+    let batch = &response.data()["provisioningBatch"];
+    assert_eq!(batch["status"], "ROLLED_BACK", "{batch}");
+    let statuses: Vec<&str> = batch["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "FAILED").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "ROLLED_BACK").count(),
+        9,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants").await,
+        0,
+        "made before the crash or after, every tenant is undone"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'")
+            .await,
+        1,
+        "only the stranger's schema is left"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_mid_batch_drains_the_running_tenants_and_the_next_server_resumes_the_rest() {
+    let database = TestDatabase::create().await;
+    let db = Db::open(&database).await;
+    let first = Server::start(&database.url, &[("SHUTDOWN_GRACE_SECONDS", "60")]).await;
+    let token = first.operator_token().await;
+    let batch_id = start_batch(
+        &first,
+        &token,
+        inputs("drain", 30),
+        json!({ "maxConcurrency": 2 }),
+    )
+    .await;
+    db.until(
+        "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
+        2,
+    )
+    .await;
+    let status = first.terminate().await;
+    assert!(
+        status.success(),
+        "a drained server exits cleanly: {status:?}"
+    );
+
+    // Drained: the jobs that were running finished, nothing half made, the rest left waiting.
+    let jobs = |status: &str| {
+        format!(
+            "SELECT count(*) FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' AND status = '{status}'"
+        )
+    };
+    assert_eq!(db.count(&jobs("RUNNING")).await, 0, "no job cut off");
+    let succeeded = db.count(&jobs("SUCCEEDED")).await;
+    assert!(db.count(&jobs("PENDING")).await > 0, "the rest is left");
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'")
+            .await,
+        succeeded
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants WHERE status <> 'ACTIVE'")
+            .await,
+        0,
+        "nothing half made"
+    );
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NULL")).await,
+        1
+    );
+
+    let second = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let batch = assert_every_tenant_made_once(&db, &second, &token, &batch_id, 30).await;
+    assert!(
+        batch["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["resumed"] == false && r["attempts"] == 1),
+        "a drain interrupts nothing: {batch}"
+    );
+    let events = second.follow(&token, &batch_id).await.await.unwrap();
+    assert_complete_log(&events, 30);
+
+    // A fleet migration drains the same way.
+    drop(second);
+    db.others_gone().await;
+    let third = Server::start(&database.url, &[("SHUTDOWN_GRACE_SECONDS", "60")]).await;
+    let migrated = third
+        .graphql(
+            MIGRATE,
+            json!({ "target": "base", "confirm": "base", "options": { "maxConcurrency": 1 } }),
+            Some(&token),
+        )
+        .await;
+    let batch_id = migrated.data()["migrateTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jobs = |status: &str| {
+        format!(
+            "SELECT count(*) FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' AND status = '{status}'"
+        )
+    };
+    db.until(&jobs("SUCCEEDED"), 2).await;
+    assert!(third.terminate().await.success());
+    assert_eq!(db.count(&jobs("RUNNING")).await, 0, "no job cut off");
+    assert!(db.count(&jobs("PENDING")).await > 0, "the rest is left");
+    let at_base = db
+        .count("SELECT count(*) FROM public.tenants WHERE current_revision IS NULL")
+        .await;
+    assert_eq!(at_base, db.count(&jobs("SUCCEEDED")).await);
+
+    let fourth = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let response = fourth
+        .graphql(BATCH, json!({ "id": batch_id }), Some(&token))
+        .await;
+    let batch = &response.data()["provisioningBatch"];
+    assert_eq!(batch["status"], "SUCCEEDED", "{batch}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants WHERE current_revision IS NULL")
+            .await,
+        30,
+        "every tenant at base"
+    );
+    let events = fourth.follow(&token, &batch_id).await.await.unwrap();
+    assert_complete_log(&events, 30);
+}
+
+#[tokio::test]
+async fn when_the_runner_dies_another_server_finishes_the_batch_and_its_subscribers_miss_nothing() {
+    let database = TestDatabase::create().await;
+    let db = Db::open(&database).await;
+    let runner = Server::start(&database.url, &[]).await;
+    let survivor = Server::start(&database.url, &[]).await;
+    let token = runner.operator_token().await;
+
+    // Provisioning: started on one server, followed on the other.
+    let batch_id = start_batch(
+        &runner,
+        &token,
+        inputs("takeover", 16),
+        json!({ "maxConcurrency": 2 }),
+    )
+    .await;
+    let events = survivor.follow(&token, &batch_id).await;
+    db.until(
+        "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
+        2,
+    )
+    .await;
+    drop(runner);
+    let events = tokio::time::timeout(DEADLINE, events)
+        .await
+        .expect("the batch completes")
+        .unwrap();
+    assert_complete_log(&events, 16);
+    assert_every_tenant_made_once(&db, &survivor, &token, &batch_id, 16).await;
+
+    // A fleet migration: the same.
+    let runner = Server::start(&database.url, &[]).await;
+    let migrated = runner
+        .graphql(
+            MIGRATE,
+            json!({ "target": "base", "confirm": "base", "options": { "maxConcurrency": 1 } }),
+            Some(&token),
+        )
+        .await;
+    let batch_id = migrated.data()["migrateTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let events = survivor.follow(&token, &batch_id).await;
+    db.until(
+        &format!("SELECT count(*) FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' AND status = 'SUCCEEDED'"),
+        2,
+    )
+    .await;
+    drop(runner);
+    let events = tokio::time::timeout(DEADLINE, events)
+        .await
+        .expect("the migration completes")
+        .unwrap();
+    assert_complete_log(&events, 16);
+    let response = survivor
+        .graphql(BATCH, json!({ "id": batch_id }), Some(&token))
+        .await;
+    let batch = &response.data()["provisioningBatch"];
+    assert_eq!(batch["status"], "SUCCEEDED", "{batch}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants WHERE current_revision IS NULL")
+            .await,
+        16,
+        "every tenant at base"
+    );
+}
+
+/// Pauses each tenant of the fault batch at its own step, holding it on an advisory lock the
+/// test holds: `fault-register` inserting its registry row (with its API key), `fault-schema`
+/// creating its schema, `fault-migrate` migrating it, `fault-seed` seeding its administrator,
+/// `fault-verify` activating it, and `fault-done` after everything committed, recording the
+/// job's end.
+const PAUSES: &str = r#"
+CREATE FUNCTION public.fault_pause() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$;
+CREATE TRIGGER fault_register BEFORE INSERT ON public.tenants FOR EACH ROW
+    WHEN (NEW.domain = 'fault-register') EXECUTE FUNCTION public.fault_pause();
+CREATE TRIGGER fault_verify BEFORE UPDATE ON public.tenants FOR EACH ROW
+    WHEN (NEW.domain = 'fault-verify' AND NEW.status = 'ACTIVE') EXECUTE FUNCTION public.fault_pause();
+CREATE TRIGGER fault_done BEFORE UPDATE ON public.provisioning_jobs FOR EACH ROW
+    WHEN (NEW.domain = 'fault-done' AND NEW.status = 'SUCCEEDED') EXECUTE FUNCTION public.fault_pause();
+CREATE FUNCTION public.fault_pause_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE made record;
+BEGIN
+    FOR made IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        IF made.object_identity = 'tenant_fault_schema'
+           OR made.object_identity LIKE 'tenant_fault_migrate.%' THEN
+            PERFORM pg_advisory_xact_lock_shared(4242);
+        END IF;
+        IF made.command_tag = 'CREATE TABLE' AND made.object_identity = 'tenant_fault_seed.users' THEN
+            EXECUTE format('CREATE TRIGGER fault_seed BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.fault_pause()', made.object_identity);
+        END IF;
+    END LOOP;
+END $$;
+CREATE EVENT TRIGGER fault_pause_ddl ON ddl_command_end EXECUTE FUNCTION public.fault_pause_ddl();
+"#;
+
+const STEPS: [&str; 6] = ["register", "schema", "migrate", "seed", "verify", "done"];
+
+#[tokio::test]
+async fn a_server_killed_at_each_step_of_provisioning_is_undone_and_redone_exactly_once() {
+    let database = TestDatabase::create().await;
+    let db = Db::open(&database).await;
+    db.0.execute_unprepared(PAUSES).await.unwrap();
+    let mut pause = sea_orm::sqlx::PgConnection::connect(&database.url)
+        .await
+        .unwrap();
+    sea_orm::sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut pause)
+        .await
+        .unwrap();
+
+    let first = Server::start(
+        &database.url,
+        &[
+            ("MAX_CONCURRENT_OPERATIONS", "6"),
+            ("DATABASE_MAX_CONNECTIONS", "12"),
+        ],
+    )
+    .await;
+    let token = first.operator_token().await;
+    let tenants: Vec<Value> = STEPS
+        .iter()
+        .map(|step| {
+            let mut input = crate::helpers::tenant_input(&format!("fault-{step}"));
+            input["admin"] = json!({ "email": format!("admin@fault-{step}.example"), "password": "a-long-admin-password" });
+            input
+        })
+        .collect();
+    let batch_id = start_batch(&first, &token, tenants, json!({ "maxConcurrency": 6 })).await;
+    // Every tenant held at its step.
+    db.until(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        6,
+    )
+    .await;
+    drop(first);
+    // The held work goes on only to find its server gone, and rolls back.
+    pause.close().await.unwrap();
+    db.others_gone().await;
+
+    let second = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let batch = assert_every_tenant_made_once(&db, &second, &token, &batch_id, 6).await;
+    for result in batch["results"].as_array().unwrap() {
+        assert_eq!(result["resumed"], true, "{result}");
+        // What had committed is kept; anything else is made again, once.
+        let expected = if result["domain"] == "fault-done" {
+            1
+        } else {
+            2
+        };
+        assert_eq!(result["attempts"], expected, "{result}");
+    }
+    let admins = db
+        .count(
+            "SELECT count(*) FROM tenant_fault_seed.users WHERE email = 'admin@fault-seed.example'",
+        )
+        .await;
+    assert_eq!(admins, 1, "one administrator");
+    let events = second.follow(&token, &batch_id).await.await.unwrap();
+    assert_complete_log(&events, 6);
+    for step in STEPS {
+        let of = |e: &&Value| e["tenantName"] == format!("Tenant fault-{step}");
+        let rollbacks = events
+            .iter()
+            .filter(of)
+            .filter(|e| e["step"] == "ROLLBACK" && e["status"] == "SUCCEEDED")
+            .count();
+        // The half-made tenant is undone once. (The registry row's insert had been sent whole:
+        // let go, it commits even though its server is gone.) What had committed is kept.
+        let expected = if step == "done" { 0 } else { 1 };
+        let story: Vec<String> = events
+            .iter()
+            .filter(of)
+            .map(|e| {
+                format!(
+                    "{} {} {} {}",
+                    e["seq"], e["step"], e["status"], e["message"]
+                )
+            })
+            .collect();
+        assert_eq!(rollbacks, expected, "{step}: {story:#?}");
+        let verified = events
+            .iter()
+            .filter(of)
+            .filter(|e| e["step"] == "VERIFY" && e["status"] == "SUCCEEDED")
+            .count();
+        assert_eq!(verified, 1, "{step} verified once");
+    }
+}
