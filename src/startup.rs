@@ -7,7 +7,9 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{access::Access, jwt::JwtKeys, listener, operators, password::PasswordHasherPool},
+    auth::{
+        access::Access, jwt::JwtKeys, listener, operators, password::PasswordHasherPool, sessions,
+    },
     batch::{self, events::EventHub},
     config::Config,
     db::{self, embedded::EmbeddedPostgres, migrate, notify::AccessFeed},
@@ -18,8 +20,9 @@ use crate::{
     tenancy::directory::TenantDirectory,
 };
 
-/// How often a running server looks for tenants that a stopped one left half-provisioned
-/// outside any batch (batches are looked for every `BATCH_TAKEOVER_INTERVAL_MS`).
+/// How often a running server does its housekeeping: tenants that a stopped one left
+/// half-provisioned outside any batch (batches are looked for every
+/// `BATCH_TAKEOVER_INTERVAL_MS`), and sessions that can never be used again.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A server that is bound and ready to run.
@@ -113,10 +116,10 @@ impl Application {
             every.tick().await;
             loop {
                 every.tick().await;
-                if let Err(err) = recover_stalled_tenants(&recovery_state).await {
+                if let Err(err) = housekeeping(&recovery_state).await {
                     tracing::warn!(
                         error = format!("{err:#}"),
-                        "recovering interrupted work failed; trying again later"
+                        "housekeeping failed; trying again later"
                     );
                 }
             }
@@ -221,14 +224,19 @@ pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<Share
     }))
 }
 
-/// Removes tenants that stopped servers left half-provisioned outside any batch.
-async fn recover_stalled_tenants(state: &SharedState) -> anyhow::Result<()> {
+/// Removes tenants that stopped servers left half-provisioned outside any batch, and sessions
+/// that can never be used again.
+async fn housekeeping(state: &SharedState) -> anyhow::Result<()> {
     let tenants = batch::recovery::recover_stalled_tenants(state).await?;
     if tenants > 0 {
         tracing::warn!(
             tenants,
             "removed tenants left half-provisioned by a stopped server"
         );
+    }
+    let sessions = sessions::prune_ended(state).await?;
+    if sessions > 0 {
+        tracing::info!(sessions, "deleted ended sessions");
     }
     Ok(())
 }

@@ -493,6 +493,37 @@ pub async fn revoke_tenant_sessions(
     Ok(ended)
 }
 
+/// How long an ended session's row stays; its story stays in the audit trail for good.
+const ENDED_SESSION_RETENTION_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Deletes what can never be used again, so the tables stay the size of the live sessions:
+/// refresh tokens past their expiry (presenting one is refused for that alone), sessions ended
+/// a week ago, and sessions that no live refresh token continues and whose last access token
+/// (issued at their last use at the latest) has expired, a week on. Returns the sessions
+/// deleted.
+pub async fn prune_ended(state: &AppState) -> AppResult<u64> {
+    let txn = state.db.begin().await?;
+    txn.execute_unprepared("DELETE FROM public.refresh_tokens WHERE expires_at < now()")
+        .await?;
+    let pruned = txn
+        .execute_raw(statement(
+            "DELETE FROM public.sessions s \
+              WHERE s.revoked_at < now() - make_interval(secs => $1) \
+                 OR (s.revoked_at IS NULL \
+                     AND s.last_used_at < now() - make_interval(secs => $1 + $2) \
+                     AND NOT EXISTS (SELECT 1 FROM public.refresh_tokens r \
+                                      WHERE r.session_id = s.id))",
+            vec![
+                (ENDED_SESSION_RETENTION_SECONDS as f64).into(),
+                (state.config.jwt_ttl.as_secs() as f64).into(),
+            ],
+        ))
+        .await?
+        .rows_affected();
+    txn.commit().await?;
+    Ok(pruned)
+}
+
 /// The email of the operator behind a live platform session, when the operator is still active
 /// and has the password the session began with.
 pub async fn current_operator(

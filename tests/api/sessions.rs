@@ -891,6 +891,57 @@ async fn a_tenant_deleted_with_its_schema_and_created_again_on_the_same_domain_r
 }
 
 /// Waits up to two seconds for `check` to hold.
+#[tokio::test]
+async fn sessions_that_can_never_be_used_again_are_pruned_and_the_others_kept() {
+    let app = TestApp::spawn().await;
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        let tokens = Tokens::from(
+            &login(&app, OPERATOR_EMAIL, OPERATOR_PASSWORD, None).await,
+            "login",
+        );
+        sessions.push((app.state.jwt.verify(&tokens.access).unwrap().sid, tokens));
+    }
+    let [
+        (ended_long_ago, _),
+        (expired, _),
+        (idle_but_refreshable, idle_tokens),
+        (ended_lately, _),
+    ] = &sessions[..]
+    else {
+        unreachable!()
+    };
+    let db = app.db();
+    db.execute_unprepared(&format!(
+        "UPDATE public.sessions SET revoked_at = now() - interval '8 days' WHERE id = '{ended_long_ago}';
+         UPDATE public.sessions SET revoked_at = now() - interval '1 day' WHERE id = '{ended_lately}';
+         UPDATE public.sessions SET last_used_at = now() - interval '9 days'
+          WHERE id IN ('{expired}', '{idle_but_refreshable}');
+         UPDATE public.refresh_tokens SET expires_at = now() - interval '1 hour'
+          WHERE session_id = '{expired}';"
+    ))
+    .await
+    .unwrap();
+
+    let pruned = tenantgraph::auth::sessions::prune_ended(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    let left = |id: &Uuid| format!("SELECT count(*) FROM public.sessions WHERE id = '{id}'");
+    assert_eq!(app.scalar(&left(ended_long_ago)).await, 0);
+    assert_eq!(app.scalar(&left(expired)).await, 0);
+    assert_eq!(app.scalar(&left(ended_lately)).await, 1);
+    assert_eq!(app.scalar(&left(idle_but_refreshable)).await, 1);
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM public.refresh_tokens WHERE expires_at < now()")
+            .await,
+        0
+    );
+    // What was kept still works: the idle session continues with its refresh token.
+    let refreshed = refresh(&app, &idle_tokens.refresh).await;
+    assert!(refreshed.0["errors"].is_null(), "{}", refreshed.0);
+}
+
 async fn within_two_seconds(mut check: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
