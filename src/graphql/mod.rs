@@ -22,6 +22,7 @@ use crate::{
 pub struct QueryRoot(
     auth::AuthQuery,
     tenants::TenantQuery,
+    tenants::DriftQuery,
     batch::BatchQuery,
     tenant_data::TenantDataQuery,
 );

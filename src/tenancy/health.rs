@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use crate::{
     error::AppResult,
     tenancy::{
-        migrator,
+        drift, migrator,
         registry::{missing_tables, schema_of},
     },
 };
@@ -26,6 +26,8 @@ pub struct HealthReport {
     pub missing_tables: Vec<String>,
     /// The schema's ledger and the registry name the same revision.
     pub revision_matches: bool,
+    /// The schema's structure differs from its revision's (see [`drift`]).
+    pub drifted: bool,
     pub db_accessible: bool,
 }
 
@@ -42,6 +44,7 @@ pub async fn check(
                 schema_exists: false,
                 missing_tables: Vec::new(),
                 revision_matches: false,
+                drifted: false,
                 db_accessible: false,
             }
         }
@@ -69,7 +72,8 @@ async fn inspect(
             false,
         )
     };
-    let healthy = schema_exists && missing.is_empty() && revision_matches;
+    let drifted = schema_exists && drift::tenant_drift(db, tenant).await?.drifted();
+    let healthy = schema_exists && missing.is_empty() && revision_matches && !drifted;
     Ok(HealthReport {
         status: if healthy {
             HealthStatus::Healthy
@@ -79,6 +83,7 @@ async fn inspect(
         schema_exists,
         missing_tables: missing,
         revision_matches,
+        drifted,
         db_accessible: true,
     })
 }

@@ -8,7 +8,8 @@
 //! - [`registry`] reads and changes `public.tenants`; [`directory`] caches it for request
 //!   authentication; [`activity`] records `lastActivityAt`.
 //! - [`migrator`] is the per-schema migration machinery; [`seed`] the data a schema starts with;
-//!   [`health`] compares a schema with the registry; [`fleet`] finds tenants behind a revision.
+//!   [`health`] compares a schema with the registry, [`drift`] with its revision's structure;
+//!   [`fleet`] finds tenants behind a revision.
 //!
 //! States move `PENDING → PROVISIONING → ACTIVE` (or `FAILED`), and `INACTIVE` when deactivated
 //! or when migrated below head ([`guard`]: confirmations of destructive operations).
@@ -16,6 +17,7 @@
 pub mod activity;
 pub mod admin;
 pub mod directory;
+pub mod drift;
 pub mod fleet;
 pub mod guard;
 pub mod health;

@@ -7,6 +7,7 @@ mod batch;
 mod cli;
 mod conformance;
 mod database;
+mod drift;
 mod graphiql;
 mod graphql_http;
 mod guards;

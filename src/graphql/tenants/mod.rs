@@ -1,10 +1,12 @@
 //! The tenant registry and life cycle over GraphQL (platform operators only).
 
+mod drift;
 mod inputs;
 mod mutation;
 mod query;
 mod types;
 
+pub use drift::DriftQuery;
 pub use inputs::{CreateTenantInput, TenantLimitsInput, TenantSettingsInput};
 pub use mutation::TenantMutation;
 pub use query::TenantQuery;

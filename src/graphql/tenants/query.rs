@@ -105,6 +105,7 @@ impl TenantQuery {
             schema_exists: report.schema_exists,
             missing_tables: report.missing_tables,
             revision_matches: report.revision_matches,
+            drifted: report.drifted,
             db_accessible: report.db_accessible,
         })
     }

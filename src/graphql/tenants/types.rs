@@ -162,6 +162,8 @@ pub struct TenantHealth {
     pub missing_tables: Vec<String>,
     /// The schema's migration ledger and the registry agree on the revision.
     pub revision_matches: bool,
+    /// The schema's structure differs from its revision's (details in `tenantDrift`).
+    pub drifted: bool,
     pub db_accessible: bool,
 }
 
