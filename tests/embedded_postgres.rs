@@ -620,6 +620,32 @@ async fn commands_run_beside_a_live_server_leave_its_database_running() {
         "{}",
         migrate.report()
     );
+    // Backup and restore use the server's cluster with pg_dump and pg_restore.
+    let file = dir.path.join("beside.tgb");
+    let file = file.to_str().unwrap();
+    let mut backup = Process::run(
+        &dir,
+        "backup",
+        tenantgraph(
+            &dir,
+            &["tenants", "backup", "--tenant", "beside", "--out", file],
+        ),
+    );
+    backup.assert_success();
+    let mut restore = Process::run(
+        &dir,
+        "restore",
+        tenantgraph(
+            &dir,
+            &["tenants", "restore", "--file", file, "--as", "beside-copy"],
+        ),
+    );
+    restore.assert_success();
+    assert!(
+        restore.stdout().contains("health: HEALTHY"),
+        "{}",
+        restore.report()
+    );
     // A second server on the same data dir and the same address gives up, touching nothing.
     let mut second = tenantgraph(&dir, &["serve"]);
     second.env("BIND_ADDR", &server.address);
@@ -639,8 +665,13 @@ async fn commands_run_beside_a_live_server_leave_its_database_running() {
             Some(&token),
         )
         .await;
-    assert_eq!(data["tenants"]["totalCount"], 1, "{data}");
+    assert_eq!(data["tenants"]["totalCount"], 2, "{data}");
     assert_eq!(data["tenants"]["nodes"][0]["status"], "ACTIVE", "{data}");
+    assert_eq!(
+        data["tenants"]["nodes"][1]["domain"], "beside-copy",
+        "{data}"
+    );
+    assert_eq!(data["tenants"]["nodes"][1]["status"], "ACTIVE", "{data}");
     assert_eq!(
         postmaster_pid(&dir.data_dir()),
         Some(pid),

@@ -34,7 +34,7 @@ pub enum Command {
         #[command(subcommand)]
         target: MigrateTarget,
     },
-    /// Inspect the tenant registry.
+    /// Inspect the tenant registry; back up and restore tenants.
     Tenants {
         #[command(subcommand)]
         action: TenantsAction,
@@ -89,6 +89,25 @@ pub enum TenantsAction {
     /// Report what disagrees between the registry and the database: schemas no tenant owns,
     /// tenants whose schema is missing, tenants stuck mid-provisioning.
     Reconcile,
+    /// Write one tenant's schema (pg_dump) with its registry record and revision to one file.
+    Backup {
+        /// The tenant's domain (or its id, or its schema name).
+        #[arg(long)]
+        tenant: String,
+        /// The backup file to write (replaced only once complete).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Restore a backup file as the tenant it was (refused while a tenant has its id, domain or
+    /// schema), or with --as as a new tenant; either way with a new API key, printed once.
+    Restore {
+        /// A file written by `tenants backup`; checked whole before anything changes.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Restore as a new tenant with this domain: a new id, and the schema name of the domain.
+        #[arg(long = "as", value_name = "NEW_DOMAIN")]
+        as_domain: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,7 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             with_database(
                 &config,
-                |db| async move { migrate_public(&db, action).await },
+                |db, _| async move { migrate_public(&db, action).await },
             )
             .await
         }
@@ -197,6 +216,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Tenants {
+            action: action @ (TenantsAction::Backup { .. } | TenantsAction::Restore { .. }),
+        } => {
+            let pg_bin = config.pg_bin.clone();
+            with_state_at(config, |state, url| async move {
+                let url = url.context("no database URL for pg_dump and pg_restore")?;
+                let tools = db::tools::PgTools::find(pg_bin.as_deref(), &url).await?;
+                tenant_cli::backup_or_restore(&state, &tools, action).await
+            })
+            .await
+        }
         Command::Tenants { action } => {
             with_state(config, |state| async move {
                 match action {
@@ -206,6 +236,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         contact_email,
                     } => batch_cli::provision_file(&state, &file, contact_email.as_deref()).await,
                     TenantsAction::Reconcile => tenant_cli::reconcile(&state).await,
+                    TenantsAction::Backup { .. } | TenantsAction::Restore { .. } => {
+                        unreachable!("handled above")
+                    }
                 }
             })
             .await
@@ -218,7 +251,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     name,
                 },
         } => {
-            with_database(&config, |db| async move {
+            with_database(&config, |db, _| async move {
                 migrate::migrate_public(&db, migrate::PublicMigration::Up).await?;
                 let operator = operators::create(
                     &db,
@@ -261,10 +294,19 @@ where
     F: FnOnce(crate::state::SharedState) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    with_state_at(config, |state, _| work(state)).await
+}
+
+/// [`with_state`], also handing over the session URL PostgreSQL's client programs use.
+async fn with_state_at<F, Fut>(config: Config, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(crate::state::SharedState, Option<String>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let config_for_db = config.clone();
-    with_database(&config_for_db, |db| async move {
+    with_database(&config_for_db, |db, url| async move {
         let state = startup::prepare_state(config, db).await?;
-        work(state).await
+        work(state, url).await
     })
     .await
 }
@@ -274,11 +316,11 @@ where
 /// live server, and a cluster it started alone does not outlive it.
 async fn with_database<F, Fut>(config: &Config, work: F) -> anyhow::Result<()>
 where
-    F: FnOnce(db::Pool) -> Fut,
+    F: FnOnce(db::Pool, Option<String>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let connected = db::connect(config).await?;
-    let result = work(connected.db.clone()).await;
+    let result = work(connected.db.clone(), connected.session_url(config)).await;
     connected.db.close().await.ok();
     if let Some(embedded) = connected.embedded {
         embedded.stop().await?;

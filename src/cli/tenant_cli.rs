@@ -5,16 +5,18 @@ use migration::tenant_migration_names;
 
 use crate::{
     audit::Actor,
+    db::tools::PgTools,
     primitives::schema_name::SchemaName,
     state::SharedState,
     tenancy::{
+        backup,
         migrate::{self, MigrationMode},
         migrator::{self, Target},
         registry,
     },
 };
 
-use super::TenantSchemaAction;
+use super::{TenantSchemaAction, TenantsAction};
 
 pub async fn migrate_one(
     state: &SharedState,
@@ -131,4 +133,50 @@ pub fn parse_target(to: Option<&str>) -> anyhow::Result<Target> {
             tenant_migration_names().join(", ")
         )
     })
+}
+
+/// `tenants backup` and `tenants restore`.
+pub async fn backup_or_restore(
+    state: &SharedState,
+    tools: &PgTools,
+    action: TenantsAction,
+) -> anyhow::Result<()> {
+    match action {
+        TenantsAction::Backup { tenant, out } => {
+            let tenant = backup::find_tenant(&state.db, &tenant).await?;
+            let done = backup::backup(state, tools, &tenant, &out)
+                .await
+                .with_context(|| format!("backing up tenant {}", tenant.domain))?;
+            println!(
+                "backed up tenant {} ({}, schema {}, revision {}) to {} ({} bytes)",
+                done.tenant.domain,
+                done.tenant.id,
+                done.tenant.schema_name,
+                done.revision.as_deref().unwrap_or("base"),
+                out.display(),
+                done.bytes
+            );
+        }
+        TenantsAction::Restore { file, as_domain } => {
+            let done = backup::restore(state, tools, &file, as_domain.as_deref())
+                .await
+                .with_context(|| format!("restoring {}", file.display()))?;
+            let tenant = &done.tenant;
+            println!(
+                "restored tenant {} ({}, schema {}, revision {}, status {})",
+                tenant.domain,
+                tenant.id,
+                tenant.schema_name,
+                tenant.current_revision.as_deref().unwrap_or("base"),
+                tenant.status
+            );
+            println!("  API key (shown only now): {}", done.api_key);
+            println!(
+                "  health: {}",
+                format!("{:?}", done.health.status).to_uppercase()
+            );
+        }
+        _ => unreachable!("only backup and restore come here"),
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod notify;
 pub mod pinned;
 pub mod pool;
 pub mod statements;
+pub mod tools;
 
 use std::time::Duration;
 
@@ -24,6 +25,21 @@ pub const EMBEDDED_DATABASE: &str = "tenantgraph";
 pub struct Connected {
     pub db: Pool,
     pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Connected {
+    /// A session connection's URL for PostgreSQL's client programs: the embedded cluster's,
+    /// else `DATABASE_DIRECT_URL`, else `DATABASE_URL`.
+    pub fn session_url(&self, config: &Config) -> Option<String> {
+        match &self.embedded {
+            Some(embedded) => Some(embedded.url(EMBEDDED_DATABASE)),
+            None => config
+                .database_direct_url
+                .as_ref()
+                .or(config.database_url.as_ref())
+                .map(|url| url.expose_secret().to_owned()),
+        }
+    }
 }
 
 /// Connects to `DATABASE_URL`, or starts the embedded cluster and connects to it (stopping it

@@ -79,6 +79,35 @@ impl SchemaName {
     pub fn quoted(&self) -> String {
         format!("\"{}\"", self.0)
     }
+
+    /// `text` with every name qualified by this schema (`schema.x` or `"schema".x`) qualified by
+    /// `with` instead (`""` leaves it unqualified). Only a qualifier that starts a name counts:
+    /// `my_schema.x` stays as it is.
+    pub fn replace_qualifier(&self, text: &str, with: &str) -> String {
+        let forms = [format!("{}.", self.quoted()), format!("{}.", self.0)];
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        let mut previous: Option<char> = None;
+        'scan: while let Some(c) = rest.chars().next() {
+            let starts_name = previous.is_none_or(|before| {
+                !(before.is_ascii_alphanumeric() || matches!(before, '_' | '"' | '$'))
+            });
+            if starts_name {
+                for form in &forms {
+                    if let Some(after) = rest.strip_prefix(form.as_str()) {
+                        out.push_str(with);
+                        previous = with.chars().last().or(previous);
+                        rest = after;
+                        continue 'scan;
+                    }
+                }
+            }
+            out.push(c);
+            previous = Some(c);
+            rest = &rest[c.len_utf8()..];
+        }
+        out
+    }
 }
 
 impl fmt::Display for SchemaName {
@@ -125,6 +154,31 @@ mod tests {
             Err(SchemaNameError::TooLong)
         );
         assert!(SchemaName::parse(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn qualifiers_are_replaced_only_where_they_start_a_name() {
+        let s = SchemaName::parse("tenant_a").unwrap();
+        assert_eq!(
+            s.replace_qualifier(
+                "nextval('tenant_a.users_id_seq'::regclass) REFERENCES tenant_a.users(id)",
+                ""
+            ),
+            "nextval('users_id_seq'::regclass) REFERENCES users(id)"
+        );
+        assert_eq!(
+            s.replace_qualifier("ON my_tenant_a.users x_tenant_a.y", ""),
+            "ON my_tenant_a.users x_tenant_a.y"
+        );
+        assert_eq!(
+            s.replace_qualifier("COPY tenant_a.person (id) FROM stdin;", "\"tenant_b\"."),
+            "COPY \"tenant_b\".person (id) FROM stdin;"
+        );
+        let keyword = SchemaName::parse("user").unwrap();
+        assert_eq!(
+            keyword.replace_qualifier("ON \"user\".people", ""),
+            "ON people"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::{
 
 use entity::public::tenants;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use migration::{TenantMigrator, sea_orm_migration::MigratorTrait, tenant_migration_names};
+use migration::tenant_migration_names;
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
@@ -24,7 +24,6 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::{
-    db::pinned::begin_in_schema,
     error::AppResult,
     primitives::schema_name::SchemaName,
     tenancy::{
@@ -98,20 +97,15 @@ struct Object {
 pub struct Catalog(BTreeMap<(ObjectType, String), Object>);
 
 /// Compares one tenant's schema with its revision. The schema's migration lock is held while
-/// its ledger and catalog are read, so a migration step never shows up half done.
+/// its ledger and catalog are read ([`migrator::begin_locked`]).
 pub async fn tenant_drift(
     db: &(impl TransactionTrait<Transaction = DatabaseTransaction> + ConnectionTrait),
     tenant: &tenants::Model,
 ) -> AppResult<TenantDrift> {
     let schema = schema_of(tenant);
     let (applied, actual) = if migrator::schema_exists(db, &schema).await? {
-        let txn = begin_in_schema(db, &schema).await?;
-        migrator::lock_schema(&txn, &schema).await?;
-        let applied = TenantMigrator::get_migration_with_status_read_only(&txn)
-            .await?
-            .iter()
-            .filter(|m| m.status() == migration::sea_orm_migration::MigrationStatus::Applied)
-            .count();
+        let (txn, migrations) = migrator::begin_locked(db, &schema).await?;
+        let applied = migrations.applied.len();
         let actual = read_catalog(&txn, &schema).await?;
         txn.rollback().await?;
         (applied, actual)
@@ -275,38 +269,12 @@ async fn read_catalog(txn: &DatabaseTransaction, schema: &SchemaName) -> Result<
                 (object_type, name),
                 Object {
                     table,
-                    definition: unqualified(&definition, schema),
+                    definition: schema.replace_qualifier(&definition, ""),
                 },
             );
         }
     }
     Ok(Catalog(catalog))
-}
-
-/// `definition` with every `schema.` (quoted or not) that starts a qualified name removed.
-fn unqualified(definition: &str, schema: &SchemaName) -> String {
-    let mut out = String::with_capacity(definition.len());
-    let mut rest = definition;
-    let forms = [
-        format!("{}.", schema.quoted()),
-        format!("{}.", schema.as_str()),
-    ];
-    'scan: while let Some(c) = rest.chars().next() {
-        let starts_name = out.chars().last().is_none_or(|before| {
-            !(before.is_ascii_alphanumeric() || before == '_' || before == '"')
-        });
-        if starts_name {
-            for form in &forms {
-                if rest.starts_with(form.as_str()) {
-                    rest = &rest[form.len()..];
-                    continue 'scan;
-                }
-            }
-        }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    out
 }
 
 /// Every difference between the structure expected and the one found. The columns, indexes and
@@ -366,28 +334,6 @@ fn compare(expected: &Catalog, actual: &Catalog) -> Vec<Difference> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn schema(name: &str) -> SchemaName {
-        SchemaName::parse(name).unwrap()
-    }
-
-    #[test]
-    fn qualified_names_lose_their_schema_and_nothing_else_does() {
-        let s = schema("tenant_a");
-        assert_eq!(
-            unqualified(
-                "nextval('tenant_a.users_id_seq'::regclass) REFERENCES tenant_a.users(id)",
-                &s
-            ),
-            "nextval('users_id_seq'::regclass) REFERENCES users(id)"
-        );
-        assert_eq!(
-            unqualified("ON my_tenant_a.users x_tenant_a.y", &s),
-            "ON my_tenant_a.users x_tenant_a.y"
-        );
-        let keyword = schema("user");
-        assert_eq!(unqualified("ON \"user\".people", &keyword), "ON people");
-    }
 
     fn catalog(objects: &[(ObjectType, &str, &str, &str)]) -> Catalog {
         Catalog(

@@ -132,6 +132,19 @@ pub async fn status(
     Ok(split_by_status(&migrations))
 }
 
+/// Opens a transaction pinned to `schema` (which must exist) holding its migration lock, and
+/// reads the ledger in it: what is read or dumped before the transaction ends sees the schema
+/// at exactly that revision, never a migration step half done.
+pub async fn begin_locked(
+    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
+    schema: &SchemaName,
+) -> Result<(DatabaseTransaction, SchemaMigrations), DbErr> {
+    let txn = begin_in_schema(db, schema).await?;
+    lock_schema(&txn, schema).await?;
+    let migrations = TenantMigrator::get_migration_with_status_read_only(&txn).await?;
+    Ok((txn, split_by_status(&migrations)))
+}
+
 /// Applied migrations with the time each was applied (Unix seconds), oldest first.
 pub async fn history(
     db: &(impl TransactionTrait<Transaction = DatabaseTransaction> + ConnectionTrait),

@@ -4,7 +4,7 @@ use std::process::Output;
 
 use crate::helpers::{TestApp, tenant_input};
 
-fn tenantgraph(app: &TestApp, args: &[&str]) -> Output {
+pub(crate) fn tenantgraph(app: &TestApp, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tenantgraph"))
         .args(args)
         .env_clear()
@@ -16,7 +16,7 @@ fn tenantgraph(app: &TestApp, args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
         "failed: {}\n{}",
