@@ -106,6 +106,9 @@ pub async fn backup(
     let _cleanup = RemoveOnDrop(dump.clone());
     // The schema's migration lock is held while the dump is taken, so the revision read here is
     // the one the dump has.
+    // pg_dump writes into the file made here, private to this user like the backup itself: it
+    // holds the tenant's data and its users' password hashes.
+    create_private(&dump).await?;
     let (txn, migrations) = migrator::begin_locked(db, &schema).await?;
     let revision = migrations.current_revision().map(str::to_owned);
     let row = txn
@@ -153,7 +156,7 @@ pub async fn backup(
     };
     let partial = sibling(out, "partial");
     let _partial_cleanup = RemoveOnDrop(partial.clone());
-    let mut file = File::create(&partial)
+    let mut file = create_private(&partial)
         .await
         .with_context(|| format!("could not create {}", partial.display()))?;
     file.write_all(format!("{MAGIC}\n{}\n", serde_json::to_string(&header)?).as_bytes())
@@ -333,7 +336,7 @@ async fn read_backup(file: &Path, dump: &Path) -> anyhow::Result<Header> {
         header.format
     );
 
-    let mut out = File::create(dump)
+    let mut out = create_private(dump)
         .await
         .with_context(|| format!("could not create {}", dump.display()))?;
     let (copied, digest) = copy_digest(&mut reader, &mut out).await?;
@@ -487,6 +490,10 @@ async fn run_restore(
         Ok(())
     }
     .await;
+    if sent.is_err() {
+        // psql stopped reading: pg_restore would wait forever to write the rest.
+        let _ = restore.start_kill();
+    }
     let restored = wait(&mut restore).await;
     let restore_errors = restore_errors.await.unwrap_or_default();
     // Only a complete dump gets its COMMIT; otherwise psql's input ends inside the transaction
@@ -544,6 +551,17 @@ fn sibling(path: &Path, what: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{what}-{}", Uuid::new_v4().simple()));
     path.with_file_name(name)
+}
+
+/// Creates (or empties) `path` readable and writable by this user only.
+async fn create_private(path: &Path) -> std::io::Result<File> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .await
 }
 
 /// Removes a work file however the function holding it ends.

@@ -215,6 +215,27 @@ async fn truncated_or_foreign_files_are_refused_and_change_nothing() {
     let tenants_before = app.scalar("SELECT count(*) FROM public.tenants").await;
     let schemas_before = app.scalar("SELECT count(*) FROM pg_namespace").await;
 
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "a backup holds the tenant's data: private to its owner"
+    );
+
+    // A file whose checksum holds but whose dump is not one: pg_restore fails, nothing commits.
+    let mut lines = bytes.splitn(3, |b| *b == b'\n');
+    let (magic, header) = (lines.next().unwrap(), lines.next().unwrap());
+    let mut header: Value = serde_json::from_slice(header).unwrap();
+    let junk = b"PGDMP not really a dump".repeat(50);
+    header["dumpBytes"] = json!(junk.len());
+    header["dumpSha256"] = json!(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&junk)));
+    let forged = dir.join("forged.tgb");
+    std::fs::write(
+        &forged,
+        [magic, b"\n", header.to_string().as_bytes(), b"\n", &junk].concat(),
+    )
+    .unwrap();
+
     let truncated = dir.join("truncated.tgb");
     std::fs::write(&truncated, &bytes[..bytes.len() - 200]).unwrap();
     let damaged = dir.join("damaged.tgb");
@@ -232,6 +253,7 @@ async fn truncated_or_foreign_files_are_refused_and_change_nothing() {
         (&damaged, "checksum"),
         (&foreign, "not a tenantgraph backup"),
         (&headless, "truncated"),
+        (&forged, "nothing was restored"),
         (&dir.join("missing.tgb"), "could not open"),
     ] {
         let failed = restore(&app, file, Some("other.org"));
