@@ -30,7 +30,10 @@ use uuid::Uuid;
 use crate::{
     audit::{self, Actor},
     db::tools::PgTools,
-    primitives::{api_keys, schema_name::SchemaName},
+    primitives::{
+        api_keys,
+        schema_name::{SchemaName, is_valid_identifier},
+    },
     state::SharedState,
     tenancy::{
         health, migrator,
@@ -90,6 +93,19 @@ pub async fn find_tenant(db: &impl ConnectionTrait, name: &str) -> anyhow::Resul
 
 /// Writes the backup of `tenant` to `out` (replaced only once the new file is complete).
 pub async fn backup(
+    state: &SharedState,
+    tools: &PgTools,
+    tenant: &tenants::Model,
+    out: &Path,
+) -> anyhow::Result<BackedUp> {
+    let result = write_backup(state, tools, tenant, out).await;
+    if let Err(err) = &result {
+        audit_failure(state, "tenant.backup", Some(tenant.id), out, err).await;
+    }
+    result
+}
+
+async fn write_backup(
     state: &SharedState,
     tools: &PgTools,
     tenant: &tenants::Model,
@@ -187,6 +203,39 @@ pub async fn backup(
 /// schema any more), or with `as_domain` as a new tenant with a new id and the schema name of
 /// the new domain. Either way the tenant gets a new API key and starts without sessions.
 pub async fn restore(
+    state: &SharedState,
+    tools: &PgTools,
+    file: &Path,
+    as_domain: Option<&str>,
+) -> anyhow::Result<Restored> {
+    let result = restore_file(state, tools, file, as_domain).await;
+    if let Err(err) = &result {
+        audit_failure(state, "tenant.restore", None, file, err).await;
+    }
+    result
+}
+
+/// A failed backup or restore in the audit trail, with the file and the whole message (the
+/// operator at the terminal saw the same).
+async fn audit_failure(
+    state: &SharedState,
+    action: &str,
+    tenant_id: Option<Uuid>,
+    file: &Path,
+    err: &anyhow::Error,
+) {
+    audit::record(
+        &state.db,
+        &Actor::system(),
+        action,
+        tenant_id,
+        audit::Outcome::Failure,
+        json!({ "file": file.display().to_string(), "error": format!("{err:#}") }),
+    )
+    .await;
+}
+
+async fn restore_file(
     state: &SharedState,
     tools: &PgTools,
     file: &Path,
@@ -408,6 +457,18 @@ fn closing_sql(
     new: &SchemaName,
     row: &Value,
 ) -> anyhow::Result<String> {
+    // Only the columns the record has: a column added since the backup takes its default.
+    let columns: Vec<&str> = row
+        .as_object()
+        .context("the backup's registry record is not an object")?
+        .keys()
+        .map(String::as_str)
+        .collect();
+    ensure!(
+        columns.iter().all(|column| is_valid_identifier(column)),
+        "the backup's registry record has a field that is no column name"
+    );
+    let columns = columns.join(", ");
     let row = serde_json::to_string(row)?;
     let tag = format!("tg{}", Uuid::new_v4().simple());
     ensure!(!row.contains(&tag), "the registry record cannot be quoted");
@@ -432,7 +493,8 @@ fn closing_sql(
         "DELETE FROM public.tenants WHERE id = '{id}' AND deleted_at IS NOT NULL;\n\
          UPDATE public.sessions SET revoked_at = now(), revoked_reason = 'tenant restored' \
            WHERE tenant_id = '{id}' AND revoked_at IS NULL;\n\
-         INSERT INTO public.tenants SELECT * FROM pg_catalog.jsonb_populate_record(NULL::public.tenants, ${tag}${row}${tag}$::jsonb);\n\
+         INSERT INTO public.tenants ({columns}) SELECT {columns} \
+           FROM pg_catalog.jsonb_populate_record(NULL::public.tenants, ${tag}${row}${tag}$::jsonb);\n\
          COMMIT;\n"
     ));
     Ok(sql)

@@ -289,6 +289,15 @@ async fn truncated_or_foreign_files_are_refused_and_change_nothing() {
         app.scalar("SELECT count(*) FROM public.tenants").await,
         tenants_before
     );
+    // Each refused restore is in the audit trail.
+    assert_eq!(
+        app.scalar(
+            "SELECT count(*) FROM public.audit_events \
+             WHERE action = 'tenant.restore' AND outcome = 'FAILURE'"
+        )
+        .await,
+        8
+    );
     // The original backup is still there, whole.
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
     std::fs::remove_dir_all(dir).ok();
