@@ -146,6 +146,36 @@ async fn schemas_altered_by_hand_show_each_change_with_its_kind_and_name() {
     assert_eq!(health["status"], "UNHEALTHY");
     assert_eq!(health["drifted"], true);
     assert_eq!(health["revisionMatches"], true);
+    // The reference schemas were never committed: nothing of them is left.
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenantgraph_drift%'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_schema_dropped_by_hand_misses_every_table_of_its_revision() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    let created = app.create_tenant(&token, tenant_input("gone.org")).await;
+    let id = created["tenant"]["id"].clone();
+    alter(&app, "DROP SCHEMA tenant_gone_org CASCADE").await;
+    let gone = drift(&app, &token, &id).await;
+    // The migrator's ledger is bookkeeping, not structure: it is never compared.
+    let mut expected: Vec<_> = migration::TENANT_TABLES
+        .iter()
+        .filter(|table| **table != "seaql_migrations")
+        .map(|table| difference("MISSING", "TABLE", table))
+        .collect();
+    expected.sort();
+    assert_eq!(listed(&gone), expected, "{gone}");
+    assert_eq!(
+        gone["revision"].as_str(),
+        migration::tenant_migration_names()
+            .last()
+            .map(String::as_str)
+    );
 }
 
 #[tokio::test]
@@ -234,4 +264,29 @@ async fn drift_is_for_operators_and_unknown_tenants_are_not_found() {
     let anonymous = app.graphql(REPORT, json!({}), None).await;
     assert_ne!(anonymous.error_code(), "");
     assert!(anonymous.0["data"].is_null() || anonymous.0["data"]["driftReport"].is_null());
+}
+
+#[tokio::test]
+async fn the_fleet_report_works_on_a_pool_smaller_than_its_parallelism() {
+    // Each check holds at most one connection at a time, and waits for a reference being built
+    // without holding any: two connections serve eight checks at once.
+    let app = TestApp::spawn_with(|env| {
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), "2".into());
+        env.insert("MAX_CONCURRENT_OPERATIONS".into(), "8".into());
+    })
+    .await;
+    let token = app.operator_token().await;
+    for domain in ["pool-a.org", "pool-b.org", "pool-c.org", "pool-d.org"] {
+        app.create_tenant(&token, tenant_input(domain)).await;
+    }
+    alter(
+        &app,
+        "DROP INDEX tenant_pool_c_org.idx_person_created_at_id",
+    )
+    .await;
+    let report = app.graphql(REPORT, json!({}), Some(&token)).await;
+    let report = &report.data()["driftReport"];
+    assert_eq!(report["checked"], 4);
+    assert_eq!(report["drifted"], 1);
+    assert_eq!(report["tenants"][0]["schemaName"], "tenant_pool_c_org");
 }
