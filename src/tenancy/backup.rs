@@ -36,7 +36,7 @@ use crate::{
     },
     state::SharedState,
     tenancy::{
-        health, migrator,
+        TenantStatus, guard, health, migrator,
         registry::{self, find_by_schema, schema_of},
         validation::is_valid_domain,
     },
@@ -305,6 +305,17 @@ async fn restore_file(
         ("updated_at", json!(now)),
     ] {
         fields.insert(field.to_owned(), value);
+    }
+    // Restored into a tenantgraph with newer migrations, an active tenant is below head: parked
+    // INACTIVE like any tenant moved there, until a migration takes it to head.
+    if header.revision.as_ref() != names.last()
+        && fields.get("status") == Some(&json!(TenantStatus::Active.as_db()))
+    {
+        fields.insert("status".to_owned(), json!(TenantStatus::Inactive.as_db()));
+        fields.insert(
+            "failure_reason".to_owned(),
+            json!(guard::below_head_reason(header.revision.as_deref())),
+        );
     }
     if id != original_id {
         fields.insert("created_at".to_owned(), json!(now));

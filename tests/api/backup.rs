@@ -302,3 +302,58 @@ async fn truncated_or_foreign_files_are_refused_and_change_nothing() {
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn a_backup_below_head_restores_at_its_revision_and_migrates_back_to_head() {
+    let app = TestApp::spawn().await;
+    let tenant = app.with_tenant("older.org").await;
+    let token = tenant.operator.clone();
+    let names = migration::tenant_migration_names();
+    let older = names[names.len() - 2].clone();
+    const MIGRATE: &str = "mutation($id: ID!, $target: String!, $confirm: String) { runMigrations(tenantId: $id, targetRevision: $target, confirm: $confirm) { currentRevision } }";
+    let down = app
+        .graphql(
+            MIGRATE,
+            json!({ "id": tenant.id, "target": older, "confirm": "tenant_older_org" }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        down.data()["runMigrations"]["currentRevision"],
+        older.as_str()
+    );
+    let dir = folder(&app);
+    let file = dir.join("older.tgb");
+    stdout(&backup(&app, "tenant_older_org", &file));
+
+    let restored = stdout(&restore(&app, &file, Some("newer.org")));
+    assert!(
+        restored.contains(&format!("revision {older}")),
+        "{restored}"
+    );
+    let id = tenant_id(&app, &token, "newer.org").await.unwrap();
+    let drift = app.graphql(DRIFT, json!({ "id": id }), Some(&token)).await;
+    assert_eq!(
+        drift.data()["tenantDrift"]["drifted"],
+        false,
+        "{:?}",
+        drift.0
+    );
+    let status = "query($id: ID) { tenant(id: $id) { status currentRevision } }";
+    let parked = app.graphql(status, json!({ "id": id }), Some(&token)).await;
+    assert_eq!(parked.data()["tenant"]["status"], "INACTIVE");
+
+    let up = app
+        .graphql(MIGRATE, json!({ "id": id, "target": "head" }), Some(&token))
+        .await;
+    assert_eq!(
+        up.data()["runMigrations"]["currentRevision"],
+        names.last().unwrap().as_str()
+    );
+    let active = app.graphql(status, json!({ "id": id }), Some(&token)).await;
+    assert_eq!(active.data()["tenant"]["status"], "ACTIVE");
+    healthy(&app, &token, &id).await;
+    let key = printed_key(&restored);
+    assert_eq!(people_with_key(&app, &key).await["totalCount"], json!(0));
+    std::fs::remove_dir_all(dir).ok();
+}
