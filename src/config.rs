@@ -3,7 +3,7 @@
 //! Every variable is parsed and checked here, so a bad value stops the process with one line naming
 //! the variable and what it expects, instead of failing later in the middle of a request.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use secrecy::SecretString;
@@ -78,6 +78,12 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Password hashing jobs running or waiting at once; a login past it is `RATE_LIMITED`.
     pub password_hash_queue: usize,
+    /// Operations a tenant may start per minute on one server (`TENANT_RATE_LIMIT_PER_MINUTE`),
+    /// unless its settings say otherwise; `None`: no limit.
+    pub tenant_rate_limit_per_minute: Option<NonZeroU32>,
+    /// Operations one platform operator may start per minute (`PLATFORM_RATE_LIMIT_PER_MINUTE`);
+    /// `None`: no limit.
+    pub platform_rate_limit_per_minute: Option<NonZeroU32>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +91,9 @@ pub struct BootstrapAdmin {
     pub email: String,
     pub password: SecretString,
 }
+
+/// Largest request rate a limit may name (per minute); 0 turns a limit off.
+pub const MAX_RATE_LIMIT_PER_MINUTE: u32 = 1_000_000;
 
 /// Shortest accepted `JWT_SECRET`: HS256 wants at least as many bytes of key as hash output.
 const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -298,6 +307,16 @@ impl Config {
                 default_password_hash_queue(),
                 1..=4096,
             )?,
+            tenant_rate_limit_per_minute: NonZeroU32::new(env.number(
+                "TENANT_RATE_LIMIT_PER_MINUTE",
+                6000,
+                0..=MAX_RATE_LIMIT_PER_MINUTE,
+            )?),
+            platform_rate_limit_per_minute: NonZeroU32::new(env.number(
+                "PLATFORM_RATE_LIMIT_PER_MINUTE",
+                6000,
+                0..=MAX_RATE_LIMIT_PER_MINUTE,
+            )?),
         })
     }
 }

@@ -7,7 +7,10 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{access::Access, jwt::JwtKeys, listener, operators, password::PasswordHasherPool},
+    auth::{
+        access::Access, jwt::JwtKeys, listener, operators, password::PasswordHasherPool,
+        rate_limit::RateLimits,
+    },
     batch::{self, events::EventHub},
     config::Config,
     db::{self, embedded::EmbeddedPostgres, migrate, notify::AccessFeed},
@@ -192,6 +195,7 @@ pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<Share
     Ok(Arc::new(AppState {
         jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
         passwords: PasswordHasherPool::new(config.password_hash_queue, metrics.clone()),
+        rate_limits: RateLimits::new(&config),
         config,
         metrics,
         directory: TenantDirectory::new(feed.clone()),

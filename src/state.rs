@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use crate::{
-    auth::{access::Access, jwt::JwtKeys, password::PasswordHasherPool, throttle::LoginThrottle},
+    auth::{
+        access::Access, jwt::JwtKeys, password::PasswordHasherPool, rate_limit::RateLimits,
+        throttle::LoginThrottle,
+    },
     batch::events::EventHub,
     config::Config,
     db::Pool,
@@ -24,6 +27,8 @@ pub struct AppState {
     /// Cached session states, and the feed of access events both caches share.
     pub access: Access,
     pub login_throttle: LoginThrottle,
+    /// Request-rate buckets of tenants and platform operators.
+    pub rate_limits: RateLimits,
     pub activity: ActivityTracker,
     /// Progress events of batches, for subscribers.
     pub events: EventHub,

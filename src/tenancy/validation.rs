@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
+    config::MAX_RATE_LIMIT_PER_MINUTE,
     error::{AppError, AppResult},
     primitives::{
         credentials::{check_password_rules, normalize_email},
@@ -66,6 +67,7 @@ impl SettingsDraft {
             limits: Some(LimitsDraft {
                 users: given.users.or(now.users),
                 storage_gb: given.storage_gb.or(now.storage_gb),
+                requests_per_minute: given.requests_per_minute.or(now.requests_per_minute),
             }),
         }
     }
@@ -76,6 +78,9 @@ pub struct LimitsDraft {
     pub users: Option<i32>,
     #[serde(alias = "storageGb")]
     pub storage_gb: Option<i32>,
+    /// Overrides `TENANT_RATE_LIMIT_PER_MINUTE` for this tenant.
+    #[serde(alias = "requestsPerMinute")]
+    pub requests_per_minute: Option<i32>,
 }
 
 /// The tenant's first administrator.
@@ -100,7 +105,7 @@ pub struct ValidTenant {
     pub state: Option<String>,
     pub schema: SchemaName,
     pub description: Option<String>,
-    /// `{"features": [...], "limits": {"users": n, "storageGb": n}}`
+    /// `{"features": [...], "limits": {"users": n, "storageGb": n, "requestsPerMinute": n}}`
     pub settings: Value,
     pub admin: Option<ValidAdmin>,
 }
@@ -332,7 +337,23 @@ pub fn validate_settings(faults: &mut Faults, settings: Option<&SettingsDraft>) 
             format!("storageGb must be from 1 to {MAX_STORAGE_GB_LIMIT}"),
         );
     }
-    json!({ "features": features, "limits": { "users": users, "storageGb": storage_gb } })
+    let requests_per_minute = limits.and_then(|l| l.requests_per_minute);
+    if requests_per_minute
+        .is_some_and(|n| !(1..=i64::from(MAX_RATE_LIMIT_PER_MINUTE)).contains(&i64::from(n)))
+    {
+        faults.add(
+            "settings.limits.requestsPerMinute",
+            format!("requestsPerMinute must be from 1 to {MAX_RATE_LIMIT_PER_MINUTE}"),
+        );
+    }
+    json!({
+        "features": features,
+        "limits": {
+            "users": users,
+            "storageGb": storage_gb,
+            "requestsPerMinute": requests_per_minute,
+        }
+    })
 }
 
 /// A hostname with a TLD (`stmarys.church`) or a single-label slug (`demo-church`): ASCII letters,
@@ -420,6 +441,7 @@ mod tests {
             limits: Some(LimitsDraft {
                 users: Some(0),
                 storage_gb: Some(1001),
+                requests_per_minute: Some(0),
             }),
         });
         let fields: Vec<String> = faults_of(&bad).into_iter().map(|(f, _)| f).collect();
@@ -431,7 +453,8 @@ mod tests {
                 "schemaName",
                 "settings.features",
                 "settings.limits.users",
-                "settings.limits.storageGb"
+                "settings.limits.storageGb",
+                "settings.limits.requestsPerMinute"
             ]
         );
     }

@@ -17,6 +17,7 @@ mod layers;
 mod migrations;
 mod observability;
 mod pgbouncer;
+mod rate_limits;
 mod schema;
 mod sessions;
 mod tenant_auth;

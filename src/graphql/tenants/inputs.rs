@@ -15,6 +15,9 @@ pub struct TenantLimitsInput {
     pub users: Option<i32>,
     /// 1 to 1,000.
     pub storage_gb: Option<i32>,
+    /// Operations the tenant may start per minute (1 to 1,000,000); unset:
+    /// `TENANT_RATE_LIMIT_PER_MINUTE`.
+    pub requests_per_minute: Option<i32>,
 }
 
 #[derive(InputObject, Debug, Clone)]
@@ -89,6 +92,7 @@ impl From<TenantSettingsInput> for SettingsDraft {
             limits: input.limits.map(|limits| LimitsDraft {
                 users: limits.users,
                 storage_gb: limits.storage_gb,
+                requests_per_minute: limits.requests_per_minute,
             }),
         }
     }

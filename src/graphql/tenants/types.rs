@@ -22,6 +22,8 @@ pub enum TenantStatus {
 pub struct TenantLimits {
     pub users: Option<i32>,
     pub storage_gb: Option<i32>,
+    /// Operations the tenant may start per minute; null: `TENANT_RATE_LIMIT_PER_MINUTE`.
+    pub requests_per_minute: Option<i32>,
 }
 
 #[derive(SimpleObject, Debug, Clone, Default)]
@@ -98,6 +100,7 @@ impl Tenant {
             limits: TenantLimits {
                 users: limits.users,
                 storage_gb: limits.storage_gb,
+                requests_per_minute: limits.requests_per_minute,
             },
         }
     }
