@@ -6,7 +6,7 @@
 //! transaction to the tenant's schema; the pool itself has no tenant schema on its search path,
 //! so a query that skips the pin fails instead of reaching anybody's data.
 
-use std::{collections::BTreeSet, fmt};
+use std::collections::BTreeSet;
 
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
@@ -20,51 +20,7 @@ use crate::{
     tenancy::directory::TenantEntry,
 };
 
-/// What a tenant principal may do; the codes are the seeded `permissions.code`s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Permission {
-    UsersRead,
-    UsersWrite,
-    PeopleRead,
-    PeopleWrite,
-    RolesRead,
-    SettingsRead,
-    SettingsWrite,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 7] = [
-        Permission::UsersRead,
-        Permission::UsersWrite,
-        Permission::PeopleRead,
-        Permission::PeopleWrite,
-        Permission::RolesRead,
-        Permission::SettingsRead,
-        Permission::SettingsWrite,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Permission::UsersRead => "users:read",
-            Permission::UsersWrite => "users:write",
-            Permission::PeopleRead => "people:read",
-            Permission::PeopleWrite => "people:write",
-            Permission::RolesRead => "roles:read",
-            Permission::SettingsRead => "settings:read",
-            Permission::SettingsWrite => "settings:write",
-        }
-    }
-
-    fn from_code(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.code() == code)
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
+pub use crate::primitives::permissions::Permission;
 
 /// Who acts inside the tenant.
 #[derive(Debug, Clone)]
@@ -79,8 +35,8 @@ pub enum TenantActor {
     ApiKey { prefix: String },
 }
 
-/// The role an API key acts with: the tenant's service credential, shown once to the operator
-/// who created the tenant.
+/// The role an API key acts with, within its scope: the tenant's service credential, shown once
+/// to the operator who created or rotated it.
 pub const API_KEY_ROLE: &str = "admin";
 
 /// A request acting inside one tenant.
@@ -185,7 +141,9 @@ pub async fn from_api_key(state: &AppState, key: &str) -> AppResult<TenantContex
         .await?
         .filter(|tenant| tenant.is_active())
         .ok_or_else(invalid_key)?;
-    let permissions = permissions_of(state, &tenant, &[API_KEY_ROLE.to_owned()]).await?;
+    // What the tenant's admins may do, and of that only what the key's scope names.
+    let mut permissions = permissions_of(state, &tenant, &[API_KEY_ROLE.to_owned()]).await?;
+    permissions.retain(|permission| tenant.api_key_scope.contains(permission));
     Ok(TenantContext {
         actor: TenantActor::ApiKey {
             prefix: key[..key.len().min(state.config.api_key_prefix.len() + 8)].to_owned(),

@@ -22,7 +22,10 @@ use crate::{
         pinned::{begin_in_schema, end_read},
     },
     error::AppResult,
-    primitives::schema_name::SchemaName,
+    primitives::{
+        permissions::{Permission, stored_api_key_scope},
+        schema_name::SchemaName,
+    },
     tenancy::{TenantStatus, validation::SettingsDraft},
 };
 
@@ -40,6 +43,8 @@ pub struct TenantEntry {
     pub status: TenantStatus,
     /// Hex SHA-256 of the current API key.
     pub api_key_hash: Option<String>,
+    /// What the current API key may use (of what the tenant's admins may).
+    pub api_key_scope: Vec<Permission>,
     /// The tenant's own `settings.limits.requestsPerMinute`, overriding the server's default.
     pub requests_per_minute: Option<NonZeroU32>,
 }
@@ -58,6 +63,7 @@ impl From<&tenants::Model> for TenantEntry {
             schema: crate::tenancy::registry::schema_of(tenant),
             status: TenantStatus::from_db(&tenant.status).unwrap_or(TenantStatus::Failed),
             api_key_hash: tenant.api_key_hash.clone(),
+            api_key_scope: stored_api_key_scope(&tenant.api_key_permissions),
             requests_per_minute: SettingsDraft::from_json(&tenant.settings)
                 .limits
                 .and_then(|limits| limits.requests_per_minute)

@@ -125,6 +125,7 @@ pub async fn create(
         api_key_hash: Set(Some(key.hash)),
         api_key_prefix: Set(Some(key.display_prefix)),
         api_key_created_at: Set(Some(now)),
+        api_key_permissions: Set(json!(valid.api_key_permissions)),
         ..Default::default()
     };
     let progress = &options.progress;

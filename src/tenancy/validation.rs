@@ -10,6 +10,7 @@ use crate::{
     error::{AppError, AppResult},
     primitives::{
         credentials::{check_password_rules, normalize_email},
+        permissions::{default_api_key_scope, parse_api_key_scope},
         schema_name::{SchemaName, SchemaNameError},
     },
 };
@@ -44,6 +45,9 @@ pub struct TenantDraft {
     pub settings: Option<SettingsDraft>,
     #[serde(skip)]
     pub admin: Option<AdminDraft>,
+    /// Permission codes the tenant's API key may use; `None`: the default scope.
+    #[serde(alias = "apiKeyPermissions")]
+    pub api_key_permissions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -108,6 +112,8 @@ pub struct ValidTenant {
     /// `{"features": [...], "limits": {"users": n, "storageGb": n, "requestsPerMinute": n}}`
     pub settings: Value,
     pub admin: Option<ValidAdmin>,
+    /// The API key's scope: known permission codes, in their usual order.
+    pub api_key_permissions: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +287,14 @@ pub fn validate_new_tenant(
         name: faults.optional("admin.name", admin.name.as_deref(), 200),
     });
 
+    let api_key_permissions = match &draft.api_key_permissions {
+        None => default_api_key_scope(),
+        Some(codes) => parse_api_key_scope("apiKeyPermissions", codes).unwrap_or_else(|err| {
+            faults.0.push(err);
+            Vec::new()
+        }),
+    };
+
     match schema {
         Some(schema) if faults.0.is_empty() => Ok(ValidTenant {
             tenant_name,
@@ -296,6 +310,7 @@ pub fn validate_new_tenant(
             description,
             settings,
             admin,
+            api_key_permissions,
         }),
         _ => Err(faults.0),
     }

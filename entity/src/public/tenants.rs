@@ -48,6 +48,9 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub api_key_prefix: Option<String>,
     pub api_key_created_at: Option<DateTimeWithTimeZone>,
+    /// The permission codes the API key may use (a JSON array; CHECK constraint).
+    #[sea_orm(column_type = "JsonBinary")]
+    pub api_key_permissions: Json,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub last_activity_at: Option<DateTimeWithTimeZone>,

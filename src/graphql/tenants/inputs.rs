@@ -59,6 +59,9 @@ pub struct CreateTenantInput {
     #[graphql(default = true)]
     pub run_migrations: bool,
     pub admin: Option<TenantAdminInput>,
+    /// Permission codes the tenant's API key may use; default: every permission except
+    /// `users:write`.
+    pub api_key_permissions: Option<Vec<String>>,
 }
 
 #[derive(InputObject, Debug, Clone, Default)]
@@ -118,6 +121,7 @@ impl From<CreateTenantInput> for TenantDraft {
                 password: SecretString::from(admin.password),
                 name: admin.name,
             }),
+            api_key_permissions: input.api_key_permissions,
         }
     }
 }

@@ -4,6 +4,7 @@ use crate::tenancy::migrator::SchemaMigrations;
 use chrono::{DateTime, FixedOffset};
 use entity::public::tenants;
 
+use crate::primitives::permissions::stored_api_key_scope;
 use crate::tenancy::validation::SettingsDraft;
 
 /// Where a tenant is in its life cycle.
@@ -108,6 +109,13 @@ impl Tenant {
     /// readable after creation.
     async fn api_key_prefix(&self) -> Option<&str> {
         self.0.api_key_prefix.as_deref()
+    }
+    /// The permission codes the current API key may use (never the key itself).
+    async fn api_key_permissions(&self) -> Vec<String> {
+        stored_api_key_scope(&self.0.api_key_permissions)
+            .into_iter()
+            .map(|permission| permission.code().to_owned())
+            .collect()
     }
     async fn created_at(&self) -> DateTime<FixedOffset> {
         self.0.created_at
