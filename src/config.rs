@@ -84,6 +84,14 @@ pub struct Config {
     /// Operations one platform operator may start per minute (`PLATFORM_RATE_LIMIT_PER_MINUTE`);
     /// `None`: no limit.
     pub platform_rate_limit_per_minute: Option<NonZeroU32>,
+    /// Pooled connections one tenant's requests may hold at once (`TENANT_DB_CONNECTIONS`).
+    pub tenant_db_connections: u32,
+    /// Pooled connections one request (or WebSocket operation) may hold at once
+    /// (`REQUEST_DB_CONNECTIONS`).
+    pub request_db_connections: u32,
+    /// How long a transaction may wait for those slots before it is `RATE_LIMITED`
+    /// (`DB_SLOT_WAIT_SECONDS`).
+    pub db_slot_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -250,9 +258,10 @@ impl Config {
             })?,
         };
 
+        let database_max_connections = env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=500)?;
         Ok(Config {
             database_url,
-            database_max_connections: env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=500)?,
+            database_max_connections,
             database_pooler,
             database_direct_url,
             data_dir: env
@@ -317,6 +326,14 @@ impl Config {
                 6000,
                 0..=MAX_RATE_LIMIT_PER_MINUTE,
             )?),
+            // Half the pool: a tenant at its share leaves the other half to everybody else.
+            tenant_db_connections: env.number(
+                "TENANT_DB_CONNECTIONS",
+                (database_max_connections / 2).max(1),
+                1..=500,
+            )?,
+            request_db_connections: env.number("REQUEST_DB_CONNECTIONS", 2, 1..=64)?,
+            db_slot_wait: Duration::from_secs(env.number("DB_SLOT_WAIT_SECONDS", 10, 1..=300)?),
         })
     }
 }

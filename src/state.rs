@@ -9,7 +9,7 @@ use crate::{
     },
     batch::events::EventHub,
     config::Config,
-    db::Pool,
+    db::{Pool, share::DbShares},
     primitives::metrics::Metrics,
     tenancy::{activity::ActivityTracker, directory::TenantDirectory},
 };
@@ -19,6 +19,8 @@ pub struct AppState {
     pub config: Config,
     /// The pool; tenant-scoped work never uses it directly but through a pinned transaction.
     pub db: Pool,
+    /// Each tenant's and each request's share of the pool.
+    pub db_shares: DbShares,
     pub jwt: JwtKeys,
     pub passwords: PasswordHasherPool,
     pub metrics: Metrics,

@@ -110,11 +110,18 @@ impl RateLimits {
             // More operations at once than a whole minute holds: never admitted.
             Err(_) => Duration::from_secs(60),
         };
-        match caller {
-            Caller::Tenant(id) => metrics.count_tenant_rate_limited(id),
-            Caller::Operator(_) => metrics.count_platform_rate_limited(),
-        }
+        let reason = match caller {
+            Caller::Tenant(id) => {
+                metrics.count_tenant_rate_limited(id);
+                "too many requests for this tenant"
+            }
+            Caller::Operator(_) => {
+                metrics.count_platform_rate_limited();
+                "too many requests for this operator"
+            }
+        };
         Err(AppError::RateLimited {
+            reason,
             retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
         })
     }

@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use crate::{
     auth::{SessionRef, access, jwt::Claims},
-    db::pinned::begin_as_owner,
+    db::{
+        pinned::{TenantTransaction, begin_as_owner},
+        share::DbSlots,
+    },
     error::{AppError, AppResult},
     primitives::api_keys,
     state::AppState,
@@ -45,6 +48,8 @@ pub struct TenantContext {
     pub tenant: TenantEntry,
     pub actor: TenantActor,
     permissions: BTreeSet<Permission>,
+    /// This request's share of the pool.
+    slots: DbSlots,
 }
 
 impl TenantContext {
@@ -81,15 +86,20 @@ impl TenantContext {
 
     /// A transaction pinned to this tenant's schema: the one way to its data. Refused when the
     /// tenant is no longer active or no longer owns the schema it was authenticated with.
+    ///
+    /// The transaction holds one of the request's and one of the tenant's database slots (see
+    /// [`crate::db::share`]) until it ends; waiting too long for them is `RATE_LIMITED`.
     pub async fn begin(
         &self,
         db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
-    ) -> AppResult<DatabaseTransaction> {
-        begin_as_owner(db, self.tenant.id, &self.tenant.schema)
+    ) -> AppResult<TenantTransaction> {
+        let slot = self.slots.acquire().await?;
+        let txn = begin_as_owner(db, self.tenant.id, &self.tenant.schema)
             .await?
             .ok_or_else(|| {
                 AppError::Unauthenticated("this credential's tenant is no longer active".into())
-            })
+            })?;
+        Ok(TenantTransaction::new(txn, slot))
     }
 }
 
@@ -124,6 +134,7 @@ pub async fn from_claims(state: &AppState, claims: &Claims) -> AppResult<TenantC
                 expires_at: claims.exp,
             },
         },
+        slots: state.db_shares.for_request(tenant.id),
         tenant,
         permissions,
     })
@@ -148,6 +159,7 @@ pub async fn from_api_key(state: &AppState, key: &str) -> AppResult<TenantContex
         actor: TenantActor::ApiKey {
             prefix: key[..key.len().min(state.config.api_key_prefix.len() + 8)].to_owned(),
         },
+        slots: state.db_shares.for_request(tenant.id),
         tenant,
         permissions,
     })

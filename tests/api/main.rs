@@ -8,6 +8,7 @@ mod batch;
 mod cli;
 mod conformance;
 mod database;
+mod fair_share;
 mod graphiql;
 mod graphql_http;
 mod guards;
