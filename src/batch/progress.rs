@@ -16,7 +16,6 @@ use uuid::Uuid;
 use crate::{
     batch::{self, events::ProgressEvent},
     state::SharedState,
-    tenancy::{Step, StepStatus},
 };
 
 /// How often a follower of a batch run by another server looks for news.
@@ -94,8 +93,7 @@ fn stored_stream(state: SharedState, batch_id: Uuid) -> BoxStream<'static, Progr
                     .all(&state.db)
                     .await
                     .ok()?;
-                let events: Vec<ProgressEvent> =
-                    rows.into_iter().filter_map(stored_event).collect();
+                let events: Vec<ProgressEvent> = rows.into_iter().map(stored_event).collect();
                 let finished = batch::load(&state, batch_id)
                     .await
                     .ok()
@@ -117,17 +115,17 @@ fn stored_stream(state: SharedState, batch_id: Uuid) -> BoxStream<'static, Progr
     .boxed()
 }
 
-fn stored_event(row: provisioning_events::Model) -> Option<ProgressEvent> {
-    Some(ProgressEvent {
+fn stored_event(row: provisioning_events::Model) -> ProgressEvent {
+    ProgressEvent {
         batch_id: row.batch_id,
         seq: row.seq,
         tenant_name: row.tenant_name,
         schema_name: row.schema_name,
-        step: row.step.parse::<Step>().ok()?,
-        status: row.status.parse::<StepStatus>().ok()?,
+        step: row.step,
+        status: row.status,
         message: row.message,
         completed: row.completed,
         total: row.total,
         at: row.at.with_timezone(&Utc),
-    })
+    }
 }

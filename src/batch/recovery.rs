@@ -35,27 +35,21 @@ pub async fn recover_unfinished(state: &SharedState) -> anyhow::Result<usize> {
     Ok(recovered)
 }
 
-#[tracing::instrument(name = "recover batch", skip_all, fields(batch_id = %batch.id, kind = %batch.kind))]
+#[tracing::instrument(name = "recover batch", skip_all, fields(batch_id = %batch.id, kind = batch.kind.name()))]
 async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> anyhow::Result<()> {
-    let kind: BatchKind = batch.kind.parse()?;
+    let kind = batch.kind;
     let jobs = provisioning_jobs::Entity::find()
         .filter(provisioning_jobs::Column::BatchId.eq(batch.id))
         .all(&state.db)
         .await?;
     let actor = Actor::system();
-    for job in jobs.iter().filter(|job| {
-        !job.status
-            .parse::<JobStatus>()
-            .is_ok_and(JobStatus::is_finished)
-    }) {
+    for job in jobs.iter().filter(|job| !job.status.is_finished()) {
         let tenant = match job.tenant_id {
             Some(id) => tenants::Entity::find_by_id(id).one(&state.db).await?,
             None => None,
         };
         let (status, message) = match (kind, tenant) {
-            (BatchKind::Provision, Some(tenant))
-                if tenant.status == TenantStatus::Active.as_db() =>
-            {
+            (BatchKind::Provision, Some(tenant)) if tenant.status == TenantStatus::Active => {
                 (JobStatus::Succeeded, None)
             }
             (BatchKind::Provision, Some(tenant)) => {
@@ -81,7 +75,7 @@ async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> an
         };
         provisioning_jobs::Entity::update(provisioning_jobs::ActiveModel {
             id: sea_orm::ActiveValue::Unchanged(job.id),
-            status: Set(<&str>::from(status).to_owned()),
+            status: Set(status),
             error_code: Set(message.as_ref().map(|_| "INTERNAL".to_owned())),
             error_message: Set(message),
             finished_at: Set(Some(Utc::now().fixed_offset())),
@@ -95,11 +89,7 @@ async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> an
         .filter(provisioning_jobs::Column::BatchId.eq(batch.id))
         .all(&state.db)
         .await?;
-    let count = |status: JobStatus| {
-        jobs.iter()
-            .filter(|job| job.status == <&str>::from(status))
-            .count() as i32
-    };
+    let count = |status: JobStatus| jobs.iter().filter(|job| job.status == status).count() as i32;
     let (successful, failed) = (count(JobStatus::Succeeded), count(JobStatus::Failed));
     let status = match (successful, failed) {
         (_, 0) => BatchStatus::Succeeded,
@@ -108,7 +98,7 @@ async fn recover(state: &SharedState, batch: &provisioning_batches::Model) -> an
     };
     provisioning_batches::Entity::update(provisioning_batches::ActiveModel {
         id: sea_orm::ActiveValue::Unchanged(batch.id),
-        status: Set(<&str>::from(status).to_owned()),
+        status: Set(status),
         successful: Set(successful),
         failed: Set(failed),
         finished_at: Set(Some(Utc::now().fixed_offset())),

@@ -68,7 +68,7 @@ impl Runner {
             state,
             actor,
             batch_id: batch.id,
-            kind: batch.kind.parse().unwrap_or(BatchKind::Provision),
+            kind: batch.kind,
             total: batch.total,
             options,
             abandoned: AtomicBool::new(false),
@@ -167,7 +167,7 @@ impl Runner {
         };
         let started = provisioning_batches::Entity::update(provisioning_batches::ActiveModel {
             id: sea_orm::ActiveValue::Unchanged(self.batch_id),
-            status: Set(<&str>::from(BatchStatus::Running).to_owned()),
+            status: Set(BatchStatus::Running),
             started_at: Set(Some(Utc::now().fixed_offset())),
             ..Default::default()
         })
@@ -351,7 +351,7 @@ impl Runner {
         tenant_id: Option<Uuid>,
     ) -> Instant {
         self.update_job(job.id, |row| {
-            row.status = Set(<&str>::from(JobStatus::Running).to_owned());
+            row.status = Set(JobStatus::Running);
             row.tenant_id = Set(tenant_id);
             row.started_at = Set(Some(Utc::now().fixed_offset()));
         })
@@ -384,7 +384,7 @@ impl Runner {
         // One client text (and log reference) for the job's result and its last event.
         let message = error.as_ref().map(|e| e.client_message().0);
         self.update_job(job.id, |row| {
-            row.status = Set(<&str>::from(status).to_owned());
+            row.status = Set(status);
             row.tenant_id = Set(tenant_id);
             row.error_code = Set(error.as_ref().map(|e| e.code().to_owned()));
             row.error_message = Set(message.clone());
@@ -428,7 +428,7 @@ impl Runner {
     /// A tenant of an atomic batch that failed before it started: nothing was made.
     async fn skip(&self, job: &provisioning_jobs::Model) -> JobEnd {
         self.update_job(job.id, |row| {
-            row.status = Set(<&str>::from(JobStatus::RolledBack).to_owned());
+            row.status = Set(JobStatus::RolledBack);
             row.error_message = Set(Some(
                 "not started: another tenant of this atomic batch failed".into(),
             ));
@@ -483,7 +483,7 @@ impl Runner {
         };
         let finished = provisioning_batches::Entity::update(provisioning_batches::ActiveModel {
             id: sea_orm::ActiveValue::Unchanged(self.batch_id),
-            status: Set(<&str>::from(status).to_owned()),
+            status: Set(status),
             successful: Set(successful),
             failed: Set(failed),
             finished_at: Set(Some(Utc::now().fixed_offset())),
@@ -550,7 +550,7 @@ impl Runner {
                 end.status = JobStatus::RolledBack;
                 end.api_key = None;
                 self.update_job(end.job.id, |row| {
-                    row.status = Set(<&str>::from(JobStatus::RolledBack).to_owned());
+                    row.status = Set(JobStatus::RolledBack);
                 })
                 .await;
             }

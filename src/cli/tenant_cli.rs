@@ -84,7 +84,7 @@ pub async fn list(state: &SharedState) -> anyhow::Result<()> {
             tenant.id,
             tenant.domain,
             tenant.schema_name,
-            tenant.status,
+            tenant.status.as_db(),
             tenant.current_revision.as_deref().unwrap_or("base")
         );
     }
@@ -109,7 +109,7 @@ pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
                 tenant.domain, tenant.id
             );
         }
-        if tenant.status == "PROVISIONING" {
+        if tenant.status == entity::public::tenants::TenantStatus::Provisioning {
             problems += 1;
             println!(
                 "tenant {} ({}): stuck in PROVISIONING",

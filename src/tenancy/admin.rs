@@ -73,7 +73,7 @@ pub async fn set_active(
     };
     let txn = state.db.begin().await?;
     let tenant = update_registry_in(&txn, tenant.id, |row| {
-        row.status = Set(status.as_db().to_owned());
+        row.status = Set(status);
         if !active && guard::parked_below_head(&tenant) {
             // Deactivated by an operator: going back to head no longer reactivates it.
             row.failure_reason = Set(None);
@@ -135,7 +135,7 @@ pub async fn delete(
                 .await?;
         } else {
             let mut row = task_tenant.into_active_model();
-            row.status = Set(TenantStatus::Inactive.as_db().to_owned());
+            row.status = Set(TenantStatus::Inactive);
             row.deleted_at = Set(Some(Utc::now().fixed_offset()));
             row.updated_at = Set(Utc::now().fixed_offset());
             row.update(&txn).await?;

@@ -61,7 +61,7 @@ impl From<&tenants::Model> for TenantEntry {
             id: tenant.id,
             domain: tenant.domain.clone(),
             schema: crate::tenancy::registry::schema_of(tenant),
-            status: TenantStatus::from_db(&tenant.status).unwrap_or(TenantStatus::Failed),
+            status: tenant.status,
             api_key_hash: tenant.api_key_hash.clone(),
             api_key_scope: stored_api_key_scope(&tenant.api_key_permissions),
             requests_per_minute: SettingsDraft::from_json(&tenant.settings)

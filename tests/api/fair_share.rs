@@ -140,7 +140,7 @@ async fn fair_share_a_flooding_tenant_leaves_the_others_their_normal_time() {
 
     // A busy 2-core machine shares its CPU with the flood's scans, so the calm tenant may be
     // slower; without its share of the pool it waits behind the whole flood. Measured on two
-    // busy cores: 1.2× to 5.3× with the shares, 17× to 106× with one tenant allowed the whole
+    // busy cores: 1.2× to 5.3× with the shares, 17× to 34× with one tenant allowed the whole
     // pool.
     let ratio = loaded.as_secs_f64() / unloaded.as_secs_f64();
     println!(

@@ -27,4 +27,5 @@ mod tenant_data;
 mod tenants;
 mod throttle;
 mod tokens;
+mod typed_states;
 mod websocket;

@@ -6,6 +6,7 @@ mod m20260101_000003_create_audit_events;
 mod m20260101_000004_create_provisioning_batches;
 mod m20261129_000005_create_sessions;
 mod m20261129_000006_scope_api_keys;
+mod m20261129_000007_check_states_and_schema_names;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
@@ -15,5 +16,6 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20260101_000004_create_provisioning_batches::Migration),
         Box::new(m20261129_000005_create_sessions::Migration),
         Box::new(m20261129_000006_scope_api_keys::Migration),
+        Box::new(m20261129_000007_check_states_and_schema_names::Migration),
     ]
 }

@@ -82,9 +82,7 @@ impl Tenant {
         self.0.current_revision.as_deref()
     }
     async fn status(&self) -> TenantStatus {
-        crate::tenancy::TenantStatus::from_db(&self.0.status)
-            .unwrap_or(crate::tenancy::TenantStatus::Failed)
-            .into()
+        self.0.status.into()
     }
     /// Why provisioning last failed, when it did.
     async fn failure_reason(&self) -> Option<&str> {
