@@ -3,7 +3,7 @@
 //! Every variable is parsed and checked here, so a bad value stops the process with one line naming
 //! the variable and what it expects, instead of failing later in the middle of a request.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use secrecy::SecretString;
@@ -83,6 +83,20 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Password hashing jobs running or waiting at once; a login past it is `RATE_LIMITED`.
     pub password_hash_queue: usize,
+    /// Operations a tenant may start per minute on one server (`TENANT_RATE_LIMIT_PER_MINUTE`),
+    /// unless its settings say otherwise; `None`: no limit.
+    pub tenant_rate_limit_per_minute: Option<NonZeroU32>,
+    /// Operations one platform operator may start per minute (`PLATFORM_RATE_LIMIT_PER_MINUTE`);
+    /// `None`: no limit.
+    pub platform_rate_limit_per_minute: Option<NonZeroU32>,
+    /// Pooled connections one tenant's requests may hold at once (`TENANT_DB_CONNECTIONS`).
+    pub tenant_db_connections: u32,
+    /// Pooled connections one request (or WebSocket operation) may hold at once
+    /// (`REQUEST_DB_CONNECTIONS`).
+    pub request_db_connections: u32,
+    /// How long a transaction may wait for those slots before it is `RATE_LIMITED`
+    /// (`DB_SLOT_WAIT_SECONDS`).
+    pub db_slot_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +104,9 @@ pub struct BootstrapAdmin {
     pub email: String,
     pub password: SecretString,
 }
+
+/// Largest request rate a limit may name (per minute); 0 turns a limit off.
+pub const MAX_RATE_LIMIT_PER_MINUTE: u32 = 1_000_000;
 
 /// Shortest accepted `JWT_SECRET`: HS256 wants at least as many bytes of key as hash output.
 const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -246,9 +263,10 @@ impl Config {
             })?,
         };
 
+        let database_max_connections = env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=500)?;
         Ok(Config {
             database_url,
-            database_max_connections: env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=500)?,
+            database_max_connections,
             database_pooler,
             database_direct_url,
             data_dir: env
@@ -313,6 +331,24 @@ impl Config {
                 default_password_hash_queue(),
                 1..=4096,
             )?,
+            tenant_rate_limit_per_minute: NonZeroU32::new(env.number(
+                "TENANT_RATE_LIMIT_PER_MINUTE",
+                6000,
+                0..=MAX_RATE_LIMIT_PER_MINUTE,
+            )?),
+            platform_rate_limit_per_minute: NonZeroU32::new(env.number(
+                "PLATFORM_RATE_LIMIT_PER_MINUTE",
+                6000,
+                0..=MAX_RATE_LIMIT_PER_MINUTE,
+            )?),
+            // Half the pool: a tenant at its share leaves the other half to everybody else.
+            tenant_db_connections: env.number(
+                "TENANT_DB_CONNECTIONS",
+                (database_max_connections / 2).max(1),
+                1..=500,
+            )?,
+            request_db_connections: env.number("REQUEST_DB_CONNECTIONS", 2, 1..=64)?,
+            db_slot_wait: Duration::from_secs(env.number("DB_SLOT_WAIT_SECONDS", 10, 1..=300)?),
         })
     }
 }

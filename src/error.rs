@@ -28,8 +28,13 @@ pub enum AppError {
         field: Option<String>,
         message: String,
     },
-    #[error("too many attempts; retry in {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    /// `reason` says what was too much (`too many attempts`, `too many requests for this
+    /// tenant`, ...).
+    #[error("{reason}; retry in {retry_after_secs} s")]
+    RateLimited {
+        reason: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     Timeout(String),
     /// A multi-step operation failed at `step`; `message` says what was done about it.
@@ -217,9 +222,9 @@ impl ErrorExtensions for AppError {
                 | AppError::Conflict {
                     field: Some(field), ..
                 } => ext.set("field", field.as_str()),
-                AppError::RateLimited { retry_after_secs } => {
-                    ext.set("retryAfterSeconds", *retry_after_secs)
-                }
+                AppError::RateLimited {
+                    retry_after_secs, ..
+                } => ext.set("retryAfterSeconds", *retry_after_secs),
                 AppError::Failed { step, .. } => ext.set("step", *step),
                 _ => {}
             }

@@ -8,11 +8,12 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{
-        access::Access, jwt::JwtKeys, listener, operators, password::PasswordHasherPool, sessions,
+        access::Access, jwt::JwtKeys, listener, operators, password::PasswordHasherPool,
+        rate_limit::RateLimits, sessions,
     },
     batch::{self, events::EventHub},
     config::Config,
-    db::{self, embedded::EmbeddedPostgres, migrate, notify::AccessFeed},
+    db::{self, embedded::EmbeddedPostgres, migrate, notify::AccessFeed, share::DbShares},
     graphql,
     http::{self, HttpState},
     primitives::metrics::Metrics,
@@ -212,6 +213,8 @@ pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<Share
     Ok(Arc::new(AppState {
         jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
         passwords: PasswordHasherPool::new(config.password_hash_queue, metrics.clone()),
+        rate_limits: RateLimits::new(&config),
+        db_shares: DbShares::new(&config),
         config,
         metrics,
         directory: TenantDirectory::new(feed.clone()),

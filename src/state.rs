@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use crate::{
-    auth::{access::Access, jwt::JwtKeys, password::PasswordHasherPool, throttle::LoginThrottle},
+    auth::{
+        access::Access, jwt::JwtKeys, password::PasswordHasherPool, rate_limit::RateLimits,
+        throttle::LoginThrottle,
+    },
     batch::{Runs, events::EventHub},
     config::Config,
-    db::Pool,
+    db::{Pool, share::DbShares},
     primitives::metrics::Metrics,
     tenancy::{activity::ActivityTracker, directory::TenantDirectory},
 };
@@ -16,6 +19,8 @@ pub struct AppState {
     pub config: Config,
     /// The pool; tenant-scoped work never uses it directly but through a pinned transaction.
     pub db: Pool,
+    /// Each tenant's and each request's share of the pool.
+    pub db_shares: DbShares,
     pub jwt: JwtKeys,
     pub passwords: PasswordHasherPool,
     pub metrics: Metrics,
@@ -24,6 +29,8 @@ pub struct AppState {
     /// Cached session states, and the feed of access events both caches share.
     pub access: Access,
     pub login_throttle: LoginThrottle,
+    /// Request-rate buckets of tenants and platform operators.
+    pub rate_limits: RateLimits,
     pub activity: ActivityTracker,
     /// Progress events of batches, for subscribers.
     pub events: EventHub,

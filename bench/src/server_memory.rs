@@ -193,6 +193,7 @@ impl Bench {
             .env("BOOTSTRAP_ADMIN_EMAIL", OPERATOR_EMAIL)
             .env("BOOTSTRAP_ADMIN_PASSWORD", OPERATOR_PASSWORD)
             .env("DATABASE_MAX_CONNECTIONS", crate::POOL_SIZE.to_string())
+            .env("TENANT_RATE_LIMIT_PER_MINUTE", "1000000")
             .env("MAX_TENANTS_PER_BATCH", crate::CHUNK.to_string())
             .env("MAX_CONCURRENT_OPERATIONS", "2")
             .env("REQUEST_TIMEOUT_SECONDS", "600")

@@ -6,6 +6,7 @@ pub mod jwt;
 pub mod listener;
 pub mod operators;
 pub mod password;
+pub mod rate_limit;
 pub mod sessions;
 pub mod tenant;
 pub mod tenant_login;

@@ -100,6 +100,7 @@ impl PasswordHasherPool {
             Err(_) => {
                 self.inner.metrics.count_password_queue_full();
                 Err(AppError::RateLimited {
+                    reason: "too many logins waiting for a password check",
                     retry_after_secs: self.drain_time().as_secs_f64().ceil().max(1.0) as u64,
                 })
             }
@@ -365,7 +366,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(refused, AppError::RateLimited { retry_after_secs } if retry_after_secs >= 1)
+            matches!(refused, AppError::RateLimited { retry_after_secs, .. } if retry_after_secs >= 1)
         );
         assert_eq!(pool.verifications(), 0);
         drop(held);

@@ -618,7 +618,7 @@ async fn current_tenant_user(
     tenant_id: Uuid,
 ) -> AppResult<Option<(String, Vec<String>, Option<tenants::Model>)>> {
     let tenant = match registry::find_live(txn, tenant_id).await {
-        Ok(tenant) if tenant.status == TenantStatus::Active.as_db() => tenant,
+        Ok(tenant) if tenant.status == TenantStatus::Active => tenant,
         Ok(_) | Err(AppError::NotFound(_)) => return Ok(None),
         Err(err) => return Err(err),
     };

@@ -6,65 +6,24 @@
 //! transaction to the tenant's schema; the pool itself has no tenant schema on its search path,
 //! so a query that skips the pin fails instead of reaching anybody's data.
 
-use std::{collections::BTreeSet, fmt};
+use std::collections::BTreeSet;
 
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
     auth::{SessionRef, access, jwt::Claims},
-    db::pinned::begin_as_owner,
+    db::{
+        pinned::{TenantTransaction, begin_as_owner},
+        share::DbSlots,
+    },
     error::{AppError, AppResult},
     primitives::api_keys,
     state::AppState,
     tenancy::directory::TenantEntry,
 };
 
-/// What a tenant principal may do; the codes are the seeded `permissions.code`s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Permission {
-    UsersRead,
-    UsersWrite,
-    PeopleRead,
-    PeopleWrite,
-    RolesRead,
-    SettingsRead,
-    SettingsWrite,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 7] = [
-        Permission::UsersRead,
-        Permission::UsersWrite,
-        Permission::PeopleRead,
-        Permission::PeopleWrite,
-        Permission::RolesRead,
-        Permission::SettingsRead,
-        Permission::SettingsWrite,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Permission::UsersRead => "users:read",
-            Permission::UsersWrite => "users:write",
-            Permission::PeopleRead => "people:read",
-            Permission::PeopleWrite => "people:write",
-            Permission::RolesRead => "roles:read",
-            Permission::SettingsRead => "settings:read",
-            Permission::SettingsWrite => "settings:write",
-        }
-    }
-
-    fn from_code(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.code() == code)
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
+pub use crate::primitives::permissions::Permission;
 
 /// Who acts inside the tenant.
 #[derive(Debug, Clone)]
@@ -79,8 +38,8 @@ pub enum TenantActor {
     ApiKey { prefix: String },
 }
 
-/// The role an API key acts with: the tenant's service credential, shown once to the operator
-/// who created the tenant.
+/// The role an API key acts with, within its scope: the tenant's service credential, shown once
+/// to the operator who created or rotated it.
 pub const API_KEY_ROLE: &str = "admin";
 
 /// A request acting inside one tenant.
@@ -89,6 +48,8 @@ pub struct TenantContext {
     pub tenant: TenantEntry,
     pub actor: TenantActor,
     permissions: BTreeSet<Permission>,
+    /// This request's share of the pool.
+    slots: DbSlots,
 }
 
 impl TenantContext {
@@ -125,15 +86,20 @@ impl TenantContext {
 
     /// A transaction pinned to this tenant's schema: the one way to its data. Refused when the
     /// tenant is no longer active or no longer owns the schema it was authenticated with.
+    ///
+    /// The transaction holds one of the request's and one of the tenant's database slots (see
+    /// [`crate::db::share`]) until it ends; waiting too long for them is `RATE_LIMITED`.
     pub async fn begin(
         &self,
         db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
-    ) -> AppResult<DatabaseTransaction> {
-        begin_as_owner(db, self.tenant.id, &self.tenant.schema)
+    ) -> AppResult<TenantTransaction> {
+        let slot = self.slots.acquire().await?;
+        let txn = begin_as_owner(db, self.tenant.id, &self.tenant.schema)
             .await?
             .ok_or_else(|| {
                 AppError::Unauthenticated("this credential's tenant is no longer active".into())
-            })
+            })?;
+        Ok(TenantTransaction::new(txn, slot))
     }
 }
 
@@ -168,6 +134,7 @@ pub async fn from_claims(state: &AppState, claims: &Claims) -> AppResult<TenantC
                 expires_at: claims.exp,
             },
         },
+        slots: state.db_shares.for_request(tenant.id),
         tenant,
         permissions,
     })
@@ -185,11 +152,14 @@ pub async fn from_api_key(state: &AppState, key: &str) -> AppResult<TenantContex
         .await?
         .filter(|tenant| tenant.is_active())
         .ok_or_else(invalid_key)?;
-    let permissions = permissions_of(state, &tenant, &[API_KEY_ROLE.to_owned()]).await?;
+    // What the tenant's admins may do, and of that only what the key's scope names.
+    let mut permissions = permissions_of(state, &tenant, &[API_KEY_ROLE.to_owned()]).await?;
+    permissions.retain(|permission| tenant.api_key_scope.contains(permission));
     Ok(TenantContext {
         actor: TenantActor::ApiKey {
             prefix: key[..key.len().min(state.config.api_key_prefix.len() + 8)].to_owned(),
         },
+        slots: state.db_shares.for_request(tenant.id),
         tenant,
         permissions,
     })

@@ -63,7 +63,7 @@ pub async fn login(
         .order_by_desc(Expr::col(tenants::Column::Domain).eq(tenant_ref.as_str()))
         .one(&state.db)
         .await?
-        .filter(|tenant| tenant.status == TenantStatus::Active.as_db());
+        .filter(|tenant| tenant.status == TenantStatus::Active);
 
     let scope = tenant
         .as_ref()

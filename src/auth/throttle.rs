@@ -106,6 +106,7 @@ impl Counter {
 
     fn retry_after(&self) -> AppError {
         AppError::RateLimited {
+            reason: "too many attempts",
             retry_after_secs: WINDOW
                 .saturating_sub(self.opened.elapsed())
                 .as_secs()
@@ -303,7 +304,7 @@ mod tests {
         assert_eq!(admitted, MAX_FAILURES_PER_ACCOUNT as usize);
         for refused in attempts.iter().filter_map(|attempt| attempt.as_ref().err()) {
             assert!(
-                matches!(refused, AppError::RateLimited { retry_after_secs } if *retry_after_secs > 0)
+                matches!(refused, AppError::RateLimited { retry_after_secs, .. } if *retry_after_secs > 0)
             );
         }
     }

@@ -40,39 +40,10 @@ use crate::{
     },
 };
 
-#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum BatchKind {
-    Provision,
-    Migrate,
-}
-
-#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum BatchStatus {
-    Pending,
-    Running,
-    Succeeded,
-    PartiallyFailed,
-    Failed,
-    RolledBack,
-}
-
-#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    RolledBack,
-}
-
-impl JobStatus {
-    pub fn is_finished(self) -> bool {
-        !matches!(self, JobStatus::Pending | JobStatus::Running)
-    }
-}
+pub use entity::public::{
+    provisioning_batches::{BatchKind, BatchStatus},
+    provisioning_jobs::JobStatus,
+};
 
 /// How a batch runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -397,7 +368,7 @@ fn new_job(
         domain: Set(bounded(domain)),
         schema_name: Set(schema_name),
         tenant_id: Set(tenant_id),
-        status: Set(<&str>::from(JobStatus::Pending).to_owned()),
+        status: Set(JobStatus::Pending),
         attempts: Set(0),
         ..Default::default()
     }
@@ -416,8 +387,8 @@ async fn record_batch(
     let txn = state.db.begin().await?;
     let batch = provisioning_batches::Entity::insert(provisioning_batches::ActiveModel {
         id: Set(batch_id),
-        kind: Set(<&str>::from(kind).to_owned()),
-        status: Set(<&str>::from(BatchStatus::Pending).to_owned()),
+        kind: Set(kind),
+        status: Set(BatchStatus::Pending),
         options: Set(serde_json::to_value(options).expect("options serialise")),
         target_revision: Set(target_revision),
         total: Set(jobs.len() as i32),
@@ -461,7 +432,7 @@ async fn finish_or_detach(
             .await?
             .expect("the batch was just written");
         // The task marks it RUNNING in a moment; say so now rather than PENDING.
-        report.batch.status = <&str>::from(BatchStatus::Running).to_owned();
+        report.batch.status = BatchStatus::Running;
         report.running = Some(task);
         return Ok(report);
     }

@@ -62,7 +62,7 @@ pub async fn take_over_unfinished(state: &SharedState) -> anyhow::Result<usize> 
                 return Err(anyhow::Error::new(err).context(format!("resuming batch {batch_id}")));
             }
         };
-        tracing::warn!(batch = %batch_id, kind = %batch.kind, "taking over a batch no live server runs");
+        tracing::warn!(batch = %batch_id, kind = batch.kind.name(), "taking over a batch no live server runs");
         state.batches.run(runner.run(lock));
         taken += 1;
     }

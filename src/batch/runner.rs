@@ -89,10 +89,7 @@ impl Runner {
             state,
             actor,
             batch_id: batch.id,
-            kind: batch
-                .kind
-                .parse()
-                .map_err(|_| AppError::internal(anyhow::anyhow!("a batch of unknown kind")))?,
+            kind: batch.kind,
             total: batch.total,
             options,
             target,
@@ -116,15 +113,15 @@ impl Runner {
             }
         };
         let atomic_failure = jobs.iter().any(|job| {
-            job.status == <&str>::from(JobStatus::Failed)
-                || (job.status == <&str>::from(JobStatus::Pending) && job.error_code.is_some())
+            job.status == JobStatus::Failed
+                || (job.status == JobStatus::Pending && job.error_code.is_some())
         });
         if self.options.atomic && atomic_failure {
             self.abandoned.store(true, Ordering::SeqCst);
         }
         let unfinished: Vec<_> = jobs
             .into_iter()
-            .filter(|job| !status_of(job).is_finished())
+            .filter(|job| !job.status.is_finished())
             .collect();
         let concurrency = self.options.max_concurrency as usize;
         let this = &self;
@@ -159,7 +156,7 @@ impl Runner {
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("the batch is gone")))?;
         provisioning_batches::Entity::update(provisioning_batches::ActiveModel {
             id: sea_orm::ActiveValue::Unchanged(self.batch_id),
-            status: Set(<&str>::from(BatchStatus::Running).to_owned()),
+            status: Set(BatchStatus::Running),
             started_at: Set(Some(
                 batch
                     .started_at
@@ -202,7 +199,7 @@ impl Runner {
             .input
             .clone()
             .and_then(|input| serde_json::from_value(input).ok());
-        let interrupted = status_of(&job) == JobStatus::Running;
+        let interrupted = job.status == JobStatus::Running;
         let started = Instant::now();
         let tenant_id = job.tenant_id.unwrap_or_else(Uuid::new_v4);
         tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));
@@ -248,7 +245,7 @@ impl Runner {
                 self.event(&job, Step::Validate, StepStatus::Succeeded, None);
             }
             self.update_job(job.id, |row| {
-                row.status = Set(<&str>::from(JobStatus::Running).to_owned());
+                row.status = Set(JobStatus::Running);
                 row.tenant_id = Set(Some(tenant_id));
                 row.started_at = Set(Some(Utc::now().fixed_offset()));
             })
@@ -298,19 +295,17 @@ impl Runner {
         else {
             return Ok(false);
         };
-        match TenantStatus::from_db(&tenant.status) {
-            Some(TenantStatus::Active) => Ok(true),
-            Some(TenantStatus::Failed) if !self.state.config.enable_rollback => {
-                Err(AppError::Failed {
-                    step: Step::Done.name(),
-                    transient: false,
-                    reference: None,
-                    message: format!(
-                        "{INTERRUPTED}; the tenant is marked FAILED and kept for inspection: {}",
-                        tenant.failure_reason.unwrap_or_default()
-                    ),
-                })
-            }
+        match tenant.status {
+            TenantStatus::Active => Ok(true),
+            TenantStatus::Failed if !self.state.config.enable_rollback => Err(AppError::Failed {
+                step: Step::Done.name(),
+                transient: false,
+                reference: None,
+                message: format!(
+                    "{INTERRUPTED}; the tenant is marked FAILED and kept for inspection: {}",
+                    tenant.failure_reason.unwrap_or_default()
+                ),
+            }),
             _ => {
                 // Half made: the schema (if any) and the registry row go.
                 self.event(job, Step::Rollback, StepStatus::Started, None);
@@ -522,7 +517,7 @@ impl Runner {
         let message = error.as_ref().map(|e| e.client_message().0);
         let row = provisioning_jobs::ActiveModel {
             id: sea_orm::ActiveValue::Unchanged(job.id),
-            status: Set(<&str>::from(status).to_owned()),
+            status: Set(status),
             tenant_id: Set(tenant_id),
             error_code: Set(error.as_ref().map(|e| e.code().to_owned())),
             error_message: Set(message.clone()),
@@ -570,7 +565,7 @@ impl Runner {
     /// A tenant of an atomic batch that failed before it started: nothing was made.
     async fn skip(&self, job: &provisioning_jobs::Model) -> JobEnd {
         self.update_job(job.id, |row| {
-            row.status = Set(<&str>::from(JobStatus::RolledBack).to_owned());
+            row.status = Set(JobStatus::RolledBack);
             row.error_message = Set(Some(
                 "not started: another tenant of this atomic batch failed".into(),
             ));
@@ -609,21 +604,21 @@ impl Runner {
             }
         };
         let mut undone = HashSet::new();
-        let any_failed = jobs.iter().any(|job| status_of(job) == JobStatus::Failed);
+        let any_failed = jobs.iter().any(|job| job.status == JobStatus::Failed);
         let rolled_back = self.options.atomic && any_failed;
         if rolled_back {
             for job in jobs
                 .iter_mut()
-                .filter(|job| status_of(job) == JobStatus::Succeeded)
+                .filter(|job| job.status == JobStatus::Succeeded)
             {
                 if self.undo(job).await {
-                    job.status = <&str>::from(JobStatus::RolledBack).to_owned();
+                    job.status = JobStatus::RolledBack;
                     undone.insert(job.id);
                 }
             }
         }
         let count =
-            |status: JobStatus| jobs.iter().filter(|job| status_of(job) == status).count() as i32;
+            |status: JobStatus| jobs.iter().filter(|job| job.status == status).count() as i32;
         let (successful, failed) = (count(JobStatus::Succeeded), count(JobStatus::Failed));
         let status = if rolled_back {
             BatchStatus::RolledBack
@@ -654,7 +649,7 @@ impl Runner {
         // finished finds its last event, and a batch is never finished twice.
         let row = provisioning_batches::ActiveModel {
             id: sea_orm::ActiveValue::Unchanged(self.batch_id),
-            status: Set(<&str>::from(status).to_owned()),
+            status: Set(status),
             successful: Set(successful),
             failed: Set(failed),
             finished_at: Set(Some(Utc::now().fixed_offset())),
@@ -712,7 +707,7 @@ impl Runner {
             Ok(()) => {
                 self.event(job, Step::Rollback, StepStatus::Succeeded, None);
                 self.update_job(job.id, |row| {
-                    row.status = Set(<&str>::from(JobStatus::RolledBack).to_owned());
+                    row.status = Set(JobStatus::RolledBack);
                 })
                 .await;
                 true
@@ -785,10 +780,6 @@ impl Runner {
 enum Record {
     Job(provisioning_jobs::ActiveModel),
     Batch(provisioning_batches::ActiveModel),
-}
-
-fn status_of(job: &provisioning_jobs::Model) -> JobStatus {
-    job.status.parse().unwrap_or(JobStatus::Failed)
 }
 
 /// The error a job was refused with at submission, as stored.

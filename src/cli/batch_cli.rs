@@ -119,19 +119,23 @@ async fn finish(state: &SharedState, report: BatchReport, show_keys: bool) -> an
             "{:<32} {:<34} {:<12} {:>7}  {detail}",
             job.domain,
             job.schema_name.as_deref().unwrap_or("-"),
-            job.status,
+            job.status.name(),
             job.duration_ms.unwrap_or_default()
         );
     }
     let batch = &report.batch;
     println!(
         "batch {} {}: {} succeeded, {} failed, of {}",
-        batch.id, batch.status, batch.successful, batch.failed, batch.total
+        batch.id,
+        batch.status.name(),
+        batch.successful,
+        batch.failed,
+        batch.total
     );
     let failed = report
         .jobs
         .iter()
-        .filter(|job| job.status != <&str>::from(JobStatus::Succeeded))
+        .filter(|job| job.status != JobStatus::Succeeded)
         .count();
     if failed > 0 {
         bail!("{failed} tenant(s) did not succeed");

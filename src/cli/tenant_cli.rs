@@ -86,7 +86,7 @@ pub async fn list(state: &SharedState) -> anyhow::Result<()> {
             tenant.id,
             tenant.domain,
             tenant.schema_name,
-            tenant.status,
+            tenant.status.as_db(),
             tenant.current_revision.as_deref().unwrap_or("base")
         );
     }
@@ -111,7 +111,7 @@ pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
                 tenant.domain, tenant.id
             );
         }
-        if tenant.status == "PROVISIONING" {
+        if tenant.status == entity::public::tenants::TenantStatus::Provisioning {
             problems += 1;
             println!(
                 "tenant {} ({}): stuck in PROVISIONING",
@@ -168,7 +168,7 @@ pub async fn backup_or_restore(
                 tenant.id,
                 tenant.schema_name,
                 tenant.current_revision.as_deref().unwrap_or("base"),
-                tenant.status
+                tenant.status.as_db()
             );
             println!("  API key (shown only now): {}", done.api_key);
             println!(

@@ -5,11 +5,12 @@
 //! request, and the schema travels as a bound parameter, not as SQL text.
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, Statement,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
-use crate::primitives::schema_name::SchemaName;
+use crate::{db::share::DbSlot, primitives::schema_name::SchemaName};
 
 /// Begins a transaction whose unqualified table names resolve in `schema` only. For work on a
 /// schema as such (provisioning, migrations, seeding); requests acting for a tenant use
@@ -31,8 +32,65 @@ pub async fn begin_in_schema(
 /// Ends a transaction that only read. Its ROLLBACK (for a reader the same as a COMMIT) is queued
 /// on the connection and sent when the pool takes the connection back, so the request does not
 /// wait one more round trip for it.
-pub fn end_read(txn: DatabaseTransaction) {
+pub fn end_read(txn: impl PinnedRead) {
     drop(txn);
+}
+
+/// A transaction [`end_read`] may end.
+pub trait PinnedRead {}
+impl PinnedRead for DatabaseTransaction {}
+impl PinnedRead for TenantTransaction {}
+
+/// A transaction acting for a tenant, holding its share of the pool ([`DbSlot`]) until it
+/// ends. Used like the transaction itself (it is a [`ConnectionTrait`]).
+pub struct TenantTransaction {
+    txn: DatabaseTransaction,
+    _slot: DbSlot,
+}
+
+impl TenantTransaction {
+    pub fn new(txn: DatabaseTransaction, slot: DbSlot) -> Self {
+        TenantTransaction { txn, _slot: slot }
+    }
+
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl std::ops::Deref for TenantTransaction {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for TenantTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
 }
 
 /// Begins a transaction pinned to `schema` for tenant `tenant_id`, or `None` when the registry

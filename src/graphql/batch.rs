@@ -176,11 +176,7 @@ impl From<BatchReport> for ProvisioningBatch {
                 tenant_name: job.tenant_name,
                 domain: job.domain,
                 schema_name: job.schema_name,
-                status: job
-                    .status
-                    .parse::<batch::JobStatus>()
-                    .unwrap_or(batch::JobStatus::Failed)
-                    .into(),
+                status: job.status.into(),
                 tenant_id: job.tenant_id.map(|id| ID(id.to_string())),
                 error: job.error_message.map(|message| BatchError {
                     code: job.error_code.unwrap_or_else(|| "INTERNAL".into()),
@@ -197,16 +193,8 @@ impl From<BatchReport> for ProvisioningBatch {
         };
         ProvisioningBatch {
             id: ID(batch.id.to_string()),
-            kind: batch
-                .kind
-                .parse::<batch::BatchKind>()
-                .unwrap_or(batch::BatchKind::Provision)
-                .into(),
-            status: batch
-                .status
-                .parse::<batch::BatchStatus>()
-                .unwrap_or(batch::BatchStatus::Failed)
-                .into(),
+            kind: batch.kind.into(),
+            status: batch.status.into(),
             target_revision: batch.target_revision,
             results,
             summary: BatchSummary {

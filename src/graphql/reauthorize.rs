@@ -44,11 +44,18 @@ impl Extension for Reauthorize {
     ) -> ServerResult<Request> {
         if let Some(socket) = ctx.data_opt::<SocketCredentials>() {
             match auth::reauthenticate(&self.0, &socket.stored).await {
-                Ok(principal) => request.data.insert(RequestContext {
-                    principal,
-                    client_addr: Some(socket.client_addr),
-                    user_agent: socket.user_agent.clone(),
-                }),
+                Ok(principal) => {
+                    // Over the rate, this operation is refused; the socket stays open.
+                    self.0
+                        .rate_limits
+                        .admit(&self.0.metrics, &principal, 1)
+                        .map_err(request_error)?;
+                    request.data.insert(RequestContext {
+                        principal,
+                        client_addr: Some(socket.client_addr),
+                        user_agent: socket.user_agent.clone(),
+                    })
+                }
                 Err(err) => {
                     (socket.on_refused)();
                     return Err(request_error(err));

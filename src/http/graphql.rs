@@ -184,10 +184,22 @@ async fn execute(
     format: MediaType,
     batch: BatchRequest,
 ) -> Response {
+    let operations = match &batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(requests) => requests.len(),
+    };
     let principal = match auth::Credentials::from_headers(headers) {
         Ok(credentials) => auth::authenticate(&http.state, credentials).await,
         Err(err) => Err(err),
-    };
+    }
+    .and_then(|principal| {
+        // Every operation of a batch counts; over the rate, none of them runs.
+        let state = &http.state;
+        state
+            .rate_limits
+            .admit(&state.metrics, &principal, operations)?;
+        Ok(principal)
+    });
     let principal = match principal {
         Ok(principal) => principal,
         // Nothing runs: a request error, for each operation of a batch.

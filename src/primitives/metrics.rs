@@ -1,5 +1,6 @@
 //! Prometheus metrics: GraphQL request counts and latency per operation name, the number of SQL
-//! statements sent, and the password hashing jobs run or turned away. Served by `GET /metrics`.
+//! statements sent, the password hashing jobs run or turned away, and the operations refused
+//! for a tenant's or an operator's request rate. Served by `GET /metrics`.
 
 use std::{
     collections::HashSet,
@@ -28,6 +29,12 @@ struct OperationNameLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    /// The tenant's id.
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PasswordJobLabel {
     /// `hash` or `verify`.
     kind: &'static str,
@@ -42,6 +49,8 @@ pub struct Metrics {
     db_statements: Counter,
     password_jobs: Family<PasswordJobLabel, Counter>,
     password_queue_full: Counter,
+    tenant_rate_limited: Family<TenantLabel, Counter>,
+    platform_rate_limited: Counter,
     known_operations: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -82,8 +91,22 @@ impl Default for Metrics {
             "Logins answered RATE_LIMITED because the password hashing queue was full",
             password_queue_full.clone(),
         );
+        let tenant_rate_limited = Family::<TenantLabel, Counter>::default();
+        registry.register(
+            "tenant_rate_limited",
+            "Operations refused RATE_LIMITED because their tenant was over its request rate",
+            tenant_rate_limited.clone(),
+        );
+        let platform_rate_limited = Counter::default();
+        registry.register(
+            "platform_rate_limited",
+            "Operations refused RATE_LIMITED because a platform operator was over their rate",
+            platform_rate_limited.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            tenant_rate_limited,
+            platform_rate_limited,
             requests,
             durations,
             db_statements,
@@ -140,6 +163,28 @@ impl Metrics {
     /// Logins turned away because the hashing queue was full.
     pub fn password_queue_full(&self) -> u64 {
         self.password_queue_full.get()
+    }
+
+    /// Counts one operation of `tenant` refused for its request rate.
+    pub fn count_tenant_rate_limited(&self, tenant: uuid::Uuid) {
+        self.tenant_rate_limited
+            .get_or_create(&TenantLabel {
+                tenant: tenant.to_string(),
+            })
+            .inc();
+    }
+
+    /// Operations of `tenant` refused for its request rate so far.
+    pub fn tenant_rate_limited(&self, tenant: uuid::Uuid) -> u64 {
+        self.tenant_rate_limited
+            .get(&TenantLabel {
+                tenant: tenant.to_string(),
+            })
+            .map_or(0, |counter| counter.get())
+    }
+
+    pub fn count_platform_rate_limited(&self) {
+        self.platform_rate_limited.inc();
     }
 
     fn operation_label(&self, name: Option<&str>) -> String {

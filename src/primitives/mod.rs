@@ -7,5 +7,6 @@ pub mod api_keys;
 pub mod credentials;
 pub mod locks;
 pub mod metrics;
+pub mod permissions;
 pub mod refresh_tokens;
 pub mod schema_name;

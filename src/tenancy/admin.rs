@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     audit::{self, Actor},
     error::{AppError, AppResult},
-    primitives::api_keys,
+    primitives::{api_keys, permissions::parse_api_key_scope},
     state::SharedState,
     tenancy::{
         TenantStatus, guard, migrator, record_tenant,
@@ -73,7 +73,7 @@ pub async fn set_active(
     };
     let txn = state.db.begin().await?;
     let tenant = update_registry_in(&txn, tenant.id, |row| {
-        row.status = Set(status.as_db().to_owned());
+        row.status = Set(status);
         if !active && guard::parked_below_head(&tenant) {
             // Deactivated by an operator: going back to head no longer reactivates it.
             row.failure_reason = Set(None);
@@ -135,7 +135,7 @@ pub async fn delete(
                 .await?;
         } else {
             let mut row = task_tenant.into_active_model();
-            row.status = Set(TenantStatus::Inactive.as_db().to_owned());
+            row.status = Set(TenantStatus::Inactive);
             row.deleted_at = Set(Some(Utc::now().fixed_offset()));
             row.updated_at = Set(Utc::now().fixed_offset());
             row.update(&txn).await?;
@@ -164,7 +164,9 @@ pub async fn delete(
     }
 }
 
-/// Replaces the tenant's API key; the old one stops working at once.
+/// Replaces the tenant's API key; the old one stops working at once, on every server (the
+/// registry's trigger announces the change). The new key has the scope `permissions` names
+/// (checked: unknown codes are `BAD_USER_INPUT` on `permissions`), or the old key's scope.
 #[tracing::instrument(
     name = "rotate tenant api key",
     skip_all,
@@ -174,7 +176,11 @@ pub async fn rotate_api_key(
     state: &SharedState,
     actor: &Actor,
     tenant_id: Uuid,
+    permissions: Option<&[String]>,
 ) -> AppResult<String> {
+    let scope = permissions
+        .map(|codes| parse_api_key_scope("permissions", codes))
+        .transpose()?;
     let tenant = find_live(&state.db, tenant_id).await?;
     record_tenant(&tenant);
     let key = api_keys::generate(&state.config.api_key_prefix);
@@ -182,6 +188,9 @@ pub async fn rotate_api_key(
         row.api_key_hash = Set(Some(key.hash.clone()));
         row.api_key_prefix = Set(Some(key.display_prefix.clone()));
         row.api_key_created_at = Set(Some(Utc::now().fixed_offset()));
+        if let Some(scope) = &scope {
+            row.api_key_permissions = Set(json!(scope));
+        }
     })
     .await?;
     audit::tenant_success(
@@ -189,7 +198,7 @@ pub async fn rotate_api_key(
         actor,
         "tenant.rotate_api_key",
         &tenant,
-        json!({ "prefix": key.display_prefix }),
+        json!({ "prefix": key.display_prefix, "permissions": tenant.api_key_permissions }),
     )
     .await;
     Ok(key.key)
@@ -248,6 +257,8 @@ pub async fn update(
         description: patch.description.or_else(|| current.description.clone()),
         settings: Some(settings),
         admin: None,
+        // The key's scope changes only with the key (`rotateApiKey`).
+        api_key_permissions: None,
     };
     let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)?;
     let updated = update_registry(state, tenant_id, |row| {

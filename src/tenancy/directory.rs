@@ -6,7 +6,7 @@
 //! [`crate::db::notify`]). [`ENTRY_TTL`] bounds what a missed notification could leave behind,
 //! and while the listener is disconnected the cache is not used at all.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, num::NonZeroU32, sync::Arc, time::Duration};
 
 use entity::public::tenants;
 use moka::future::Cache;
@@ -22,8 +22,11 @@ use crate::{
         pinned::{begin_in_schema, end_read},
     },
     error::AppResult,
-    primitives::schema_name::SchemaName,
-    tenancy::TenantStatus,
+    primitives::{
+        permissions::{Permission, stored_api_key_scope},
+        schema_name::SchemaName,
+    },
+    tenancy::{TenantStatus, validation::SettingsDraft},
 };
 
 /// The longest an access-relevant state is served from memory without being read again: the
@@ -40,6 +43,10 @@ pub struct TenantEntry {
     pub status: TenantStatus,
     /// Hex SHA-256 of the current API key.
     pub api_key_hash: Option<String>,
+    /// What the current API key may use (of what the tenant's admins may).
+    pub api_key_scope: Vec<Permission>,
+    /// The tenant's own `settings.limits.requestsPerMinute`, overriding the server's default.
+    pub requests_per_minute: Option<NonZeroU32>,
 }
 
 impl TenantEntry {
@@ -54,8 +61,14 @@ impl From<&tenants::Model> for TenantEntry {
             id: tenant.id,
             domain: tenant.domain.clone(),
             schema: crate::tenancy::registry::schema_of(tenant),
-            status: TenantStatus::from_db(&tenant.status).unwrap_or(TenantStatus::Failed),
+            status: tenant.status,
             api_key_hash: tenant.api_key_hash.clone(),
+            api_key_scope: stored_api_key_scope(&tenant.api_key_permissions),
+            requests_per_minute: SettingsDraft::from_json(&tenant.settings)
+                .limits
+                .and_then(|limits| limits.requests_per_minute)
+                .and_then(|n| u32::try_from(n).ok())
+                .and_then(NonZeroU32::new),
         }
     }
 }

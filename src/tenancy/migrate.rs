@@ -79,8 +79,8 @@ pub async fn provision_schema(
             row.current_revision = Set(None);
             row.migrations_applied = Set(false);
         }
-        if recreated && tenant.status != TenantStatus::Inactive.as_db() {
-            row.status = Set(TenantStatus::Pending.as_db().to_owned());
+        if recreated && tenant.status != TenantStatus::Inactive {
+            row.status = Set(TenantStatus::Pending);
         }
     })
     .await?;
@@ -293,14 +293,14 @@ pub(super) async fn record_revision_in(
 ) -> AppResult<tenants::Model> {
     let revision = migrations.current_revision().map(str::to_owned);
     let at_head = migrations.at_head();
-    let active = tenant.status == TenantStatus::Active.as_db();
+    let active = tenant.status == TenantStatus::Active;
     let parked = guard::parked_below_head(tenant);
     update_registry_in(txn, tenant.id, |row| {
         if !at_head && (active || parked) {
-            row.status = Set(TenantStatus::Inactive.as_db().to_owned());
+            row.status = Set(TenantStatus::Inactive);
             row.failure_reason = Set(Some(guard::below_head_reason(revision.as_deref())));
         } else if at_head && parked {
-            row.status = Set(TenantStatus::Active.as_db().to_owned());
+            row.status = Set(TenantStatus::Active);
             row.failure_reason = Set(None);
         }
         row.schema_provisioned = Set(true);
@@ -319,8 +319,8 @@ pub(super) async fn activate_in(
     progress: &Progress,
 ) -> Result<tenants::Model, (Step, AppError)> {
     let setting_up = matches!(
-        TenantStatus::from_db(&tenant.status),
-        Some(TenantStatus::Pending | TenantStatus::Provisioning | TenantStatus::Failed)
+        tenant.status,
+        TenantStatus::Pending | TenantStatus::Provisioning | TenantStatus::Failed
     );
     if !setting_up {
         return Ok(tenant.clone());
@@ -347,7 +347,7 @@ pub(super) async fn activate_in(
         ));
     }
     let activated = update_registry_in(txn, tenant.id, |row| {
-        row.status = Set(TenantStatus::Active.as_db().to_owned());
+        row.status = Set(TenantStatus::Active);
         row.pending_admin = Set(None);
         row.failure_reason = Set(None);
     })

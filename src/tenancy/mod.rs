@@ -51,63 +51,12 @@ pub(crate) fn record_tenant(tenant: &entity::public::tenants::Model) {
     span.record("schema", tenant.schema_name.as_str());
 }
 
-/// Where a tenant is in its life cycle (the registry's `status`).
-#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum TenantStatus {
-    Pending,
-    Provisioning,
-    Active,
-    Failed,
-    Inactive,
-}
+/// Where a tenant is in its life cycle (the registry's `status`, a typed column).
+pub use entity::public::tenants::TenantStatus;
 
-impl TenantStatus {
-    pub fn as_db(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn from_db(value: &str) -> Option<Self> {
-        value.parse().ok()
-    }
-}
-
-/// The steps of provisioning a tenant, as reported in errors and progress events.
-#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum Step {
-    Validate,
-    CreateSchema,
-    Migrate,
-    Seed,
-    Register,
-    ApiKey,
-    Verify,
-    Rollback,
-    Done,
-}
-
-impl Step {
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-}
-
-/// How a step went, as progress events report it.
-#[derive(Copy, Clone, Eq, PartialEq, Debug, strum::EnumString, strum::IntoStaticStr)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum StepStatus {
-    Started,
-    Succeeded,
-    Failed,
-    Retrying,
-}
-
-impl StepStatus {
-    pub fn name(self) -> &'static str {
-        self.into()
-    }
-}
+/// The steps of provisioning a tenant and how each went, as reported in errors and progress
+/// events (typed columns of the batch tables).
+pub use entity::public::provisioning_events::{Step, StepStatus};
 
 type ReportStep = dyn Fn(Step, StepStatus, Option<&str>) + Send + Sync;
 

@@ -135,13 +135,12 @@ async fn create_to_the_end(
             TenantStatus::Provisioning
         } else {
             TenantStatus::Pending
-        }
-        .as_db()
-        .to_owned()),
+        }),
         pending_admin: Set(pending_admin.map(|admin| json!(admin))),
         api_key_hash: Set(Some(key.hash)),
         api_key_prefix: Set(Some(key.display_prefix)),
         api_key_created_at: Set(Some(now)),
+        api_key_permissions: Set(json!(valid.api_key_permissions)),
         ..Default::default()
     };
     let progress = &options.progress;
@@ -307,7 +306,7 @@ async fn provision(
     } else {
         let tenant = update_registry_in(&txn, tenant.id, |row| {
             row.schema_provisioned = Set(true);
-            row.status = Set(TenantStatus::Pending.as_db().to_owned());
+            row.status = Set(TenantStatus::Pending);
         })
         .await
         .map_err(fail(Step::Register, false))?;
@@ -361,7 +360,7 @@ async fn undo_provisioning(
     }
     let reason = format!("{}: {}", failure.step.name(), failure.detail);
     if let Err(err) = update_registry(state, tenant.id, |row| {
-        row.status = Set(TenantStatus::Failed.as_db().to_owned());
+        row.status = Set(TenantStatus::Failed);
         row.failure_reason = Set(Some(reason));
     })
     .await

@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
+    config::MAX_RATE_LIMIT_PER_MINUTE,
     error::{AppError, AppResult},
     primitives::{
         credentials::{check_password_rules, normalize_email},
+        permissions::{default_api_key_scope, parse_api_key_scope},
         schema_name::{SchemaName, SchemaNameError},
     },
 };
@@ -43,6 +45,9 @@ pub struct TenantDraft {
     pub settings: Option<SettingsDraft>,
     #[serde(skip)]
     pub admin: Option<AdminDraft>,
+    /// Permission codes the tenant's API key may use; `None`: the default scope.
+    #[serde(alias = "apiKeyPermissions")]
+    pub api_key_permissions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -66,6 +71,7 @@ impl SettingsDraft {
             limits: Some(LimitsDraft {
                 users: given.users.or(now.users),
                 storage_gb: given.storage_gb.or(now.storage_gb),
+                requests_per_minute: given.requests_per_minute.or(now.requests_per_minute),
             }),
         }
     }
@@ -76,6 +82,9 @@ pub struct LimitsDraft {
     pub users: Option<i32>,
     #[serde(alias = "storageGb")]
     pub storage_gb: Option<i32>,
+    /// Overrides `TENANT_RATE_LIMIT_PER_MINUTE` for this tenant.
+    #[serde(alias = "requestsPerMinute")]
+    pub requests_per_minute: Option<i32>,
 }
 
 /// The tenant's first administrator.
@@ -100,9 +109,11 @@ pub struct ValidTenant {
     pub state: Option<String>,
     pub schema: SchemaName,
     pub description: Option<String>,
-    /// `{"features": [...], "limits": {"users": n, "storageGb": n}}`
+    /// `{"features": [...], "limits": {"users": n, "storageGb": n, "requestsPerMinute": n}}`
     pub settings: Value,
     pub admin: Option<ValidAdmin>,
+    /// The API key's scope: known permission codes, in their usual order.
+    pub api_key_permissions: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +287,14 @@ pub fn validate_new_tenant(
         name: faults.optional("admin.name", admin.name.as_deref(), 200),
     });
 
+    let api_key_permissions = match &draft.api_key_permissions {
+        None => default_api_key_scope(),
+        Some(codes) => parse_api_key_scope("apiKeyPermissions", codes).unwrap_or_else(|err| {
+            faults.0.push(err);
+            Vec::new()
+        }),
+    };
+
     match schema {
         Some(schema) if faults.0.is_empty() => Ok(ValidTenant {
             tenant_name,
@@ -291,6 +310,7 @@ pub fn validate_new_tenant(
             description,
             settings,
             admin,
+            api_key_permissions,
         }),
         _ => Err(faults.0),
     }
@@ -332,7 +352,23 @@ pub fn validate_settings(faults: &mut Faults, settings: Option<&SettingsDraft>) 
             format!("storageGb must be from 1 to {MAX_STORAGE_GB_LIMIT}"),
         );
     }
-    json!({ "features": features, "limits": { "users": users, "storageGb": storage_gb } })
+    let requests_per_minute = limits.and_then(|l| l.requests_per_minute);
+    if requests_per_minute
+        .is_some_and(|n| !(1..=i64::from(MAX_RATE_LIMIT_PER_MINUTE)).contains(&i64::from(n)))
+    {
+        faults.add(
+            "settings.limits.requestsPerMinute",
+            format!("requestsPerMinute must be from 1 to {MAX_RATE_LIMIT_PER_MINUTE}"),
+        );
+    }
+    json!({
+        "features": features,
+        "limits": {
+            "users": users,
+            "storageGb": storage_gb,
+            "requestsPerMinute": requests_per_minute,
+        }
+    })
 }
 
 /// A hostname with a TLD (`stmarys.church`) or a single-label slug (`demo-church`): ASCII letters,
@@ -420,6 +456,7 @@ mod tests {
             limits: Some(LimitsDraft {
                 users: Some(0),
                 storage_gb: Some(1001),
+                requests_per_minute: Some(0),
             }),
         });
         let fields: Vec<String> = faults_of(&bad).into_iter().map(|(f, _)| f).collect();
@@ -431,7 +468,8 @@ mod tests {
                 "schemaName",
                 "settings.features",
                 "settings.limits.users",
-                "settings.limits.storageGb"
+                "settings.limits.storageGb",
+                "settings.limits.requestsPerMinute"
             ]
         );
     }

@@ -44,6 +44,16 @@ pub async fn update(
     let locale = faults.name("locale", changes.locale, false, 35);
     faults.finish()?;
     if let Some(draft) = &changes.settings {
+        if draft
+            .limits
+            .as_ref()
+            .is_some_and(|limits| limits.requests_per_minute.is_some())
+        {
+            return Err(AppError::bad_input(
+                "limits.requestsPerMinute",
+                "the request rate is set by the platform's operators (updateTenant)",
+            ));
+        }
         let mut faults = Faults::default();
         validate_settings(&mut faults, Some(draft));
         if let Err(mut faults) = faults.into_result() {

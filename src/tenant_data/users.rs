@@ -17,7 +17,7 @@ use crate::{
     auth::{access, tenant::TenantContext},
     db::{
         notify::{self, AccessEvent},
-        pinned::end_read,
+        pinned::{TenantTransaction, end_read},
     },
     error::{AppError, AppResult},
     primitives::credentials::check_password_rules,
@@ -200,7 +200,7 @@ pub async fn update(
 async fn commit_user_change(
     state: &AppState,
     tenant: &TenantContext,
-    txn: DatabaseTransaction,
+    txn: TenantTransaction,
     id: Uuid,
 ) -> AppResult<()> {
     let event = AccessEvent::User {

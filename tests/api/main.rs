@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod api_keys;
 mod auth;
 mod backup;
 mod batch;
@@ -9,6 +10,7 @@ mod cli;
 mod conformance;
 mod database;
 mod drift;
+mod fair_share;
 mod graphiql;
 mod graphql_http;
 mod guards;
@@ -19,6 +21,7 @@ mod layers;
 mod migrations;
 mod observability;
 mod pgbouncer;
+mod rate_limits;
 mod resume;
 mod schema;
 mod sessions;
@@ -27,4 +30,5 @@ mod tenant_data;
 mod tenants;
 mod throttle;
 mod tokens;
+mod typed_states;
 mod websocket;

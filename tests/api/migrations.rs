@@ -357,7 +357,7 @@ async fn entities_round_trip(txn: &DatabaseTransaction) {
     .insert(txn)
     .await
     .unwrap();
-    assert_eq!(registered.status, "PENDING");
+    assert_eq!(registered.status.as_db(), "PENDING");
     assert_eq!(registered.settings, Json::Object(Default::default()));
     assert!(!registered.schema_provisioned);
     let event = public::audit_events::ActiveModel {

@@ -5,12 +5,8 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    /// PROVISION | MIGRATE
-    #[sea_orm(column_type = "Text")]
-    pub kind: String,
-    /// PENDING | RUNNING | SUCCEEDED | PARTIALLY_FAILED | FAILED | ROLLED_BACK
-    #[sea_orm(column_type = "Text")]
-    pub status: String,
+    pub kind: BatchKind,
+    pub status: BatchStatus,
     #[sea_orm(column_type = "JsonBinary")]
     pub options: Json,
     #[sea_orm(column_type = "Text", nullable)]
@@ -38,3 +34,67 @@ impl Related<super::provisioning_jobs::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// What a batch does (`kind`; CHECK constraint).
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum BatchKind {
+    #[sea_orm(string_value = "PROVISION")]
+    Provision,
+    #[sea_orm(string_value = "MIGRATE")]
+    Migrate,
+}
+
+impl BatchKind {
+    /// The stored value.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Where a batch is (`status`; CHECK constraint).
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum BatchStatus {
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    #[sea_orm(string_value = "RUNNING")]
+    Running,
+    #[sea_orm(string_value = "SUCCEEDED")]
+    Succeeded,
+    #[sea_orm(string_value = "PARTIALLY_FAILED")]
+    PartiallyFailed,
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+    #[sea_orm(string_value = "ROLLED_BACK")]
+    RolledBack,
+}
+
+impl BatchStatus {
+    /// The stored value.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+pub use super::provisioning_events::Step;
+
 /// One tenant of a batch.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(schema_name = "public", table_name = "provisioning_jobs")]
@@ -15,12 +17,9 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub schema_name: Option<String>,
     pub tenant_id: Option<Uuid>,
-    /// PENDING | RUNNING | SUCCEEDED | FAILED | ROLLED_BACK
-    #[sea_orm(column_type = "Text")]
-    pub status: String,
+    pub status: JobStatus,
     /// The step last started.
-    #[sea_orm(column_type = "Text", nullable)]
-    pub step: Option<String>,
+    pub step: Option<Step>,
     pub attempts: i32,
     #[sea_orm(column_type = "Text", nullable)]
     pub error_code: Option<String>,
@@ -54,3 +53,41 @@ impl Related<super::provisioning_batches::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Where one tenant's job of a batch is (`status`; CHECK constraint).
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    #[sea_orm(string_value = "RUNNING")]
+    Running,
+    #[sea_orm(string_value = "SUCCEEDED")]
+    Succeeded,
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+    #[sea_orm(string_value = "ROLLED_BACK")]
+    RolledBack,
+}
+
+impl JobStatus {
+    /// The stored value.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn is_finished(self) -> bool {
+        !matches!(self, JobStatus::Pending | JobStatus::Running)
+    }
+}

@@ -30,8 +30,7 @@ pub struct Model {
     #[sea_orm(column_type = "JsonBinary")]
     pub settings: Json,
     /// PENDING | PROVISIONING | ACTIVE | FAILED | INACTIVE (CHECK constraint).
-    #[sea_orm(column_type = "Text")]
-    pub status: String,
+    pub status: TenantStatus,
     pub schema_provisioned: bool,
     pub migrations_applied: bool,
     /// Last tenant migration applied; `None` = base.
@@ -48,6 +47,9 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub api_key_prefix: Option<String>,
     pub api_key_created_at: Option<DateTimeWithTimeZone>,
+    /// The permission codes the API key may use (a JSON array; CHECK constraint).
+    #[sea_orm(column_type = "JsonBinary")]
+    pub api_key_permissions: Json,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub last_activity_at: Option<DateTimeWithTimeZone>,
@@ -58,3 +60,32 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Where a tenant is in its life cycle (`status`; the table's CHECK allows these values only).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+pub enum TenantStatus {
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    #[sea_orm(string_value = "PROVISIONING")]
+    Provisioning,
+    #[sea_orm(string_value = "ACTIVE")]
+    Active,
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+    #[sea_orm(string_value = "INACTIVE")]
+    Inactive,
+}
+
+impl TenantStatus {
+    /// The stored value, for SQL written by hand.
+    pub fn as_db(self) -> &'static str {
+        match self {
+            TenantStatus::Pending => "PENDING",
+            TenantStatus::Provisioning => "PROVISIONING",
+            TenantStatus::Active => "ACTIVE",
+            TenantStatus::Failed => "FAILED",
+            TenantStatus::Inactive => "INACTIVE",
+        }
+    }
+}

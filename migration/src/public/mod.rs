@@ -5,7 +5,9 @@ mod m20260101_000002_create_platform_users;
 mod m20260101_000003_create_audit_events;
 mod m20260101_000004_create_provisioning_batches;
 mod m20261129_000005_create_sessions;
-mod m20261129_000016_resumable_batches;
+mod m20261129_000006_scope_api_keys;
+mod m20261129_000007_check_states_and_schema_names;
+mod m20261129_000008_resumable_batches;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
@@ -14,6 +16,8 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20260101_000003_create_audit_events::Migration),
         Box::new(m20260101_000004_create_provisioning_batches::Migration),
         Box::new(m20261129_000005_create_sessions::Migration),
-        Box::new(m20261129_000016_resumable_batches::Migration),
+        Box::new(m20261129_000006_scope_api_keys::Migration),
+        Box::new(m20261129_000007_check_states_and_schema_names::Migration),
+        Box::new(m20261129_000008_resumable_batches::Migration),
     ]
 }

@@ -15,6 +15,9 @@ pub struct TenantLimitsInput {
     pub users: Option<i32>,
     /// 1 to 1,000.
     pub storage_gb: Option<i32>,
+    /// Operations the tenant may start per minute (1 to 1,000,000); unset:
+    /// `TENANT_RATE_LIMIT_PER_MINUTE`.
+    pub requests_per_minute: Option<i32>,
 }
 
 #[derive(InputObject, Debug, Clone)]
@@ -56,6 +59,9 @@ pub struct CreateTenantInput {
     #[graphql(default = true)]
     pub run_migrations: bool,
     pub admin: Option<TenantAdminInput>,
+    /// Permission codes the tenant's API key may use; default: every permission except
+    /// `users:write`.
+    pub api_key_permissions: Option<Vec<String>>,
 }
 
 #[derive(InputObject, Debug, Clone, Default)]
@@ -89,6 +95,7 @@ impl From<TenantSettingsInput> for SettingsDraft {
             limits: input.limits.map(|limits| LimitsDraft {
                 users: limits.users,
                 storage_gb: limits.storage_gb,
+                requests_per_minute: limits.requests_per_minute,
             }),
         }
     }
@@ -114,6 +121,7 @@ impl From<CreateTenantInput> for TenantDraft {
                 password: SecretString::from(admin.password),
                 name: admin.name,
             }),
+            api_key_permissions: input.api_key_permissions,
         }
     }
 }

@@ -122,16 +122,25 @@ impl TenantMutation {
         })
     }
 
-    /// Replaces the tenant's API key and returns the new one, this once.
+    /// Replaces the tenant's API key and returns the new one, this once; the old key stops
+    /// working at once. `permissions` scopes the new key to these permission codes; omitted,
+    /// it keeps the old key's scope.
     async fn rotate_api_key(
         &self,
         ctx: &Context<'_>,
         tenant_id: ID,
+        permissions: Option<Vec<String>>,
     ) -> async_graphql::Result<String> {
         let request = ctx.request();
         request.require_platform()?;
         let id = parse_id("tenantId", &tenant_id)?;
-        Ok(admin::rotate_api_key(ctx.state(), &Actor::from(request), id).await?)
+        Ok(admin::rotate_api_key(
+            ctx.state(),
+            &Actor::from(request),
+            id,
+            permissions.as_deref(),
+        )
+        .await?)
     }
 
     /// Creates the tenant's schema (empty); `forceRecreate` drops an existing one and its data,

@@ -4,6 +4,7 @@ use crate::tenancy::migrator::SchemaMigrations;
 use chrono::{DateTime, FixedOffset};
 use entity::public::tenants;
 
+use crate::primitives::permissions::stored_api_key_scope;
 use crate::tenancy::validation::SettingsDraft;
 
 /// Where a tenant is in its life cycle.
@@ -22,6 +23,8 @@ pub enum TenantStatus {
 pub struct TenantLimits {
     pub users: Option<i32>,
     pub storage_gb: Option<i32>,
+    /// Operations the tenant may start per minute; null: `TENANT_RATE_LIMIT_PER_MINUTE`.
+    pub requests_per_minute: Option<i32>,
 }
 
 #[derive(SimpleObject, Debug, Clone, Default)]
@@ -79,9 +82,7 @@ impl Tenant {
         self.0.current_revision.as_deref()
     }
     async fn status(&self) -> TenantStatus {
-        crate::tenancy::TenantStatus::from_db(&self.0.status)
-            .unwrap_or(crate::tenancy::TenantStatus::Failed)
-            .into()
+        self.0.status.into()
     }
     /// Why provisioning last failed, when it did.
     async fn failure_reason(&self) -> Option<&str> {
@@ -98,6 +99,7 @@ impl Tenant {
             limits: TenantLimits {
                 users: limits.users,
                 storage_gb: limits.storage_gb,
+                requests_per_minute: limits.requests_per_minute,
             },
         }
     }
@@ -105,6 +107,13 @@ impl Tenant {
     /// readable after creation.
     async fn api_key_prefix(&self) -> Option<&str> {
         self.0.api_key_prefix.as_deref()
+    }
+    /// The permission codes the current API key may use (never the key itself).
+    async fn api_key_permissions(&self) -> Vec<String> {
+        stored_api_key_scope(&self.0.api_key_permissions)
+            .into_iter()
+            .map(|permission| permission.code().to_owned())
+            .collect()
     }
     async fn created_at(&self) -> DateTime<FixedOffset> {
         self.0.created_at
