@@ -8,12 +8,14 @@
 
 use std::{collections::BTreeSet, fmt};
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
     auth::{SessionRef, access, jwt::Claims},
-    db::pinned::begin_as_owner,
+    db::{
+        Pool,
+        pinned::{PinnedTransaction, begin_as_owner},
+    },
     error::{AppError, AppResult},
     primitives::api_keys,
     state::AppState,
@@ -125,10 +127,7 @@ impl TenantContext {
 
     /// A transaction pinned to this tenant's schema: the one way to its data. Refused when the
     /// tenant is no longer active or no longer owns the schema it was authenticated with.
-    pub async fn begin(
-        &self,
-        db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
-    ) -> AppResult<DatabaseTransaction> {
+    pub async fn begin(&self, db: &Pool) -> AppResult<PinnedTransaction> {
         begin_as_owner(db, self.tenant.id, &self.tenant.schema)
             .await?
             .ok_or_else(|| {
