@@ -41,7 +41,11 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         .unwrap();
     bench.migrate_noop().await.unwrap();
     bench.migrate().await.unwrap();
-    bench.query().await.unwrap();
+    let load_bin = std::path::Path::new(env!("CARGO_BIN_EXE_tenantgraph-load"));
+    bench
+        .query(&server_bin(), load_bin, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
     bench.login().await.unwrap();
     bench.memory().await.unwrap();
     let curve = bench
