@@ -96,13 +96,14 @@ pub async fn begin_as_owner(
                 .and_then(|db_err| db_err.try_downcast_ref::<PgDatabaseError>())
                 .is_some_and(|db_err| db_err.code() == NOT_OWNER);
             // The failed statement left the connection in an aborted transaction block; it goes
-            // back to the pool only once that is rolled back.
-            let mut conn = guard.settle();
-            if sea_orm::sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
-                .execute(&mut *conn)
+            // back to the pool only once that is rolled back (still guarded meanwhile).
+            let conn = guard.0.as_mut().expect("held until settled");
+            let rolled_back = sea_orm::sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
+                .execute(&mut **conn)
                 .await
-                .is_err()
-            {
+                .is_ok();
+            let mut conn = guard.settle();
+            if !rolled_back {
                 conn.close_on_drop();
             }
             if not_owner {
