@@ -44,8 +44,10 @@ const CHUNK: usize = 50;
 /// What a run measures.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Tenants provisioned without and (half as many) with an admin user.
+    /// Tenants provisioned without an admin user.
     pub tenants: usize,
+    /// Tenants provisioned with one (argon2id hashes each admin's password).
+    pub admins: usize,
     /// Length of each timed load.
     pub load: Duration,
     /// Concurrent clients of the query load.
@@ -60,6 +62,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             tenants: 200,
+            admins: 100,
             load: Duration::from_secs(10),
             clients: 16,
             registered: 10_000,
@@ -266,7 +269,7 @@ impl Bench {
         let (plain_rate, plain_batches, plain) =
             self.provision_tenants("plain", n, false, progress).await?;
         self.plain = plain;
-        let admins = (n / 2).max(1);
+        let admins = self.options.admins.max(1);
         let (admin_rate, _, with_admin) = self
             .provision_tenants("staffed", admins, true, progress)
             .await?;

@@ -29,6 +29,9 @@ struct Cli {
     /// Tenants provisioned without an admin (half as many more with one).
     #[arg(long, default_value_t = 200)]
     n: usize,
+    /// Tenants provisioned with an admin by `provision` (default: half of `--n`).
+    #[arg(long)]
+    admins: Option<usize>,
     /// Seconds of each timed load.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -55,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let options = Options {
         tenants: cli.n,
+        admins: cli.admins.unwrap_or((cli.n / 2).max(1)),
         load: Duration::from_secs(cli.seconds),
         registered: cli.registered,
         memory_load: Duration::from_secs(cli.memory_seconds),
@@ -79,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// The scenarios `cli` asks for; the curve of `server-memory` (empty when it did not run).
 async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
-    let total = (cli.n + (cli.n / 2).max(1)) as u64;
+    let total = (cli.n + cli.admins.unwrap_or((cli.n / 2).max(1))) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({elapsed})")
             .expect("valid progress template"),

@@ -29,6 +29,7 @@ fn server_bin() -> std::path::PathBuf {
 async fn every_scenario_runs_and_reports_finite_numbers() {
     let options = Options {
         tenants: 3,
+        admins: 1,
         load: Duration::from_millis(500),
         clients: 2,
         registered: 20,
