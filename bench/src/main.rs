@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tenantgraph_bench::{Bench, Options, RssSample, curve_table, default_server_bin, table};
+use tenantgraph_bench::{
+    Bench, Options, RssSample, curve_table, default_load_bin, default_server_bin, table,
+};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -10,6 +12,8 @@ enum Scenario {
     Provision,
     MigrateNoop,
     Migrate,
+    /// The release server in its own process under load from `tenantgraph-load`, against a raw
+    /// SELECT from the same generator.
     Query,
     Login,
     Memory,
@@ -25,6 +29,9 @@ struct Cli {
     /// Tenants provisioned without an admin (half as many more with one).
     #[arg(long, default_value_t = 200)]
     n: usize,
+    /// Tenants provisioned with an admin by `provision` (default: half of `--n`).
+    #[arg(long)]
+    admins: Option<usize>,
     /// Seconds of each timed load.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -34,9 +41,13 @@ struct Cli {
     /// Seconds of the mixed load of `server-memory`.
     #[arg(long, default_value_t = 60)]
     memory_seconds: u64,
-    /// The server binary `server-memory` starts (default: `tenantgraph` beside this program).
+    /// The server binary `query` and `server-memory` start (default: `tenantgraph` beside this
+    /// program).
     #[arg(long)]
     server_bin: Option<std::path::PathBuf>,
+    /// The load generator `query` runs (default: `tenantgraph-load` beside this program).
+    #[arg(long)]
+    load_bin: Option<std::path::PathBuf>,
     /// Write the results as JSON here (`rows`, and `server_rss`: the curve of `server-memory`).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -47,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let options = Options {
         tenants: cli.n,
+        admins: cli.admins.unwrap_or((cli.n / 2).max(1)),
         load: Duration::from_secs(cli.seconds),
         registered: cli.registered,
         memory_load: Duration::from_secs(cli.memory_seconds),
@@ -71,14 +83,14 @@ async fn main() -> anyhow::Result<()> {
 
 /// The scenarios `cli` asks for; the curve of `server-memory` (empty when it did not run).
 async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
-    let total = (cli.n + (cli.n / 2).max(1)) as u64;
+    let total = (cli.n + cli.admins.unwrap_or((cli.n / 2).max(1))) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({elapsed})")
             .expect("valid progress template"),
     );
     let wanted = |scenario: Scenario| cli.scenario == Scenario::All || cli.scenario == scenario;
     // Every scenario of the in-process server needs tenants: provisioning runs first.
-    if cli.scenario != Scenario::ServerMemory {
+    if !matches!(cli.scenario, Scenario::ServerMemory | Scenario::Query) {
         bar.set_message("provision");
         bench.provision(&bar).await?;
         bar.finish_and_clear();
@@ -91,9 +103,16 @@ async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
         eprintln!("migrate …");
         bench.migrate().await?;
     }
+    let server_bin = cli.server_bin.clone().unwrap_or_else(default_server_bin);
     if wanted(Scenario::Query) {
         eprintln!("query …");
-        bench.query().await?;
+        let load_bin = cli.load_bin.clone().unwrap_or_else(default_load_bin);
+        let bar = ProgressBar::new(cli.n.min(100) as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} query tenants ({elapsed})")
+                .expect("valid progress template"),
+        );
+        bench.query(&server_bin, &load_bin, &bar).await?;
+        bar.finish_and_clear();
     }
     if wanted(Scenario::Login) {
         eprintln!("login …");
@@ -112,7 +131,6 @@ async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
             )
             .expect("valid progress template"),
         );
-        let server_bin = cli.server_bin.clone().unwrap_or_else(default_server_bin);
         curve = bench.server_memory(&server_bin, &bar).await?;
         bar.finish_and_clear();
     }

@@ -61,17 +61,17 @@ struct Load {
 }
 
 /// The server under test: its own process, killed when dropped.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: tokio::process::Child,
-    pid: u32,
-    base: String,
-    database_url: String,
+    pub(crate) pid: u32,
+    pub(crate) base: String,
+    pub(crate) database_url: String,
     data_dir: PathBuf,
 }
 
 impl ServerProcess {
     /// The end of the server's log, to explain a failure.
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         format!(
@@ -162,7 +162,22 @@ impl Sampler {
 
 impl Bench {
     /// Starts `server_bin` on a fresh database of this run's server, and waits until it answers.
-    async fn spawn_server(&self, server_bin: &Path) -> anyhow::Result<ServerProcess> {
+    pub(crate) async fn spawn_server(&self, server_bin: &Path) -> anyhow::Result<ServerProcess> {
+        let name = format!("bench_srv_{}", uuid::Uuid::new_v4().simple());
+        let mut url = reqwest::Url::parse(&self.url)?;
+        let mut maintenance = url.clone();
+        maintenance.set_path("/postgres");
+        db::create_database_if_missing(maintenance.as_str(), &name).await?;
+        url.set_path(&format!("/{name}"));
+        self.spawn_server_on(server_bin, url).await
+    }
+
+    /// Starts `server_bin` on the database at `url`, and waits until it answers.
+    pub(crate) async fn spawn_server_on(
+        &self,
+        server_bin: &Path,
+        url: reqwest::Url,
+    ) -> anyhow::Result<ServerProcess> {
         if !server_bin.is_file() {
             bail!(
                 "no server binary at {} (build it with `cargo build --release --workspace`, or name \
@@ -170,12 +185,7 @@ impl Bench {
                 server_bin.display()
             );
         }
-        let name = format!("bench_rss_{}", uuid::Uuid::new_v4().simple());
-        let mut url = reqwest::Url::parse(&self.url)?;
-        let mut maintenance = url.clone();
-        maintenance.set_path("/postgres");
-        db::create_database_if_missing(maintenance.as_str(), &name).await?;
-        url.set_path(&format!("/{name}"));
+        let name = format!("bench_srv_{}", uuid::Uuid::new_v4().simple());
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -329,7 +339,7 @@ impl Bench {
         Ok(curve)
     }
 
-    async fn login_on(
+    pub(crate) async fn login_on(
         &self,
         base: &str,
         tenant: Option<&str>,

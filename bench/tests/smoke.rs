@@ -29,6 +29,7 @@ fn server_bin() -> std::path::PathBuf {
 async fn every_scenario_runs_and_reports_finite_numbers() {
     let options = Options {
         tenants: 3,
+        admins: 1,
         load: Duration::from_millis(500),
         clients: 2,
         registered: 20,
@@ -41,7 +42,11 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         .unwrap();
     bench.migrate_noop().await.unwrap();
     bench.migrate().await.unwrap();
-    bench.query().await.unwrap();
+    let load_bin = std::path::Path::new(env!("CARGO_BIN_EXE_tenantgraph-load"));
+    bench
+        .query(&server_bin(), load_bin, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
     bench.login().await.unwrap();
     bench.memory().await.unwrap();
     let curve = bench

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeSet;
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{
     auth::{SessionRef, access, jwt::Claims},
     db::{
+        Pool,
         pinned::{TenantTransaction, begin_as_owner},
         share::DbSlots,
     },
@@ -89,10 +89,7 @@ impl TenantContext {
     ///
     /// The transaction holds one of the request's and one of the tenant's database slots (see
     /// [`crate::db::share`]) until it ends; waiting too long for them is `RATE_LIMITED`.
-    pub async fn begin(
-        &self,
-        db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
-    ) -> AppResult<TenantTransaction> {
+    pub async fn begin(&self, db: &Pool) -> AppResult<TenantTransaction> {
         let slot = self.slots.acquire().await?;
         let txn = begin_as_owner(db, self.tenant.id, &self.tenant.schema)
             .await?

@@ -3,8 +3,8 @@
 
 use entity::public::tenants;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    Statement,
     sea_query::{Expr, ExprTrait},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -127,7 +127,7 @@ enum UserKey<'a> {
 }
 
 /// A user with status and roles, read in one statement inside a pinned transaction.
-async fn load_user(txn: &DatabaseTransaction, key: UserKey<'_>) -> AppResult<Option<StoredUser>> {
+async fn load_user(txn: &impl ConnectionTrait, key: UserKey<'_>) -> AppResult<Option<StoredUser>> {
     let (condition, value): (&str, sea_orm::Value) = match key {
         UserKey::Email(email) => ("u.email = $1", email_key(email).into()),
         UserKey::Id(id) => ("u.id = $1", id.into()),

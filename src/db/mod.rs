@@ -137,6 +137,9 @@ pub async fn open_pool_for(
     }
 }
 
+/// Idle time after which a pooled connection is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
+
 fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -145,6 +148,10 @@ fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
+        // A connection back from a request was just checked by the pool (it syncs with the
+        // server when a connection is returned); pinging it again on every checkout would add a
+        // round trip to each request. Only one idle this long may have been dropped meanwhile.
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false);
     options
 }

@@ -2,15 +2,32 @@
 //!
 //! The search path is set with `set_config(.., true)`, the function form of `SET LOCAL`: it ends
 //! with the transaction, so a pooled connection never carries a tenant's schema into the next
-//! request, and the schema travels as a bound parameter, not as SQL text.
+//! request.
+
+use std::time::Instant;
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, Statement,
-    TransactionTrait,
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
+    Statement, TransactionTrait,
+    sqlx::{
+        AssertSqlSafe, Postgres, SqlSafeStr,
+        pool::PoolConnection,
+        postgres::{PgDatabaseError, PgTransactionManager},
+    },
 };
+use sea_query_sqlx::SqlxValues;
+use sqlx_core::transaction::TransactionManager;
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::{db::share::DbSlot, primitives::schema_name::SchemaName};
+use crate::{
+    config::DatabasePooler,
+    db::{
+        pool::{Pool, StatementObserver},
+        share::DbSlot,
+    },
+    primitives::schema_name::SchemaName,
+};
 
 /// Begins a transaction whose unqualified table names resolve in `schema` only. For work on a
 /// schema as such (provisioning, migrations, seeding); requests acting for a tenant use
@@ -32,24 +49,19 @@ pub async fn begin_in_schema(
 /// Ends a transaction that only read. Its ROLLBACK (for a reader the same as a COMMIT) is queued
 /// on the connection and sent when the pool takes the connection back, so the request does not
 /// wait one more round trip for it.
-pub fn end_read(txn: impl PinnedRead) {
+pub fn end_read<T: ConnectionTrait>(txn: T) {
     drop(txn);
 }
-
-/// A transaction [`end_read`] may end.
-pub trait PinnedRead {}
-impl PinnedRead for DatabaseTransaction {}
-impl PinnedRead for TenantTransaction {}
 
 /// A transaction acting for a tenant, holding its share of the pool ([`DbSlot`]) until it
 /// ends. Used like the transaction itself (it is a [`ConnectionTrait`]).
 pub struct TenantTransaction {
-    txn: DatabaseTransaction,
+    txn: PinnedTransaction,
     _slot: DbSlot,
 }
 
 impl TenantTransaction {
-    pub fn new(txn: DatabaseTransaction, slot: DbSlot) -> Self {
+    pub fn new(txn: PinnedTransaction, slot: DbSlot) -> Self {
         TenantTransaction { txn, _slot: slot }
     }
 
@@ -59,14 +71,6 @@ impl TenantTransaction {
 
     pub async fn rollback(self) -> Result<(), DbErr> {
         self.txn.rollback().await
-    }
-}
-
-impl std::ops::Deref for TenantTransaction {
-    type Target = DatabaseTransaction;
-
-    fn deref(&self) -> &DatabaseTransaction {
-        &self.txn
     }
 }
 
@@ -93,33 +97,233 @@ impl ConnectionTrait for TenantTransaction {
     }
 }
 
+/// `division_by_zero`: what the pin raises when the registry no longer backs it (see
+/// [`pin_sql`]).
+const NOT_OWNER: &str = "22012";
+
 /// Begins a transaction pinned to `schema` for tenant `tenant_id`, or `None` when the registry
 /// no longer says that this tenant is active and owns that schema.
 ///
 /// The pin is selected from the registry row, so the proof and the pin are one statement: a
 /// context remembered anywhere (a socket, a DataLoader, a batch) can never reach a schema that
-/// was dropped and made again for another tenant, nor a tenant deactivated since.
+/// was dropped and made again for another tenant, nor a tenant deactivated since. `BEGIN` and the
+/// pin travel together as one simple query: one round trip before the first read.
 pub async fn begin_as_owner(
-    db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
+    db: &Pool,
     tenant_id: Uuid,
     schema: &SchemaName,
-) -> Result<Option<DatabaseTransaction>, DbErr> {
-    let txn = db.begin().await?;
-    let pinned = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT set_config('search_path', $1, true) FROM public.tenants \
-             WHERE id = $2 AND schema_name = $3 AND status = 'ACTIVE' AND deleted_at IS NULL",
-            [
-                schema.quoted().into(),
-                tenant_id.into(),
-                schema.as_str().into(),
-            ],
-        ))
-        .await?;
-    if pinned.is_none() {
-        txn.rollback().await?;
-        return Ok(None);
+) -> Result<Option<PinnedTransaction>, DbErr> {
+    let conn = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(sqlx_error_to_conn_err)?;
+    // Until the transaction is known to be open and pinned, a connection given up half-way (the
+    // request was cancelled) is closed rather than handed to the next request in an unknown
+    // state.
+    let mut guard = Unsettled(Some(conn));
+    let conn = guard.0.as_mut().expect("held until settled");
+    let sql = pin_sql(db.pooler(), tenant_id, schema);
+    let started = Instant::now();
+    let begun =
+        PgTransactionManager::begin(conn, Some(AssertSqlSafe(sql.clone()).into_sql_str())).await;
+    db.observer().observe(
+        &Statement::from_string(DbBackend::Postgres, sql),
+        started,
+        begun.is_err(),
+    );
+    match begun {
+        Ok(()) => Ok(Some(PinnedTransaction {
+            conn: Mutex::new(guard.settle()),
+            observer: db.observer().clone(),
+        })),
+        Err(err) => {
+            let not_owner = err
+                .as_database_error()
+                .and_then(|db_err| db_err.try_downcast_ref::<PgDatabaseError>())
+                .is_some_and(|db_err| db_err.code() == NOT_OWNER);
+            // The failed statement left the connection in an aborted transaction block; it goes
+            // back to the pool only once that is rolled back (still guarded meanwhile).
+            let conn = guard.0.as_mut().expect("held until settled");
+            let rolled_back = sea_orm::sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
+                .execute(&mut **conn)
+                .await
+                .is_ok();
+            let mut conn = guard.settle();
+            if !rolled_back {
+                conn.close_on_drop();
+            }
+            if not_owner {
+                Ok(None)
+            } else {
+                Err(sqlx_error_to_conn_err(err))
+            }
+        }
     }
-    Ok(Some(txn))
+}
+
+/// `BEGIN` and the pin as one simple query. The values are written into the text (a simple query
+/// has no parameters): a UUID, and a schema name that validation keeps to `[a-z0-9_]`, so neither
+/// can close the quotes around it.
+///
+/// `HAVING 1 / count(*) = 1` makes a pin the registry does not back fail (with
+/// `division_by_zero`) instead of returning no row: the result of a `BEGIN` is not read, and a
+/// failure aborts the transaction, so nothing can run unpinned in it.
+fn pin_sql(pooler: DatabasePooler, tenant_id: Uuid, schema: &SchemaName) -> String {
+    debug_assert!(crate::primitives::schema_name::is_valid_identifier(
+        schema.as_str()
+    ));
+    // Behind PgBouncer: statements other clients left on this server connection go, and the
+    // search path starts without any schema of ours (see `Pool`).
+    let reset = match pooler {
+        DatabasePooler::PgBouncer => "DEALLOCATE ALL; SET LOCAL search_path = pg_catalog; ",
+        DatabasePooler::None => "",
+    };
+    format!(
+        "BEGIN; {reset}SELECT set_config('search_path', '{quoted}', true) FROM public.tenants \
+         WHERE id = '{tenant_id}' AND schema_name = '{name}' AND status = 'ACTIVE' \
+         AND deleted_at IS NULL HAVING 1 / count(*) = 1",
+        quoted = schema.quoted(),
+        name = schema.as_str(),
+    )
+}
+
+/// A pooled connection between acquiring it and knowing its transaction's state.
+struct Unsettled(Option<PoolConnection<Postgres>>);
+
+impl Unsettled {
+    fn settle(mut self) -> PoolConnection<Postgres> {
+        self.0.take().expect("settled once")
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// A transaction pinned to one tenant's schema (see [`begin_as_owner`]). Dropped without
+/// [`commit`](Self::commit), it rolls back: the ROLLBACK is queued on the connection and sent
+/// when the pool takes the connection back.
+pub struct PinnedTransaction {
+    conn: Mutex<PoolConnection<Postgres>>,
+    observer: StatementObserver,
+}
+
+impl std::fmt::Debug for PinnedTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinnedTransaction")
+    }
+}
+
+impl PinnedTransaction {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        let mut conn = self.conn.lock().await;
+        PgTransactionManager::commit(&mut conn)
+            .await
+            .map_err(sqlx_error_to_query_err)
+    }
+
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        let mut conn = self.conn.lock().await;
+        PgTransactionManager::rollback(&mut conn)
+            .await
+            .map_err(sqlx_error_to_query_err)
+    }
+
+    async fn run<T>(
+        &self,
+        stmt: &Statement,
+        work: impl AsyncFnOnce(&mut PoolConnection<Postgres>) -> Result<T, DbErr>,
+    ) -> Result<T, DbErr> {
+        let mut conn = self.conn.lock().await;
+        let started = Instant::now();
+        let result = work(&mut conn).await;
+        self.observer.observe(stmt, started, result.is_err());
+        result
+    }
+}
+
+impl Drop for PinnedTransaction {
+    fn drop(&mut self) {
+        // A no-op after commit or rollback (the transaction depth is 0 then).
+        PgTransactionManager::start_rollback(self.conn.get_mut());
+    }
+}
+
+// As SeaORM wraps sqlx errors, so that errors from here read like those from its transactions.
+fn sqlx_error_to_conn_err(err: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(err.into()))
+}
+
+fn sqlx_error_to_exec_err(err: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(err.into()))
+}
+
+fn sqlx_error_to_query_err(err: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(err.into()))
+}
+
+fn sqlx_query(stmt: &Statement) -> sea_orm::sqlx::query::Query<'_, Postgres, SqlxValues> {
+    let values = stmt.values.clone().unwrap_or(sea_orm::Values(Vec::new()));
+    sea_orm::sqlx::query_with(AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for PinnedTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.run(&stmt, async |conn| {
+            sqlx_query(&stmt)
+                .execute(&mut **conn)
+                .await
+                .map(Into::into)
+                .map_err(sqlx_error_to_exec_err)
+        })
+        .await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let stmt = Statement::from_string(DbBackend::Postgres, sql);
+        self.run(&stmt, async |conn| {
+            sea_orm::sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut **conn)
+                .await
+                .map(Into::into)
+                .map_err(sqlx_error_to_exec_err)
+        })
+        .await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.run(&stmt, async |conn| {
+            sqlx_query(&stmt)
+                .fetch_optional(&mut **conn)
+                .await
+                .map(|row| row.map(Into::into))
+                .map_err(sqlx_error_to_query_err)
+        })
+        .await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.run(&stmt, async |conn| {
+            sqlx_query(&stmt)
+                .fetch_all(&mut **conn)
+                .await
+                .map(|rows| rows.into_iter().map(Into::into).collect())
+                .map_err(sqlx_error_to_query_err)
+        })
+        .await
+    }
+
+    fn support_returning(&self) -> bool {
+        true
+    }
 }

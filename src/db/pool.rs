@@ -20,7 +20,7 @@
 //! (`CREATE DATABASE`, `VACUUM`, …). Straight to PostgreSQL it is SeaORM's pool as it is, with
 //! `search_path` set once per connection.
 
-use std::{future::Future, pin::Pin};
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Instant};
 
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
@@ -35,11 +35,41 @@ use crate::config::DatabasePooler;
 pub struct Pool {
     connection: DatabaseConnection,
     pooler: DatabasePooler,
+    observer: StatementObserver,
+}
+
+type MetricCallback = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send + Sync>;
+
+/// Who hears of every statement, also of those sent past SeaORM's own connection (the pinned
+/// transactions of [`super::pinned`]).
+#[derive(Clone, Default)]
+pub struct StatementObserver(Option<MetricCallback>);
+
+impl StatementObserver {
+    pub(crate) fn observe(&self, statement: &Statement, started: Instant, failed: bool) {
+        if let Some(callback) = &self.0 {
+            callback(&sea_orm::metric::Info {
+                elapsed: started.elapsed(),
+                statement,
+                failed,
+            });
+        }
+    }
+}
+
+impl fmt::Debug for StatementObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatementObserver")
+    }
 }
 
 impl Pool {
     pub fn new(connection: DatabaseConnection, pooler: DatabasePooler) -> Self {
-        Pool { connection, pooler }
+        Pool {
+            connection,
+            pooler,
+            observer: StatementObserver::default(),
+        }
     }
 
     /// What stands between this pool and PostgreSQL.
@@ -70,7 +100,15 @@ impl Pool {
     where
         F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
     {
-        self.connection.set_metric_callback(callback);
+        let callback: MetricCallback = Arc::new(callback);
+        let shared = callback.clone();
+        self.connection
+            .set_metric_callback(move |info| shared(info));
+        self.observer = StatementObserver(Some(callback));
+    }
+
+    pub(crate) fn observer(&self) -> &StatementObserver {
+        &self.observer
     }
 
     /// The sqlx pool underneath, for work that bypasses SeaORM (and so this pool's care).

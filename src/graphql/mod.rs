@@ -3,11 +3,14 @@
 
 pub mod auth;
 pub mod batch;
+mod document_cache;
 mod error_codes;
 mod operation_metrics;
 pub mod reauthorize;
 pub mod tenant_data;
 pub mod tenants;
+
+pub use document_cache::{PERSISTED_QUERY, QueriesOnly};
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
@@ -83,7 +86,9 @@ pub fn build_schema(state: SharedState) -> AppSchema {
         })
         // Before the loaders: they belong to the principal the operation acts as.
         .extension(reauthorize::Reauthorize(state.clone()))
-        .extension(tenant_data::PerOperationLoaders(state.clone()));
+        .extension(tenant_data::PerOperationLoaders(state.clone()))
+        // Last, so that the extensions before it see every step it short-cuts.
+        .extension(document_cache::DocumentCache::default());
     if !state.config.graphql_introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

@@ -21,7 +21,7 @@ use axum::{
 use crate::{
     auth::{self, RequestContext},
     error::AppError,
-    graphql::MAX_BATCH_OPERATIONS,
+    graphql::{MAX_BATCH_OPERATIONS, PERSISTED_QUERY, QueriesOnly},
     http::HttpState,
 };
 
@@ -52,8 +52,9 @@ pub async fn post(
             );
         }
     };
-    // serde reads `{}` and even `[]` as a request with no query: refuse them here.
-    if batch.iter().any(|request| request.query.trim().is_empty()) {
+    // serde reads `{}` and even `[]` as a request with no query: refuse them here (a persisted
+    // query may come as its hash alone).
+    if batch.iter().any(|request| !has_document(request)) {
         return error_response(
             format,
             StatusCode::BAD_REQUEST,
@@ -134,6 +135,7 @@ pub async fn get(
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GetParams {
+    #[serde(default)]
     query: String,
     operation_name: Option<String>,
     variables: Option<String>,
@@ -143,9 +145,6 @@ struct GetParams {
 impl GetParams {
     /// The request, or `None` when a parameter is missing or malformed.
     fn into_request(self) -> Option<Request> {
-        if self.query.trim().is_empty() {
-            return None;
-        }
         let mut request = Request::new(self.query);
         if let Some(name) = self.operation_name {
             request = request.operation_name(name);
@@ -172,8 +171,15 @@ impl GetParams {
                 _ => return None,
             }
         }
-        Some(request)
+        // A persisted query's operation is known only once its hash is looked up.
+        request.data.insert(QueriesOnly);
+        has_document(&request).then_some(request)
     }
+}
+
+/// A request names its document: by its text, or by the hash of a persisted query.
+fn has_document(request: &Request) -> bool {
+    !request.query.trim().is_empty() || request.extensions.contains_key(PERSISTED_QUERY)
 }
 
 /// Authenticates once for the whole batch, then runs each operation with the request context.
@@ -245,7 +251,13 @@ async fn execute_one(
     mut request: Request,
     context: &RequestContext,
 ) -> async_graphql::Response {
+    let queries_only = request
+        .data
+        .contains_key(&std::any::TypeId::of::<QueriesOnly>());
     request.data = crate::graphql::operation_data(context.clone());
+    if queries_only {
+        request.data.insert(QueriesOnly);
+    }
     http.schema.execute(request).await
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use entity::tenant::{roles, user_roles, user_statuses, users};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, sea_query::OnConflict,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -299,7 +299,7 @@ fn check_status(faults: &mut Faults, code: &str) {
 }
 
 /// A user with their status, or `NOT_FOUND`.
-async fn fetch(txn: &DatabaseTransaction, id: Uuid) -> AppResult<User> {
+async fn fetch(txn: &impl ConnectionTrait, id: Uuid) -> AppResult<User> {
     users::Entity::find_by_id(id)
         .find_also_related(user_statuses::Entity)
         .one(txn)
@@ -308,7 +308,7 @@ async fn fetch(txn: &DatabaseTransaction, id: Uuid) -> AppResult<User> {
         .ok_or_else(|| AppError::not_found("no such user"))
 }
 
-async fn grant(txn: &DatabaseTransaction, user_id: Uuid, role_id: i32) -> AppResult<()> {
+async fn grant(txn: &impl ConnectionTrait, user_id: Uuid, role_id: i32) -> AppResult<()> {
     user_roles::Entity::insert(user_roles::ActiveModel {
         user_id: Set(user_id),
         role_id: Set(role_id),
@@ -323,7 +323,7 @@ async fn grant(txn: &DatabaseTransaction, user_id: Uuid, role_id: i32) -> AppRes
     Ok(())
 }
 
-async fn status_id(txn: &DatabaseTransaction, code: &str) -> AppResult<i16> {
+async fn status_id(txn: &impl ConnectionTrait, code: &str) -> AppResult<i16> {
     user_statuses::Entity::find()
         .filter(user_statuses::Column::Code.eq(code))
         .one(txn)
@@ -338,7 +338,11 @@ async fn status_id(txn: &DatabaseTransaction, code: &str) -> AppResult<i16> {
 }
 
 /// The ids of the named roles, in one query; an unknown name is a fault of `field`.
-async fn role_ids(txn: &DatabaseTransaction, field: &str, names: &[String]) -> AppResult<Vec<i32>> {
+async fn role_ids(
+    txn: &impl ConnectionTrait,
+    field: &str,
+    names: &[String],
+) -> AppResult<Vec<i32>> {
     if names.is_empty() {
         return Ok(Vec::new());
     }

@@ -423,3 +423,163 @@ async fn a_batch_is_answered_as_json_with_one_result_per_operation() {
         assert_eq!(result["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     }
 }
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text))
+}
+
+fn persisted(hash: &str) -> Value {
+    json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
+}
+
+#[tokio::test]
+async fn a_persisted_query_is_registered_by_its_text_once_then_sent_by_its_hash_alone() {
+    let app = TestApp::spawn().await;
+    let query = "query Apq { __typename }";
+    let hash = sha256_hex(query);
+
+    // An unknown hash: the client is told to send the text.
+    let unknown = post(&app, None, json!({ "extensions": persisted(&hash) })).await;
+    assert_eq!(unknown.status, 200);
+    assert!(unknown.body.get("data").is_none(), "{:?}", unknown.body);
+    assert_eq!(
+        unknown.body["errors"][0]["message"],
+        "PersistedQueryNotFound"
+    );
+    assert_eq!(
+        unknown.body["errors"][0]["extensions"]["code"],
+        "BAD_USER_INPUT"
+    );
+
+    // The text with its hash runs and registers it; then the hash alone is enough.
+    let registered = post(
+        &app,
+        None,
+        json!({ "query": query, "extensions": persisted(&hash) }),
+    )
+    .await;
+    assert_eq!(
+        registered.body,
+        json!({ "data": { "__typename": "Query" } })
+    );
+    for _ in 0..2 {
+        let by_hash = post(&app, None, json!({ "extensions": persisted(&hash) })).await;
+        assert_eq!(by_hash.body, json!({ "data": { "__typename": "Query" } }));
+    }
+    // Over GET too, as Apollo's clients send persisted queries.
+    let extensions = persisted(&hash).to_string();
+    let by_get = get(&app, None, &[("extensions", extensions.as_str())]).await;
+    assert_eq!(by_get.body, json!({ "data": { "__typename": "Query" } }));
+
+    // A persisted mutation does not run by GET.
+    let mutation = "mutation { logout }";
+    let mutation_hash = sha256_hex(mutation);
+    post(
+        &app,
+        None,
+        json!({ "query": mutation, "extensions": persisted(&mutation_hash) }),
+    )
+    .await;
+    let extensions = persisted(&mutation_hash).to_string();
+    let mutation_by_get = get(&app, None, &[("extensions", extensions.as_str())]).await;
+    assert!(
+        mutation_by_get.body.get("data").is_none(),
+        "{:?}",
+        mutation_by_get.body
+    );
+    assert_eq!(
+        mutation_by_get.body["errors"][0]["extensions"]["code"],
+        "BAD_USER_INPUT"
+    );
+
+    // A hash that is not the text's is refused and registers nothing under it.
+    let other = sha256_hex("{ me { kind } }");
+    let mismatched = post(
+        &app,
+        Some(GRAPHQL_RESPONSE),
+        json!({ "query": query, "extensions": persisted(&other) }),
+    )
+    .await;
+    assert_eq!(mismatched.status, 400);
+    assert_eq!(
+        mismatched.body["errors"][0]["message"],
+        "provided sha does not match query"
+    );
+    let still_unknown = post(&app, None, json!({ "extensions": persisted(&other) })).await;
+    assert_eq!(
+        still_unknown.body["errors"][0]["message"],
+        "PersistedQueryNotFound"
+    );
+
+    // Malformed persisted-query extensions are request errors with a contract code.
+    for extensions in [
+        json!({ "persistedQuery": { "version": 2, "sha256Hash": hash } }),
+        json!({ "persistedQuery": { "version": 1, "sha256Hash": "not hex" } }),
+        json!({ "persistedQuery": "yes" }),
+    ] {
+        let refused = post(&app, None, json!({ "extensions": extensions })).await;
+        assert!(refused.body.get("data").is_none(), "{:?}", refused.body);
+        assert_eq!(
+            refused.body["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_document_answers_as_the_first_time_whatever_its_operation_and_variables() {
+    let app = TestApp::spawn().await;
+    let operations = "query A { __typename } query B { __schema { queryType { name } } }";
+    let with_variables = "query($n: Int!) { tenants(first: $n) { totalCount } }";
+    let operator = app.operator_token().await;
+    let bearer = format!("Bearer {operator}");
+    let as_operator = [("authorization", bearer.as_str())];
+    for _ in 0..3 {
+        let a = post(
+            &app,
+            None,
+            json!({ "query": operations, "operationName": "A" }),
+        )
+        .await;
+        assert_eq!(a.body, json!({ "data": { "__typename": "Query" } }));
+        let b = post(
+            &app,
+            None,
+            json!({ "query": operations, "operationName": "B" }),
+        )
+        .await;
+        assert_eq!(b.body["data"]["__schema"]["queryType"]["name"], "Query");
+        // An operation the document lacks, or none named, never starts passing.
+        for name in [json!("C"), Value::Null] {
+            let refused = post(
+                &app,
+                None,
+                json!({ "query": operations, "operationName": name }),
+            )
+            .await;
+            assert!(refused.body.get("data").is_none(), "{:?}", refused.body);
+        }
+        // Variables are checked every time: missing, then present.
+        let missing = post_with(&app, None, &as_operator, json!({ "query": with_variables })).await;
+        assert!(missing.body.get("data").is_none(), "{:?}", missing.body);
+        let given = post_with(
+            &app,
+            None,
+            &as_operator,
+            json!({ "query": with_variables, "variables": { "n": 5 } }),
+        )
+        .await;
+        assert_eq!(
+            given.body["data"]["tenants"]["totalCount"], 0,
+            "{:?}",
+            given.body
+        );
+        // A document that does not validate stays refused.
+        let invalid = post(&app, None, json!({ "query": "{ nope }" })).await;
+        assert_eq!(
+            invalid.body["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT"
+        );
+    }
+}

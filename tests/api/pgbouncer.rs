@@ -246,6 +246,18 @@ async fn tenants_stay_isolated_behind_pgbouncer() {
     .await;
 }
 
+/// A refused pin aborts its transaction on a server connection PgBouncer then gives to others:
+/// the rollback must reach it first.
+#[tokio::test]
+#[ignore = "needs pgbouncer (apt-get install pgbouncer): cargo test --test api pgbouncer -- --ignored"]
+async fn refused_pins_leave_server_connections_clean_behind_pgbouncer() {
+    let behind = behind_pgbouncer(|env| {
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
+    })
+    .await;
+    tenant_auth::pin_refusals_leave_the_connection_clean(&behind.app).await;
+}
+
 #[tokio::test]
 #[ignore = "needs pgbouncer (apt-get install pgbouncer): cargo test --test api pgbouncer -- --ignored"]
 async fn batches_provision_and_migrate_behind_pgbouncer() {

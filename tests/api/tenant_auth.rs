@@ -448,3 +448,72 @@ async fn a_socket_opened_before_its_tenant_was_dropped_and_made_again_reaches_no
         json!([{ "firstName": "New" }])
     );
 }
+
+#[tokio::test]
+async fn a_pin_the_registry_does_not_back_is_refused_and_leaves_its_connection_clean() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
+    })
+    .await;
+    pin_refusals_leave_the_connection_clean(&app).await;
+}
+
+/// `BEGIN` and the pin travel as one statement: a pin for another tenant's id, a schema the
+/// tenant does not own, or a deactivated tenant is refused, and the one pooled connection comes
+/// back usable (not stuck in an aborted transaction) and without any schema of ours.
+pub async fn pin_refusals_leave_the_connection_clean(app: &TestApp) {
+    use tenantgraph::{db::pinned::begin_as_owner, primitives::schema_name::SchemaName};
+    let a = app.with_tenant("pin-a.church").await;
+    let b = app.with_tenant("pin-b.church").await;
+    let id = |tenant: &TestTenant| tenant.id.parse::<uuid::Uuid>().unwrap();
+    let schema = |tenant: &TestTenant| SchemaName::parse(&tenant.schema).unwrap();
+    let count_users = Statement::from_string(DbBackend::Postgres, "SELECT count(*) FROM users");
+
+    for (tenant_id, schema) in [
+        (id(&a), schema(&b)),
+        (id(&b), schema(&a)),
+        (uuid::Uuid::new_v4(), schema(&a)),
+    ] {
+        for _ in 0..3 {
+            let pinned = begin_as_owner(app.db(), tenant_id, &schema).await.unwrap();
+            assert!(pinned.is_none(), "{tenant_id} pinned to {schema}");
+        }
+    }
+    let pinned = begin_as_owner(app.db(), id(&a), &schema(&a))
+        .await
+        .unwrap()
+        .expect("the owner pins its schema");
+    let users = pinned.query_one_raw(count_users.clone()).await.unwrap();
+    assert_eq!(users.unwrap().try_get_by_index::<i64>(0).unwrap(), 3);
+    drop(pinned);
+
+    let deactivated = app
+        .graphql(
+            "mutation($id: ID!) { deactivateTenant(id: $id) { status } }",
+            json!({ "id": a.id }),
+            Some(&a.operator),
+        )
+        .await;
+    assert_eq!(deactivated.data()["deactivateTenant"]["status"], "INACTIVE");
+    let refused = begin_as_owner(app.db(), id(&a), &schema(&a)).await.unwrap();
+    assert!(refused.is_none(), "a deactivated tenant pinned its schema");
+
+    // The only connection, after every refusal: usable, and no tenant schema on its path.
+    let search_path = app
+        .db()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SHOW search_path",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<String>(0)
+        .unwrap();
+    assert_eq!(search_path, "pg_catalog");
+    assert!(app.db().query_one_raw(count_users).await.is_err());
+    let people = app
+        .graphql("{ people { totalCount } }", json!({}), Some(&b.admin))
+        .await;
+    assert_eq!(people.data()["people"]["totalCount"], 0);
+}
