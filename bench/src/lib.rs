@@ -31,8 +31,8 @@ use tenantgraph::{
 mod query;
 mod server_memory;
 
-pub use query::{LoadReport, PEOPLE_QUERY, default_load_bin};
-pub use server_memory::{RssSample, curve_table, default_server_bin, rss_mb_of};
+pub use query::{LoadReport, PEOPLE_QUERY};
+pub use server_memory::{RssSample, curve_table, rss_mb_of, sibling_bin};
 
 const OPERATOR_EMAIL: &str = "bench@tenantgraph.bench";
 const OPERATOR_PASSWORD: &str = "bench-operator-password";

@@ -2,9 +2,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tenantgraph_bench::{
-    Bench, Options, RssSample, curve_table, default_load_bin, default_server_bin, table,
-};
+use tenantgraph_bench::{Bench, Options, RssSample, curve_table, sibling_bin, table};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -103,10 +101,16 @@ async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
         eprintln!("migrate …");
         bench.migrate().await?;
     }
-    let server_bin = cli.server_bin.clone().unwrap_or_else(default_server_bin);
+    let server_bin = cli
+        .server_bin
+        .clone()
+        .unwrap_or_else(|| sibling_bin("tenantgraph"));
     if wanted(Scenario::Query) {
         eprintln!("query …");
-        let load_bin = cli.load_bin.clone().unwrap_or_else(default_load_bin);
+        let load_bin = cli
+            .load_bin
+            .clone()
+            .unwrap_or_else(|| sibling_bin("tenantgraph-load"));
         let bar = ProgressBar::new(cli.n.min(100) as u64).with_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} query tenants ({elapsed})")
                 .expect("valid progress template"),

@@ -52,14 +52,6 @@ impl LoadReport {
     }
 }
 
-/// Where `tenantgraph-load` is: next to the running benchmark.
-pub fn default_load_bin() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("tenantgraph-load")))
-        .unwrap_or_else(|| PathBuf::from("target/release/tenantgraph-load"))
-}
-
 impl Bench {
     /// `query`; see the module documentation.
     pub async fn query(

@@ -100,13 +100,14 @@ pub fn rss_mb_of(pid: u32) -> anyhow::Result<f64> {
     Ok(kb / 1024.0)
 }
 
-/// Where `tenantgraph` is: next to the running benchmark (both built by
-/// `cargo build --release --workspace`).
-pub fn default_server_bin() -> PathBuf {
+/// Where the binary `name` of the workspace is: next to the running benchmark (all built by
+/// `cargo build --release --workspace`), the server `tenantgraph` and the load generator
+/// `tenantgraph-load` alike.
+pub fn sibling_bin(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("tenantgraph")))
-        .unwrap_or_else(|| PathBuf::from("target/release/tenantgraph"))
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .unwrap_or_else(|| PathBuf::from("target/release").join(name))
 }
 
 /// Samples every second into a shared curve, under the phase currently set, until dropped.
