@@ -27,6 +27,7 @@ pub mod migrator;
 pub mod provision;
 pub mod registry;
 pub mod seed;
+pub mod templates;
 pub mod validation;
 
 /// Runs `work` in a task of its own, inside the current span: a client that disconnects mid-way
