@@ -103,6 +103,7 @@ pub struct TemplateMutation;
 
 #[Object]
 impl TemplateMutation {
+    /// Saves a template; new tenants of its type (or naming it) get its settings and roles.
     async fn create_tenant_template(
         &self,
         ctx: &Context<'_>,
