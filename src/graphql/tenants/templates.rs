@@ -32,8 +32,8 @@ pub struct TenantTemplateInput {
     /// only tenants naming the template get it.
     pub tenant_type: Option<String>,
     pub settings: Option<TenantSettingsInput>,
-    #[graphql(default)]
-    pub roles: Vec<TenantTemplateRole>,
+    /// Extra roles, besides the seeded admin, member and viewer (at most 20).
+    pub roles: Option<Vec<TenantTemplateRole>>,
 }
 
 impl From<TenantTemplateInput> for TemplateDraft {
@@ -44,6 +44,7 @@ impl From<TenantTemplateInput> for TemplateDraft {
             settings: input.settings.map(Into::into),
             roles: input
                 .roles
+                .unwrap_or_default()
                 .into_iter()
                 .map(|role| SeedRole {
                     name: role.name,
