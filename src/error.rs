@@ -174,11 +174,13 @@ pub fn code_of(err: &DbErr) -> Option<String> {
 /// Names the input field behind a unique-constraint violation from the constraint's name, which
 /// the migrations keep as `<table>_<column>_key`.
 fn conflicting_field(detail: &str) -> Option<String> {
-    ["domain", "schema_name", "email"]
+    // `schema_name` before `name`: `tenants_schema_name_key` ends in both.
+    ["domain", "schema_name", "email", "tenant_type", "name"]
         .into_iter()
         .find(|column| detail.contains(&format!("_{column}_key")))
         .map(|column| match column {
             "schema_name" => "schemaName".to_owned(),
+            "tenant_type" => "tenantType".to_owned(),
             other => other.to_owned(),
         })
 }
@@ -259,6 +261,14 @@ mod tests {
         assert_eq!(
             conflicting_field("unique constraint \"tenants_schema_name_key\""),
             Some("schemaName".into())
+        );
+        assert_eq!(
+            conflicting_field("unique constraint \"tenant_templates_tenant_type_key\""),
+            Some("tenantType".into())
+        );
+        assert_eq!(
+            conflicting_field("unique constraint \"tenant_templates_name_key\""),
+            Some("name".into())
         );
     }
 }

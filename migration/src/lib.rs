@@ -23,6 +23,7 @@ pub const PUBLIC_TABLES: &[&str] = &[
     "provisioning_batches",
     "provisioning_jobs",
     "provisioning_events",
+    "tenant_templates",
     "seaql_migrations",
 ];
 

@@ -35,7 +35,8 @@ use crate::{
         fleet,
         migrator::Target,
         registry::find_live,
-        seed::PendingAdmin,
+        seed::{PendingAdmin, SeedRole},
+        templates,
         validation::{TenantDraft, ValidTenant, validate_new_tenant},
     },
 };
@@ -80,6 +81,10 @@ pub enum JobInput {
     Provision {
         tenant: Box<TenantDraft>,
         admin: Option<PendingAdmin>,
+        /// The template's roles, resolved at submission (its settings are in `tenant`), so a
+        /// resumed job seeds the same whatever became of the template.
+        #[serde(default)]
+        roles: Vec<SeedRole>,
     },
     /// Where the tenant was before, to return it there if an atomic batch is undone.
     #[serde(rename_all = "camelCase")]
@@ -118,12 +123,17 @@ pub async fn provision_tenants(
         );
         // Checked now, so that a resumed job never needs what is not stored (the password);
         // a refusal is reported when the batch runs.
-        match refusal(&draft, prefix, &mut seen, position) {
+        let refused = match templates::apply(&state.db, &mut draft).await {
+            Ok(roles) => refusal(&draft, prefix, &mut seen, position).map(|valid| (valid, roles)),
+            Err(error @ AppError::BadUserInput { .. }) => Err(error),
+            Err(other) => return Err(other),
+        };
+        match refused {
             Err(error) => {
                 job.error_code = Set(Some(error.code().to_owned()));
                 job.error_message = Set(Some(error.client_message().0));
             }
-            Ok(valid) => {
+            Ok((valid, roles)) => {
                 let admin = match valid.admin {
                     Some(admin) => Some(PendingAdmin {
                         email: admin.email,
@@ -136,6 +146,7 @@ pub async fn provision_tenants(
                 let input = JobInput::Provision {
                     tenant: Box::new(draft),
                     admin,
+                    roles,
                 };
                 job.input = Set(Some(serde_json::to_value(input).expect("inputs serialise")));
             }

@@ -253,8 +253,16 @@ impl Runner {
         }
         let first_attempt = job.attempts as u32 + 1;
         Some(match (self.kind, input) {
-            (BatchKind::Provision, Some(JobInput::Provision { tenant, admin })) => {
-                self.provision_one(&job, tenant_id, tenant, admin, first_attempt, interrupted)
+            (
+                BatchKind::Provision,
+                Some(JobInput::Provision {
+                    tenant,
+                    admin,
+                    roles,
+                }),
+            ) => {
+                let seed = Seed { admin, roles };
+                self.provision_one(&job, tenant_id, tenant, seed, first_attempt, interrupted)
                     .await
             }
             (BatchKind::Migrate, Some(JobInput::Migrate { .. })) => {
@@ -324,7 +332,7 @@ impl Runner {
         job: &provisioning_jobs::Model,
         tenant_id: Uuid,
         draft: Box<crate::tenancy::validation::TenantDraft>,
-        admin: Option<crate::tenancy::seed::PendingAdmin>,
+        seed: Seed,
         mut attempt: u32,
         resumed: bool,
     ) -> JobEnd {
@@ -346,7 +354,8 @@ impl Runner {
                 timeout: Duration::from_secs(self.options.timeout_seconds.into()),
                 progress: self.progress_of(job),
                 tenant_id: Some(tenant_id),
-                admin: admin.clone(),
+                admin: seed.admin.clone(),
+                roles: seed.roles.clone(),
             };
             match provision::create(&self.state, &self.actor, valid.clone(), options).await {
                 Ok(created) => {
@@ -794,4 +803,10 @@ fn refused(code: &str, message: String) -> AppError {
             message,
         },
     }
+}
+
+/// What a provisioning job seeds besides its draft, as stored at submission.
+struct Seed {
+    admin: Option<crate::tenancy::seed::PendingAdmin>,
+    roles: Vec<crate::tenancy::seed::SeedRole>,
 }

@@ -26,6 +26,7 @@ pub struct QueryRoot(
     auth::AuthQuery,
     tenants::TenantQuery,
     tenants::DriftQuery,
+    tenants::TemplateQuery,
     batch::BatchQuery,
     tenant_data::TenantDataQuery,
 );
@@ -35,6 +36,7 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     auth::AuthMutation,
     tenants::TenantMutation,
+    tenants::TemplateMutation,
     batch::BatchMutation,
     tenant_data::TenantDataMutation,
 );

@@ -259,6 +259,7 @@ pub async fn update(
         admin: None,
         // The key's scope changes only with the key (`rotateApiKey`).
         api_key_permissions: None,
+        template: None,
     };
     let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)?;
     let updated = update_registry(state, tenant_id, |row| {

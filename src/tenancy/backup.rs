@@ -301,6 +301,7 @@ async fn restore_file(
             json!(header.revision.as_ref() == names.last()),
         ),
         ("pending_admin", Value::Null),
+        ("pending_roles", Value::Null),
         ("deleted_at", Value::Null),
         ("updated_at", json!(now)),
     ] {

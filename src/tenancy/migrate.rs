@@ -21,7 +21,7 @@ use crate::{
         record_tenant,
         registry::{find_live, missing_tables, schema_of, update_registry, update_registry_in},
         run_detached,
-        seed::{PendingAdmin, seed_schema},
+        seed::{PendingAdmin, SeedRole, seed_schema},
     },
 };
 
@@ -330,9 +330,20 @@ pub(super) async fn activate_in(
         .pending_admin
         .clone()
         .and_then(|value| serde_json::from_value(value).ok());
-    seed_schema(txn, &tenant.tenant_name, &tenant.settings, admin.as_ref())
-        .await
-        .map_err(|e| (Step::Seed, e.into()))?;
+    let roles: Vec<SeedRole> = tenant
+        .pending_roles
+        .clone()
+        .and_then(|value| serde_json::from_value(value).ok())
+        .unwrap_or_default();
+    seed_schema(
+        txn,
+        &tenant.tenant_name,
+        &tenant.settings,
+        admin.as_ref(),
+        &roles,
+    )
+    .await
+    .map_err(|e| (Step::Seed, e.into()))?;
     progress.report(Step::Seed, StepStatus::Succeeded, None);
     progress.report(Step::Verify, StepStatus::Started, None);
     let missing = missing_tables(txn, schema)
@@ -349,6 +360,7 @@ pub(super) async fn activate_in(
     let activated = update_registry_in(txn, tenant.id, |row| {
         row.status = Set(TenantStatus::Active);
         row.pending_admin = Set(None);
+        row.pending_roles = Set(None);
         row.failure_reason = Set(None);
     })
     .await

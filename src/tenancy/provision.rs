@@ -25,7 +25,7 @@ use crate::{
             described_conflict, find_by_schema, schema_of, update_registry, update_registry_in,
         },
         run_detached,
-        seed::PendingAdmin,
+        seed::{PendingAdmin, SeedRole},
         validation::ValidTenant,
     },
 };
@@ -44,6 +44,9 @@ pub struct ProvisionOptions {
     /// The first administrator with the password already hashed (a batch hashes it when it is
     /// submitted, so that a resumed job needs no password); else `valid.admin` is hashed here.
     pub admin: Option<PendingAdmin>,
+    /// Extra roles of the tenant's template, resolved by the caller
+    /// ([`super::templates::apply`]); kept with the tenant until its schema is seeded.
+    pub roles: Vec<SeedRole>,
 }
 
 /// A registered tenant and what was done for it.
@@ -137,6 +140,7 @@ async fn create_to_the_end(
             TenantStatus::Pending
         }),
         pending_admin: Set(pending_admin.map(|admin| json!(admin))),
+        pending_roles: Set((!options.roles.is_empty()).then(|| json!(options.roles))),
         api_key_hash: Set(Some(key.hash)),
         api_key_prefix: Set(Some(key.display_prefix)),
         api_key_created_at: Set(Some(now)),

@@ -1,10 +1,11 @@
-//! The data a migrated tenant schema starts with: its settings row and its super admin. Roles,
-//! statuses and permissions come with the migrations that create their tables.
+//! The data a migrated tenant schema starts with: its settings row, its super admin and the extra
+//! roles of its template. The seeded roles, statuses and permissions come with the migrations
+//! that create their tables.
 
 use entity::tenant::{roles, tenant_settings, user_roles, users};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QuerySelect, Statement, sea_query::OnConflict,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,6 +21,14 @@ pub struct PendingAdmin {
     pub password_hash: String,
 }
 
+/// A role a template adds to a new tenant, with its permission codes (validated when the
+/// template was saved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedRole {
+    pub name: String,
+    pub permissions: Vec<String>,
+}
+
 /// Seeds a schema migrated to head, inside `txn` (pinned to that schema). Idempotent: running
 /// it twice changes nothing.
 pub async fn seed_schema(
@@ -27,7 +36,26 @@ pub async fn seed_schema(
     display_name: &str,
     settings: &Value,
     admin: Option<&PendingAdmin>,
+    roles: &[SeedRole],
 ) -> Result<(), DbErr> {
+    for role in roles {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO roles (name, description, is_system) VALUES ($1, 'from the tenant template', false) \
+             ON CONFLICT (name) DO NOTHING",
+            [role.name.clone().into()],
+        ))
+        .await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO role_permissions (role_id, permission_id) \
+             SELECT r.id, p.id FROM roles r JOIN permissions p ON p.code = ANY($2::text[]) \
+              WHERE r.name = $1 \
+             ON CONFLICT DO NOTHING",
+            [role.name.clone().into(), role.permissions.clone().into()],
+        ))
+        .await?;
+    }
     tenant_settings::Entity::insert(tenant_settings::ActiveModel {
         id: Set(true),
         display_name: Set(display_name.to_owned()),

@@ -48,7 +48,24 @@ pub struct TenantDraft {
     /// Permission codes the tenant's API key may use; `None`: the default scope.
     #[serde(alias = "apiKeyPermissions")]
     pub api_key_permissions: Option<Vec<String>>,
+    /// A template's name, to apply it whatever the tenant's type ([`super::templates`]).
+    #[serde(default)]
+    pub template: Option<String>,
 }
+
+impl TenantDraft {
+    /// The tenant type this draft asks for, as [`validate_new_tenant`] records it (before its
+    /// character check): trimmed, `organization` when blank.
+    pub fn tenant_type_or_default(&self) -> &str {
+        self.tenant_type
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(DEFAULT_TENANT_TYPE)
+    }
+}
+
+pub const DEFAULT_TENANT_TYPE: &str = "organization";
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct SettingsDraft {
@@ -179,6 +196,26 @@ impl Faults {
         }
     }
 
+    /// A fault found by a check of its own.
+    pub fn push(&mut self, fault: AppError) {
+        self.0.push(fault);
+    }
+
+    /// An optional tenant type: at most 50 letters, digits, `_` and `-`; blank counts as absent.
+    pub fn tenant_type(&mut self, value: Option<&str>) -> Option<String> {
+        let tenant_type = self.optional("tenantType", value, 50)?;
+        if !tenant_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            self.add(
+                "tenantType",
+                "tenantType may hold letters, digits, _ and - only",
+            );
+        }
+        Some(tenant_type)
+    }
+
     /// An optional email address; blank counts as absent.
     pub fn optional_email(&mut self, field: &str, value: Option<String>) -> Option<String> {
         value
@@ -224,17 +261,8 @@ pub fn validate_new_tenant(
     }
     let email = faults.email("email", &draft.email);
     let tenant_type = faults
-        .optional("tenantType", draft.tenant_type.as_deref(), 50)
-        .unwrap_or_else(|| "organization".to_owned());
-    if !tenant_type
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        faults.add(
-            "tenantType",
-            "tenantType may hold letters, digits, _ and - only",
-        );
-    }
+        .tenant_type(draft.tenant_type.as_deref())
+        .unwrap_or_else(|| DEFAULT_TENANT_TYPE.to_owned());
     let phone = faults.optional("phone", draft.phone.as_deref(), 40);
     if phone.as_deref().is_some_and(|phone| {
         !phone

@@ -25,6 +25,7 @@ mod rate_limits;
 mod resume;
 mod schema;
 mod sessions;
+mod templates;
 mod tenant_auth;
 mod tenant_data;
 mod tenants;

@@ -342,6 +342,81 @@ async fn a_server_killed_mid_batch_resumes_every_tenant_after_a_restart() {
 }
 
 #[tokio::test]
+async fn a_batch_resumed_after_a_crash_applies_the_template_it_was_submitted_with() {
+    let database = TestDatabase::create().await;
+    let db = Db::open(&database).await;
+    let first = Server::start(&database.url, &[]).await;
+    let token = first.operator_token().await;
+    first
+        .graphql(
+            "mutation($input: TenantTemplateInput!) { createTenantTemplate(input: $input) { id } }",
+            json!({ "input": {
+                "name": "Church",
+                "tenantType": "church",
+                "settings": { "features": ["analytics"] },
+                "roles": [{ "name": "auditor", "permissions": ["people:read"] }],
+            } }),
+            Some(&token),
+        )
+        .await
+        .data();
+    let total = 12;
+    let tenants = inputs("tpl", total)
+        .into_iter()
+        .map(|mut tenant| {
+            tenant["tenantType"] = json!("church");
+            tenant
+        })
+        .collect();
+    let batch_id = start_batch(&first, &token, tenants, json!({ "maxConcurrency": 2 })).await;
+    db.until(
+        "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
+        2,
+    )
+    .await;
+    drop(first);
+    let unfinished = db
+        .count(&format!(
+            "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NULL"
+        ))
+        .await;
+    assert_eq!(unfinished, 1, "the kill came mid-batch");
+    db.others_gone().await;
+    // Gone while no server runs: the resumed jobs still get what they were submitted with.
+    db.0.execute_unprepared("DELETE FROM public.tenant_templates")
+        .await
+        .unwrap();
+
+    let second = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let batch = assert_every_tenant_made_once(&db, &second, &token, &batch_id, total as i64).await;
+    assert!(
+        batch["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|result| result["resumed"] == true),
+        "{batch}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants WHERE settings->'features' ? 'analytics'")
+            .await,
+        total as i64
+    );
+    for i in 0..total {
+        let auditors = db
+            .count(&format!(
+                "SELECT count(*) FROM tenant_tpl_{i}.roles r \
+                   JOIN tenant_tpl_{i}.role_permissions rp ON rp.role_id = r.id \
+                   JOIN tenant_tpl_{i}.permissions p ON p.id = rp.permission_id \
+                  WHERE r.name = 'auditor' AND p.code = 'people:read'"
+            ))
+            .await;
+        assert_eq!(auditors, 1, "tenant tpl-{i} has the template's role");
+    }
+}
+
+#[tokio::test]
 async fn an_atomic_batch_resumed_after_a_crash_is_rolled_back_as_a_whole_when_a_tenant_fails() {
     let database = TestDatabase::create().await;
     let db = Db::open(&database).await;

@@ -10,4 +10,5 @@ pub mod provisioning_events;
 pub mod provisioning_jobs;
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod tenant_templates;
 pub mod tenants;

@@ -5,4 +5,5 @@ pub use super::provisioning_events::Entity as ProvisioningEvents;
 pub use super::provisioning_jobs::Entity as ProvisioningJobs;
 pub use super::refresh_tokens::Entity as RefreshTokens;
 pub use super::sessions::Entity as Sessions;
+pub use super::tenant_templates::Entity as TenantTemplates;
 pub use super::tenants::Entity as Tenants;

@@ -41,6 +41,9 @@ pub struct Model {
     /// The super admin awaiting the migrated schema: `{"email", "name", "passwordHash"}`.
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub pending_admin: Option<Json>,
+    /// Roles from a template awaiting the migrated schema: `[{"name", "permissions"}]`.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub pending_roles: Option<Json>,
     /// Hex SHA-256 of the API key.
     #[sea_orm(column_type = "Text", nullable, unique)]
     pub api_key_hash: Option<String>,

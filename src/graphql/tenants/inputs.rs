@@ -62,6 +62,9 @@ pub struct CreateTenantInput {
     /// Permission codes the tenant's API key may use; default: every permission except
     /// `users:write`.
     pub api_key_permissions: Option<Vec<String>>,
+    /// A template to apply by name, whatever the tenant's type; default: the template of the
+    /// tenant's type, if there is one.
+    pub template: Option<String>,
 }
 
 #[derive(InputObject, Debug, Clone, Default)]
@@ -122,6 +125,7 @@ impl From<CreateTenantInput> for TenantDraft {
                 name: admin.name,
             }),
             api_key_permissions: input.api_key_permissions,
+            template: input.template,
         }
     }
 }

@@ -4,10 +4,12 @@ mod drift;
 mod inputs;
 mod mutation;
 mod query;
+mod templates;
 mod types;
 
 pub use drift::DriftQuery;
 pub use inputs::{CreateTenantInput, TenantLimitsInput, TenantSettingsInput};
 pub use mutation::TenantMutation;
 pub use query::TenantQuery;
+pub use templates::{TemplateMutation, TemplateQuery};
 pub use types::{Tenant, TenantStatus};

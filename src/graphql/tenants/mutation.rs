@@ -8,6 +8,7 @@ use crate::{
         migrate::{self, MigrationMode},
         migrator::Target,
         provision::{self, ProvisionOptions},
+        templates,
         validation::{TenantDraft, validate_new_tenant},
     },
 };
@@ -39,10 +40,21 @@ impl TenantMutation {
             progress: Progress::none(),
             tenant_id: None,
             admin: None,
+            roles: Vec::new(),
         };
-        let draft = TenantDraft::from(input);
-        let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)
-            .map_err(|errors| all_errors(ctx, errors))?;
+        let mut draft = TenantDraft::from(input);
+        let applied = templates::apply(&state.db, &mut draft).await;
+        let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix);
+        let (options, valid) = match (applied, valid) {
+            (Ok(roles), Ok(valid)) => (ProvisionOptions { roles, ..options }, valid),
+            (applied, valid) => {
+                let errors = applied
+                    .err()
+                    .into_iter()
+                    .chain(valid.err().into_iter().flatten());
+                return Err(all_errors(ctx, errors.collect()));
+            }
+        };
         let created = provision::create(state, &Actor::from(request), valid, options).await?;
         let status =
             MigrationStatus::new(&created.tenant, created.schema_created, created.migrations);

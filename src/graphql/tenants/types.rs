@@ -33,6 +33,20 @@ pub struct TenantSettings {
     pub limits: TenantLimits,
 }
 
+impl From<SettingsDraft> for TenantSettings {
+    fn from(settings: SettingsDraft) -> Self {
+        let limits = settings.limits.unwrap_or_default();
+        TenantSettings {
+            features: settings.features.unwrap_or_default(),
+            limits: TenantLimits {
+                users: limits.users,
+                storage_gb: limits.storage_gb,
+                requests_per_minute: limits.requests_per_minute,
+            },
+        }
+    }
+}
+
 /// A tenant of the registry.
 pub struct Tenant(pub tenants::Model);
 
@@ -92,16 +106,7 @@ impl Tenant {
         self.0.description.as_deref()
     }
     async fn settings(&self) -> TenantSettings {
-        let settings = SettingsDraft::from_json(&self.0.settings);
-        let limits = settings.limits.unwrap_or_default();
-        TenantSettings {
-            features: settings.features.unwrap_or_default(),
-            limits: TenantLimits {
-                users: limits.users,
-                storage_gb: limits.storage_gb,
-                requests_per_minute: limits.requests_per_minute,
-            },
-        }
+        SettingsDraft::from_json(&self.0.settings).into()
     }
     /// The first characters of the current API key, to tell keys apart; the key itself is never
     /// readable after creation.
