@@ -182,6 +182,24 @@ impl Db {
         .await;
     }
 
+    /// Some tenants done, then `server` killed (SIGKILL) while batch `batch_id` still runs; returns
+    /// once the killed server's connections are gone.
+    async fn kill_mid_batch(&self, server: Server, batch_id: &str) {
+        self.until(
+            "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
+            2,
+        )
+        .await;
+        drop(server);
+        let unfinished = self
+            .count(&format!(
+                "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NULL"
+            ))
+            .await;
+        assert_eq!(unfinished, 1, "the kill came mid-batch");
+        self.others_gone().await;
+    }
+
     /// Until the database has no connection but this handle's: a killed server's are gone.
     async fn others_gone(&self) {
         let started = Instant::now();
@@ -311,20 +329,7 @@ async fn a_server_killed_mid_batch_resumes_every_tenant_after_a_restart() {
     )
     .await;
 
-    // Some tenants done, then SIGKILL while the batch still runs.
-    db.until(
-        "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
-        2,
-    )
-    .await;
-    drop(first);
-    let unfinished = db
-        .count(&format!(
-            "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NULL"
-        ))
-        .await;
-    assert_eq!(unfinished, 1, "the kill came mid-batch");
-    db.others_gone().await;
+    db.kill_mid_batch(first, &batch_id).await;
 
     let second = Server::start(&database.url, &[]).await;
     db.finished(&batch_id).await;
@@ -369,19 +374,7 @@ async fn a_batch_resumed_after_a_crash_applies_the_template_it_was_submitted_wit
         })
         .collect();
     let batch_id = start_batch(&first, &token, tenants, json!({ "maxConcurrency": 2 })).await;
-    db.until(
-        "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
-        2,
-    )
-    .await;
-    drop(first);
-    let unfinished = db
-        .count(&format!(
-            "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NULL"
-        ))
-        .await;
-    assert_eq!(unfinished, 1, "the kill came mid-batch");
-    db.others_gone().await;
+    db.kill_mid_batch(first, &batch_id).await;
     // Gone while no server runs: the resumed jobs still get what they were submitted with.
     db.0.execute_unprepared("DELETE FROM public.tenant_templates")
         .await
