@@ -87,7 +87,8 @@ pub enum TenantsAction {
         contact_email: Option<String>,
     },
     /// Report what disagrees between the registry and the database: schemas no tenant owns,
-    /// tenants whose schema is missing, tenants stuck mid-provisioning.
+    /// tenants whose schema is missing, tenants stuck mid-provisioning. Exits non-zero when
+    /// anything does.
     Reconcile,
     /// Write one tenant's schema (pg_dump) with its registry record and revision to one file.
     Backup {

@@ -119,9 +119,11 @@ pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
             );
         }
     }
-    if problems == 0 {
-        println!("the registry and the database agree");
+    if problems > 0 {
+        // A non-zero exit, so that a script or a monitor notices.
+        anyhow::bail!("{problems} disagreement(s) between the registry and the database");
     }
+    println!("the registry and the database agree");
     Ok(())
 }
 

@@ -82,6 +82,8 @@ async fn the_cli_migrates_one_tenant_down_and_the_fleet_back_up() {
 #[tokio::test]
 async fn the_cli_refuses_schemas_that_belong_to_no_tenant_and_reports_them() {
     let app = TestApp::spawn().await;
+    let agreeing = stdout(&tenantgraph(&app, &["tenants", "reconcile"]));
+    assert!(agreeing.contains("agree"), "{agreeing}");
     sea_orm::ConnectionTrait::execute_unprepared(app.db(), "CREATE SCHEMA tenant_stray")
         .await
         .unwrap();
@@ -91,10 +93,12 @@ async fn the_cli_refuses_schemas_that_belong_to_no_tenant_and_reports_them() {
     );
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("belongs to no tenant"));
-    let reconcile = stdout(&tenantgraph(&app, &["tenants", "reconcile"]));
+    let reconcile = tenantgraph(&app, &["tenants", "reconcile"]);
+    assert!(!reconcile.status.success(), "a disagreement exits non-zero");
+    let report = String::from_utf8_lossy(&reconcile.stdout);
     assert!(
-        reconcile.contains("orphan schema (no tenant): tenant_stray"),
-        "{reconcile}"
+        report.contains("orphan schema (no tenant): tenant_stray"),
+        "{report}"
     );
     let bad_revision = tenantgraph(&app, &["migrate", "tenants", "up", "--to", "nope"]);
     assert!(!bad_revision.status.success());
