@@ -133,6 +133,10 @@ async fn serve(
                     Ok(text) => admit(&tracker, kind, text),
                     Err(_) => refuse_invalid(&tracker, kind, "a binary message".into()),
                 },
+                Err(err) if is_over_size(err) => Admission::Close(
+                    1009,
+                    format!("a message is at most {MAX_MESSAGE_BYTES} bytes"),
+                ),
                 _ => Admission::Pass,
             };
             let pass = match verdict {
@@ -325,6 +329,13 @@ enum SocketEnd {
 
 fn lock(tracker: &Mutex<SocketTracker>) -> std::sync::MutexGuard<'_, SocketTracker> {
     tracker.lock().expect("socket tracker poisoned")
+}
+
+/// The WebSocket layer's refusal of a message or frame over [`MAX_MESSAGE_BYTES`]; its error
+/// type is not public, so it is known by its text ("Space limit exceeded: Message too long").
+fn is_over_size(err: &axum::Error) -> bool {
+    let text = err.to_string();
+    text.contains("Message too long") || text.contains("Frame too long")
 }
 
 fn close_frame(code: u16, reason: String) -> Message {

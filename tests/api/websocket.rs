@@ -197,8 +197,8 @@ async fn a_message_larger_than_the_limit_closes_the_socket() {
         }))
         .await;
     match socket.next_event().await {
-        WsEvent::Closed(_) => {}
-        WsEvent::Message(message) => panic!("expected the socket closed, got {message}"),
+        WsEvent::Closed(Some((code, _))) => assert_eq!(code, 1009, "Message Too Big"),
+        other => panic!("expected the socket closed with 1009, got {other:?}"),
     }
 
     // Just under the limit is fine, on a new socket.
