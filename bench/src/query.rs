@@ -14,16 +14,14 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tenantgraph::db;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 
-use crate::{ADMIN_PASSWORD, Bench, OPERATOR_EMAIL, OPERATOR_PASSWORD, Row, post_json};
+use crate::{Bench, OPERATOR_EMAIL, OPERATOR_PASSWORD, Row, post_json};
 
 /// The document every query client sends.
 pub const PEOPLE_QUERY: &str = "{ people(first: 20) { nodes { id firstName lastName } } }";
@@ -75,22 +73,9 @@ impl Bench {
         let (_, _, tenants) = self
             .provision_tenants_on(&server.base, &operator, "query", count, true, progress)
             .await?;
-        let pool = db::open_pool(&server.database_url, 2).await?;
-        let mut tokens = Vec::with_capacity(tenants.len());
-        for (domain, schema) in &tenants {
-            pool.execute_unprepared(&format!(
-                "INSERT INTO \"{schema}\".person (first_name, last_name, email) \
-                 SELECT 'First' || i, 'Last' || i, 'p' || i || '@example.org' \
-                   FROM generate_series(1, {PEOPLE_PER_TENANT}) i; ANALYZE \"{schema}\".person"
-            ))
+        let tokens = self
+            .people_and_admin_tokens(&server, &tenants, PEOPLE_PER_TENANT)
             .await?;
-            let admin = format!("admin@{domain}");
-            tokens.push(
-                self.login_on(&server.base, Some(domain), &admin, ADMIN_PASSWORD)
-                    .await?,
-            );
-        }
-        pool.close().await?;
 
         let dir = tempdir_for(&server.database_url);
         std::fs::create_dir_all(&dir)?;

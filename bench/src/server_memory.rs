@@ -271,21 +271,9 @@ impl Bench {
         // Tokens of the tenants the load runs over, and 50 people in each.
         sampler.phase("login");
         let load_tenants = &tenants[..tenants.len().min(LOAD_TENANTS)];
-        let pool = db::open_pool(&server.database_url, 2).await?;
-        let mut tokens = Vec::with_capacity(load_tenants.len());
-        for (domain, schema) in load_tenants {
-            pool.execute_unprepared(&format!(
-                "INSERT INTO \"{schema}\".person (first_name, last_name, email) \
-                 SELECT 'First' || i, 'Last' || i, 'p' || i || '@example.org' FROM generate_series(1, 50) i"
-            ))
+        let tokens = self
+            .people_and_admin_tokens(&server, load_tenants, 50)
             .await?;
-            let admin = format!("admin@{domain}");
-            tokens.push(
-                self.login_on(&server.base, Some(domain), &admin, ADMIN_PASSWORD)
-                    .await?,
-            );
-        }
-        pool.close().await?;
 
         sampler.phase("load");
         let domains: Vec<String> = load_tenants.iter().map(|(d, _)| d.clone()).collect();
@@ -338,6 +326,33 @@ impl Bench {
             load.failed as f64,
         ));
         Ok(curve)
+    }
+
+    /// Gives each of `tenants` (domain, schema) `people` people, analysed so that plans are
+    /// those of a live table, and logs its admin in; the admins' tokens, in order.
+    pub(crate) async fn people_and_admin_tokens(
+        &self,
+        server: &ServerProcess,
+        tenants: &[(String, String)],
+        people: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        let pool = db::open_pool(&server.database_url, 2).await?;
+        let mut tokens = Vec::with_capacity(tenants.len());
+        for (domain, schema) in tenants {
+            pool.execute_unprepared(&format!(
+                "INSERT INTO \"{schema}\".person (first_name, last_name, email) \
+                 SELECT 'First' || i, 'Last' || i, 'p' || i || '@example.org' \
+                   FROM generate_series(1, {people}) i; ANALYZE \"{schema}\".person"
+            ))
+            .await?;
+            let admin = format!("admin@{domain}");
+            tokens.push(
+                self.login_on(&server.base, Some(domain), &admin, ADMIN_PASSWORD)
+                    .await?,
+            );
+        }
+        pool.close().await?;
+        Ok(tokens)
     }
 
     pub(crate) async fn login_on(

@@ -234,6 +234,21 @@ async fn start_batch(server: &Server, token: &str, tenants: Vec<Value>, options:
         .to_owned()
 }
 
+/// Starts a fleet migration of every tenant down to base, one tenant at a time; its batch id.
+async fn start_migration_to_base(server: &Server, token: &str) -> String {
+    let started = server
+        .graphql(
+            MIGRATE,
+            json!({ "target": "base", "confirm": "base", "options": { "maxConcurrency": 1 } }),
+            Some(token),
+        )
+        .await;
+    started.data()["migrateTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 const BATCH: &str = "query($id: ID!) { provisioningBatch(id: $id) { status results { domain status attempts resumed apiKey tenantId } summary { successful failed } } }";
 
 /// Every tenant of a finished batch succeeded, once each, with nothing left over.
@@ -537,17 +552,7 @@ async fn sigterm_mid_batch_drains_the_running_tenants_and_the_next_server_resume
     drop(second);
     db.others_gone().await;
     let third = Server::start(&database.url, &[("SHUTDOWN_GRACE_SECONDS", "60")]).await;
-    let migrated = third
-        .graphql(
-            MIGRATE,
-            json!({ "target": "base", "confirm": "base", "options": { "maxConcurrency": 1 } }),
-            Some(&token),
-        )
-        .await;
-    let batch_id = migrated.data()["migrateTenants"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let batch_id = start_migration_to_base(&third, &token).await;
     let jobs = |status: &str| {
         format!(
             "SELECT count(*) FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' AND status = '{status}'"
@@ -611,17 +616,7 @@ async fn when_the_runner_dies_another_server_finishes_the_batch_and_its_subscrib
 
     // A fleet migration: the same.
     let runner = Server::start(&database.url, &[]).await;
-    let migrated = runner
-        .graphql(
-            MIGRATE,
-            json!({ "target": "base", "confirm": "base", "options": { "maxConcurrency": 1 } }),
-            Some(&token),
-        )
-        .await;
-    let batch_id = migrated.data()["migrateTenants"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let batch_id = start_migration_to_base(&runner, &token).await;
     let events = survivor.follow(&token, &batch_id).await;
     db.until(
         &format!("SELECT count(*) FROM public.provisioning_jobs WHERE batch_id = '{batch_id}' AND status = 'SUCCEEDED'"),
