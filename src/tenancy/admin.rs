@@ -78,7 +78,7 @@ pub async fn set_active(
     };
     txn.commit().await?;
     state.directory.forget(tenant.id).await;
-    audit_activation(state, actor, &tenant, active, sessions_ended).await;
+    audit_activation(&state.db, actor, &tenant, active, sessions_ended).await;
     Ok(tenant)
 }
 
@@ -110,7 +110,7 @@ fn activation(
 }
 
 async fn audit_activation(
-    state: &SharedState,
+    db: &impl ConnectionTrait,
     actor: &Actor,
     tenant: &tenants::Model,
     active: bool,
@@ -124,7 +124,7 @@ async fn audit_activation(
             json!({ "sessionsEnded": sessions_ended }),
         )
     };
-    audit::tenant_success(&state.db, actor, action, tenant, detail).await;
+    audit::tenant_success(db, actor, action, tenant, detail).await;
 }
 
 /// Deletes a tenant. With `drop_schema` its data goes too; otherwise the schema is kept for a
@@ -400,23 +400,19 @@ pub async fn update_noting(
         if let Some(statement) = note(&undo) {
             txn.execute_raw(statement).await?;
         }
+        // Audited in the change's transaction: a job resumed after a stop never audits twice.
+        let detail = json!({ "rolesAdded": undo.roles.created });
+        audit::tenant_success(&txn, actor, "tenant.update", &tenant, detail).await;
+        if let Some((active, ..)) = activation.filter(|_| tenant.status != current.status) {
+            audit_activation(&txn, actor, &tenant, active, sessions_ended).await;
+        }
         txn.commit().await?;
         state.directory.forget(tenant_id).await;
-        let switched = activation
-            .filter(|_| tenant.status != current.status)
-            .map(|(active, ..)| (active, sessions_ended));
-        Ok(Ok((tenant, undo, switched)))
+        Ok(Ok((tenant, undo)))
     }
     .await;
     match updated {
-        Ok(Ok((tenant, undo, switched))) => {
-            let detail = json!({ "rolesAdded": undo.roles.created });
-            audit::tenant_success(&state.db, actor, "tenant.update", &tenant, detail).await;
-            if let Some((active, sessions_ended)) = switched {
-                audit_activation(state, actor, &tenant, active, sessions_ended).await;
-            }
-            Ok((tenant, undo))
-        }
+        Ok(Ok(updated)) => Ok(updated),
         Ok(Err(faults)) => Err(faults),
         Err(err) => {
             let err = described_conflict(err);
@@ -456,16 +452,10 @@ pub async fn undo(
     })
     .await?;
     seed::remove_roles(&txn, &undo.roles).await?;
+    let detail = json!({ "undone": true });
+    audit::tenant_success(&txn, actor, "tenant.update", &tenant, detail).await;
     txn.commit().await?;
     state.directory.forget(tenant_id).await;
-    audit::tenant_success(
-        &state.db,
-        actor,
-        "tenant.update",
-        &tenant,
-        json!({ "undone": true }),
-    )
-    .await;
     Ok(())
 }
 
