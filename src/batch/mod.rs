@@ -241,24 +241,9 @@ pub async fn migrate_tenants(
         }
     };
     let options = effective(state, options)?;
-    let jobs = tenants
-        .iter()
-        .enumerate()
-        .map(|(position, tenant)| {
-            let mut job = new_job(
-                position,
-                &tenant.tenant_name,
-                &tenant.domain,
-                Some(tenant.schema_name.clone()),
-                Some(tenant.id),
-            );
-            let input = JobInput::Migrate {
-                from_revision: tenant.current_revision.clone(),
-            };
-            job.input = Set(Some(serde_json::to_value(input).expect("inputs serialise")));
-            job
-        })
-        .collect();
+    let jobs = jobs_of(&tenants, |tenant| JobInput::Migrate {
+        from_revision: tenant.current_revision.clone(),
+    });
     let revision = match &target {
         Target::Head => "head".to_owned(),
         Target::Base => "base".to_owned(),
@@ -309,25 +294,10 @@ pub async fn update_tenants(
     faults.into_result()?;
     let options = effective(state, options).map_err(|e| vec![e])?;
     let tenants = selected(state, selection).await?;
-    let jobs = tenants
-        .iter()
-        .enumerate()
-        .map(|(position, tenant)| {
-            let mut job = new_job(
-                position,
-                &tenant.tenant_name,
-                &tenant.domain,
-                Some(tenant.schema_name.clone()),
-                Some(tenant.id),
-            );
-            let input = JobInput::Update {
-                patch: Box::new(patch.clone()),
-                undo: None,
-            };
-            job.input = Set(Some(serde_json::to_value(input).expect("inputs serialise")));
-            job
-        })
-        .collect();
+    let jobs = jobs_of(&tenants, |_| JobInput::Update {
+        patch: Box::new(patch.clone()),
+        undo: None,
+    });
     start(state, actor, BatchKind::Update, None, options, jobs)
         .await
         .map_err(|e| vec![e])
@@ -509,6 +479,29 @@ fn new_job(
         attempts: Set(0),
         ..Default::default()
     }
+}
+
+/// One job a registered tenant, in order, each with the input `input` gives it.
+fn jobs_of(
+    tenants: &[tenants::Model],
+    input: impl Fn(&tenants::Model) -> JobInput,
+) -> Vec<provisioning_jobs::ActiveModel> {
+    tenants
+        .iter()
+        .enumerate()
+        .map(|(position, tenant)| {
+            let mut job = new_job(
+                position,
+                &tenant.tenant_name,
+                &tenant.domain,
+                Some(tenant.schema_name.clone()),
+                Some(tenant.id),
+            );
+            let input = serde_json::to_value(input(tenant)).expect("inputs serialise");
+            job.input = Set(Some(input));
+            job
+        })
+        .collect()
 }
 
 /// Writes the batch and all its jobs in one transaction, before any work starts.

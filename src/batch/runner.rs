@@ -359,7 +359,7 @@ impl Runner {
             let options = ProvisionOptions {
                 provision_schema: true,
                 run_migrations: true,
-                timeout: Duration::from_secs(self.options.timeout_seconds.into()),
+                timeout: self.timeout(),
                 progress: self.progress_of(job),
                 tenant_id: Some(tenant_id),
                 admin: seed.admin.clone(),
@@ -391,20 +391,17 @@ impl Runner {
         &self,
         job: &provisioning_jobs::Model,
         tenant_id: Uuid,
-        mut attempt: u32,
+        attempt: u32,
         resumed: bool,
     ) -> JobEnd {
-        let started = Instant::now();
         if let Err(error) = find_live(&self.state.db, tenant_id).await {
             return self
-                .job_finished(job, Some(tenant_id), started, Some(error), resumed)
+                .job_finished(job, Some(tenant_id), Instant::now(), Some(error), resumed)
                 .await;
         }
-        loop {
-            self.job_attempt(job, attempt).await;
-            self.event(job, Step::Migrate, StepStatus::Started, None);
-            let migrated = tokio::time::timeout(
-                Duration::from_secs(self.options.timeout_seconds.into()),
+        let migrate = || async {
+            let (_, reached) = tokio::time::timeout(
+                self.timeout(),
                 migrate::run_migrations(
                     &self.state,
                     &self.actor,
@@ -414,32 +411,13 @@ impl Runner {
                 ),
             )
             .await
-            .unwrap_or_else(|_| Err(AppError::Timeout("the migration took too long".into())));
-            match migrated {
-                Ok((_, reached)) => {
-                    let message = reached.current_revision().unwrap_or("base").to_owned();
-                    self.event(job, Step::Migrate, StepStatus::Succeeded, Some(&message));
-                    return self
-                        .job_finished(job, Some(tenant_id), started, None, resumed)
-                        .await;
-                }
-                Err(error) if error.is_transient() && attempt <= self.options.retry_attempts => {
-                    self.retry_after(job, attempt, &error).await;
-                }
-                Err(error) => {
-                    self.event(
-                        job,
-                        Step::Migrate,
-                        StepStatus::Failed,
-                        Some(&error.client_message().0),
-                    );
-                    return self
-                        .job_finished(job, Some(tenant_id), started, Some(error), resumed)
-                        .await;
-                }
-            }
-            attempt += 1;
-        }
+            .unwrap_or_else(|_| Err(AppError::Timeout("the migration took too long".into())))?;
+            Ok(Some(
+                reached.current_revision().unwrap_or("base").to_owned(),
+            ))
+        };
+        self.run_step(job, tenant_id, Step::Migrate, attempt, resumed, migrate)
+            .await
     }
 
     /// Applies the update to one tenant, noting with the change how to take it back.
@@ -448,13 +426,10 @@ impl Runner {
         job: &provisioning_jobs::Model,
         tenant_id: Uuid,
         patch: TenantPatch,
-        mut attempt: u32,
+        attempt: u32,
         resumed: bool,
     ) -> JobEnd {
-        let started = Instant::now();
-        loop {
-            self.job_attempt(job, attempt).await;
-            self.event(job, Step::Register, StepStatus::Started, None);
+        let update = || async {
             let noted = patch.clone();
             let note = |undo: &Undo| {
                 let input = JobInput::Update {
@@ -475,15 +450,15 @@ impl Runner {
                 )
             };
             let updated = tokio::time::timeout(
-                Duration::from_secs(self.options.timeout_seconds.into()),
+                self.timeout(),
                 admin::update_noting(&self.state, &self.actor, tenant_id, patch.clone(), note),
             )
             .await
             .unwrap_or_else(|_| Err(vec![AppError::Timeout("the update took too long".into())]));
-            let updated = match updated {
-                Ok(_) => Ok(()),
+            match updated {
+                Ok(_) => Ok(None),
                 // Timed out after its commit: the change is made.
-                Err(_) if self.update_committed(job.id).await => Ok(()),
+                Err(_) if self.update_committed(job.id).await => Ok(None),
                 // A refusal reports every fault of the tenant in one message.
                 Err(faults) => Err(match <[AppError; 1]>::try_from(faults) {
                     Ok([fault]) => fault,
@@ -492,10 +467,35 @@ impl Runner {
                         message: faults.iter().map(describe).collect::<Vec<_>>().join("; "),
                     },
                 }),
-            };
-            match updated {
-                Ok(()) => {
-                    self.event(job, Step::Register, StepStatus::Succeeded, None);
+            }
+        };
+        self.run_step(job, tenant_id, Step::Register, attempt, resumed, update)
+            .await
+    }
+
+    /// Runs `work` (one step on an existing tenant) from attempt `attempt`, again after each
+    /// transient failure within the retry budget, and records how the job ended. `work`
+    /// answers the message of its success.
+    async fn run_step<Work, Done>(
+        &self,
+        job: &provisioning_jobs::Model,
+        tenant_id: Uuid,
+        step: Step,
+        mut attempt: u32,
+        resumed: bool,
+        work: Work,
+    ) -> JobEnd
+    where
+        Work: Fn() -> Done,
+        Done: Future<Output = AppResult<Option<String>>>,
+    {
+        let started = Instant::now();
+        loop {
+            self.job_attempt(job, attempt).await;
+            self.event(job, step, StepStatus::Started, None);
+            match work().await {
+                Ok(message) => {
+                    self.event(job, step, StepStatus::Succeeded, message.as_deref());
                     return self
                         .job_finished(job, Some(tenant_id), started, None, resumed)
                         .await;
@@ -506,7 +506,7 @@ impl Runner {
                 Err(error) => {
                     self.event(
                         job,
-                        Step::Register,
+                        step,
                         StepStatus::Failed,
                         Some(&error.client_message().0),
                     );
@@ -517,6 +517,11 @@ impl Runner {
             }
             attempt += 1;
         }
+    }
+
+    /// The time one tenant's work may take.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.options.timeout_seconds.into())
     }
 
     /// Whether the job's update committed: its undo is stored.
