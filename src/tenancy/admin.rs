@@ -301,18 +301,37 @@ pub async fn resolve_template(state: &SharedState, patch: &mut TenantPatch) -> A
     Ok(())
 }
 
-/// What an update changed of what a bulk update may change (settings, type, status and roles),
-/// as it was before: enough to put the tenant back ([`undo`]).
+/// How to take an update back: what a bulk update may change (settings, type, status) before
+/// and after it, and the roles it added ([`undo`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Undo {
-    pub settings: serde_json::Value,
-    pub tenant_type: String,
-    /// The stored status.
-    pub status: String,
-    pub failure_reason: Option<String>,
+    pub before: Changeable,
+    pub after: Changeable,
     /// What the update added to the tenant's roles.
     pub roles: AddedRoles,
+}
+
+/// The parts of a tenant that a bulk update may change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Changeable {
+    pub settings: serde_json::Value,
+    pub tenant_type: String,
+    /// The stored status, and the reason that goes with it.
+    pub status: String,
+    pub failure_reason: Option<String>,
+}
+
+impl Changeable {
+    fn of(tenant: &tenants::Model) -> Self {
+        Changeable {
+            settings: tenant.settings.clone(),
+            tenant_type: tenant.tenant_type.clone(),
+            status: tenant.status.as_db().to_owned(),
+            failure_reason: tenant.failure_reason.clone(),
+        }
+    }
 }
 
 /// Updates a tenant under the same rules as creation. The schema name never changes: it is
@@ -391,10 +410,8 @@ pub async fn update_noting(
             _ => 0,
         };
         let undo = Undo {
-            settings: current.settings.clone(),
-            tenant_type: current.tenant_type.clone(),
-            status: current.status.as_db().to_owned(),
-            failure_reason: current.failure_reason.clone(),
+            before: Changeable::of(&current),
+            after: Changeable::of(&tenant),
             roles: seed::add_roles(&txn, &patch.roles).await?,
         };
         if let Some(statement) = note(&undo) {
@@ -423,7 +440,8 @@ pub async fn update_noting(
 }
 
 /// Puts back what an update changed (see [`Undo`]), in one transaction: a bulk update that is
-/// rolled back. A tenant deleted since has nothing to put back.
+/// rolled back. A part changed again since (by someone else) keeps that change; a tenant
+/// deleted since has nothing to put back.
 #[tracing::instrument(
     name = "undo tenant update",
     skip_all,
@@ -441,18 +459,32 @@ pub async fn undo(
         Err(err) => return Err(err),
     };
     record_tenant(&current);
-    let status = TenantStatus::try_from_value(&undo.status).map_err(AppError::from)?;
+    let (before, after) = (&undo.before, &undo.after);
+    let status = TenantStatus::try_from_value(&before.status).map_err(AppError::from)?;
     let txn = begin_in_schema(&state.db, &schema_of(&current)).await?;
-    lock_live(&txn, tenant_id).await?;
+    let now = Changeable::of(&lock_live(&txn, tenant_id).await?);
+    let mut kept = Vec::new();
     let tenant = update_registry_in(&txn, tenant_id, |row| {
-        row.settings = Set(undo.settings.clone());
-        row.tenant_type = Set(undo.tenant_type.clone());
-        row.status = Set(status);
-        row.failure_reason = Set(undo.failure_reason.clone());
+        if now.settings == after.settings {
+            row.settings = Set(before.settings.clone());
+        } else {
+            kept.push("settings");
+        }
+        if now.tenant_type == after.tenant_type {
+            row.tenant_type = Set(before.tenant_type.clone());
+        } else {
+            kept.push("tenantType");
+        }
+        if (&now.status, &now.failure_reason) == (&after.status, &after.failure_reason) {
+            row.status = Set(status);
+            row.failure_reason = Set(before.failure_reason.clone());
+        } else {
+            kept.push("status");
+        }
     })
     .await?;
     seed::remove_roles(&txn, &undo.roles).await?;
-    let detail = json!({ "undone": true });
+    let detail = json!({ "undone": true, "changedSince": kept });
     audit::tenant_success(&txn, actor, "tenant.update", &tenant, detail).await;
     txn.commit().await?;
     state.directory.forget(tenant_id).await;

@@ -1,7 +1,10 @@
 //! Bulk tenant updates (`updateTenants`): one change to many tenants on the batch machinery,
 //! by ids or by filter, all or nothing on request.
 
-use sea_orm::{ConnectionTrait, sqlx::Connection};
+use sea_orm::{
+    ConnectionTrait,
+    sqlx::{Connection, PgConnection},
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -43,6 +46,41 @@ async fn registry(app: &TestApp, token: &str) -> std::collections::BTreeMap<Stri
         .iter()
         .map(|node| (node["domain"].as_str().unwrap().to_owned(), node.clone()))
         .collect()
+}
+
+/// Holds the change of tenant `domain` to `tenant_type` (the test's own tenant types) on a lock
+/// until the returned connection is closed.
+async fn hold_update(app: &TestApp, domain: &str, tenant_type: &str) -> PgConnection {
+    app.db()
+        .execute_unprepared(&format!(
+            "CREATE FUNCTION public.hold_update() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_advisory_xact_lock_shared(4343); RETURN NEW; END $$;
+             CREATE TRIGGER hold_update BEFORE UPDATE ON public.tenants FOR EACH ROW
+               WHEN (NEW.domain = '{domain}' AND NEW.tenant_type = '{tenant_type}')
+               EXECUTE FUNCTION public.hold_update();"
+        ))
+        .await
+        .unwrap();
+    let mut hold = PgConnection::connect(&app.database.url).await.unwrap();
+    sea_orm::sqlx::query("SELECT pg_advisory_lock(4343)")
+        .execute(&mut hold)
+        .await
+        .unwrap();
+    hold
+}
+
+/// Until a change waits on [`hold_update`]'s lock.
+async fn until_held(app: &TestApp) {
+    while app
+        .scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4343 AND NOT granted \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .await
+        == 0
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Every error of a response as `(code, field)`, sorted.
@@ -343,6 +381,64 @@ async fn an_atomic_update_with_one_failing_tenant_leaves_every_tenant_as_it_was(
 }
 
 #[tokio::test]
+async fn an_undone_update_keeps_what_was_changed_again_in_the_meantime() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    create_template(&app, &token).await;
+    let ids = tenants(&app, &token, "kept", 3).await;
+    let before = registry(&app, &token).await;
+    app.db()
+        .execute_unprepared("DROP SCHEMA tenant_kept_2 CASCADE")
+        .await
+        .unwrap();
+    let hold = hold_update(&app, "kept-1", "school").await;
+    let response = update(
+        &app,
+        &token,
+        json!({ "ids": ids, "input": { "template": "Audited", "tenantType": "school" }, "options": { "atomic": true, "maxConcurrency": 1 } }),
+    )
+    .await;
+    let batch_id = response.data()["updateTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_held(&app).await;
+    // The first tenant, changed by the batch, is changed again by an operator.
+    app.graphql(
+        "mutation($id: ID!) { updateTenant(id: $id, input: { tenantType: \"church\" }) { id } }",
+        json!({ "id": ids[0] }),
+        Some(&token),
+    )
+    .await
+    .data();
+    hold.close().await.unwrap();
+    follow(&app, &token, &batch_id).await;
+
+    let after = registry(&app, &token).await;
+    assert_eq!(
+        after["kept-0"]["tenantType"], "church",
+        "the later change stays"
+    );
+    assert_eq!(after["kept-0"]["settings"], before["kept-0"]["settings"]);
+    assert_eq!(after["kept-1"], before["kept-1"]);
+    for i in 0..2 {
+        assert_eq!(
+            roles_named(&app, &format!("tenant_kept_{i}"), "auditor").await,
+            0
+        );
+    }
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) FROM public.audit_events WHERE tenant_id = '{}' \
+               AND detail->'changedSince' = '[\"tenantType\"]'",
+            ids[0]
+        ))
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
 async fn a_non_atomic_update_changes_the_others_and_reports_a_tenant_deleted_before_its_turn() {
     let app = TestApp::spawn().await;
     let token = app.operator_token().await;
@@ -350,24 +446,7 @@ async fn a_non_atomic_update_changes_the_others_and_reports_a_tenant_deleted_bef
     let ids = tenants(&app, &token, "partial", 4).await;
     // The first tenant's change waits on a lock the test holds, so the batch is submitted and
     // running when the third tenant is deleted.
-    app.db()
-        .execute_unprepared(
-            "CREATE FUNCTION public.hold_update() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN PERFORM pg_advisory_xact_lock_shared(4343); RETURN NEW; END $$;
-             CREATE TRIGGER hold_update BEFORE UPDATE ON public.tenants FOR EACH ROW
-               WHEN (NEW.domain = 'partial-0' AND NEW.tenant_type = 'audited')
-               EXECUTE FUNCTION public.hold_update();",
-        )
-        .await
-        .unwrap();
-    let mut hold = sea_orm::sqlx::PgConnection::connect(&app.database.url)
-        .await
-        .unwrap();
-    sea_orm::sqlx::query("SELECT pg_advisory_lock(4343)")
-        .execute(&mut hold)
-        .await
-        .unwrap();
-
+    let hold = hold_update(&app, "partial-0", "audited").await;
     let response = update(
         &app,
         &token,
@@ -378,16 +457,7 @@ async fn a_non_atomic_update_changes_the_others_and_reports_a_tenant_deleted_bef
         .as_str()
         .unwrap()
         .to_owned();
-    while app
-        .scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4343 AND NOT granted \
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .await
-        == 0
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_held(&app).await;
     app.graphql(
         "mutation($id: ID!) { deleteTenant(id: $id) { schemaDropped } }",
         json!({ "id": ids[2] }),
