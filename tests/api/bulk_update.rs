@@ -69,8 +69,13 @@ async fn hold_update(app: &TestApp, domain: &str, tenant_type: &str) -> PgConnec
     hold
 }
 
-/// Until a change waits on [`hold_update`]'s lock.
-async fn until_held(app: &TestApp) {
+/// Submits an update; its batch id once a change waits on [`hold_update`]'s lock.
+async fn submit_held(app: &TestApp, token: &str, variables: Value) -> String {
+    let response = update(app, token, variables).await;
+    let batch_id = response.data()["updateTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     while app
         .scalar(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4343 AND NOT granted \
@@ -81,6 +86,13 @@ async fn until_held(app: &TestApp) {
     {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    batch_id
+}
+
+/// Lets the held change go on; returns once the batch has ended.
+async fn release(app: &TestApp, token: &str, hold: PgConnection, batch_id: &str) {
+    hold.close().await.unwrap();
+    follow(app, token, batch_id).await;
 }
 
 /// Every error of a response as `(code, field)`, sorted.
@@ -392,17 +404,12 @@ async fn an_undone_update_keeps_what_was_changed_again_in_the_meantime() {
         .await
         .unwrap();
     let hold = hold_update(&app, "kept-1", "school").await;
-    let response = update(
+    let batch_id = submit_held(
         &app,
         &token,
         json!({ "ids": ids, "input": { "template": "Audited", "tenantType": "school" }, "options": { "atomic": true, "maxConcurrency": 1 } }),
     )
     .await;
-    let batch_id = response.data()["updateTenants"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    until_held(&app).await;
     // The first tenant, changed by the batch, is changed again by an operator.
     app.graphql(
         "mutation($id: ID!) { updateTenant(id: $id, input: { tenantType: \"church\" }) { id } }",
@@ -411,8 +418,7 @@ async fn an_undone_update_keeps_what_was_changed_again_in_the_meantime() {
     )
     .await
     .data();
-    hold.close().await.unwrap();
-    follow(&app, &token, &batch_id).await;
+    release(&app, &token, hold, &batch_id).await;
 
     let after = registry(&app, &token).await;
     assert_eq!(
@@ -447,17 +453,12 @@ async fn a_non_atomic_update_changes_the_others_and_reports_a_tenant_deleted_bef
     // The first tenant's change waits on a lock the test holds, so the batch is submitted and
     // running when the third tenant is deleted.
     let hold = hold_update(&app, "partial-0", "audited").await;
-    let response = update(
+    let batch_id = submit_held(
         &app,
         &token,
         json!({ "ids": ids, "input": { "template": "Audited", "tenantType": "audited" }, "options": { "maxConcurrency": 1 } }),
     )
     .await;
-    let batch_id = response.data()["updateTenants"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    until_held(&app).await;
     app.graphql(
         "mutation($id: ID!) { deleteTenant(id: $id) { schemaDropped } }",
         json!({ "id": ids[2] }),
@@ -465,8 +466,7 @@ async fn a_non_atomic_update_changes_the_others_and_reports_a_tenant_deleted_bef
     )
     .await
     .data();
-    hold.close().await.unwrap();
-    follow(&app, &token, &batch_id).await;
+    release(&app, &token, hold, &batch_id).await;
 
     let response = app
         .graphql(
