@@ -1,5 +1,5 @@
-//! Batches: provisioning tenants by the hundred and migrating the fleet, on one durable job
-//! machinery. A batch and one job per tenant are written before any work starts; each job
+//! Batches: provisioning tenants by the hundred, migrating the fleet and updating many tenants
+//! at once, on one durable job machinery. A batch and one job per tenant are written before any work starts; each job
 //! records how it ends; progress events stream to subscribers on every server. A batch belongs
 //! to the live server holding its lock: when that server dies, any other one (or the same one
 //! restarted) takes it over within seconds, undoes what was half made and runs the unfinished
@@ -14,7 +14,7 @@ mod runs;
 
 pub use runs::Runs;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -32,12 +32,13 @@ use crate::{
     primitives::schema_name::SchemaName,
     state::SharedState,
     tenancy::{
+        admin::{self, TenantPatch, Undo},
         fleet,
         migrator::Target,
-        registry::find_live,
+        registry::{self, TenantQuery, find_live},
         seed::{PendingAdmin, SeedRole},
         templates,
-        validation::{TenantDraft, ValidTenant, validate_new_tenant},
+        validation::{Faults, TenantDraft, ValidTenant, validate_new_tenant, validate_settings},
     },
 };
 
@@ -89,6 +90,19 @@ pub enum JobInput {
     /// Where the tenant was before, to return it there if an atomic batch is undone.
     #[serde(rename_all = "camelCase")]
     Migrate { from_revision: Option<String> },
+    /// The change (its template resolved at submission), and, once it committed, how to take it
+    /// back: written in the change's own transaction, so a job that has it is done.
+    Update {
+        patch: Box<TenantPatch>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo: Option<Undo>,
+    },
+}
+
+/// The tenants a bulk update changes.
+pub enum TenantSelection {
+    Ids(Vec<Uuid>),
+    Filter(TenantQuery),
 }
 
 /// Starts provisioning `drafts`. Only whole-batch faults (size) are errors; a tenant's bad
@@ -227,24 +241,9 @@ pub async fn migrate_tenants(
         }
     };
     let options = effective(state, options)?;
-    let jobs = tenants
-        .iter()
-        .enumerate()
-        .map(|(position, tenant)| {
-            let mut job = new_job(
-                position,
-                &tenant.tenant_name,
-                &tenant.domain,
-                Some(tenant.schema_name.clone()),
-                Some(tenant.id),
-            );
-            let input = JobInput::Migrate {
-                from_revision: tenant.current_revision.clone(),
-            };
-            job.input = Set(Some(serde_json::to_value(input).expect("inputs serialise")));
-            job
-        })
-        .collect();
+    let jobs = jobs_of(&tenants, |tenant| JobInput::Migrate {
+        from_revision: tenant.current_revision.clone(),
+    });
     let revision = match &target {
         Target::Head => "head".to_owned(),
         Target::Base => "base".to_owned(),
@@ -259,6 +258,103 @@ pub async fn migrate_tenants(
         jobs,
     )
     .await
+}
+
+/// Starts applying `patch` to the selected tenants. Refused as a whole, before anything starts:
+/// fields that belong to one tenant alone, bad values, unknown ids (`NOT_FOUND` each), and a
+/// selection outside 1 to `MAX_TENANTS_PER_BATCH` tenants; a filter matching no tenant is an
+/// empty batch.
+#[tracing::instrument(
+    name = "update tenants",
+    skip_all,
+    fields(batch_id = tracing::field::Empty)
+)]
+pub async fn update_tenants(
+    state: &SharedState,
+    actor: &Actor,
+    selection: TenantSelection,
+    mut patch: TenantPatch,
+    options: BatchOptions,
+) -> Result<BatchReport, Vec<AppError>> {
+    let mut faults = Faults::default();
+    for field in patch.own_fields() {
+        faults.add(
+            field,
+            format!("{field} belongs to one tenant: change it with updateTenant"),
+        );
+    }
+    if patch.is_empty() {
+        faults.add("input", "nothing to change");
+    }
+    faults.tenant_type(patch.tenant_type.as_deref());
+    validate_settings(&mut faults, patch.settings.as_ref());
+    if let Err(fault) = admin::resolve_template(state, &mut patch).await {
+        faults.push(fault);
+    }
+    faults.into_result()?;
+    let options = effective(state, options).map_err(|e| vec![e])?;
+    let tenants = selected(state, selection).await?;
+    let jobs = jobs_of(&tenants, |_| JobInput::Update {
+        patch: Box::new(patch.clone()),
+        undo: None,
+    });
+    start(state, actor, BatchKind::Update, None, options, jobs)
+        .await
+        .map_err(|e| vec![e])
+}
+
+/// The live tenants a bulk update names: every id must be one (`NOT_FOUND` for each that is
+/// not), and a filter may match no more than a batch holds.
+async fn selected(
+    state: &SharedState,
+    selection: TenantSelection,
+) -> Result<Vec<tenants::Model>, Vec<AppError>> {
+    let limit = u64::from(state.config.max_tenants_per_batch);
+    match selection {
+        TenantSelection::Ids(ids) => {
+            check_batch_size(state, "tenantIds", ids.len()).map_err(|e| vec![e])?;
+            let mut unique = HashSet::new();
+            if let Some(twice) = ids.iter().find(|id| !unique.insert(**id)) {
+                return Err(vec![AppError::bad_input(
+                    "tenantIds",
+                    format!("tenant {twice} is named twice"),
+                )]);
+            }
+            let found = tenants::Entity::find()
+                .filter(tenants::Column::Id.is_in(ids.clone()))
+                .filter(tenants::Column::DeletedAt.is_null())
+                .all(&state.db)
+                .await
+                .map_err(|e| vec![e.into()])?;
+            let mut by_id: HashMap<Uuid, tenants::Model> = found
+                .into_iter()
+                .map(|tenant| (tenant.id, tenant))
+                .collect();
+            let unknown: Vec<AppError> = ids
+                .iter()
+                .filter(|id| !by_id.contains_key(id))
+                .map(|id| AppError::not_found(format!("no tenant with id {id}")))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(unknown);
+            }
+            Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+        }
+        TenantSelection::Filter(query) => {
+            let page = registry::list(&state.db, &query, None, limit, false)
+                .await
+                .map_err(|e| vec![e])?;
+            if page.has_next_page {
+                return Err(vec![AppError::bad_input(
+                    "filter",
+                    format!(
+                        "more than {limit} tenants match (MAX_TENANTS_PER_BATCH): narrow the filter or name the tenants"
+                    ),
+                )]);
+            }
+            Ok(page.tenants)
+        }
+    }
 }
 
 /// Records the batch under its lock, taken first so that no other server takes it over before
@@ -383,6 +479,29 @@ fn new_job(
         attempts: Set(0),
         ..Default::default()
     }
+}
+
+/// One job a registered tenant, in order, each with the input `input` gives it.
+fn jobs_of(
+    tenants: &[tenants::Model],
+    input: impl Fn(&tenants::Model) -> JobInput,
+) -> Vec<provisioning_jobs::ActiveModel> {
+    tenants
+        .iter()
+        .enumerate()
+        .map(|(position, tenant)| {
+            let mut job = new_job(
+                position,
+                &tenant.tenant_name,
+                &tenant.domain,
+                Some(tenant.schema_name.clone()),
+                Some(tenant.id),
+            );
+            let input = serde_json::to_value(input(tenant)).expect("inputs serialise");
+            job.input = Set(Some(input));
+            job
+        })
+        .collect()
 }
 
 /// Writes the batch and all its jobs in one transaction, before any work starts.

@@ -20,21 +20,23 @@ use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use futures_util::{StreamExt, stream};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
+    TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use crate::{
     audit::Actor,
     batch::{
-        BatchKind, BatchOptions, BatchStatus, JobInput, JobStatus,
+        BatchKind, BatchOptions, BatchStatus, JobInput, JobStatus, describe,
         events::ProgressEvent,
         lock::{BatchLock, HeldLock},
     },
     error::{AppError, AppResult},
     state::SharedState,
     tenancy::{
-        Progress, Step, StepStatus, TenantStatus, admin,
+        Progress, Step, StepStatus, TenantStatus,
+        admin::{self, TenantPatch, Undo},
         migrate::{self, MigrationMode},
         migrator::Target,
         provision::{self, ProvisionOptions},
@@ -195,10 +197,7 @@ impl Runner {
             let error = refused(code, job.error_message.clone().unwrap_or_default());
             return Some(self.end_without_work(&job, Step::Validate, error).await);
         }
-        let input: Option<JobInput> = job
-            .input
-            .clone()
-            .and_then(|input| serde_json::from_value(input).ok());
+        let input = stored_input(&job);
         let interrupted = job.status == JobStatus::Running;
         let started = Instant::now();
         let tenant_id = job.tenant_id.unwrap_or_else(Uuid::new_v4);
@@ -226,7 +225,7 @@ impl Runner {
                     reference: None,
                     message: format!("{INTERRUPTED}, and no attempts were left"),
                 };
-                let tenant = (self.kind == BatchKind::Migrate).then_some(tenant_id);
+                let tenant = (self.kind != BatchKind::Provision).then_some(tenant_id);
                 return Some(
                     self.job_finished(&job, tenant, started, Some(error), true)
                         .await,
@@ -269,6 +268,10 @@ impl Runner {
                 self.migrate_one(&job, tenant_id, first_attempt, interrupted)
                     .await
             }
+            (BatchKind::Update, Some(JobInput::Update { patch, .. })) => {
+                self.update_one(&job, tenant_id, *patch, first_attempt, interrupted)
+                    .await
+            }
             _ => {
                 // A job recorded by a version that did not store inputs cannot be run again.
                 let error = AppError::Failed {
@@ -296,6 +299,11 @@ impl Runner {
         // an interrupted one rolled back; running it again goes on from where the schema is.
         if self.kind == BatchKind::Migrate {
             return Ok(false);
+        }
+        // An update's change commits with its undo, in one transaction: a job that has its undo
+        // is done, one without it changed nothing.
+        if self.kind == BatchKind::Update {
+            return Ok(update_noted(job));
         }
         let Some(tenant) = tenants::Entity::find_by_id(tenant_id)
             .one(&self.state.db)
@@ -351,7 +359,7 @@ impl Runner {
             let options = ProvisionOptions {
                 provision_schema: true,
                 run_migrations: true,
-                timeout: Duration::from_secs(self.options.timeout_seconds.into()),
+                timeout: self.timeout(),
                 progress: self.progress_of(job),
                 tenant_id: Some(tenant_id),
                 admin: seed.admin.clone(),
@@ -383,20 +391,17 @@ impl Runner {
         &self,
         job: &provisioning_jobs::Model,
         tenant_id: Uuid,
-        mut attempt: u32,
+        attempt: u32,
         resumed: bool,
     ) -> JobEnd {
-        let started = Instant::now();
         if let Err(error) = find_live(&self.state.db, tenant_id).await {
             return self
-                .job_finished(job, Some(tenant_id), started, Some(error), resumed)
+                .job_finished(job, Some(tenant_id), Instant::now(), Some(error), resumed)
                 .await;
         }
-        loop {
-            self.job_attempt(job, attempt).await;
-            self.event(job, Step::Migrate, StepStatus::Started, None);
-            let migrated = tokio::time::timeout(
-                Duration::from_secs(self.options.timeout_seconds.into()),
+        let migrate = || async {
+            let (_, reached) = tokio::time::timeout(
+                self.timeout(),
                 migrate::run_migrations(
                     &self.state,
                     &self.actor,
@@ -406,11 +411,91 @@ impl Runner {
                 ),
             )
             .await
-            .unwrap_or_else(|_| Err(AppError::Timeout("the migration took too long".into())));
-            match migrated {
-                Ok((_, reached)) => {
-                    let message = reached.current_revision().unwrap_or("base").to_owned();
-                    self.event(job, Step::Migrate, StepStatus::Succeeded, Some(&message));
+            .unwrap_or_else(|_| Err(AppError::Timeout("the migration took too long".into())))?;
+            Ok(Some(
+                reached.current_revision().unwrap_or("base").to_owned(),
+            ))
+        };
+        self.run_step(job, tenant_id, Step::Migrate, attempt, resumed, migrate)
+            .await
+    }
+
+    /// Applies the update to one tenant, noting with the change how to take it back.
+    async fn update_one(
+        &self,
+        job: &provisioning_jobs::Model,
+        tenant_id: Uuid,
+        patch: TenantPatch,
+        attempt: u32,
+        resumed: bool,
+    ) -> JobEnd {
+        let update = || async {
+            let noted = patch.clone();
+            let note = |undo: &Undo| {
+                let input = JobInput::Update {
+                    patch: Box::new(noted),
+                    undo: Some(undo.clone()),
+                };
+                // The first undo stays: an attempt that timed out after its commit left it, and
+                // a second one would note the changed tenant as the one to go back to.
+                Some(
+                    provisioning_jobs::Entity::update_many()
+                        .col_expr(
+                            provisioning_jobs::Column::Input,
+                            Expr::value(serde_json::to_value(input).expect("inputs serialise")),
+                        )
+                        .filter(provisioning_jobs::Column::Id.eq(job.id))
+                        .filter(Expr::cust("input->'undo' IS NULL"))
+                        .build(DbBackend::Postgres),
+                )
+            };
+            let updated = tokio::time::timeout(
+                self.timeout(),
+                admin::update_noting(&self.state, &self.actor, tenant_id, patch.clone(), note),
+            )
+            .await
+            .unwrap_or_else(|_| Err(vec![AppError::Timeout("the update took too long".into())]));
+            match updated {
+                Ok(_) => Ok(None),
+                // Timed out after its commit: the change is made.
+                Err(_) if self.update_committed(job.id).await => Ok(None),
+                // A refusal reports every fault of the tenant in one message.
+                Err(faults) => Err(match <[AppError; 1]>::try_from(faults) {
+                    Ok([fault]) => fault,
+                    Err(faults) => AppError::BadUserInput {
+                        field: None,
+                        message: faults.iter().map(describe).collect::<Vec<_>>().join("; "),
+                    },
+                }),
+            }
+        };
+        self.run_step(job, tenant_id, Step::Register, attempt, resumed, update)
+            .await
+    }
+
+    /// Runs `work` (one step on an existing tenant) from attempt `attempt`, again after each
+    /// transient failure within the retry budget, and records how the job ended. `work`
+    /// answers the message of its success.
+    async fn run_step<Work, Done>(
+        &self,
+        job: &provisioning_jobs::Model,
+        tenant_id: Uuid,
+        step: Step,
+        mut attempt: u32,
+        resumed: bool,
+        work: Work,
+    ) -> JobEnd
+    where
+        Work: Fn() -> Done,
+        Done: Future<Output = AppResult<Option<String>>>,
+    {
+        let started = Instant::now();
+        loop {
+            self.job_attempt(job, attempt).await;
+            self.event(job, step, StepStatus::Started, None);
+            match work().await {
+                Ok(message) => {
+                    self.event(job, step, StepStatus::Succeeded, message.as_deref());
                     return self
                         .job_finished(job, Some(tenant_id), started, None, resumed)
                         .await;
@@ -421,7 +506,7 @@ impl Runner {
                 Err(error) => {
                     self.event(
                         job,
-                        Step::Migrate,
+                        step,
                         StepStatus::Failed,
                         Some(&error.client_message().0),
                     );
@@ -434,9 +519,29 @@ impl Runner {
         }
     }
 
+    /// The time one tenant's work may take.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.options.timeout_seconds.into())
+    }
+
+    /// Whether the job's update committed: its undo is stored.
+    async fn update_committed(&self, job_id: Uuid) -> bool {
+        match provisioning_jobs::Entity::find_by_id(job_id)
+            .one(&self.state.db)
+            .await
+        {
+            Ok(Some(job)) => update_noted(&job),
+            Ok(None) => false,
+            Err(err) => {
+                tracing::error!(batch = %self.batch_id, job = %job_id, error = %err, "could not read a job's state");
+                false
+            }
+        }
+    }
+
     fn retry_step(&self) -> Step {
         match self.kind {
-            BatchKind::Provision => Step::Register,
+            BatchKind::Provision | BatchKind::Update => Step::Register,
             BatchKind::Migrate => Step::Migrate,
         }
     }
@@ -687,11 +792,7 @@ impl Runner {
             return true;
         };
         self.event(job, Step::Rollback, StepStatus::Started, None);
-        let input: Option<JobInput> = job
-            .input
-            .clone()
-            .and_then(|input| serde_json::from_value(input).ok());
-        let undone = match (&self.kind, input) {
+        let undone = match (&self.kind, stored_input(job)) {
             (BatchKind::Provision, _) => admin::delete(&self.state, &self.actor, tenant_id, true)
                 .await
                 .map(|_| ()),
@@ -710,7 +811,14 @@ impl Runner {
                 .await
                 .map(|_| ())
             }
-            (BatchKind::Migrate, _) => Ok(()),
+            (
+                BatchKind::Update,
+                Some(JobInput::Update {
+                    undo: Some(undo), ..
+                }),
+            ) => admin::undo(&self.state, &self.actor, tenant_id, &undo).await,
+            // Nothing was noted, so nothing was changed.
+            (BatchKind::Migrate | BatchKind::Update, _) => Ok(()),
         };
         match undone {
             Ok(()) => {
@@ -789,6 +897,22 @@ impl Runner {
 enum Record {
     Job(provisioning_jobs::ActiveModel),
     Batch(provisioning_batches::ActiveModel),
+}
+
+/// What the job stored for running it (again); `None` for a job recorded by a version that
+/// did not store it.
+fn stored_input(job: &provisioning_jobs::Model) -> Option<JobInput> {
+    job.input
+        .clone()
+        .and_then(|input| serde_json::from_value(input).ok())
+}
+
+/// Whether an update job's change committed: its undo is stored with it.
+fn update_noted(job: &provisioning_jobs::Model) -> bool {
+    matches!(
+        stored_input(job),
+        Some(JobInput::Update { undo: Some(_), .. })
+    )
 }
 
 /// The error a job was refused with at submission, as stored.

@@ -1,4 +1,5 @@
-//! Batch provisioning, fleet migrations and their live progress (platform operators only).
+//! Batch provisioning, fleet migrations, bulk updates and their live progress (platform
+//! operators only).
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Subscription};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -7,11 +8,14 @@ use uuid::Uuid;
 
 use crate::{
     audit::Actor,
-    batch::{self, BatchOptions, BatchReport, events::ProgressEvent},
+    batch::{self, BatchOptions, BatchReport, TenantSelection, events::ProgressEvent},
     config::Config,
     error::AppError,
-    graphql::{ContextExt, all_errors, parse_id, tenants::CreateTenantInput},
-    tenancy::{guard, migrator::Target, validation::TenantDraft},
+    graphql::{
+        ContextExt, all_errors, parse_id,
+        tenants::{CreateTenantInput, TenantFilter, UpdateTenantInput},
+    },
+    tenancy::{admin::TenantPatch, guard, migrator::Target, validation::TenantDraft},
 };
 
 #[derive(InputObject, Debug, Clone)]
@@ -74,6 +78,7 @@ impl BatchOptionsInput {
 pub enum BatchKind {
     Provision,
     Migrate,
+    Update,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -318,6 +323,53 @@ impl BatchMutation {
             options,
         )
         .await?;
+        Ok(report.into())
+    }
+
+    /// Applies one change to many tenants: those of `tenantIds` or those `filter` matches (one
+    /// or the other), at most `MAX_TENANTS_PER_BATCH`. The change is what `updateTenant` makes
+    /// of `input`, for each tenant, except for the fields that belong to one tenant (its name,
+    /// domain and contact details), which are refused. With `atomic`, every tenant's change is
+    /// undone when any tenant fails.
+    async fn update_tenants(
+        &self,
+        ctx: &Context<'_>,
+        tenant_ids: Option<Vec<ID>>,
+        filter: Option<TenantFilter>,
+        input: UpdateTenantInput,
+        options: Option<BatchOptionsInput>,
+    ) -> async_graphql::Result<ProvisioningBatch> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let selection = match (tenant_ids, filter) {
+            (Some(ids), None) => TenantSelection::Ids(
+                ids.iter()
+                    .map(|id| parse_id("tenantIds", id))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (None, Some(filter)) => TenantSelection::Filter(filter.into()),
+            (Some(_), Some(_)) => {
+                return Err(
+                    AppError::bad_input("filter", "give tenantIds or filter, not both").into(),
+                );
+            }
+            (None, None) => {
+                return Err(AppError::bad_input("tenantIds", "give tenantIds or filter").into());
+            }
+        };
+        let patch = TenantPatch::try_from(input)?;
+        let options = options
+            .unwrap_or_default()
+            .into_options(&ctx.state().config)?;
+        let report = batch::update_tenants(
+            ctx.state(),
+            &Actor::from(request),
+            selection,
+            patch,
+            options,
+        )
+        .await
+        .map_err(|errors| all_errors(ctx, errors))?;
         Ok(report.into())
     }
 }

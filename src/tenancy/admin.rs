@@ -1,4 +1,4 @@
-//! Administering registered tenants: update their registry entry, deactivate and reactivate,
+//! Administering registered tenants: update them (and undo an update), deactivate and reactivate,
 //! delete (keeping or dropping the schema), rotate the API key. Every change evicts the tenant
 //! from the authentication cache, so it takes effect at once (and the registry's trigger tells
 //! the other servers); deactivating and deleting also end the tenant's sessions.
@@ -6,14 +6,17 @@
 use chrono::Utc;
 use entity::public::tenants;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel,
+    ActiveEnum, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    DatabaseTransaction, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
     Statement, TransactionTrait,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
     audit::{self, Actor},
+    db::pinned::begin_in_schema,
     error::{AppError, AppResult},
     primitives::{api_keys, permissions::parse_api_key_scope},
     state::SharedState,
@@ -21,6 +24,8 @@ use crate::{
         TenantStatus, guard, migrator, record_tenant,
         registry::{described_conflict, find_live, schema_of, update_registry, update_registry_in},
         run_detached,
+        seed::{self, AddedRoles, SeedRole},
+        templates,
         validation::{SettingsDraft, TenantDraft, validate_new_tenant},
     },
 };
@@ -57,25 +62,11 @@ pub async fn set_active(
 ) -> AppResult<tenants::Model> {
     let tenant = find_live(&state.db, tenant_id).await?;
     record_tenant(&tenant);
-    if active && guard::parked_below_head(&tenant) {
-        return Err(AppError::bad_input(
-            "id",
-            "the tenant's schema is below head: migrating it back to head reactivates it",
-        ));
-    }
-    let status = match (
-        active,
-        tenant.migrations_applied && tenant.schema_provisioned,
-    ) {
-        (false, _) => TenantStatus::Inactive,
-        (true, true) => TenantStatus::Active,
-        (true, false) => TenantStatus::Pending,
-    };
+    let (status, clear_reason) = activation(&tenant, active, "id")?;
     let txn = state.db.begin().await?;
     let tenant = update_registry_in(&txn, tenant.id, |row| {
         row.status = Set(status);
-        if !active && guard::parked_below_head(&tenant) {
-            // Deactivated by an operator: going back to head no longer reactivates it.
+        if clear_reason {
             row.failure_reason = Set(None);
         }
     })
@@ -87,18 +78,53 @@ pub async fn set_active(
     };
     txn.commit().await?;
     state.directory.forget(tenant.id).await;
-    let action = if active {
-        "tenant.reactivate"
-    } else {
-        "tenant.deactivate"
-    };
-    let detail = if active {
-        json!({})
-    } else {
-        json!({ "sessionsEnded": sessions_ended })
-    };
-    audit::tenant_success(&state.db, actor, action, &tenant, detail).await;
+    audit_activation(&state.db, actor, &tenant, active, sessions_ended).await;
     Ok(tenant)
+}
+
+/// The status that turning `tenant` on or off gives it, and whether its `failureReason` goes.
+/// A tenant parked below head by a migration cannot be turned on (`BAD_USER_INPUT` on `field`):
+/// going back to head does that.
+fn activation(
+    tenant: &tenants::Model,
+    active: bool,
+    field: &str,
+) -> AppResult<(TenantStatus, bool)> {
+    let parked = guard::parked_below_head(tenant);
+    if active && parked {
+        return Err(AppError::bad_input(
+            field,
+            "the tenant's schema is below head: migrating it back to head reactivates it",
+        ));
+    }
+    let status = match (
+        active,
+        tenant.migrations_applied && tenant.schema_provisioned,
+    ) {
+        (false, _) => TenantStatus::Inactive,
+        (true, true) => TenantStatus::Active,
+        (true, false) => TenantStatus::Pending,
+    };
+    // Deactivated by an operator: going back to head no longer reactivates it.
+    Ok((status, !active && parked))
+}
+
+async fn audit_activation(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    active: bool,
+    sessions_ended: u64,
+) {
+    let (action, detail) = if active {
+        ("tenant.reactivate", json!({}))
+    } else {
+        (
+            "tenant.deactivate",
+            json!({ "sessionsEnded": sessions_ended }),
+        )
+    };
+    audit::tenant_success(db, actor, action, tenant, detail).await;
 }
 
 /// Deletes a tenant. With `drop_schema` its data goes too; otherwise the schema is kept for a
@@ -204,8 +230,9 @@ pub async fn rotate_api_key(
     Ok(key.key)
 }
 
-/// Changes to a tenant's registry entry; absent fields stay as they are.
-#[derive(Debug, Clone, Default)]
+/// Changes to a tenant; absent fields stay as they are. Stored with the jobs of a bulk update.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TenantPatch {
     pub tenant_name: Option<String>,
     pub domain: Option<String>,
@@ -218,28 +245,270 @@ pub struct TenantPatch {
     pub state: Option<String>,
     pub description: Option<String>,
     pub settings: Option<SettingsDraft>,
+    /// Turns the tenant on or off, as `reactivateTenant` and `deactivateTenant` do.
+    pub active: Option<bool>,
+    /// A template to apply again, by name; [`resolve_template`] turns it into `settings` and
+    /// `roles`.
+    #[serde(skip)]
+    pub template: Option<String>,
+    /// Roles to add to the tenant's schema (a template's).
+    #[serde(default)]
+    pub roles: Vec<SeedRole>,
 }
 
-/// Updates a tenant's registry entry under the same rules as creation. The schema name never
-/// changes: it is where the data lives.
-#[tracing::instrument(
-    name = "update tenant",
-    skip_all,
-    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
-)]
+impl TenantPatch {
+    /// The fields set that belong to one tenant alone, so that a change to many tenants at once
+    /// cannot set them: its identity and contact details.
+    pub fn own_fields(&self) -> Vec<&'static str> {
+        [
+            ("tenantName", self.tenant_name.is_some()),
+            ("domain", self.domain.is_some()),
+            ("email", self.email.is_some()),
+            ("phone", self.phone.is_some()),
+            ("website", self.website.is_some()),
+            ("address", self.address.is_some()),
+            ("city", self.city.is_some()),
+            ("state", self.state.is_some()),
+            ("description", self.description.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect()
+    }
+
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.own_fields().is_empty()
+            && self.tenant_type.is_none()
+            && self.settings.is_none()
+            && self.active.is_none()
+            && self.template.is_none()
+            && self.roles.is_empty()
+    }
+}
+
+/// Resolves the template the patch names (`BAD_USER_INPUT` on `template` when unknown): its
+/// settings go under the patch's own, which win key by key, and its roles are to be added.
+/// Afterwards the patch names no template, so it gives the same result whatever becomes of the
+/// template.
+pub async fn resolve_template(state: &SharedState, patch: &mut TenantPatch) -> AppResult<()> {
+    let Some(name) = templates::named(patch.template.take()) else {
+        return Ok(());
+    };
+    let template = templates::find_named(&state.db, &name).await?;
+    patch.settings = Some(templates::settings_under(&template, patch.settings.take()));
+    patch.roles = templates::roles_of(&template);
+    Ok(())
+}
+
+/// How to take an update back: what a bulk update may change (settings, type, status) before
+/// and after it, and the roles it added ([`undo`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Undo {
+    pub before: Changeable,
+    pub after: Changeable,
+    /// What the update added to the tenant's roles.
+    pub roles: AddedRoles,
+}
+
+/// The parts of a tenant that a bulk update may change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Changeable {
+    pub settings: serde_json::Value,
+    pub tenant_type: String,
+    /// The stored status, and the reason that goes with it.
+    pub status: String,
+    pub failure_reason: Option<String>,
+}
+
+impl Changeable {
+    fn of(tenant: &tenants::Model) -> Self {
+        Changeable {
+            settings: tenant.settings.clone(),
+            tenant_type: tenant.tenant_type.clone(),
+            status: tenant.status.as_db().to_owned(),
+            failure_reason: tenant.failure_reason.clone(),
+        }
+    }
+}
+
+/// Updates a tenant under the same rules as creation. The schema name never changes: it is
+/// where the data lives.
 pub async fn update(
     state: &SharedState,
     actor: &Actor,
     tenant_id: Uuid,
     patch: TenantPatch,
 ) -> Result<tenants::Model, Vec<AppError>> {
+    update_noting(state, actor, tenant_id, patch, |_| None)
+        .await
+        .map(|(tenant, _)| tenant)
+}
+
+/// [`update`], running the statement `note` makes of the [`Undo`] in the update's own
+/// transaction, so that the change and the note of how to take it back commit together or not
+/// at all (a bulk update stores it with the tenant's job). Returns the tenant as updated and
+/// its undo.
+#[tracing::instrument(
+    name = "update tenant",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
+pub async fn update_noting(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+    mut patch: TenantPatch,
+    note: impl FnOnce(&Undo) -> Option<Statement>,
+) -> Result<(tenants::Model, Undo), Vec<AppError>> {
+    resolve_template(state, &mut patch)
+        .await
+        .map_err(|e| vec![e])?;
     let current = find_live(&state.db, tenant_id).await.map_err(|e| vec![e])?;
     record_tenant(&current);
+    // The outer error is a failure of the change; the inner one input refused before it.
+    let updated: AppResult<Result<_, Vec<AppError>>> = async {
+        // Pinned to the tenant's schema for its roles; the registry is named with its schema.
+        let txn = begin_in_schema(&state.db, &schema_of(&current)).await?;
+        let current = lock_live(&txn, tenant_id).await?;
+        let prefix = &state.config.tenant_schema_prefix;
+        let valid = match validate_new_tenant(&patched_draft(&current, &patch), prefix) {
+            Ok(valid) => valid,
+            Err(faults) => return Ok(Err(faults)),
+        };
+        let activation = match patch.active {
+            Some(active) => match activation(&current, active, "status") {
+                Ok((status, clear_reason)) => Some((active, status, clear_reason)),
+                Err(fault) => return Ok(Err(vec![fault])),
+            },
+            None => None,
+        };
+        let tenant = update_registry_in(&txn, tenant_id, |row| {
+            row.tenant_name = Set(valid.tenant_name);
+            row.domain = Set(valid.domain);
+            row.email = Set(valid.email);
+            row.tenant_type = Set(valid.tenant_type);
+            row.phone = Set(valid.phone);
+            row.website = Set(valid.website);
+            row.address = Set(valid.address);
+            row.city = Set(valid.city);
+            row.state = Set(valid.state);
+            row.description = Set(valid.description);
+            row.settings = Set(valid.settings);
+            if let Some((_, status, clear_reason)) = activation {
+                row.status = Set(status);
+                if clear_reason {
+                    row.failure_reason = Set(None);
+                }
+            }
+        })
+        .await?;
+        let sessions_ended = match activation {
+            Some((false, ..)) => end_tenant_sessions(&txn, tenant_id, "tenant deactivated").await?,
+            _ => 0,
+        };
+        let undo = Undo {
+            before: Changeable::of(&current),
+            after: Changeable::of(&tenant),
+            roles: seed::add_roles(&txn, &patch.roles).await?,
+        };
+        if let Some(statement) = note(&undo) {
+            txn.execute_raw(statement).await?;
+        }
+        // Audited in the change's transaction: a job resumed after a stop never audits twice.
+        let detail = json!({ "rolesAdded": undo.roles.created });
+        audit::tenant_success(&txn, actor, "tenant.update", &tenant, detail).await;
+        if let Some((active, ..)) = activation.filter(|_| tenant.status != current.status) {
+            audit_activation(&txn, actor, &tenant, active, sessions_ended).await;
+        }
+        txn.commit().await?;
+        state.directory.forget(tenant_id).await;
+        Ok(Ok((tenant, undo)))
+    }
+    .await;
+    match updated {
+        Ok(Ok(updated)) => Ok(updated),
+        Ok(Err(faults)) => Err(faults),
+        Err(err) => {
+            let err = described_conflict(err);
+            audit::failure(&state.db, actor, "tenant.update", Some(tenant_id), &err).await;
+            Err(vec![err])
+        }
+    }
+}
+
+/// Puts back what an update changed (see [`Undo`]), in one transaction: a bulk update that is
+/// rolled back. A part changed again since (by someone else) keeps that change; a tenant
+/// deleted since has nothing to put back.
+#[tracing::instrument(
+    name = "undo tenant update",
+    skip_all,
+    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
+)]
+pub async fn undo(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+    undo: &Undo,
+) -> AppResult<()> {
+    let current = match find_live(&state.db, tenant_id).await {
+        Ok(current) => current,
+        Err(AppError::NotFound(_)) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    record_tenant(&current);
+    let (before, after) = (&undo.before, &undo.after);
+    let status = TenantStatus::try_from_value(&before.status).map_err(AppError::from)?;
+    let txn = begin_in_schema(&state.db, &schema_of(&current)).await?;
+    let now = Changeable::of(&lock_live(&txn, tenant_id).await?);
+    let mut kept = Vec::new();
+    let tenant = update_registry_in(&txn, tenant_id, |row| {
+        if now.settings == after.settings {
+            row.settings = Set(before.settings.clone());
+        } else {
+            kept.push("settings");
+        }
+        if now.tenant_type == after.tenant_type {
+            row.tenant_type = Set(before.tenant_type.clone());
+        } else {
+            kept.push("tenantType");
+        }
+        if (&now.status, &now.failure_reason) == (&after.status, &after.failure_reason) {
+            row.status = Set(status);
+            row.failure_reason = Set(before.failure_reason.clone());
+        } else {
+            kept.push("status");
+        }
+    })
+    .await?;
+    seed::remove_roles(&txn, &undo.roles).await?;
+    let detail = json!({ "undone": true, "changedSince": kept });
+    audit::tenant_success(&txn, actor, "tenant.update", &tenant, detail).await;
+    txn.commit().await?;
+    state.directory.forget(tenant_id).await;
+    Ok(())
+}
+
+/// The live tenant's row, locked until `txn` ends so that concurrent changes queue behind it.
+async fn lock_live(txn: &DatabaseTransaction, tenant_id: Uuid) -> AppResult<tenants::Model> {
+    tenants::Entity::find_by_id(tenant_id)
+        .filter(tenants::Column::DeletedAt.is_null())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such tenant"))
+}
+
+/// The tenant as `patch` would leave it, as a draft to validate.
+fn patched_draft(current: &tenants::Model, patch: &TenantPatch) -> TenantDraft {
+    let patch = patch.clone();
     let settings = patch
         .settings
         .unwrap_or_default()
         .merged_over(SettingsDraft::from_json(&current.settings));
-    let draft = TenantDraft {
+    TenantDraft {
         tenant_name: patch
             .tenant_name
             .unwrap_or_else(|| current.tenant_name.clone()),
@@ -260,31 +529,5 @@ pub async fn update(
         // The key's scope changes only with the key (`rotateApiKey`).
         api_key_permissions: None,
         template: None,
-    };
-    let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)?;
-    let updated = update_registry(state, tenant_id, |row| {
-        row.tenant_name = Set(valid.tenant_name);
-        row.domain = Set(valid.domain);
-        row.email = Set(valid.email);
-        row.tenant_type = Set(valid.tenant_type);
-        row.phone = Set(valid.phone);
-        row.website = Set(valid.website);
-        row.address = Set(valid.address);
-        row.city = Set(valid.city);
-        row.state = Set(valid.state);
-        row.description = Set(valid.description);
-        row.settings = Set(valid.settings);
-    })
-    .await;
-    match updated {
-        Ok(tenant) => {
-            audit::tenant_success(&state.db, actor, "tenant.update", &tenant, json!({})).await;
-            Ok(tenant)
-        }
-        Err(err) => {
-            let err = described_conflict(err);
-            audit::failure(&state.db, actor, "tenant.update", Some(tenant_id), &err).await;
-            Err(vec![err])
-        }
     }
 }

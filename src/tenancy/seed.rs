@@ -29,6 +29,76 @@ pub struct SeedRole {
     pub permissions: Vec<String>,
 }
 
+/// What [`add_roles`] added: the roles it created, and the permissions it granted to roles
+/// that were there before. Kept to take them away again ([`remove_roles`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddedRoles {
+    pub created: Vec<String>,
+    /// `(role, permission code)` pairs granted to roles that existed already.
+    pub granted: Vec<(String, String)>,
+}
+
+/// Adds a template's roles to the schema `txn` is pinned to: a missing role is created, an
+/// existing one of the same name gains the permissions it lacks. Idempotent.
+pub async fn add_roles(txn: &DatabaseTransaction, roles: &[SeedRole]) -> Result<AddedRoles, DbErr> {
+    let mut added = AddedRoles::default();
+    for role in roles {
+        let created = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO roles (name, description, is_system) VALUES ($1, 'from the tenant template', false) \
+                 ON CONFLICT (name) DO NOTHING RETURNING id",
+                [role.name.clone().into()],
+            ))
+            .await?
+            .is_some();
+        let granted = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "WITH granted AS ( \
+                   INSERT INTO role_permissions (role_id, permission_id) \
+                   SELECT r.id, p.id FROM roles r JOIN permissions p ON p.code = ANY($2::text[]) \
+                    WHERE r.name = $1 \
+                   ON CONFLICT DO NOTHING RETURNING permission_id) \
+                 SELECT p.code FROM granted g JOIN permissions p ON p.id = g.permission_id",
+                [role.name.clone().into(), role.permissions.clone().into()],
+            ))
+            .await?;
+        if created {
+            added.created.push(role.name.clone());
+        } else {
+            for row in granted {
+                added
+                    .granted
+                    .push((role.name.clone(), row.try_get_by_index::<String>(0)?));
+            }
+        }
+    }
+    Ok(added)
+}
+
+/// Takes away what [`add_roles`] added, in the schema `txn` is pinned to: the roles it created
+/// (with their assignments) and the permissions it granted.
+pub async fn remove_roles(txn: &DatabaseTransaction, added: &AddedRoles) -> Result<(), DbErr> {
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "DELETE FROM roles WHERE name = ANY($1::text[]) AND NOT is_system",
+        [added.created.clone().into()],
+    ))
+    .await?;
+    for (role, code) in &added.granted {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM role_permissions rp USING roles r, permissions p \
+              WHERE rp.role_id = r.id AND rp.permission_id = p.id AND r.name = $1 AND p.code = $2",
+            [role.clone().into(), code.clone().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Seeds a schema migrated to head, inside `txn` (pinned to that schema). Idempotent: running
 /// it twice changes nothing.
 pub async fn seed_schema(
@@ -38,24 +108,7 @@ pub async fn seed_schema(
     admin: Option<&PendingAdmin>,
     roles: &[SeedRole],
 ) -> Result<(), DbErr> {
-    for role in roles {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "INSERT INTO roles (name, description, is_system) VALUES ($1, 'from the tenant template', false) \
-             ON CONFLICT (name) DO NOTHING",
-            [role.name.clone().into()],
-        ))
-        .await?;
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "INSERT INTO role_permissions (role_id, permission_id) \
-             SELECT r.id, p.id FROM roles r JOIN permissions p ON p.code = ANY($2::text[]) \
-              WHERE r.name = $1 \
-             ON CONFLICT DO NOTHING",
-            [role.name.clone().into(), role.permissions.clone().into()],
-        ))
-        .await?;
-    }
+    add_roles(txn, roles).await?;
     tenant_settings::Entity::insert(tenant_settings::ActiveModel {
         id: Set(true),
         display_name: Set(display_name.to_owned()),

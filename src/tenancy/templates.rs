@@ -1,6 +1,7 @@
 //! Templates per tenant type: default settings and extra roles that a new tenant of that type
-//! (or a tenant naming the template) starts with. A template is applied once, when the tenant is
-//! created; changing or deleting it later never touches existing tenants.
+//! (or a tenant naming the template) starts with. A template is applied when the tenant is
+//! created, and again only when an operator asks (`updateTenant(s)` with `template`); changing or
+//! deleting it never touches existing tenants by itself.
 
 use chrono::Utc;
 use entity::public::tenant_templates;
@@ -258,34 +259,8 @@ fn described(template: &tenant_templates::Model) -> Value {
 /// run again (a resumed batch) with the same result whatever happens to the template.
 /// An unknown name is `BAD_USER_INPUT` on `template`.
 pub async fn apply(db: &impl ConnectionTrait, draft: &mut TenantDraft) -> AppResult<Vec<SeedRole>> {
-    let named = draft
-        .template
-        .take()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty());
-    let template = match named {
-        Some(name) => {
-            let found = if name.chars().count() > MAX_TEMPLATE_NAME_CHARS {
-                None
-            } else {
-                tenant_templates::Entity::find()
-                    .filter(
-                        Expr::expr(Func::lower(Expr::col(tenant_templates::Column::Name)))
-                            .eq(Expr::expr(Func::lower(Expr::val(name.clone())))),
-                    )
-                    .one(db)
-                    .await?
-            };
-            Some(found.ok_or_else(|| {
-                AppError::bad_input(
-                    "template",
-                    format!(
-                        "no template named {:?}",
-                        name.chars().take(40).collect::<String>()
-                    ),
-                )
-            })?)
-        }
+    let template = match named(draft.template.take()) {
+        Some(name) => Some(find_named(db, &name).await?),
         None => {
             tenant_templates::Entity::find()
                 .filter(tenant_templates::Column::TenantType.eq(draft.tenant_type_or_default()))
@@ -296,9 +271,52 @@ pub async fn apply(db: &impl ConnectionTrait, draft: &mut TenantDraft) -> AppRes
     let Some(template) = template else {
         return Ok(Vec::new());
     };
-    draft.settings = Some(match draft.settings.take() {
-        Some(own) => own.merged_over(settings_of(&template)),
-        None => settings_of(&template),
-    });
+    draft.settings = Some(settings_under(&template, draft.settings.take()));
     Ok(roles_of(&template))
+}
+
+/// A template name as asked for: trimmed, blank counting as none.
+pub fn named(name: Option<String>) -> Option<String> {
+    name.map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+}
+
+/// The template called `name`, without regard to case; an unknown name is `BAD_USER_INPUT` on
+/// `template`.
+pub async fn find_named(
+    db: &impl ConnectionTrait,
+    name: &str,
+) -> AppResult<tenant_templates::Model> {
+    let found = if name.chars().count() > MAX_TEMPLATE_NAME_CHARS {
+        None
+    } else {
+        tenant_templates::Entity::find()
+            .filter(
+                Expr::expr(Func::lower(Expr::col(tenant_templates::Column::Name)))
+                    .eq(Expr::expr(Func::lower(Expr::val(name)))),
+            )
+            .one(db)
+            .await?
+    };
+    found.ok_or_else(|| {
+        AppError::bad_input(
+            "template",
+            format!(
+                "no template named {:?}",
+                name.chars().take(40).collect::<String>()
+            ),
+        )
+    })
+}
+
+/// `own` settings over the template's: the features list and each limit of `own` win where
+/// both set them.
+pub fn settings_under(
+    template: &tenant_templates::Model,
+    own: Option<SettingsDraft>,
+) -> SettingsDraft {
+    match own {
+        Some(own) => own.merged_over(settings_of(template)),
+        None => settings_of(template),
+    }
 }

@@ -6,6 +6,7 @@ mod api_keys;
 mod auth;
 mod backup;
 mod batch;
+mod bulk_update;
 mod cli;
 mod conformance;
 mod database;

@@ -766,3 +766,139 @@ async fn a_server_killed_at_each_step_of_provisioning_is_undone_and_redone_exact
         assert_eq!(verified, 1, "{step} verified once");
     }
 }
+
+#[tokio::test]
+async fn an_atomic_bulk_update_killed_mid_batch_resumes_and_undoes_the_changes_made_before_the_crash()
+ {
+    let database = TestDatabase::create().await;
+    let db = Db::open(&database).await;
+    let first = Server::start(&database.url, &[]).await;
+    let token = first.operator_token().await;
+    let total = 8;
+    first
+        .graphql(
+            PROVISION,
+            json!({ "tenants": inputs("bulk", total), "options": { "wait": true } }),
+            Some(&token),
+        )
+        .await
+        .data();
+    first
+        .graphql(
+            "mutation($input: TenantTemplateInput!) { createTenantTemplate(input: $input) { id } }",
+            json!({ "input": {
+                "name": "Audited",
+                "settings": { "features": ["reporting"] },
+                "roles": [{ "name": "auditor", "permissions": ["people:read"] }],
+            } }),
+            Some(&token),
+        )
+        .await
+        .data();
+    let ids: Vec<String> = first
+        .graphql(
+            "{ tenants(first: 20) { nodes { id } } }",
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .data()["tenants"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["id"].as_str().unwrap().to_owned())
+        .collect();
+    // The last tenant fails once the batch is resumed: its schema is gone. The fourth one's
+    // change is held on a lock the test holds, and the server is killed meanwhile.
+    db.0.execute_unprepared(
+        "DROP SCHEMA tenant_bulk_7 CASCADE;
+         CREATE FUNCTION public.hold_update() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$;
+         CREATE TRIGGER hold_update BEFORE UPDATE ON public.tenants FOR EACH ROW
+           WHEN (NEW.domain = 'bulk-3' AND NEW.tenant_type = 'audited')
+           EXECUTE FUNCTION public.hold_update();",
+    )
+    .await
+    .unwrap();
+    let mut hold = sea_orm::sqlx::PgConnection::connect(&database.url)
+        .await
+        .unwrap();
+    sea_orm::sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut hold)
+        .await
+        .unwrap();
+    let started = first
+        .graphql(
+            crate::bulk_update::UPDATE,
+            json!({
+                "ids": ids,
+                "input": { "template": "Audited", "tenantType": "audited" },
+                "options": { "atomic": true, "maxConcurrency": 1 },
+            }),
+            Some(&token),
+        )
+        .await;
+    let batch_id = started.data()["updateTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    db.until(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        1,
+    )
+    .await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants WHERE tenant_type = 'audited'")
+            .await,
+        3,
+        "three tenants changed before the crash"
+    );
+    drop(first);
+    hold.close().await.unwrap();
+    db.others_gone().await;
+
+    let second = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let response = second
+        .graphql(BATCH, json!({ "id": batch_id }), Some(&token))
+        .await;
+    let batch = &response.data()["provisioningBatch"];
+    assert_eq!(batch["status"], "ROLLED_BACK", "{batch}");
+    for result in batch["results"].as_array().unwrap() {
+        let (status, resumed, attempts) = match result["domain"].as_str().unwrap() {
+            "bulk-7" => ("FAILED", false, 1),
+            "bulk-3" => ("ROLLED_BACK", true, 2),
+            _ => ("ROLLED_BACK", false, 1),
+        };
+        assert_eq!(
+            (&result["status"], &result["resumed"], &result["attempts"]),
+            (&json!(status), &json!(resumed), &json!(attempts)),
+            "{result}"
+        );
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM public.tenants WHERE tenant_type = 'audited' OR settings->'features' ? 'reporting'")
+            .await,
+        0,
+        "changed before the crash or after, every tenant is as it was"
+    );
+    for i in 0..total - 1 {
+        let auditors = db
+            .count(&format!(
+                "SELECT count(*) FROM tenant_bulk_{i}.roles WHERE name = 'auditor'"
+            ))
+            .await;
+        assert_eq!(auditors, 0, "bulk-{i} lost the template's role again");
+    }
+    let audited = |undone: bool| {
+        format!(
+            "SELECT count(*) FROM public.audit_events WHERE action = 'tenant.update' AND outcome = 'SUCCESS' \
+               AND (detail->>'undone' IS NOT NULL) = {undone}"
+        )
+    };
+    assert_eq!(db.count(&audited(false)).await, 7, "one change a tenant");
+    assert_eq!(db.count(&audited(true)).await, 7, "one undoing a tenant");
+    let events = second.follow(&token, &batch_id).await.await.unwrap();
+    assert_complete_log(&events, total as i64);
+}

@@ -54,6 +54,8 @@ pub enum BatchKind {
     Provision,
     #[sea_orm(string_value = "MIGRATE")]
     Migrate,
+    #[sea_orm(string_value = "UPDATE")]
+    Update,
 }
 
 impl BatchKind {

@@ -1,10 +1,13 @@
 use async_graphql::InputObject;
 use secrecy::SecretString;
 
-use crate::tenancy::{
-    admin::TenantPatch,
-    registry::TenantQuery,
-    validation::{AdminDraft, LimitsDraft, SettingsDraft, TenantDraft},
+use crate::{
+    error::AppError,
+    tenancy::{
+        admin::TenantPatch,
+        registry::TenantQuery,
+        validation::{AdminDraft, LimitsDraft, SettingsDraft, TenantDraft},
+    },
 };
 
 use super::types::TenantStatus;
@@ -81,6 +84,12 @@ pub struct UpdateTenantInput {
     pub description: Option<String>,
     /// Features replace the current list; limits change one by one.
     pub settings: Option<TenantSettingsInput>,
+    /// `INACTIVE` turns the tenant off (its sessions end), `ACTIVE` back on, as
+    /// `deactivateTenant` and `reactivateTenant` do; no other status can be set.
+    pub status: Option<TenantStatus>,
+    /// A template to apply again, by name: its settings over the tenant's (`settings` given here
+    /// still win), and its roles added to the tenant's schema.
+    pub template: Option<String>,
 }
 
 #[derive(InputObject, Debug, Clone, Default)]
@@ -130,9 +139,22 @@ impl From<CreateTenantInput> for TenantDraft {
     }
 }
 
-impl From<UpdateTenantInput> for TenantPatch {
-    fn from(input: UpdateTenantInput) -> Self {
-        TenantPatch {
+impl TryFrom<UpdateTenantInput> for TenantPatch {
+    type Error = AppError;
+
+    fn try_from(input: UpdateTenantInput) -> Result<Self, AppError> {
+        let active = match input.status {
+            None => None,
+            Some(TenantStatus::Active) => Some(true),
+            Some(TenantStatus::Inactive) => Some(false),
+            Some(_) => {
+                return Err(AppError::bad_input(
+                    "status",
+                    "only ACTIVE or INACTIVE can be set",
+                ));
+            }
+        };
+        Ok(TenantPatch {
             tenant_name: input.tenant_name,
             domain: input.domain,
             email: input.email,
@@ -144,7 +166,10 @@ impl From<UpdateTenantInput> for TenantPatch {
             state: input.state,
             description: input.description,
             settings: input.settings.map(Into::into),
-        }
+            active,
+            template: input.template,
+            roles: Vec::new(),
+        })
     }
 }
 

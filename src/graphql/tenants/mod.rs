@@ -8,7 +8,9 @@ mod templates;
 mod types;
 
 pub use drift::DriftQuery;
-pub use inputs::{CreateTenantInput, TenantLimitsInput, TenantSettingsInput};
+pub use inputs::{
+    CreateTenantInput, TenantFilter, TenantLimitsInput, TenantSettingsInput, UpdateTenantInput,
+};
 pub use mutation::TenantMutation;
 pub use query::TenantQuery;
 pub use templates::{TemplateMutation, TemplateQuery};

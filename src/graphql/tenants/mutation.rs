@@ -77,7 +77,7 @@ impl TenantMutation {
         let request = ctx.request();
         request.require_platform()?;
         let id = parse_id("id", &id)?;
-        let tenant = admin::update(ctx.state(), &Actor::from(request), id, input.into())
+        let tenant = admin::update(ctx.state(), &Actor::from(request), id, input.try_into()?)
             .await
             .map_err(|errors| all_errors(ctx, errors))?;
         Ok(Tenant(tenant))

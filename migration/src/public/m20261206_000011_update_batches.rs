@@ -1,0 +1,37 @@
+//! A batch may also update many tenants at once (`updateTenants`): `kind` allows `UPDATE`.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "ALTER TABLE public.provisioning_batches
+                   DROP CONSTRAINT provisioning_batches_kind_check,
+                   ADD CONSTRAINT provisioning_batches_kind_check
+                     CHECK (kind IN ('PROVISION', 'MIGRATE', 'UPDATE'));",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Update batches have no place in the older schema; their jobs and events go with them.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "DELETE FROM public.provisioning_batches WHERE kind = 'UPDATE';
+                 ALTER TABLE public.provisioning_batches
+                   DROP CONSTRAINT provisioning_batches_kind_check,
+                   ADD CONSTRAINT provisioning_batches_kind_check
+                     CHECK (kind IN ('PROVISION', 'MIGRATE'));",
+            )
+            .await?;
+        Ok(())
+    }
+}
