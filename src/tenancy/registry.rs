@@ -8,8 +8,8 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    sea_query::{Expr, ExprTrait, Func},
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    sea_query::{Expr, ExprTrait, Func, PostgresQueryBuilder},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -139,6 +139,18 @@ pub async fn update_registry_in(
     change: impl FnOnce(&mut tenants::ActiveModel),
 ) -> AppResult<tenants::Model> {
     Ok(registry_change(id, change).update(txn).await?)
+}
+
+/// [`update_registry_in`] as SQL with its values written in, returning the changed row: for a
+/// script sent as one simple query ([`crate::db::pinned::run_script`]). The caller evicts the
+/// tenant from the cache once the script has committed.
+pub fn update_registry_sql(id: Uuid, change: impl FnOnce(&mut tenants::ActiveModel)) -> String {
+    let mut update = tenants::Entity::update_many()
+        .set(registry_change(id, change))
+        .filter(tenants::Column::Id.eq(id))
+        .into_query();
+    update.returning_all();
+    update.to_string(PostgresQueryBuilder)
 }
 
 /// The row change `change` describes, with `updated_at` bumped.
