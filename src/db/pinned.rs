@@ -7,8 +7,10 @@
 use std::time::Instant;
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
-    Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, ExecResult, QueryFilter, QueryResult, QueryTrait, RuntimeErr, Statement,
+    TransactionTrait,
+    sea_query::UpdateStatement,
     sqlx::{
         AssertSqlSafe, Postgres, SqlSafeStr,
         pool::PoolConnection,
@@ -227,6 +229,20 @@ pub async fn run_script(db: &Pool, script: String) -> Result<Vec<QueryResult>, D
             Err(sqlx_error_to_exec_err(err))
         }
     }
+}
+
+/// The UPDATE of `row` by its primary key column `key` (which `row` holds unchanged), for a
+/// script of [`run_script`]: render it with `to_string(PostgresQueryBuilder)`, which writes the
+/// values in.
+pub fn update_by_key<A: ActiveModelTrait>(
+    row: A,
+    key: <A::Entity as EntityTrait>::Column,
+) -> UpdateStatement {
+    let id = row.get(key).into_value().expect("the row holds its key");
+    A::Entity::update_many()
+        .set(row)
+        .filter(key.eq(id))
+        .into_query()
 }
 
 /// A pooled connection between acquiring it and knowing its transaction's state.

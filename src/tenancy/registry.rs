@@ -8,13 +8,14 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     sea_query::{Expr, ExprTrait, Func, PostgresQueryBuilder},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
+    db::pinned::update_by_key,
     error::{AppError, AppResult},
     primitives::schema_name::SchemaName,
     state::AppState,
@@ -145,10 +146,7 @@ pub async fn update_registry_in(
 /// script sent as one simple query ([`crate::db::pinned::run_script`]). The caller evicts the
 /// tenant from the cache once the script has committed.
 pub fn update_registry_sql(id: Uuid, change: impl FnOnce(&mut tenants::ActiveModel)) -> String {
-    let mut update = tenants::Entity::update_many()
-        .set(registry_change(id, change))
-        .filter(tenants::Column::Id.eq(id))
-        .into_query();
+    let mut update = update_by_key(registry_change(id, change), tenants::Column::Id);
     update.returning_all();
     update.to_string(PostgresQueryBuilder)
 }

@@ -457,7 +457,9 @@ async fn a_fleet_migration_moves_each_tenant_in_one_script_with_its_ledger_rows(
     let size = 8;
     fleet_one_below_head(&app, &token, size).await;
     let before = app.state.metrics.db_statements();
-    let started = app.scalar("SELECT extract(epoch FROM now())::bigint").await;
+    let started = app
+        .scalar("SELECT floor(extract(epoch FROM now()))::bigint")
+        .await;
     let up = app
         .graphql(
             MIGRATE,
