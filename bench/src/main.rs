@@ -46,6 +46,10 @@ struct Cli {
     /// The load generator `query` runs (default: `tenantgraph-load` beside this program).
     #[arg(long)]
     load_bin: Option<std::path::PathBuf>,
+    /// Skip `provision`'s baseline (the same schemas replayed as raw DDL): for runs too large
+    /// to hold every schema twice (`--n 10000` needs some 40 GB of disk with it).
+    #[arg(long)]
+    no_baseline: bool,
     /// Write the results as JSON here (`rows`, and `server_rss`: the curve of `server-memory`).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -60,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         load: Duration::from_secs(cli.seconds),
         registered: cli.registered,
         memory_load: Duration::from_secs(cli.memory_seconds),
+        baseline: !cli.no_baseline,
         ..Options::default()
     };
     let mut bench = Bench::start(options).await?;

@@ -34,6 +34,7 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         clients: 2,
         registered: 20,
         memory_load: Duration::from_secs(2),
+        baseline: true,
     };
     let mut bench = Bench::start(options).await.unwrap();
     bench
@@ -92,4 +93,31 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
     }
     let rendered = tenantgraph_bench::table(&rows);
     assert_eq!(rendered.lines().count(), rows.len() + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_without_its_baseline_reports_rates_without_ratios() {
+    let options = Options {
+        tenants: 2,
+        admins: 1,
+        baseline: false,
+        ..Options::default()
+    };
+    let mut bench = Bench::start(options).await.unwrap();
+    bench
+        .provision(&indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
+    let rows = bench.finish().await.unwrap();
+    let rates: Vec<_> = rows
+        .iter()
+        .filter(|row| row.metric.starts_with("tenants/s"))
+        .collect();
+    assert_eq!(rates.len(), 2, "{rows:?}");
+    for row in rates {
+        assert!(
+            row.tenantgraph > 0.0 && row.baseline.is_none() && row.ratio.is_none(),
+            "{row:?}"
+        );
+    }
 }

@@ -16,14 +16,19 @@ use std::{
 use chrono::{DateTime, Utc};
 use entity::public::provisioning_events;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, Statement, TransactionTrait, sea_query::OnConflict,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait, Statement,
+    sea_query::{OnConflict, PostgresQueryBuilder, QueryBuilder},
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 pub use crate::db::notify::BATCH_EVENTS_CHANNEL;
-use crate::tenancy::{Step, StepStatus};
+use crate::{
+    db::pinned::run_script,
+    tenancy::{Step, StepStatus},
+};
 
 /// Announcements a subscriber may fall behind by; one that lags just reads the table again.
 const NEWS_BUFFER: usize = 1024;
@@ -269,6 +274,16 @@ async fn notify(conn: &impl ConnectionTrait, batch_id: Uuid) -> Result<(), DbErr
     Ok(())
 }
 
+/// [`notify`] as SQL with its values written in.
+fn notify_sql(batch_id: Uuid) -> String {
+    let text = |value: String| PostgresQueryBuilder.value_to_string(&value.into());
+    format!(
+        "SELECT pg_notify({}, {})",
+        text(BATCH_EVENTS_CHANNEL.to_owned()),
+        text(batch_id.to_string())
+    )
+}
+
 /// Stores events in bulk, in the order they were published, each bulk in one transaction with
 /// its notifications; then announces them here.
 async fn write_events(
@@ -322,9 +337,8 @@ async fn store(
     events: &[ProgressEvent],
     batches: &[Uuid],
 ) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
     // Stored before: an earlier try that committed without our hearing of it.
-    provisioning_events::Entity::insert_many(events.iter().map(ProgressEvent::row))
+    let insert = provisioning_events::Entity::insert_many(events.iter().map(ProgressEvent::row))
         .on_conflict(
             OnConflict::columns([
                 provisioning_events::Column::BatchId,
@@ -333,10 +347,14 @@ async fn store(
             .do_nothing()
             .to_owned(),
         )
-        .exec_without_returning(&txn)
-        .await?;
-    for batch_id in batches {
-        notify(&txn, *batch_id).await?;
-    }
-    txn.commit().await
+        .into_query()
+        .to_string(PostgresQueryBuilder);
+    let notifies: String = batches
+        .iter()
+        .map(|batch_id| format!("{};\n", notify_sql(*batch_id)))
+        .collect();
+    // One round trip: a tenant's end waits for the events before its own to be stored.
+    run_script(db, format!("BEGIN;\n{insert};\n{notifies}COMMIT;"))
+        .await
+        .map(drop)
 }

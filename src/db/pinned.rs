@@ -7,8 +7,10 @@
 use std::time::Instant;
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
-    Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, ExecResult, QueryFilter, QueryResult, QueryTrait, RuntimeErr, Statement,
+    TransactionTrait,
+    sea_query::UpdateStatement,
     sqlx::{
         AssertSqlSafe, Postgres, SqlSafeStr,
         pool::PoolConnection,
@@ -186,6 +188,61 @@ fn pin_sql(pooler: DatabasePooler, tenant_id: Uuid, schema: &SchemaName) -> Stri
         quoted = schema.quoted(),
         name = schema.as_str(),
     )
+}
+
+/// Runs `script`, which opens and commits its own transaction (`BEGIN; …; COMMIT`), as one
+/// simple query on a pooled connection: one round trip. Returns the rows its statements return,
+/// in order. A failing statement skips the rest of the script and leaves its transaction aborted;
+/// it is rolled back before the connection goes back to the pool.
+pub async fn run_script(db: &Pool, script: String) -> Result<Vec<QueryResult>, DbErr> {
+    let conn = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(sqlx_error_to_conn_err)?;
+    // A connection given up half-way is closed rather than reused in an unknown state.
+    let mut guard = Unsettled(Some(conn));
+    let conn = guard.0.as_mut().expect("held until settled");
+    let started = Instant::now();
+    let ran = sea_orm::sqlx::raw_sql(AssertSqlSafe(script.as_str()))
+        .fetch_all(&mut **conn)
+        .await;
+    db.observer().observe(
+        &Statement::from_string(DbBackend::Postgres, script),
+        started,
+        ran.is_err(),
+    );
+    match ran {
+        Ok(rows) => {
+            guard.settle();
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
+        Err(err) => {
+            let rolled_back = sea_orm::sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
+                .execute(&mut **conn)
+                .await
+                .is_ok();
+            let mut conn = guard.settle();
+            if !rolled_back {
+                conn.close_on_drop();
+            }
+            Err(sqlx_error_to_exec_err(err))
+        }
+    }
+}
+
+/// The UPDATE of `row` by its primary key column `key` (which `row` holds unchanged), for a
+/// script of [`run_script`]: render it with `to_string(PostgresQueryBuilder)`, which writes the
+/// values in.
+pub fn update_by_key<A: ActiveModelTrait>(
+    row: A,
+    key: <A::Entity as EntityTrait>::Column,
+) -> UpdateStatement {
+    let id = row.get(key).into_value().expect("the row holds its key");
+    A::Entity::update_many()
+        .set(row)
+        .filter(key.eq(id))
+        .into_query()
 }
 
 /// A pooled connection between acquiring it and knowing its transaction's state.

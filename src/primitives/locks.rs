@@ -52,13 +52,19 @@ pub enum Take {
 
 /// SQL taking the lock whose text key is bound at parameter `$param`.
 pub fn take(how: Take, param: u8) -> String {
+    take_key(how, &format!("${param}"))
+}
+
+/// SQL taking the lock whose text key is the SQL expression `key_sql` (a parameter, or a literal
+/// in a simple query).
+pub fn take_key(how: Take, key_sql: &str) -> String {
     let function = match how {
         Take::Transaction => "pg_advisory_xact_lock",
         Take::TryTransaction => "pg_try_advisory_xact_lock",
         Take::Session => "pg_advisory_lock",
         Take::TrySession => "pg_try_advisory_lock",
     };
-    format!("{function}(hashtextextended(${param}, 0))")
+    format!("{function}(hashtextextended({key_sql}, 0))")
 }
 
 /// SQL taking the public migrations lock for the transaction.

@@ -5,13 +5,15 @@
 //! The per-schema migration machinery itself (ledger, locks, steps) is [`super::migrator`].
 
 use entity::public::tenants;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait,
+};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
     audit::{self, Actor},
-    db::pinned::begin_in_schema,
+    db::pinned::{begin_in_schema, run_script},
     error::{AppError, AppResult},
     primitives::schema_name::SchemaName,
     state::SharedState,
@@ -19,8 +21,11 @@ use crate::{
         Progress, Step, StepStatus, TenantStatus, guard,
         migrator::{self, MigrationFailure, SchemaMigrations, Target},
         record_tenant,
-        registry::{find_live, missing_tables, schema_of, update_registry, update_registry_in},
-        run_detached,
+        registry::{
+            find_live, missing_tables, schema_of, update_registry, update_registry_in,
+            update_registry_sql,
+        },
+        rendered, run_detached,
         seed::{PendingAdmin, SeedRole, seed_schema},
     },
 };
@@ -219,6 +224,9 @@ async fn migrate_whole(
             )),
         )
     };
+    if let Some(moved) = migrate_in_one_trip(state, tenant, schema, target).await {
+        return moved;
+    }
     let txn = match state.db.begin().await {
         Ok(txn) => txn,
         Err(err) => return not_started(err),
@@ -256,6 +264,58 @@ async fn migrate_whole(
     (Ok(reached), recorded)
 }
 
+/// [`migrate_whole`] in one round trip: the steps pre-rendered ([`rendered`]), their ledger
+/// rows and the registry's record sent as one script. `None` when the migrator has to do it:
+/// a step on the way cannot be pre-rendered, the tenant is still being set up (reaching head
+/// seeds it), or the schema's ledger is not at the revision the registry records for it
+/// (the script checks that under the schema's migration lock, before any step).
+async fn migrate_in_one_trip(
+    state: &SharedState,
+    tenant: &tenants::Model,
+    schema: &SchemaName,
+    target: &Target,
+) -> Option<(
+    Result<SchemaMigrations, MigrationFailure>,
+    Result<tenants::Model, (Step, AppError)>,
+)> {
+    if is_setting_up(tenant) {
+        return None;
+    }
+    let from = match tenant.current_revision.as_deref() {
+        None => Target::Base,
+        Some(revision) => Target::parse("currentRevision", revision).ok()?,
+    };
+    let (from, to) = (from.applied_count(), target.applied_count());
+    let reached = SchemaMigrations::first_applied(to);
+    let record = update_registry_sql(tenant.id, revision_change(tenant, &reached));
+    let script = rendered::script(schema, from, to, &record).await?;
+    let moved = match run_script(&state.db, script).await {
+        Ok(rows) => {
+            let recorded = rows
+                .last()
+                .map(|row| tenants::Model::from_query_result(row, ""))
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("the registry row is gone")))
+                .and_then(|row| Ok(row?))
+                .map_err(|e| (Step::Register, e));
+            (Ok(reached), recorded)
+        }
+        Err(err) if rendered::ledger_moved(&err) => return None,
+        Err(source) => (
+            Err(MigrationFailure {
+                failed_migration: format!("towards {target:?}"),
+                reached: SchemaMigrations::first_applied(from),
+                source,
+            }),
+            Err((
+                Step::Migrate,
+                AppError::internal(anyhow::anyhow!("not migrated")),
+            )),
+        ),
+    };
+    state.directory.forget(tenant.id).await;
+    Some(moved)
+}
+
 /// Records a migrated schema's revision in the registry; at head, a tenant still being set up
 /// is seeded, verified and activated in the same transaction.
 async fn finish_when_at_head(
@@ -291,11 +351,19 @@ pub(super) async fn record_revision_in(
     tenant: &tenants::Model,
     migrations: &SchemaMigrations,
 ) -> AppResult<tenants::Model> {
+    update_registry_in(txn, tenant.id, revision_change(tenant, migrations)).await
+}
+
+/// The registry change of [`record_revision_in`].
+fn revision_change(
+    tenant: &tenants::Model,
+    migrations: &SchemaMigrations,
+) -> impl FnOnce(&mut tenants::ActiveModel) {
     let revision = migrations.current_revision().map(str::to_owned);
     let at_head = migrations.at_head();
     let active = tenant.status == TenantStatus::Active;
     let parked = guard::parked_below_head(tenant);
-    update_registry_in(txn, tenant.id, |row| {
+    move |row| {
         if !at_head && (active || parked) {
             row.status = Set(TenantStatus::Inactive);
             row.failure_reason = Set(Some(guard::below_head_reason(revision.as_deref())));
@@ -306,8 +374,7 @@ pub(super) async fn record_revision_in(
         row.schema_provisioned = Set(true);
         row.current_revision = Set(revision);
         row.migrations_applied = Set(at_head);
-    })
-    .await
+    }
 }
 
 /// Seeds, verifies and activates a tenant that is still being set up, inside `txn` (pinned to
@@ -318,11 +385,7 @@ pub(super) async fn activate_in(
     tenant: &tenants::Model,
     progress: &Progress,
 ) -> Result<tenants::Model, (Step, AppError)> {
-    let setting_up = matches!(
-        tenant.status,
-        TenantStatus::Pending | TenantStatus::Provisioning | TenantStatus::Failed
-    );
-    if !setting_up {
+    if !is_setting_up(tenant) {
         return Ok(tenant.clone());
     }
     progress.report(Step::Seed, StepStatus::Started, None);
@@ -367,6 +430,14 @@ pub(super) async fn activate_in(
     .map_err(|e| (Step::Verify, e))?;
     progress.report(Step::Verify, StepStatus::Succeeded, None);
     Ok(activated)
+}
+
+/// A tenant not yet active for the first time: reaching head seeds and activates it.
+fn is_setting_up(tenant: &tenants::Model) -> bool {
+    matches!(
+        tenant.status,
+        TenantStatus::Pending | TenantStatus::Provisioning | TenantStatus::Failed
+    )
 }
 
 /// The tenant, whether its schema exists, and the schema's migration state.

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// How long a migration step waits for a table lock before giving up.
-const LOCK_TIMEOUT: &str = "5s";
+pub(super) const LOCK_TIMEOUT: &str = "5s";
 
 /// Where to take a schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,10 +90,14 @@ impl SchemaMigrations {
 
     /// A schema with nothing applied (or no schema at all).
     pub fn pending_all() -> Self {
-        SchemaMigrations {
-            applied: Vec::new(),
-            pending: tenant_migration_names(),
-        }
+        Self::first_applied(0)
+    }
+
+    /// A schema with the first `count` migrations applied.
+    pub fn first_applied(count: usize) -> Self {
+        let mut applied = tenant_migration_names();
+        let pending = applied.split_off(count.min(applied.len()));
+        SchemaMigrations { applied, pending }
     }
 }
 
@@ -323,13 +327,7 @@ pub async fn migrate_whole_in(
         Ok(())
     };
     match moved {
-        Ok(()) => {
-            let names = tenant_migration_names();
-            Ok(SchemaMigrations {
-                applied: names[..wanted].to_vec(),
-                pending: names[wanted..].to_vec(),
-            })
-        }
+        Ok(()) => Ok(SchemaMigrations::first_applied(wanted)),
         Err(source) => Err(MigrationFailure {
             failed_migration: format!("towards {target:?}"),
             reached: before,
@@ -342,10 +340,9 @@ pub async fn migrate_whole_in(
 /// nothing, for a schema being created.
 pub async fn migrate_all_in(txn: &DatabaseTransaction) -> Result<SchemaMigrations, DbErr> {
     TenantMigrator::up(txn, None).await?;
-    Ok(SchemaMigrations {
-        applied: tenant_migration_names(),
-        pending: Vec::new(),
-    })
+    Ok(SchemaMigrations::first_applied(
+        tenant_migration_names().len(),
+    ))
 }
 
 fn split_by_status(migrations: &[migration::sea_orm_migration::Migration]) -> SchemaMigrations {

@@ -7,7 +7,8 @@
 //!   deletes and rotates keys; [`backup`] writes one tenant to a file and restores it.
 //! - [`registry`] reads and changes `public.tenants`; [`directory`] caches it for request
 //!   authentication; [`activity`] records `lastActivityAt`.
-//! - [`migrator`] is the per-schema migration machinery; [`seed`] the data a schema starts with,
+//! - [`migrator`] is the per-schema migration machinery, [`rendered`] its one-round-trip form
+//!   for fleet migrations; [`seed`] the data a schema starts with,
 //!   [`templates`] the defaults per tenant type it may start with;
 //!   [`health`] compares a schema with the registry, [`drift`] with its revision's structure;
 //!   [`fleet`] finds tenants behind a revision.
@@ -27,6 +28,7 @@ pub mod migrate;
 pub mod migrator;
 pub mod provision;
 pub mod registry;
+pub mod rendered;
 pub mod seed;
 pub mod templates;
 pub mod validation;

@@ -9,12 +9,13 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    sea_query::{Expr, ExprTrait, Func},
+    sea_query::{Expr, ExprTrait, Func, PostgresQueryBuilder},
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
+    db::pinned::update_by_key,
     error::{AppError, AppResult},
     primitives::schema_name::SchemaName,
     state::AppState,
@@ -139,6 +140,15 @@ pub async fn update_registry_in(
     change: impl FnOnce(&mut tenants::ActiveModel),
 ) -> AppResult<tenants::Model> {
     Ok(registry_change(id, change).update(txn).await?)
+}
+
+/// [`update_registry_in`] as SQL with its values written in, returning the changed row: for a
+/// script sent as one simple query ([`crate::db::pinned::run_script`]). The caller evicts the
+/// tenant from the cache once the script has committed.
+pub fn update_registry_sql(id: Uuid, change: impl FnOnce(&mut tenants::ActiveModel)) -> String {
+    let mut update = update_by_key(registry_change(id, change), tenants::Column::Id);
+    update.returning_all();
+    update.to_string(PostgresQueryBuilder)
 }
 
 /// The row change `change` describes, with `updated_at` bumped.
