@@ -356,6 +356,7 @@ impl Runner {
                 tenant_id: Some(tenant_id),
                 admin: seed.admin.clone(),
                 roles: seed.roles.clone(),
+                clone_from: None,
             };
             match provision::create(&self.state, &self.actor, valid.clone(), options).await {
                 Ok(created) => {

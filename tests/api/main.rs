@@ -7,6 +7,7 @@ mod auth;
 mod backup;
 mod batch;
 mod cli;
+mod clone;
 mod conformance;
 mod database;
 mod drift;
