@@ -59,6 +59,8 @@ pub struct Options {
     /// Whether `provision` replays its baseline (about 2 MB of disk per tenant: a run of
     /// 10,000 tenants needs some 40 GB with it).
     pub baseline: bool,
+    /// Tenants of each kind the `clone` scenario makes.
+    pub clones: usize,
 }
 
 impl Default for Options {
@@ -71,6 +73,7 @@ impl Default for Options {
             registered: 10_000,
             memory_load: Duration::from_secs(60),
             baseline: true,
+            clones: 20,
         }
     }
 }
@@ -582,6 +585,85 @@ impl Bench {
         Ok(())
     }
 
+    /// `clone`: `cloneTenant` of one provisioned tenant, its structure only and with its 1,000
+    /// people, against `createTenant` (a schema made by migrations) — all one at a time, over
+    /// HTTP, in this run.
+    pub async fn clone_tenants(&mut self) -> anyhow::Result<()> {
+        let n = self.options.clones.max(1);
+        let mut source = bench_tenant("clone-source.bench");
+        source["admin"] =
+            json!({ "email": "admin@clone-source.bench", "password": ADMIN_PASSWORD });
+        let made = self
+            .graphql(
+                "mutation($i: CreateTenantInput!) { createTenant(input: $i) { tenant { id schemaName } } }",
+                json!({ "i": source }),
+                Some(&self.operator),
+            )
+            .await?;
+        let source_id = made["createTenant"]["tenant"]["id"].clone();
+        let schema = made["createTenant"]["tenant"]["schemaName"]
+            .as_str()
+            .context("the source's schema")?
+            .to_owned();
+        self.state
+            .db
+            .execute_unprepared(&format!(
+                "INSERT INTO \"{schema}\".person (first_name, last_name, email) \
+                 SELECT 'First' || i, 'Last' || i, 'p' || i || '@example.org' FROM generate_series(1, 1000) i"
+            ))
+            .await?;
+
+        let migrated = self.one_by_one("migrated", n, None).await?;
+        let structure = self
+            .one_by_one("cloned", n, Some((&source_id, false)))
+            .await?;
+        let with_data = self
+            .one_by_one("cloned-data", n, Some((&source_id, true)))
+            .await?;
+        self.rows.push(Row::new(
+            "clone",
+            &format!("tenants/s by migrations (createTenant, {n})"),
+            migrated,
+        ));
+        self.rows
+            .push(Row::new("clone", "tenants/s, clone of structure", structure).against(migrated));
+        self.rows.push(
+            Row::new("clone", "tenants/s, clone with 1,000 people", with_data).against(migrated),
+        );
+        Ok(())
+    }
+
+    /// `n` tenants `{prefix}-{i}.bench` made one after the other, by `createTenant` or as
+    /// clones of `(source id, with its data)`; tenants/s.
+    async fn one_by_one(
+        &self,
+        prefix: &str,
+        n: usize,
+        clone_of: Option<(&Value, bool)>,
+    ) -> anyhow::Result<f64> {
+        let started = Instant::now();
+        for i in 0..n {
+            let input = bench_tenant(&format!("{prefix}-{i}.bench"));
+            let (operation, query, variables) = match clone_of {
+                None => (
+                    "createTenant",
+                    "mutation($i: CreateTenantInput!) { createTenant(input: $i) { tenant { status } } }",
+                    json!({ "i": input }),
+                ),
+                Some((source, with_data)) => (
+                    "cloneTenant",
+                    "mutation($s: ID!, $i: CreateTenantInput!, $d: Boolean) { cloneTenant(sourceTenantId: $s, input: $i, includeData: $d) { tenant { status } } }",
+                    json!({ "s": source, "i": input, "d": with_data }),
+                ),
+            };
+            let data = self.graphql(query, variables, Some(&self.operator)).await?;
+            if data[operation]["tenant"]["status"] != "ACTIVE" {
+                bail!("{prefix}-{i} is not active: {data}");
+            }
+        }
+        Ok(n as f64 / started.elapsed().as_secs_f64())
+    }
+
     /// Logs in to every staffed tenant and gives each 50 people.
     async fn prepare_query_tenants(&mut self) -> anyhow::Result<()> {
         if !self.tokens.is_empty() {
@@ -759,6 +841,11 @@ impl Bench {
         );
         Ok(())
     }
+}
+
+/// The fields `createTenant` needs for a tenant of `domain`.
+fn bench_tenant(domain: &str) -> Value {
+    json!({ "tenantName": domain, "domain": domain, "email": format!("office@{domain}") })
 }
 
 /// POSTs `body` to `url`, with a bearer `token` when given, and returns the JSON answer.

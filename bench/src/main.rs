@@ -13,6 +13,8 @@ enum Scenario {
     /// The release server in its own process under load from `tenantgraph-load`, against a raw
     /// SELECT from the same generator.
     Query,
+    /// `cloneTenant` (structure, and with 1,000 people) against `createTenant`.
+    Clone,
     Login,
     Memory,
     /// The release server in its own process: its RSS over provisioning and a mixed load.
@@ -33,6 +35,9 @@ struct Cli {
     /// Seconds of each timed load.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Tenants of each kind `clone` makes (by migrations, cloned, cloned with data).
+    #[arg(long, default_value_t = 20)]
+    clones: usize,
     /// Tenants registered without schemas for `memory`.
     #[arg(long, default_value_t = 10_000)]
     registered: usize,
@@ -65,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         registered: cli.registered,
         memory_load: Duration::from_secs(cli.memory_seconds),
         baseline: !cli.no_baseline,
+        clones: cli.clones,
         ..Options::default()
     };
     let mut bench = Bench::start(options).await?;
@@ -92,8 +98,11 @@ async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
             .expect("valid progress template"),
     );
     let wanted = |scenario: Scenario| cli.scenario == Scenario::All || cli.scenario == scenario;
-    // Every scenario of the in-process server needs tenants: provisioning runs first.
-    if !matches!(cli.scenario, Scenario::ServerMemory | Scenario::Query) {
+    // Every other scenario of the in-process server needs tenants: provisioning runs first.
+    if !matches!(
+        cli.scenario,
+        Scenario::ServerMemory | Scenario::Query | Scenario::Clone
+    ) {
         bar.set_message("provision");
         bench.provision(&bar).await?;
         bar.finish_and_clear();
@@ -105,6 +114,10 @@ async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
     if wanted(Scenario::Migrate) {
         eprintln!("migrate …");
         bench.migrate().await?;
+    }
+    if wanted(Scenario::Clone) {
+        eprintln!("clone …");
+        bench.clone_tenants().await?;
     }
     let server_bin = cli
         .server_bin

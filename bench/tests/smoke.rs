@@ -35,6 +35,7 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         registered: 20,
         memory_load: Duration::from_secs(2),
         baseline: true,
+        clones: 2,
     };
     let mut bench = Bench::start(options).await.unwrap();
     bench
@@ -43,6 +44,7 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         .unwrap();
     bench.migrate_noop().await.unwrap();
     bench.migrate().await.unwrap();
+    bench.clone_tenants().await.unwrap();
     let load_bin = std::path::Path::new(env!("CARGO_BIN_EXE_tenantgraph-load"));
     bench
         .query(&server_bin(), load_bin, &indicatif::ProgressBar::hidden())
@@ -72,6 +74,7 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         "provision",
         "migrate-noop",
         "migrate",
+        "clone",
         "query",
         "login",
         "memory",

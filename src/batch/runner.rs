@@ -364,6 +364,7 @@ impl Runner {
                 tenant_id: Some(tenant_id),
                 admin: seed.admin.clone(),
                 roles: seed.roles.clone(),
+                clone_from: None,
             };
             match provision::create(&self.state, &self.actor, valid.clone(), options).await {
                 Ok(created) => {

@@ -4,7 +4,8 @@
 //!   [`crate::primitives::schema_name`]).
 //! - [`provision`] registers a tenant and makes its schema; [`migrate`] moves a registered
 //!   tenant's schema up or down and records where it is; [`admin`] updates, deactivates,
-//!   deletes and rotates keys; [`backup`] writes one tenant to a file and restores it.
+//!   deletes and rotates keys; [`backup`] writes one tenant to a file and restores it;
+//!   [`clone`] provisions a new tenant as a copy of another's structure (and rows).
 //! - [`registry`] reads and changes `public.tenants`; [`directory`] caches it for request
 //!   authentication; [`activity`] records `lastActivityAt`.
 //! - [`migrator`] is the per-schema migration machinery, [`rendered`] its one-round-trip form
@@ -19,6 +20,7 @@
 pub mod activity;
 pub mod admin;
 pub mod backup;
+pub mod clone;
 pub mod directory;
 pub mod drift;
 pub mod fleet;

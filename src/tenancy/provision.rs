@@ -8,7 +8,7 @@
 
 use chrono::Utc;
 use entity::public::tenants;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, IsolationLevel, TransactionTrait};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -19,6 +19,7 @@ use crate::{
     state::SharedState,
     tenancy::{
         Progress, Step, StepStatus, TenantStatus,
+        clone::{self, CloneSource, HeldSource},
         migrate::{activate_in, record_revision_in},
         migrator::{self, SchemaMigrations},
         registry::{
@@ -47,6 +48,9 @@ pub struct ProvisionOptions {
     /// Extra roles of the tenant's template, resolved by the caller
     /// ([`super::templates::apply`]); kept with the tenant until its schema is seeded.
     pub roles: Vec<SeedRole>,
+    /// The tenant whose revision (and rows) the new schema takes instead of head's
+    /// ([`super::clone`]); a clone is always provisioned.
+    pub clone_from: Option<CloneSource>,
 }
 
 /// A registered tenant and what was done for it.
@@ -280,10 +284,24 @@ async fn provision(
             }
         }
     };
+    // A clone's source is held before its transaction begins (see `HeldSource::hold`).
+    let source = match &options.clone_from {
+        Some(from) => Some(
+            HeldSource::hold(state, from)
+                .await
+                .map_err(fail(Step::Validate, false))?,
+        ),
+        None => None,
+    };
     progress.report(Step::CreateSchema, StepStatus::Started, None);
+    // One snapshot of every source table for a copy of its rows.
+    let isolation = source
+        .as_ref()
+        .is_some_and(HeldSource::include_data)
+        .then_some(IsolationLevel::RepeatableRead);
     let txn = state
         .db
-        .begin()
+        .begin_with_config(isolation, None)
         .await
         .map_err(|e| fail(Step::CreateSchema, false)(e.into()))?;
     txn.execute_unprepared(&format!("CREATE SCHEMA {}", schema.quoted()))
@@ -294,38 +312,52 @@ async fn provision(
         .map_err(|e| fail(Step::CreateSchema, false)(e.into()))?;
     progress.report(Step::CreateSchema, StepStatus::Succeeded, None);
 
-    let (tenant, migrations) = if options.run_migrations {
+    let migrations = if let Some(source) = &source {
+        progress.report(Step::Migrate, StepStatus::Started, None);
+        let migrations = clone::build(&txn, source, &schema, tenant)
+            .await
+            .map_err(|(step, e)| fail(step, false)(e))?;
+        progress.report(Step::Migrate, StepStatus::Succeeded, None);
+        Some(migrations)
+    } else if options.run_migrations {
         progress.report(Step::Migrate, StepStatus::Started, None);
         let migrations = migrator::migrate_all_in(&txn)
             .await
             .map_err(|e| fail(Step::Migrate, false)(e.into()))?;
         progress.report(Step::Migrate, StepStatus::Succeeded, None);
-        let tenant = record_revision_in(&txn, tenant, &migrations)
-            .await
-            .map_err(fail(Step::Register, false))?;
-        let tenant = activate_in(&txn, &schema, &tenant, progress)
-            .await
-            .map_err(|(step, e)| fail(step, false)(e))?;
-        (tenant, migrations)
+        Some(migrations)
     } else {
-        let tenant = update_registry_in(&txn, tenant.id, |row| {
+        None
+    };
+    let tenant = match &migrations {
+        Some(migrations) => record_revision_in(&txn, tenant, migrations)
+            .await
+            .map_err(fail(Step::Register, false))?,
+        None => tenant.clone(),
+    };
+    let tenant = match &migrations {
+        Some(migrations) if migrations.at_head() => activate_in(&txn, &schema, &tenant, progress)
+            .await
+            .map_err(|(step, e)| fail(step, false)(e))?,
+        // Below head (not migrated, or cloned from a source below head): set up once a
+        // migration takes it to head.
+        _ => update_registry_in(&txn, tenant.id, |row| {
             row.schema_provisioned = Set(true);
             row.status = Set(TenantStatus::Pending);
         })
         .await
-        .map_err(fail(Step::Register, false))?;
-        (tenant, SchemaMigrations::pending_all())
+        .map_err(fail(Step::Register, false))?,
     };
+    let migrations = migrations.unwrap_or_else(SchemaMigrations::pending_all);
+    let mut detail = json!({ "provisioned": true });
+    if let Some(source) = &source {
+        detail["clonedFrom"] = json!(source.tenant_id());
+        detail["includeData"] = json!(source.include_data());
+        detail["revision"] = json!(source.revision());
+    }
     // Recorded with what it records: a crash never leaves a tenant without its audit row, and
     // running the job again never adds a second one.
-    audit::tenant_success(
-        &txn,
-        actor,
-        "tenant.create",
-        &tenant,
-        json!({ "provisioned": true }),
-    )
-    .await;
+    audit::tenant_success(&txn, actor, "tenant.create", &tenant, detail).await;
     // Whether a failed commit took effect is unknown: the undo drops the schema if it is there.
     txn.commit()
         .await

@@ -109,25 +109,14 @@ pub async fn seed_schema(
     roles: &[SeedRole],
 ) -> Result<(), DbErr> {
     add_roles(txn, roles).await?;
-    tenant_settings::Entity::insert(tenant_settings::ActiveModel {
-        id: Set(true),
-        display_name: Set(display_name.to_owned()),
-        features: Set(settings
-            .get("features")
-            .cloned()
-            .unwrap_or(Value::Array(vec![]))),
-        limits: Set(settings
-            .get("limits")
-            .cloned()
-            .unwrap_or(Value::Object(Default::default()))),
-        ..Default::default()
-    })
-    .on_conflict(
+    write_settings(
+        txn,
+        display_name,
+        settings,
         OnConflict::column(tenant_settings::Column::Id)
             .do_nothing()
             .to_owned(),
     )
-    .exec_without_returning(txn)
     .await?;
 
     if let Some(admin) = admin {
@@ -163,5 +152,49 @@ pub async fn seed_schema(
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Gives the settings row (copied from another tenant) this tenant's name, features and limits,
+/// as [`seed_schema`] would have written them; its other columns stay as they are.
+pub async fn replace_settings(
+    txn: &DatabaseTransaction,
+    display_name: &str,
+    settings: &Value,
+) -> Result<(), DbErr> {
+    let replaced = OnConflict::column(tenant_settings::Column::Id)
+        .update_columns([
+            tenant_settings::Column::DisplayName,
+            tenant_settings::Column::Features,
+            tenant_settings::Column::Limits,
+        ])
+        .to_owned();
+    write_settings(txn, display_name, settings, replaced).await
+}
+
+/// Inserts the settings row of `display_name` and the registry's `settings`; an existing row is
+/// kept or changed as `on_conflict` says.
+async fn write_settings(
+    txn: &DatabaseTransaction,
+    display_name: &str,
+    settings: &Value,
+    on_conflict: OnConflict,
+) -> Result<(), DbErr> {
+    tenant_settings::Entity::insert(tenant_settings::ActiveModel {
+        id: Set(true),
+        display_name: Set(display_name.to_owned()),
+        features: Set(settings
+            .get("features")
+            .cloned()
+            .unwrap_or(Value::Array(vec![]))),
+        limits: Set(settings
+            .get("limits")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()))),
+        ..Default::default()
+    })
+    .on_conflict(on_conflict)
+    .exec_without_returning(txn)
+    .await?;
     Ok(())
 }

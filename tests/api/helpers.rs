@@ -553,6 +553,18 @@ impl Gql {
         self.0["errors"][0]["extensions"]["field"].as_str()
     }
 
+    /// The `extensions.field` of every error, sorted.
+    pub fn error_fields(&self) -> Vec<&str> {
+        let mut fields: Vec<&str> = self.0["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["extensions"]["field"].as_str().unwrap())
+            .collect();
+        fields.sort();
+        fields
+    }
+
     pub fn error_message(&self) -> &str {
         self.0["errors"][0]["message"].as_str().unwrap_or_default()
     }

@@ -8,6 +8,7 @@ mod backup;
 mod batch;
 mod bulk_update;
 mod cli;
+mod clone;
 mod conformance;
 mod database;
 mod drift;

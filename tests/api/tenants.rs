@@ -449,14 +449,7 @@ async fn several_faults_are_reported_together() {
             Some(&token),
         )
         .await;
-    let mut fields: Vec<&str> = response.0["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["extensions"]["field"].as_str().unwrap())
-        .collect();
-    fields.sort();
-    assert_eq!(fields, ["email", "tenantName"]);
+    assert_eq!(response.error_fields(), ["email", "tenantName"]);
 }
 
 #[tokio::test]

@@ -2,14 +2,18 @@ use async_graphql::{Context, ID, Object};
 
 use crate::{
     audit::Actor,
+    error::AppError,
     graphql::{ContextExt, all_errors, parse_id},
     tenancy::{
-        Progress, admin, guard,
+        Progress, admin,
+        clone::{self, CloneSource},
+        guard,
         migrate::{self, MigrationMode},
         migrator::Target,
         provision::{self, ProvisionOptions},
+        seed::SeedRole,
         templates,
-        validation::{TenantDraft, validate_new_tenant},
+        validation::{TenantDraft, ValidTenant, validate_new_tenant},
     },
 };
 
@@ -32,40 +36,68 @@ impl TenantMutation {
     ) -> async_graphql::Result<TenantProvisionResult> {
         let request = ctx.request();
         request.require_platform()?;
-        let state = ctx.state();
+        let provision_schema = input.provision_schema;
+        let run_migrations = input.run_migrations;
+        let (valid, roles) = validated(ctx, input)
+            .await
+            .map_err(|faults| all_errors(ctx, faults))?;
         let options = ProvisionOptions {
-            provision_schema: input.provision_schema,
-            run_migrations: input.provision_schema && input.run_migrations,
-            timeout: state.config.operation_timeout,
-            progress: Progress::none(),
-            tenant_id: None,
-            admin: None,
-            roles: Vec::new(),
+            provision_schema,
+            run_migrations: provision_schema && run_migrations,
+            roles,
+            ..provision_options(ctx)
         };
-        let mut draft = TenantDraft::from(input);
-        let applied = templates::apply(&state.db, &mut draft).await;
-        let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix);
-        let (options, valid) = match (applied, valid) {
-            (Ok(roles), Ok(valid)) => (ProvisionOptions { roles, ..options }, valid),
-            (applied, valid) => {
-                let errors = applied
-                    .err()
-                    .into_iter()
-                    .chain(valid.err().into_iter().flatten());
-                return Err(all_errors(ctx, errors.collect()));
+        let created = provision::create(ctx.state(), &Actor::from(request), valid, options).await?;
+        Ok(TenantProvisionResult::from(created))
+    }
+
+    /// Makes a new tenant whose schema has the structure and revision of the tenant
+    /// `sourceTenantId` (an `ACTIVE` one) and, with `includeData`, a copy of its rows: its users
+    /// (who log in with their passwords, in sessions of their own), people, roles and settings.
+    /// The new tenant is made as `createTenant` makes one: its own API key (shown this once),
+    /// template and settings from `input`, and nothing left behind when it fails.
+    async fn clone_tenant(
+        &self,
+        ctx: &Context<'_>,
+        source_tenant_id: ID,
+        input: CreateTenantInput,
+        #[graphql(default = false)] include_data: bool,
+    ) -> async_graphql::Result<TenantProvisionResult> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let source = parse_id("sourceTenantId", &source_tenant_id);
+        let refused: Vec<AppError> = [
+            ("provisionSchema", input.provision_schema),
+            ("runMigrations", input.run_migrations),
+        ]
+        .into_iter()
+        .filter(|(_, asked)| !asked)
+        .map(|(field, _)| {
+            AppError::bad_input(
+                field,
+                format!("a clone is always provisioned and migrated; {field} cannot be false"),
+            )
+        })
+        .collect();
+        let (tenant_id, (valid, roles)) = match (source, validated(ctx, input).await) {
+            (Ok(tenant_id), Ok(validated)) if refused.is_empty() => (tenant_id, validated),
+            (source, validated) => {
+                let faults = source.err().into_iter().chain(refused);
+                let faults = faults.chain(validated.err().into_iter().flatten());
+                return Err(all_errors(ctx, faults.collect()));
             }
         };
-        let created = provision::create(state, &Actor::from(request), valid, options).await?;
-        let status =
-            MigrationStatus::new(&created.tenant, created.schema_created, created.migrations);
-        Ok(TenantProvisionResult {
-            api_key: created.api_key,
-            schema_created: created.schema_created,
-            migrations_applied: status.migrations_applied,
-            migration_status: status,
-            message: created.message,
-            tenant: Tenant(created.tenant),
-        })
+        let from = CloneSource {
+            tenant_id,
+            include_data,
+        };
+        let options = ProvisionOptions {
+            roles,
+            ..provision_options(ctx)
+        };
+        let created =
+            clone::clone_tenant(ctx.state(), &Actor::from(request), from, valid, options).await?;
+        Ok(TenantProvisionResult::from(created))
     }
 
     async fn update_tenant(
@@ -207,5 +239,38 @@ impl TenantMutation {
         )
         .await?;
         Ok(MigrationStatus::new(&tenant, true, migrations))
+    }
+}
+
+/// `input` with its template applied, validated; every fault at once.
+async fn validated(
+    ctx: &Context<'_>,
+    input: CreateTenantInput,
+) -> Result<(ValidTenant, Vec<SeedRole>), Vec<AppError>> {
+    let state = ctx.state();
+    let mut draft = TenantDraft::from(input);
+    let applied = templates::apply(&state.db, &mut draft).await;
+    let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix);
+    match (applied, valid) {
+        (Ok(roles), Ok(valid)) => Ok((valid, roles)),
+        (applied, valid) => Err(applied
+            .err()
+            .into_iter()
+            .chain(valid.err().into_iter().flatten())
+            .collect()),
+    }
+}
+
+/// How a tenant made by a request is provisioned: in full, within `OPERATION_TIMEOUT_SECONDS`.
+fn provision_options(ctx: &Context<'_>) -> ProvisionOptions {
+    ProvisionOptions {
+        provision_schema: true,
+        run_migrations: true,
+        timeout: ctx.state().config.operation_timeout,
+        progress: Progress::none(),
+        tenant_id: None,
+        admin: None,
+        roles: Vec::new(),
+        clone_from: None,
     }
 }

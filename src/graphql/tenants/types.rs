@@ -1,6 +1,6 @@
 use async_graphql::{Enum, ID, Object, SimpleObject};
 
-use crate::tenancy::migrator::SchemaMigrations;
+use crate::tenancy::{migrator::SchemaMigrations, provision::Created};
 use chrono::{DateTime, FixedOffset};
 use entity::public::tenants;
 
@@ -191,6 +191,21 @@ pub struct TenantProvisionResult {
     pub migrations_applied: bool,
     pub migration_status: MigrationStatus,
     pub message: String,
+}
+
+impl From<Created> for TenantProvisionResult {
+    fn from(created: Created) -> Self {
+        let status =
+            MigrationStatus::new(&created.tenant, created.schema_created, created.migrations);
+        TenantProvisionResult {
+            api_key: created.api_key,
+            schema_created: created.schema_created,
+            migrations_applied: status.migrations_applied,
+            migration_status: status,
+            message: created.message,
+            tenant: Tenant(created.tenant),
+        }
+    }
 }
 
 #[derive(SimpleObject)]
