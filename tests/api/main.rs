@@ -8,6 +8,7 @@ mod backup;
 mod batch;
 mod cli;
 mod conformance;
+mod dashboard;
 mod database;
 mod drift;
 mod fair_share;
