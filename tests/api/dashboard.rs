@@ -14,6 +14,7 @@ use std::{
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use nix::{
     sys::signal::{Signal, killpg},
     unistd::Pid,
@@ -229,8 +230,8 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
             .await
             .ok()?;
         let bar = card.find(Locator::Css("progress")).await.ok()?;
-        let value = bar.prop("value").await.ok()??;
-        let max = bar.prop("max").await.ok()??;
+        let value = bar.attr("value").await.ok()??;
+        let max = bar.attr("max").await.ok()??;
         let label = card
             .find(Locator::Css(".percent"))
             .await
@@ -358,21 +359,27 @@ where
     }
 }
 
-/// `chromedriver` on a free loopback port and a headless Chromium session through it, with a
-/// profile of its own; the driver and its browsers are stopped and the profile removed when
-/// dropped.
+/// A headless Chromium session through its own `chromedriver`.
 struct Browser {
     client: Client,
-    driver: Child,
-    profile: PathBuf,
+    // Dropped after the client: stops whatever the session left running.
+    _driver: Driver,
 }
 
-impl Browser {
-    async fn start() -> Browser {
+/// `chromedriver` on a free loopback port, in a process group of its own so that the browsers it
+/// starts go with it, and a fresh profile directory; all stopped and removed when dropped, even
+/// when the test fails before a session opens.
+struct Driver {
+    process: Child,
+    profile: PathBuf,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
         let port = free_port();
-        let driver = Command::new(binary("CHROMEDRIVER", "chromedriver"))
+        let process = Command::new(binary("CHROMEDRIVER", "chromedriver"))
             .arg(format!("--port={port}"))
-            // Its own process group: the browsers it starts are stopped with it.
             .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -380,14 +387,34 @@ impl Browser {
             .unwrap_or_else(|err| panic!("chromedriver does not start ({err}); {NEEDS_CHROMIUM}"));
         let profile =
             std::env::temp_dir().join(format!("tenantgraph-chromium-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir(&profile).unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let driver_is_up = || async {
-            let status = reqwest::get(format!("{url}/status")).await.ok()?;
-            status.status().is_success().then_some(())
+        let driver = Driver {
+            process,
+            profile,
+            url: format!("http://127.0.0.1:{port}"),
         };
-        eventually("chromedriver answering", driver_is_up).await;
+        std::fs::create_dir(&driver.profile).unwrap();
+        eventually("chromedriver answering", || async {
+            let status = reqwest::get(format!("{}/status", driver.url)).await.ok()?;
+            status.status().is_success().then_some(())
+        })
+        .await;
+        driver
+    }
+}
 
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.process.id()) {
+            let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+        }
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let driver = Driver::start().await;
         let capabilities = json!({
             "goog:chromeOptions": {
                 "binary": binary("CHROMIUM", "chromium"),
@@ -397,7 +424,7 @@ impl Browser {
                     "--no-sandbox",
                     "--disable-dev-shm-usage",
                     "--disable-gpu",
-                    format!("--user-data-dir={}", profile.display()),
+                    format!("--user-data-dir={}", driver.profile.display()),
                     // Everything stays on this machine: no proxy, no name resolved, no
                     // background traffic of the browser's own.
                     "--no-proxy-server",
@@ -416,32 +443,21 @@ impl Browser {
         let Value::Object(capabilities) = capabilities else {
             unreachable!()
         };
-        let client = ClientBuilder::rustls()
-            .unwrap()
+        // Plain HTTP: the driver listens on loopback only, so the client needs no TLS at all.
+        let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
-            .connect(&url)
+            .connect(&driver.url)
             .await
             .unwrap_or_else(|err| panic!("no browser session ({err}); {NEEDS_CHROMIUM}"));
         Browser {
             client,
-            driver,
-            profile,
+            _driver: driver,
         }
     }
 
+    /// Ends the session (the browser quits); the driver and the profile go with `Drop`.
     async fn close(self) {
-        // Ends the browser; the driver and the profile go with `Drop`.
         let _ = self.client.clone().close().await;
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if let Ok(group) = i32::try_from(self.driver.id()) {
-            let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
-        }
-        let _ = self.driver.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
