@@ -262,12 +262,17 @@
       showConsole(email);
     },
 
-    /** Forgets the token and shows the sign-in form with `reason`. */
+    /** Forgets the token and what it showed, and shows the sign-in form with `reason`. */
     end(reason) {
       sessionStorage.removeItem(TOKEN_KEY);
       subscriptions.close();
       clearInterval(refreshTimer);
       refreshTimer = null;
+      ++tenantsGeneration;
+      ++revisionsGeneration;
+      batchCards.clear();
+      for (const id of ['batches', 'revisions-chart', 'webhooks']) $(id).replaceChildren();
+      document.querySelector('#tenants tbody').replaceChildren();
       $('console').hidden = true;
       $('account').hidden = true;
       $('sign-in').hidden = false;
@@ -312,8 +317,12 @@
     $('account-email').textContent = email;
     loadEverything();
     clearInterval(refreshTimer);
+    // The table is left alone once the operator asked for more pages than the first.
     refreshTimer = setInterval(() => {
-      if (document.visibilityState === 'visible') loadEverything();
+      if (document.visibilityState !== 'visible') return;
+      if (tenantPages === 1) loadTenants(false);
+      loadRevisions();
+      loadWebhooks();
     }, REFRESH_MS);
     for (const id of rememberedBatches()) followBatch(id);
   }
@@ -335,10 +344,13 @@
   }`;
 
   let tenantsCursor = null;
+  let tenantPages = 0;
+  // The filter as last applied (typing in the search box applies nothing by itself).
+  let appliedFilter = {};
   // Answers of an older request that come in after a newer one started are dropped.
   let tenantsGeneration = 0;
 
-  function tenantFilter() {
+  function readTenantFilter() {
     const filter = {};
     const status = $('filter-status').value;
     if (TENANT_STATUSES.includes(status)) filter.status = status;
@@ -354,12 +366,16 @@
       const data = await graphql(TENANTS_QUERY, {
         first: TENANTS_PAGE,
         after: more ? tenantsCursor : null,
-        filter: tenantFilter(),
+        filter: appliedFilter,
       });
       if (generation !== tenantsGeneration) return;
       const connection = data.tenants;
       const body = document.querySelector('#tenants tbody');
-      if (!more) body.replaceChildren();
+      if (!more) {
+        body.replaceChildren();
+        tenantPages = 0;
+      }
+      tenantPages += 1;
       const rows = connection.nodes.map(tenantRow);
       body.append(...rows);
       if (!body.children.length) {
@@ -442,11 +458,16 @@
     cell.title = problems.join('; ') || 'healthy';
   }
 
+  function applyTenantFilter() {
+    appliedFilter = readTenantFilter();
+    loadTenants(false);
+  }
+
   $('tenant-filter').addEventListener('submit', (event) => {
     event.preventDefault();
-    loadTenants(false);
+    applyTenantFilter();
   });
-  $('filter-status').addEventListener('change', () => loadTenants(false));
+  $('filter-status').addEventListener('change', applyTenantFilter);
   $('tenants-refresh').addEventListener('click', () => {
     loadTenants(false);
     loadRevisions();
@@ -752,14 +773,17 @@
       list.replaceChildren(...data.webhooks.map(webhookBlock));
       status.dataset.state = 'ok';
       status.textContent = data.webhooks.length ? '' : 'No webhooks.';
+      status.title = '';
     } catch (error) {
       list.replaceChildren();
       if (error.refusedDocument) {
         status.dataset.state = 'unavailable';
         status.textContent = 'Webhooks unavailable on this server.';
+        status.title = error.message;
       } else {
         status.dataset.state = 'error';
         status.textContent = error.message;
+        status.title = '';
       }
     }
   }
