@@ -1,6 +1,8 @@
 //! The HTTP surface: routes and the tower layers around them.
 
+pub mod bundle;
 pub mod client_addr;
+pub mod dashboard;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
@@ -41,6 +43,8 @@ pub fn router(http: HttpState) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphiql", get(graphiql::graphiql))
         .route("/graphiql/assets/{file}", get(graphiql::asset))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route("/dashboard/assets/{file}", get(dashboard::asset))
         .route("/health", get(health::live))
         .route("/health/db", get(health::database))
         .route("/metrics", get(render_metrics))

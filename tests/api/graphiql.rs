@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, WsClient};
 
-/// The directives the page's policy must hold, each exactly as written.
+/// The directives GraphiQL's policy must hold, each exactly as written.
 const POLICY: &[&str] = &[
     "default-src 'none'",
     "script-src 'self'",
@@ -18,7 +18,7 @@ const POLICY: &[&str] = &[
     "form-action 'none'",
 ];
 
-async fn get_page(app: &TestApp, path: &str) -> (reqwest::header::HeaderMap, String) {
+pub(crate) async fn get_page(app: &TestApp, path: &str) -> (reqwest::header::HeaderMap, String) {
     let response = app
         .http
         .get(app.url(path))
@@ -31,7 +31,7 @@ async fn get_page(app: &TestApp, path: &str) -> (reqwest::header::HeaderMap, Str
     (headers, response.text().await.unwrap())
 }
 
-fn header_text<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+pub(crate) fn header_text<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
     headers
         .get(name)
         .unwrap_or_else(|| panic!("no {name} header"))
@@ -39,12 +39,18 @@ fn header_text<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a s
         .unwrap()
 }
 
-fn assert_strict_page(headers: &reqwest::header::HeaderMap, app: &TestApp) {
+/// The page is HTML, not sniffed, under a policy with every one of `policy_directives`,
+/// connections only back to this server and its socket, and no script but the server's files.
+pub(crate) fn assert_strict_page(
+    headers: &reqwest::header::HeaderMap,
+    app: &TestApp,
+    policy_directives: &[&str],
+) {
     assert!(header_text(headers, "content-type").starts_with("text/html"));
     assert_eq!(header_text(headers, "x-content-type-options"), "nosniff");
     let policy = header_text(headers, "content-security-policy");
     let directives: Vec<&str> = policy.split(';').map(str::trim).collect();
-    for wanted in POLICY {
+    for wanted in policy_directives {
         assert!(
             directives.contains(wanted),
             "{wanted:?} missing from {policy}"
@@ -73,7 +79,7 @@ fn assert_strict_page(headers: &reqwest::header::HeaderMap, app: &TestApp) {
 }
 
 /// Every `name="value"` attribute of every tag (the page's own template quotes its values).
-fn attributes(html: &str) -> Vec<(String, String)> {
+pub(crate) fn attributes(html: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     for tag in html.split('<').skip(1) {
         let tag = tag.split('>').next().unwrap_or_default();
@@ -104,7 +110,7 @@ fn attributes(html: &str) -> Vec<(String, String)> {
 }
 
 /// A path on this server: not absolute (`scheme:`), not protocol-relative (`//host`).
-fn assert_same_origin_path(what: &str, value: &str) {
+pub(crate) fn assert_same_origin_path(what: &str, value: &str) {
     assert!(
         value.starts_with('/') && !value.starts_with("//") && !value.contains(':'),
         "{what} {value:?} is not a path on this server"
@@ -116,13 +122,13 @@ async fn graphiql_page_is_served_with_a_strict_policy() {
     let app = TestApp::spawn().await;
 
     let (headers, page) = get_page(&app, "/graphiql").await;
-    assert_strict_page(&headers, &app);
+    assert_strict_page(&headers, &app, POLICY);
     assert!(page.contains(r#"<div id="graphiql""#), "{page}");
     assert!(!page.contains("unpkg"), "{page}");
 
     // A browser at /graphql gets the same page, under the same policy.
     let (headers, from_graphql) = get_page(&app, "/graphql").await;
-    assert_strict_page(&headers, &app);
+    assert_strict_page(&headers, &app, POLICY);
     assert_eq!(from_graphql, page);
 
     // Other clients keep GraphQL over GET there.
@@ -143,6 +149,59 @@ async fn graphiql_loads_only_assets_of_this_server() {
     let app = TestApp::spawn().await;
     let (_, page) = get_page(&app, "/graphiql").await;
 
+    let references = assert_page_loads_only_its_own_files(&app, &page).await;
+    let count = |kind: &str| {
+        references
+            .iter()
+            .filter(|path| kind_of(path) == kind)
+            .count()
+    };
+    assert!(
+        count("text/javascript") >= 4,
+        "react, react-dom, graphiql, start-up: {references:?}"
+    );
+    assert!(
+        count("text/css") >= 2,
+        "graphiql's and the page's: {references:?}"
+    );
+
+    // The start-up script is the project's own: it names no URL at all, only reads the page's.
+    let start = references
+        .iter()
+        .find(|path| path.contains("/start-"))
+        .expect("the start-up script is a file");
+    let start = app
+        .http
+        .get(app.url(start))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for external in ["http://", "https://", "'//", "\"//", "`//", "import("] {
+        assert!(
+            !start.contains(external),
+            "{external:?} in the start-up script"
+        );
+    }
+    assert!(start.contains("dataset.endpoint"));
+}
+
+/// The content type a page's file of this name must be served with.
+pub(crate) fn kind_of(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("js") => "text/javascript",
+        Some("css") => "text/css",
+        Some("svg") => "image/svg+xml",
+        _ => panic!("the page references {path}, of no known kind"),
+    }
+}
+
+/// Checks that `page` has no inline script or style and names only files of this server, each
+/// served with its content type, `nosniff`, for good under its hashed name, and loading nothing
+/// from elsewhere; answers the paths the page names.
+pub(crate) async fn assert_page_loads_only_its_own_files(app: &TestApp, page: &str) -> Vec<String> {
     // No absolute or protocol-relative URL anywhere in the page, and no inline script or style.
     for external in ["http:", "https:", "\"//", "'//", "url("] {
         assert!(
@@ -160,14 +219,14 @@ async fn graphiql_loads_only_assets_of_this_server() {
     }
     assert!(!page.contains("<style"), "an inline style element:\n{page}");
     assert!(
-        !attributes(&page)
+        !attributes(page)
             .iter()
             .any(|(name, _)| name == "style" || name.starts_with("on")),
         "an inline style or event handler attribute:\n{page}"
     );
 
     let mut references = Vec::new();
-    for (name, value) in attributes(&page) {
+    for (name, value) in attributes(page) {
         match name.as_str() {
             "src" | "href" => references.push(value),
             "data-endpoint" | "data-subscription-endpoint" => {
@@ -176,27 +235,6 @@ async fn graphiql_loads_only_assets_of_this_server() {
             _ => {}
         }
     }
-    let kind_of = |path: &str| match path.rsplit('.').next() {
-        Some("js") => "text/javascript",
-        Some("css") => "text/css",
-        Some("svg") => "image/svg+xml",
-        _ => panic!("the page references {path}, of no known kind"),
-    };
-    let count = |kind: &str| {
-        references
-            .iter()
-            .filter(|path| kind_of(path) == kind)
-            .count()
-    };
-    assert!(
-        count("text/javascript") >= 4,
-        "react, react-dom, graphiql, start-up: {references:?}"
-    );
-    assert!(
-        count("text/css") >= 2,
-        "graphiql's and the page's: {references:?}"
-    );
-
     for path in &references {
         assert_same_origin_path("a page reference", path);
         let kind = kind_of(path);
@@ -248,32 +286,12 @@ async fn graphiql_loads_only_assets_of_this_server() {
         assert!(again.bytes().await.unwrap().is_empty());
     }
 
-    // The start-up script is the project's own: it names no URL at all, only reads the page's.
-    let start = references
-        .iter()
-        .find(|path| path.contains("/start-"))
-        .expect("the start-up script is a file");
-    let start = app
-        .http
-        .get(app.url(start))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for external in ["http://", "https://", "'//", "\"//", "`//", "import("] {
-        assert!(
-            !start.contains(external),
-            "{external:?} in the start-up script"
-        );
-    }
-    assert!(start.contains("dataset.endpoint"));
+    references
 }
 
 /// Stylesheets load through `@import` and `url(...)`: none may leave the server (`data:` is
 /// inline).
-fn assert_css_loads_nothing_from_outside(path: &str, css: &str) {
+pub(crate) fn assert_css_loads_nothing_from_outside(path: &str, css: &str) {
     assert!(
         !css.contains("@import"),
         "{path} imports another stylesheet"
@@ -293,7 +311,7 @@ fn assert_css_loads_nothing_from_outside(path: &str, css: &str) {
 /// Scripts carry URLs in messages and documentation, which is harmless; what would load from
 /// elsewhere is a script or stylesheet tag written with an absolute address, `importScripts`,
 /// an `import()` of a URL, or a CDN host.
-fn assert_script_loads_nothing_from_outside(path: &str, script: &str) {
+pub(crate) fn assert_script_loads_nothing_from_outside(path: &str, script: &str) {
     let script = script.replace(['\\', '\''], "\"");
     for pattern in [
         "src=\"http",

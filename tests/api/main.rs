@@ -10,6 +10,7 @@ mod bulk_update;
 mod cli;
 mod clone;
 mod conformance;
+mod dashboard;
 mod database;
 mod drift;
 mod fair_share;
