@@ -5,7 +5,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::error::AppError;
+use crate::{error::AppError, webhooks::outbox};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -32,8 +32,10 @@ impl Actor {
     }
 }
 
-/// Writes one event. A failure to audit is logged, not raised: the action itself already
-/// happened and must be reported truthfully to the caller.
+/// Writes one event, and queues the webhook event the action announces (if any) with the same
+/// connection, so inside the change's transaction both commit with it or not at all. A failure
+/// to audit is logged, not raised: the action itself already happened and must be reported
+/// truthfully to the caller.
 pub async fn record(
     db: &impl ConnectionTrait,
     actor: &Actor,
@@ -42,7 +44,7 @@ pub async fn record(
     outcome: Outcome,
     detail: Value,
 ) {
-    let event = audit_events::ActiveModel {
+    let row = audit_events::ActiveModel {
         actor_kind: Set(actor.kind.to_owned()),
         actor_id: Set(actor.id.clone()),
         action: Set(action.to_owned()),
@@ -52,19 +54,24 @@ pub async fn record(
             Outcome::Failure => "FAILURE",
         }
         .to_owned()),
-        detail: Set(Some(detail)),
+        detail: Set(Some(detail.clone())),
         client_addr: Set(actor.client_addr.clone()),
         ..Default::default()
     };
-    if let Err(err) = audit_events::Entity::insert(event)
+    if let Err(err) = audit_events::Entity::insert(row)
         .exec_without_returning(db)
         .await
     {
         tracing::error!(error = %err, action, ?tenant_id, "could not write an audit event");
+        return;
+    }
+    if let Err(err) = outbox::enqueue_for_action(db, action, outcome, tenant_id, &detail).await {
+        tracing::error!(error = %err, action, ?tenant_id, "could not queue a webhook event");
     }
 }
 
-/// A successful action on `tenant`; the detail also names its domain and schema.
+/// A successful action on `tenant`; the detail also names the tenant, its domain, schema and
+/// status (as its webhook event does).
 pub async fn tenant_success(
     db: &impl ConnectionTrait,
     actor: &Actor,
@@ -73,8 +80,11 @@ pub async fn tenant_success(
     mut detail: Value,
 ) {
     tracing::info!(action, tenant_id = %tenant.id, schema = %tenant.schema_name, "tenant action done");
-    detail["domain"] = json!(tenant.domain);
-    detail["schemaName"] = json!(tenant.schema_name);
+    if let (Some(detail), Value::Object(described)) =
+        (detail.as_object_mut(), outbox::tenant_data(tenant))
+    {
+        detail.extend(described);
+    }
     record(db, actor, action, Some(tenant.id), Outcome::Success, detail).await;
 }
 

@@ -85,8 +85,6 @@ pub async fn set_active(
     } else {
         end_tenant_sessions(&txn, tenant.id, "tenant deactivated").await?
     };
-    txn.commit().await?;
-    state.directory.forget(tenant.id).await;
     let action = if active {
         "tenant.reactivate"
     } else {
@@ -97,7 +95,9 @@ pub async fn set_active(
     } else {
         json!({ "sessionsEnded": sessions_ended })
     };
-    audit::tenant_success(&state.db, actor, action, &tenant, detail).await;
+    audit::tenant_success(&txn, actor, action, &tenant, detail).await;
+    txn.commit().await?;
+    state.directory.forget(tenant.id).await;
     Ok(tenant)
 }
 
@@ -118,12 +118,13 @@ pub async fn delete(
     record_tenant(&tenant);
     let schema = schema_of(&tenant);
     let task_state = state.clone();
+    let task_actor = actor.clone();
     let task_tenant = tenant.clone();
     let task_tenant_id = tenant.id;
-    let result: AppResult<u64> = run_detached("delete", async move {
+    let result: AppResult<()> = run_detached("delete", async move {
         let txn = task_state.db.begin().await?;
         let sessions_ended = end_tenant_sessions(&txn, task_tenant.id, "tenant deleted").await?;
-        if drop_schema {
+        let deleted = if drop_schema {
             migrator::lock_schema(&txn, &schema).await?;
             txn.execute_unprepared(&format!(
                 "DROP SCHEMA IF EXISTS {} CASCADE",
@@ -133,30 +134,29 @@ pub async fn delete(
             tenants::Entity::delete_by_id(task_tenant.id)
                 .exec(&txn)
                 .await?;
+            task_tenant
         } else {
             let mut row = task_tenant.into_active_model();
             row.status = Set(TenantStatus::Inactive);
             row.deleted_at = Set(Some(Utc::now().fixed_offset()));
             row.updated_at = Set(Utc::now().fixed_offset());
-            row.update(&txn).await?;
-        }
+            row.update(&txn).await?
+        };
+        audit::tenant_success(
+            &txn,
+            &task_actor,
+            "tenant.delete",
+            &deleted,
+            json!({ "dropSchema": drop_schema, "sessionsEnded": sessions_ended }),
+        )
+        .await;
         txn.commit().await?;
         task_state.directory.forget(task_tenant_id).await;
-        Ok(sessions_ended)
+        Ok(())
     })
     .await?;
     match result {
-        Ok(sessions_ended) => {
-            audit::tenant_success(
-                &state.db,
-                actor,
-                "tenant.delete",
-                &tenant,
-                json!({ "dropSchema": drop_schema, "sessionsEnded": sessions_ended }),
-            )
-            .await;
-            Ok(tenant)
-        }
+        Ok(()) => Ok(tenant),
         Err(err) => {
             audit::failure(&state.db, actor, "tenant.delete", Some(tenant.id), &err).await;
             Err(err)
@@ -262,25 +262,30 @@ pub async fn update(
         template: None,
     };
     let valid = validate_new_tenant(&draft, &state.config.tenant_schema_prefix)?;
-    let updated = update_registry(state, tenant_id, |row| {
-        row.tenant_name = Set(valid.tenant_name);
-        row.domain = Set(valid.domain);
-        row.email = Set(valid.email);
-        row.tenant_type = Set(valid.tenant_type);
-        row.phone = Set(valid.phone);
-        row.website = Set(valid.website);
-        row.address = Set(valid.address);
-        row.city = Set(valid.city);
-        row.state = Set(valid.state);
-        row.description = Set(valid.description);
-        row.settings = Set(valid.settings);
-    })
+    let updated = async {
+        let txn = state.db.begin().await?;
+        let tenant = update_registry_in(&txn, tenant_id, |row| {
+            row.tenant_name = Set(valid.tenant_name);
+            row.domain = Set(valid.domain);
+            row.email = Set(valid.email);
+            row.tenant_type = Set(valid.tenant_type);
+            row.phone = Set(valid.phone);
+            row.website = Set(valid.website);
+            row.address = Set(valid.address);
+            row.city = Set(valid.city);
+            row.state = Set(valid.state);
+            row.description = Set(valid.description);
+            row.settings = Set(valid.settings);
+        })
+        .await?;
+        audit::tenant_success(&txn, actor, "tenant.update", &tenant, json!({})).await;
+        txn.commit().await?;
+        AppResult::Ok(tenant)
+    }
     .await;
+    state.directory.forget(tenant_id).await;
     match updated {
-        Ok(tenant) => {
-            audit::tenant_success(&state.db, actor, "tenant.update", &tenant, json!({})).await;
-            Ok(tenant)
-        }
+        Ok(tenant) => Ok(tenant),
         Err(err) => {
             let err = described_conflict(err);
             audit::failure(&state.db, actor, "tenant.update", Some(tenant_id), &err).await;

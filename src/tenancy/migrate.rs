@@ -23,6 +23,7 @@ use crate::{
         run_detached,
         seed::{PendingAdmin, SeedRole, seed_schema},
     },
+    webhooks::{Event, outbox},
 };
 
 /// Creates the tenant's schema, or with `force_recreate` drops and recreates it empty.
@@ -121,33 +122,27 @@ pub async fn run_migrations(
         ));
     }
     let task_state = state.clone();
+    let task_actor = actor.clone();
     let result = run_detached("migration", async move {
         match mode {
             MigrationMode::Stepwise => {
                 let migrated = migrator::migrate_to(&task_state.db, &schema, &target).await;
-                let reached = match &migrated {
-                    Ok(reached) => reached.clone(),
-                    Err(failure) => failure.reached.clone(),
+                let (reached, succeeded_by) = match &migrated {
+                    Ok(reached) => (reached.clone(), Some(&task_actor)),
+                    Err(failure) => (failure.reached.clone(), None),
                 };
-                let recorded = finish_when_at_head(&task_state, &tenant, &reached).await;
+                let recorded =
+                    finish_when_at_head(&task_state, succeeded_by, &tenant, &reached).await;
                 (migrated, recorded)
             }
-            MigrationMode::Whole => migrate_whole(&task_state, &tenant, &schema, &target).await,
+            MigrationMode::Whole => {
+                migrate_whole(&task_state, &task_actor, &tenant, &schema, &target).await
+            }
         }
     })
     .await?;
     match result {
-        (Ok(reached), Ok(tenant)) => {
-            audit::tenant_success(
-                &state.db,
-                actor,
-                "tenant.migrate",
-                &tenant,
-                json!({ "revision": reached.current_revision() }),
-            )
-            .await;
-            Ok((tenant, reached))
-        }
+        (Ok(reached), Ok(tenant)) => Ok((tenant, reached)),
         (
             Err(MigrationFailure {
                 failed_migration,
@@ -195,10 +190,11 @@ pub enum MigrationMode {
     Whole,
 }
 
-/// [`MigrationMode::Whole`]: the schema's steps, its registry record and (at head, for a tenant
-/// being set up) its seed, committed together.
+/// [`MigrationMode::Whole`]: the schema's steps, its registry record, (at head, for a tenant
+/// being set up) its seed and the audit of the migration, committed together.
 async fn migrate_whole(
     state: &SharedState,
+    actor: &Actor,
     tenant: &tenants::Model,
     schema: &SchemaName,
     target: &Target,
@@ -248,6 +244,7 @@ async fn migrate_whole(
         } else {
             tenant
         };
+        audit_migrated(&txn, actor, &tenant, &reached).await;
         txn.commit().await.map_err(|e| (Step::Register, e.into()))?;
         Ok(tenant)
     }
@@ -256,10 +253,29 @@ async fn migrate_whole(
     (Ok(reached), recorded)
 }
 
+/// Audits (and announces) a finished migration inside the transaction that records it.
+async fn audit_migrated(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    reached: &SchemaMigrations,
+) {
+    audit::tenant_success(
+        txn,
+        actor,
+        "tenant.migrate",
+        tenant,
+        json!({ "revision": reached.current_revision() }),
+    )
+    .await;
+}
+
 /// Records a migrated schema's revision in the registry; at head, a tenant still being set up
-/// is seeded, verified and activated in the same transaction.
+/// is seeded, verified and activated in the same transaction. A migration that reached its
+/// target (`succeeded_by` names who asked for it) is audited there too.
 async fn finish_when_at_head(
     state: &SharedState,
+    succeeded_by: Option<&Actor>,
     tenant: &tenants::Model,
     migrations: &SchemaMigrations,
 ) -> Result<tenants::Model, (Step, AppError)> {
@@ -276,6 +292,9 @@ async fn finish_when_at_head(
         } else {
             tenant
         };
+        if let Some(actor) = succeeded_by {
+            audit_migrated(&txn, actor, &tenant, migrations).await;
+        }
         txn.commit().await.map_err(|e| (Step::Register, e.into()))?;
         Ok(tenant)
     };
@@ -311,7 +330,8 @@ pub(super) async fn record_revision_in(
 }
 
 /// Seeds, verifies and activates a tenant that is still being set up, inside `txn` (pinned to
-/// its schema, migrated to head). Active and deactivated tenants are left as they are.
+/// its schema, migrated to head), and announces it provisioned. Active and deactivated tenants
+/// are left as they are.
 pub(super) async fn activate_in(
     txn: &DatabaseTransaction,
     schema: &SchemaName,
@@ -365,6 +385,13 @@ pub(super) async fn activate_in(
     })
     .await
     .map_err(|e| (Step::Verify, e))?;
+    outbox::enqueue(
+        txn,
+        Event::TenantProvisioned,
+        outbox::tenant_data(&activated),
+    )
+    .await
+    .map_err(|e| (Step::Verify, e.into()))?;
     progress.report(Step::Verify, StepStatus::Succeeded, None);
     Ok(activated)
 }

@@ -32,4 +32,5 @@ mod tenants;
 mod throttle;
 mod tokens;
 mod typed_states;
+mod webhooks;
 mod websocket;
