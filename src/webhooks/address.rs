@@ -30,10 +30,7 @@ fn host_key(host: &Host<&str>) -> String {
 /// Whether `WEBHOOK_ALLOWED_HOSTS` names the host.
 fn is_allowed(config: &Config, host: &Host<&str>) -> bool {
     let key = host_key(host);
-    config
-        .webhook_allowed_hosts
-        .iter()
-        .any(|allowed| *allowed == key)
+    config.webhook_allowed_hosts.contains(&key)
 }
 
 /// Names that always mean this machine (RFC 6761), whatever a resolver says.

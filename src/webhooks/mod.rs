@@ -27,7 +27,6 @@ use crate::{
     config::Config,
     error::{AppError, AppResult},
     state::SharedState,
-    tenancy::validation::Faults,
 };
 
 /// Longest webhook URL, in bytes.
@@ -99,20 +98,21 @@ async fn validate(
     config: &Config,
     draft: &WebhookDraft,
 ) -> Result<webhooks::ActiveModel, Vec<AppError>> {
-    let mut faults = Faults::default();
+    let mut faults: Vec<AppError> = Vec::new();
+    let mut fault = |field: &str, message: String| faults.push(AppError::bad_input(field, message));
     let url = draft.url.trim();
     if url.is_empty() {
-        faults.add("url", "url is required");
+        fault("url", "url is required".into());
     } else if url.len() > MAX_URL_BYTES {
-        faults.add("url", format!("url must be at most {MAX_URL_BYTES} bytes"));
+        fault("url", format!("url must be at most {MAX_URL_BYTES} bytes"));
     } else if let Err(message) = address::check_url(config, url).await {
-        faults.add("url", message);
+        fault("url", message);
     }
     let mut events: Vec<&'static str> = Vec::new();
     if draft.events.is_empty() {
-        faults.add("events", "name at least one event");
+        fault("events", "name at least one event".into());
     } else if draft.events.len() > Event::ALL.len() {
-        faults.add(
+        fault(
             "events",
             format!("name at most the {} events there are", Event::ALL.len()),
         );
@@ -120,7 +120,7 @@ async fn validate(
     for (index, name) in draft.events.iter().take(Event::ALL.len()).enumerate() {
         let field = format!("events[{index}]");
         match name.trim().parse::<Event>() {
-            Err(_) => faults.add(
+            Err(_) => fault(
                 &field,
                 format!(
                     "unknown event {:?}; events are {}",
@@ -129,30 +129,38 @@ async fn validate(
                 ),
             ),
             Ok(event) if events.contains(&event.name()) => {
-                faults.add(&field, format!("the event {} is named twice", event.name()));
+                fault(&field, format!("the event {} is named twice", event.name()));
             }
             Ok(event) => events.push(event.name()),
         }
     }
     // Not trimmed: the secret is exactly the key the receiver verifies with.
-    if draft.secret.len() < MIN_SECRET_BYTES || draft.secret.len() > MAX_SECRET_BYTES {
-        faults.add(
+    if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&draft.secret.len()) {
+        fault(
             "secret",
             format!("the secret has {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes"),
         );
     }
-    let description = faults.optional(
-        "description",
-        draft.description.as_deref(),
-        MAX_DESCRIPTION_BYTES,
-    );
-    faults.into_result()?;
+    let description = draft
+        .description
+        .as_deref()
+        .map(str::trim)
+        .filter(|description| !description.is_empty());
+    if description.is_some_and(|description| description.len() > MAX_DESCRIPTION_BYTES) {
+        fault(
+            "description",
+            format!("description must be at most {MAX_DESCRIPTION_BYTES} bytes"),
+        );
+    }
+    if !faults.is_empty() {
+        return Err(faults);
+    }
     Ok(webhooks::ActiveModel {
         id: Set(Uuid::new_v4()),
         url: Set(url.to_owned()),
         events: Set(json!(events)),
         secret: Set(draft.secret.clone()),
-        description: Set(description),
+        description: Set(description.map(str::to_owned)),
         created_at: Set(Utc::now().fixed_offset()),
     })
 }
