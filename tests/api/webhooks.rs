@@ -287,51 +287,33 @@ async fn every_life_cycle_change_announces_its_event() {
     let id = created["tenant"]["id"].as_str().unwrap().to_owned();
     receiver.wait_for(2).await;
 
-    let updated = app
-        .graphql(
-            "mutation($id: ID!) { updateTenant(id: $id, input: { tenantName: \"Renamed\" }) { tenantName } }",
-            json!({ "id": id }),
-            Some(&token),
-        )
-        .await;
-    assert_eq!(updated.data()["updateTenant"]["tenantName"], "Renamed");
+    // One change of the tenant, which must succeed.
+    let change = |mutation: &'static str| {
+        let (app, token, id) = (&app, &token, &id);
+        async move {
+            app.graphql(mutation, json!({ "id": id }), Some(token))
+                .await
+                .data()
+                .clone()
+        }
+    };
+    let updated = change(
+        "mutation($id: ID!) { updateTenant(id: $id, input: { tenantName: \"Renamed\" }) { tenantName } }",
+    )
+    .await;
+    assert_eq!(updated["updateTenant"]["tenantName"], "Renamed");
     receiver.wait_for(3).await;
-
-    app.graphql(
-        "mutation($id: ID!) { runMigrations(tenantId: $id) { currentRevision } }",
-        json!({ "id": id }),
-        Some(&token),
-    )
-    .await
-    .data();
+    change("mutation($id: ID!) { runMigrations(tenantId: $id) { currentRevision } }").await;
     receiver.wait_for(4).await;
-
-    let batch = app
-        .graphql(
-            "mutation($ids: [ID!]) { migrateTenants(tenantIds: $ids, options: { wait: true }) { status } }",
-            json!({ "ids": [id] }),
-            Some(&token),
-        )
-        .await;
-    assert_eq!(batch.data()["migrateTenants"]["status"], "SUCCEEDED");
+    let batch = change(
+        "mutation($id: ID!) { migrateTenants(tenantIds: [$id], options: { wait: true }) { status } }",
+    )
+    .await;
+    assert_eq!(batch["migrateTenants"]["status"], "SUCCEEDED");
     receiver.wait_for(6).await;
-
-    app.graphql(
-        "mutation($id: ID!) { deactivateTenant(id: $id) { status } }",
-        json!({ "id": id }),
-        Some(&token),
-    )
-    .await
-    .data();
+    change("mutation($id: ID!) { deactivateTenant(id: $id) { status } }").await;
     receiver.wait_for(7).await;
-
-    app.graphql(
-        "mutation($id: ID!) { deleteTenant(id: $id) { tenantId } }",
-        json!({ "id": id }),
-        Some(&token),
-    )
-    .await
-    .data();
+    change("mutation($id: ID!) { deleteTenant(id: $id) { tenantId } }").await;
     let received = receiver.wait_for(8).await;
 
     let mut events = receiver.events();
