@@ -148,23 +148,25 @@ async fn create_to_the_end(
     let progress = &options.progress;
     progress.report(Step::Register, StepStatus::Started, None);
     let registered = async {
+        if options.provision_schema {
+            // One statement: provisioning records (and announces) the creation when it commits.
+            return tenants::Entity::insert(row).exec_with_returning(db).await;
+        }
+        // Created as far as it is asked to be: recorded (and announced) with its row.
         let txn = db.begin().await?;
         let tenant = tenants::Entity::insert(row)
             .exec_with_returning(&txn)
             .await?;
-        if !options.provision_schema {
-            // Created as far as it is asked to be: recorded (and announced) with its row.
-            audit::tenant_success(
-                &txn,
-                actor,
-                "tenant.create",
-                &tenant,
-                json!({ "provisioned": false }),
-            )
-            .await;
-        }
+        audit::tenant_success(
+            &txn,
+            actor,
+            "tenant.create",
+            &tenant,
+            json!({ "provisioned": false }),
+        )
+        .await;
         txn.commit().await?;
-        Ok::<_, sea_orm::DbErr>(tenant)
+        Ok(tenant)
     };
     let tenant = match registered.await {
         Ok(tenant) => {
