@@ -10,6 +10,7 @@ use secrecy::SecretString;
 
 use crate::primitives::{
     credentials::{MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES, check_password_rules, parse_email},
+    hosts::normalize_host,
     schema_name::is_valid_identifier,
 };
 
@@ -97,6 +98,18 @@ pub struct Config {
     /// How long a transaction may wait for those slots before it is `RATE_LIMITED`
     /// (`DB_SLOT_WAIT_SECONDS`).
     pub db_slot_wait: Duration,
+    /// Webhook hosts let through the private-address refusal (`WEBHOOK_ALLOWED_HOSTS`), as
+    /// [`normalize_host`] writes them.
+    pub webhook_allowed_hosts: Vec<String>,
+    /// Attempts at a webhook delivery before it is `FAILED` (`WEBHOOK_MAX_ATTEMPTS`).
+    pub webhook_max_attempts: u32,
+    /// Wait after the first failed attempt, doubled after each further one
+    /// (`WEBHOOK_RETRY_BASE_MS`).
+    pub webhook_retry_base: Duration,
+    /// Longest wait between attempts (`WEBHOOK_RETRY_MAX_SECONDS`).
+    pub webhook_retry_max: Duration,
+    /// Time-out of one attempt, connecting included (`WEBHOOK_TIMEOUT_SECONDS`).
+    pub webhook_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +362,31 @@ impl Config {
             )?,
             request_db_connections: env.number("REQUEST_DB_CONNECTIONS", 2, 1..=64)?,
             db_slot_wait: Duration::from_secs(env.number("DB_SLOT_WAIT_SECONDS", 10, 1..=300)?),
+            webhook_allowed_hosts: env
+                .text("WEBHOOK_ALLOWED_HOSTS")
+                .map(|list| {
+                    list.split(',')
+                        .map(normalize_host)
+                        .filter(|host| !host.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            webhook_max_attempts: env.number("WEBHOOK_MAX_ATTEMPTS", 12, 1..=100)?,
+            webhook_retry_base: Duration::from_millis(env.number(
+                "WEBHOOK_RETRY_BASE_MS",
+                10_000,
+                10..=3_600_000,
+            )?),
+            webhook_retry_max: Duration::from_secs(env.number(
+                "WEBHOOK_RETRY_MAX_SECONDS",
+                21_600,
+                1..=604_800,
+            )?),
+            webhook_timeout: Duration::from_secs(env.number(
+                "WEBHOOK_TIMEOUT_SECONDS",
+                10,
+                1..=300,
+            )?),
         })
     }
 }
@@ -509,6 +547,9 @@ mod tests {
             ("TRUSTED_PROXIES", "127.0.0.1/33"),
             ("TRUSTED_PROXIES", "127.0.0.1, proxy"),
             ("PASSWORD_HASH_QUEUE", "0"),
+            ("WEBHOOK_MAX_ATTEMPTS", "0"),
+            ("WEBHOOK_RETRY_BASE_MS", "1"),
+            ("WEBHOOK_TIMEOUT_SECONDS", "0"),
         ];
         for (variable, value) in cases {
             let err = config_with(&[(variable, value)]).unwrap_err();
@@ -590,6 +631,17 @@ mod tests {
         assert!(config.password_hash_queue >= 4);
         let config = config_with(&[("PASSWORD_HASH_QUEUE", "1")]).unwrap();
         assert_eq!(config.password_hash_queue, 1);
+    }
+
+    #[test]
+    fn webhook_allowed_hosts_are_kept_in_canonical_form() {
+        let config =
+            config_with(&[("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1, [::1],Hooks.Localhost,")]).unwrap();
+        assert_eq!(
+            config.webhook_allowed_hosts,
+            ["127.0.0.1", "::1", "hooks.localhost"]
+        );
+        assert!(config_with(&[]).unwrap().webhook_allowed_hosts.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`db`] owns the pool, the embedded PostgreSQL default and the public migrations.
 //! - [`auth`] decides who calls; [`tenancy`] owns the tenant life cycle; [`tenant_data`] is a
 //!   tenant's own users, people, roles and settings, reached only through its pinned transaction.
+//! - [`webhooks`] tells operators' receivers of tenant life-cycle events, from an outbox.
 //! - [`graphql`] is the API (thin resolvers over the services); [`http`] serves it.
 
 pub mod audit;
@@ -24,3 +25,4 @@ pub mod state;
 pub mod telemetry;
 pub mod tenancy;
 pub mod tenant_data;
+pub mod webhooks;

@@ -19,6 +19,7 @@ use crate::{
     primitives::metrics::Metrics,
     state::{AppState, SharedState},
     tenancy::directory::TenantDirectory,
+    webhooks,
 };
 
 /// How often a running server does its housekeeping: tenants that a stopped one left
@@ -125,6 +126,8 @@ impl Application {
                 }
             }
         });
+        // Webhook deliveries: woken by the listener when new ones commit anywhere.
+        let webhooks = tokio::spawn(webhooks::sender::run(self.state.clone()));
         let grace_period = self.state.config.shutdown_grace;
         let grace = async move {
             let mut stopping = stopping_rx;
@@ -143,6 +146,8 @@ impl Application {
         }
         takeover.abort();
         recovery.abort();
+        // An attempt cut short here is claimed again when its lease lapses.
+        webhooks.abort();
         listener.stop().await;
         self.state.db.close_by_ref().await.ok();
         if let Some(embedded) = self.embedded {
@@ -210,6 +215,8 @@ pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<Share
         None => load_or_create_jwt_secret(&config.data_dir)?,
     };
     let feed = AccessFeed::new();
+    let webhooks =
+        webhooks::sender::Sender::new(&config).context("could not set up the webhook client")?;
     Ok(Arc::new(AppState {
         jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
         passwords: PasswordHasherPool::new(config.password_hash_queue, metrics.clone()),
@@ -223,6 +230,7 @@ pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<Share
         activity: Default::default(),
         events: EventHub::new(db.clone()),
         batches: Default::default(),
+        webhooks,
         db,
     }))
 }

@@ -12,6 +12,7 @@ use crate::{
     db::{Pool, share::DbShares},
     primitives::metrics::Metrics,
     tenancy::{activity::ActivityTracker, directory::TenantDirectory},
+    webhooks::sender::Sender,
 };
 
 /// Shared by the HTTP handlers and handed to GraphQL once as schema data.
@@ -36,6 +37,8 @@ pub struct AppState {
     pub events: EventHub,
     /// The batches this server runs, and whether it is draining them.
     pub batches: Runs,
+    /// The webhook sender's client and wake-up call.
+    pub webhooks: Sender,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -24,6 +24,8 @@ pub const PUBLIC_TABLES: &[&str] = &[
     "provisioning_jobs",
     "provisioning_events",
     "tenant_templates",
+    "webhooks",
+    "webhook_deliveries",
     "seaql_migrations",
 ];
 

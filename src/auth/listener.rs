@@ -1,7 +1,8 @@
 //! Each server's ear on the access channel: a connection of its own (not one of the pool's)
 //! `LISTEN`s on [`ACCESS_CHANNEL`] and evicts, on this server, what every change heard there
 //! makes stale. The same connection hears, on the batch events channel, that batches run by
-//! other servers have new progress events, for this server's subscribers.
+//! other servers have new progress events, for this server's subscribers, and on the webhooks
+//! channel that deliveries were queued, for this server's webhook sender.
 //!
 //! Notifications sent while a connection is down are lost for good, so losing the connection
 //! drops every cached access state and turns the caches off ([`AccessFeed::set_listening`]):
@@ -16,6 +17,7 @@ use crate::{
     auth::access::announce,
     db::notify::{ACCESS_CHANNEL, AccessEvent, AccessFeed, BATCH_EVENTS_CHANNEL},
     state::SharedState,
+    webhooks::outbox::WEBHOOKS_CHANNEL,
 };
 
 /// The listener's `application_name`, to tell its connection apart in `pg_stat_activity`.
@@ -77,6 +79,9 @@ async fn listen(state: SharedState, mut stopped: watch::Receiver<bool>) {
                         {
                             state.events.heard(notification.payload());
                         }
+                        Ok(Some(notification)) if notification.channel() == WEBHOOKS_CHANNEL => {
+                            state.webhooks.wake();
+                        }
                         Ok(Some(notification)) => hear(&state, notification.payload()).await,
                         Ok(None) => {
                             tracing::warn!("the access listener lost its connection");
@@ -123,9 +128,10 @@ async fn connect(state: &SharedState) -> Result<(PgListener, PgPool), sea_orm::s
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.ignore_pool_close_event(true);
     listener.eager_reconnect(false);
-    // Progress events of batches run by other servers share the connection.
+    // Progress events of batches run by other servers, and new webhook deliveries, share the
+    // connection.
     listener
-        .listen_all([ACCESS_CHANNEL, BATCH_EVENTS_CHANNEL])
+        .listen_all([ACCESS_CHANNEL, BATCH_EVENTS_CHANNEL, WEBHOOKS_CHANNEL])
         .await?;
     Ok((listener, pool))
 }

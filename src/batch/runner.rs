@@ -26,7 +26,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    audit::Actor,
+    audit::{self, Actor, Outcome},
     batch::{
         BatchKind, BatchOptions, BatchStatus, JobInput, JobStatus, describe,
         events::ProgressEvent,
@@ -770,7 +770,18 @@ impl Runner {
             finished_at: Set(Some(Utc::now().fixed_offset())),
             ..Default::default()
         };
-        if let Err(err) = self.record_with_event(Record::Batch(row), last).await {
+        let outcome = serde_json::json!({
+            "batchId": self.batch_id,
+            "kind": <&str>::from(self.kind),
+            "status": <&str>::from(status),
+            "total": self.total,
+            "successful": successful,
+            "failed": failed,
+        });
+        if let Err(err) = self
+            .record_with_event(Record::Batch(row, outcome), last)
+            .await
+        {
             tracing::error!(batch = %self.batch_id, error = %err, "could not record the end of the batch");
         }
         self.state.events.close(self.batch_id).await;
@@ -858,10 +869,18 @@ impl Runner {
                     .exec(&txn)
                     .await
                     .map(drop)?,
-                Record::Batch(row) => provisioning_batches::Entity::update(row)
-                    .exec(&txn)
-                    .await
-                    .map(drop)?,
+                Record::Batch(row, outcome) => {
+                    provisioning_batches::Entity::update(row).exec(&txn).await?;
+                    audit::record(
+                        &txn,
+                        &self.actor,
+                        "batch.finished",
+                        None,
+                        Outcome::Success,
+                        outcome,
+                    )
+                    .await;
+                }
             }
             events.store_in(&txn, &event).await?;
             txn.commit().await
@@ -897,7 +916,8 @@ impl Runner {
 /// A change recorded together with its event.
 enum Record {
     Job(provisioning_jobs::ActiveModel),
-    Batch(provisioning_batches::ActiveModel),
+    /// The batch's end, with its outcome for the audit trail (and the `batch.finished` webhook).
+    Batch(provisioning_batches::ActiveModel, serde_json::Value),
 }
 
 /// What the job stored for running it (again); `None` for a job recorded by a version that

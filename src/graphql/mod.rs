@@ -9,6 +9,7 @@ mod operation_metrics;
 pub mod reauthorize;
 pub mod tenant_data;
 pub mod tenants;
+pub mod webhooks;
 
 pub use document_cache::{PERSISTED_QUERY, QueriesOnly};
 
@@ -29,6 +30,7 @@ pub struct QueryRoot(
     tenants::TemplateQuery,
     batch::BatchQuery,
     tenant_data::TenantDataQuery,
+    webhooks::WebhookQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -39,6 +41,7 @@ pub struct MutationRoot(
     tenants::TemplateMutation,
     batch::BatchMutation,
     tenant_data::TenantDataMutation,
+    webhooks::WebhookMutation,
 );
 
 #[derive(MergedSubscription, Default)]

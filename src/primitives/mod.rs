@@ -1,10 +1,11 @@
 //! The shared primitives every layer builds on: database identifiers, credential rules, advisory
-//! lock keys and the metrics registry. Nothing here names a module of ours above
+//! lock keys, the metrics registry and which hosts are public. Nothing here names a module of ours above
 //! [`crate::error`]: the services, the API and the database layer all import from here, never
 //! the other way round.
 
 pub mod api_keys;
 pub mod credentials;
+pub mod hosts;
 pub mod locks;
 pub mod metrics;
 pub mod permissions;

@@ -76,9 +76,9 @@ pub async fn set_active(
     } else {
         end_tenant_sessions(&txn, tenant.id, "tenant deactivated").await?
     };
+    audit_activation(&txn, actor, &tenant, active, sessions_ended).await;
     txn.commit().await?;
     state.directory.forget(tenant.id).await;
-    audit_activation(&state.db, actor, &tenant, active, sessions_ended).await;
     Ok(tenant)
 }
 
@@ -144,12 +144,13 @@ pub async fn delete(
     record_tenant(&tenant);
     let schema = schema_of(&tenant);
     let task_state = state.clone();
+    let task_actor = actor.clone();
     let task_tenant = tenant.clone();
     let task_tenant_id = tenant.id;
-    let result: AppResult<u64> = run_detached("delete", async move {
+    let result: AppResult<()> = run_detached("delete", async move {
         let txn = task_state.db.begin().await?;
         let sessions_ended = end_tenant_sessions(&txn, task_tenant.id, "tenant deleted").await?;
-        if drop_schema {
+        let deleted = if drop_schema {
             migrator::lock_schema(&txn, &schema).await?;
             txn.execute_unprepared(&format!(
                 "DROP SCHEMA IF EXISTS {} CASCADE",
@@ -159,30 +160,29 @@ pub async fn delete(
             tenants::Entity::delete_by_id(task_tenant.id)
                 .exec(&txn)
                 .await?;
+            task_tenant
         } else {
             let mut row = task_tenant.into_active_model();
             row.status = Set(TenantStatus::Inactive);
             row.deleted_at = Set(Some(Utc::now().fixed_offset()));
             row.updated_at = Set(Utc::now().fixed_offset());
-            row.update(&txn).await?;
-        }
+            row.update(&txn).await?
+        };
+        audit::tenant_success(
+            &txn,
+            &task_actor,
+            "tenant.delete",
+            &deleted,
+            json!({ "dropSchema": drop_schema, "sessionsEnded": sessions_ended }),
+        )
+        .await;
         txn.commit().await?;
         task_state.directory.forget(task_tenant_id).await;
-        Ok(sessions_ended)
+        Ok(())
     })
     .await?;
     match result {
-        Ok(sessions_ended) => {
-            audit::tenant_success(
-                &state.db,
-                actor,
-                "tenant.delete",
-                &tenant,
-                json!({ "dropSchema": drop_schema, "sessionsEnded": sessions_ended }),
-            )
-            .await;
-            Ok(tenant)
-        }
+        Ok(()) => Ok(tenant),
         Err(err) => {
             audit::failure(&state.db, actor, "tenant.delete", Some(tenant.id), &err).await;
             Err(err)

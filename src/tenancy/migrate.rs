@@ -7,6 +7,7 @@
 use entity::public::tenants;
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait,
+    TryIntoModel,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -28,6 +29,7 @@ use crate::{
         rendered, run_detached,
         seed::{PendingAdmin, SeedRole, seed_schema},
     },
+    webhooks::{Event, outbox},
 };
 
 /// Creates the tenant's schema, or with `force_recreate` drops and recreates it empty.
@@ -126,33 +128,27 @@ pub async fn run_migrations(
         ));
     }
     let task_state = state.clone();
+    let task_actor = actor.clone();
     let result = run_detached("migration", async move {
         match mode {
             MigrationMode::Stepwise => {
                 let migrated = migrator::migrate_to(&task_state.db, &schema, &target).await;
-                let reached = match &migrated {
-                    Ok(reached) => reached.clone(),
-                    Err(failure) => failure.reached.clone(),
+                let (reached, succeeded_by) = match &migrated {
+                    Ok(reached) => (reached.clone(), Some(&task_actor)),
+                    Err(failure) => (failure.reached.clone(), None),
                 };
-                let recorded = finish_when_at_head(&task_state, &tenant, &reached).await;
+                let recorded =
+                    finish_when_at_head(&task_state, succeeded_by, &tenant, &reached).await;
                 (migrated, recorded)
             }
-            MigrationMode::Whole => migrate_whole(&task_state, &tenant, &schema, &target).await,
+            MigrationMode::Whole => {
+                migrate_whole(&task_state, &task_actor, &tenant, &schema, &target).await
+            }
         }
     })
     .await?;
     match result {
-        (Ok(reached), Ok(tenant)) => {
-            audit::tenant_success(
-                &state.db,
-                actor,
-                "tenant.migrate",
-                &tenant,
-                json!({ "revision": reached.current_revision() }),
-            )
-            .await;
-            Ok((tenant, reached))
-        }
+        (Ok(reached), Ok(tenant)) => Ok((tenant, reached)),
         (
             Err(MigrationFailure {
                 failed_migration,
@@ -200,10 +196,11 @@ pub enum MigrationMode {
     Whole,
 }
 
-/// [`MigrationMode::Whole`]: the schema's steps, its registry record and (at head, for a tenant
-/// being set up) its seed, committed together.
+/// [`MigrationMode::Whole`]: the schema's steps, its registry record, (at head, for a tenant
+/// being set up) its seed and the audit of the migration, committed together.
 async fn migrate_whole(
     state: &SharedState,
+    actor: &Actor,
     tenant: &tenants::Model,
     schema: &SchemaName,
     target: &Target,
@@ -224,7 +221,7 @@ async fn migrate_whole(
             )),
         )
     };
-    if let Some(moved) = migrate_in_one_trip(state, tenant, schema, target).await {
+    if let Some(moved) = migrate_in_one_trip(state, actor, tenant, schema, target).await {
         return moved;
     }
     let txn = match state.db.begin().await {
@@ -256,6 +253,7 @@ async fn migrate_whole(
         } else {
             tenant
         };
+        audit_migrated(&txn, actor, &tenant, &reached).await;
         txn.commit().await.map_err(|e| (Step::Register, e.into()))?;
         Ok(tenant)
     }
@@ -265,12 +263,13 @@ async fn migrate_whole(
 }
 
 /// [`migrate_whole`] in one round trip: the steps pre-rendered ([`rendered`]), their ledger
-/// rows and the registry's record sent as one script. `None` when the migrator has to do it:
-/// a step on the way cannot be pre-rendered, the tenant is still being set up (reaching head
-/// seeds it), or the schema's ledger is not at the revision the registry records for it
-/// (the script checks that under the schema's migration lock, before any step).
+/// rows, the registry's record and the migration's audit sent as one script. `None` when the
+/// migrator has to do it: a step on the way cannot be pre-rendered, the tenant is still being set
+/// up (reaching head seeds it), or the schema's ledger is not at the revision the registry
+/// records for it (the script checks that under the schema's migration lock, before any step).
 async fn migrate_in_one_trip(
     state: &SharedState,
+    actor: &Actor,
     tenant: &tenants::Model,
     schema: &SchemaName,
     target: &Target,
@@ -287,8 +286,18 @@ async fn migrate_in_one_trip(
     };
     let (from, to) = (from.applied_count(), target.applied_count());
     let reached = SchemaMigrations::first_applied(to);
+    // The audit row names the tenant as the record leaves it.
+    let mut recorded_row = tenants::ActiveModel::from(tenant.clone());
+    revision_change(tenant, &reached)(&mut recorded_row);
+    let audited = audit::tenant_success_script(
+        actor,
+        "tenant.migrate",
+        &recorded_row.try_into_model().ok()?,
+        json!({ "revision": reached.current_revision() }),
+    );
+    // The record comes last: its row is the script's answer.
     let record = update_registry_sql(tenant.id, revision_change(tenant, &reached));
-    let script = rendered::script(schema, from, to, &record).await?;
+    let script = rendered::script(schema, from, to, &format!("{audited};\n{record}")).await?;
     let moved = match run_script(&state.db, script).await {
         Ok(rows) => {
             let recorded = rows
@@ -316,10 +325,29 @@ async fn migrate_in_one_trip(
     Some(moved)
 }
 
+/// Audits (and announces) a finished migration inside the transaction that records it.
+async fn audit_migrated(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    reached: &SchemaMigrations,
+) {
+    audit::tenant_success(
+        txn,
+        actor,
+        "tenant.migrate",
+        tenant,
+        json!({ "revision": reached.current_revision() }),
+    )
+    .await;
+}
+
 /// Records a migrated schema's revision in the registry; at head, a tenant still being set up
-/// is seeded, verified and activated in the same transaction.
+/// is seeded, verified and activated in the same transaction. A migration that reached its
+/// target (`succeeded_by` names who asked for it) is audited there too.
 async fn finish_when_at_head(
     state: &SharedState,
+    succeeded_by: Option<&Actor>,
     tenant: &tenants::Model,
     migrations: &SchemaMigrations,
 ) -> Result<tenants::Model, (Step, AppError)> {
@@ -336,6 +364,9 @@ async fn finish_when_at_head(
         } else {
             tenant
         };
+        if let Some(actor) = succeeded_by {
+            audit_migrated(&txn, actor, &tenant, migrations).await;
+        }
         txn.commit().await.map_err(|e| (Step::Register, e.into()))?;
         Ok(tenant)
     };
@@ -378,7 +409,8 @@ fn revision_change(
 }
 
 /// Seeds, verifies and activates a tenant that is still being set up, inside `txn` (pinned to
-/// its schema, migrated to head). Active and deactivated tenants are left as they are.
+/// its schema, migrated to head), and announces it provisioned. Active and deactivated tenants
+/// are left as they are.
 pub(super) async fn activate_in(
     txn: &DatabaseTransaction,
     schema: &SchemaName,
@@ -428,6 +460,13 @@ pub(super) async fn activate_in(
     })
     .await
     .map_err(|e| (Step::Verify, e))?;
+    outbox::enqueue(
+        txn,
+        Event::TenantProvisioned,
+        outbox::tenant_data(&activated),
+    )
+    .await
+    .map_err(|e| (Step::Verify, e.into()))?;
     progress.report(Step::Verify, StepStatus::Succeeded, None);
     Ok(activated)
 }

@@ -22,9 +22,7 @@ use crate::{
         clone::{self, CloneSource, HeldSource},
         migrate::{activate_in, record_revision_in},
         migrator::{self, SchemaMigrations},
-        registry::{
-            described_conflict, find_by_schema, schema_of, update_registry, update_registry_in,
-        },
+        registry::{described_conflict, find_by_schema, schema_of, update_registry_in},
         run_detached,
         seed::{PendingAdmin, SeedRole},
         validation::ValidTenant,
@@ -153,7 +151,28 @@ async fn create_to_the_end(
     };
     let progress = &options.progress;
     progress.report(Step::Register, StepStatus::Started, None);
-    let tenant = match tenants::Entity::insert(row).exec_with_returning(db).await {
+    let registered = async {
+        if options.provision_schema {
+            // One statement: provisioning records (and announces) the creation when it commits.
+            return tenants::Entity::insert(row).exec_with_returning(db).await;
+        }
+        // Created as far as it is asked to be: recorded (and announced) with its row.
+        let txn = db.begin().await?;
+        let tenant = tenants::Entity::insert(row)
+            .exec_with_returning(&txn)
+            .await?;
+        audit::tenant_success(
+            &txn,
+            actor,
+            "tenant.create",
+            &tenant,
+            json!({ "provisioned": false }),
+        )
+        .await;
+        txn.commit().await?;
+        Ok(tenant)
+    };
+    let tenant = match registered.await {
         Ok(tenant) => {
             progress.report(Step::Register, StepStatus::Succeeded, None);
             progress.report(Step::ApiKey, StepStatus::Succeeded, None);
@@ -172,14 +191,6 @@ async fn create_to_the_end(
     };
 
     if !options.provision_schema {
-        audit::tenant_success(
-            &state.db,
-            actor,
-            "tenant.create",
-            &tenant,
-            json!({ "provisioned": false }),
-        )
-        .await;
         return Ok(Created {
             migrations: SchemaMigrations::pending_all(),
             tenant,
@@ -228,7 +239,7 @@ async fn create_to_the_end(
         Err(failure) => {
             progress.report(failure.step, StepStatus::Failed, Some(&failure.detail));
             progress.report(Step::Rollback, StepStatus::Started, None);
-            let rolled_back = undo_provisioning(state, &tenant, &failure).await;
+            let (rolled_back, err) = undo_provisioning(state, actor, &tenant, &failure).await;
             progress.report(
                 Step::Rollback,
                 if rolled_back {
@@ -238,24 +249,27 @@ async fn create_to_the_end(
                 },
                 None,
             );
-            let err = AppError::Failed {
-                step: failure.step.name(),
-                transient: failure.transient,
-                reference: failure.reference,
-                message: format!(
-                    "provisioning failed at {}: {}; {}",
-                    failure.step.name(),
-                    failure.detail,
-                    if rolled_back {
-                        "everything made for this tenant was removed"
-                    } else {
-                        "the tenant is marked FAILED and its schema kept for inspection"
-                    }
-                ),
-            };
-            audit::failure(&state.db, actor, "tenant.create", Some(tenant.id), &err).await;
             Err(err)
         }
+    }
+}
+
+/// The error a failed provisioning reports, saying whether its tenant was removed.
+fn provisioning_failed(failure: &StepFailure, rolled_back: bool) -> AppError {
+    AppError::Failed {
+        step: failure.step.name(),
+        transient: failure.transient,
+        reference: failure.reference,
+        message: format!(
+            "provisioning failed at {}: {}; {}",
+            failure.step.name(),
+            failure.detail,
+            if rolled_back {
+                "everything made for this tenant was removed"
+            } else {
+                "the tenant is marked FAILED and its schema kept for inspection"
+            }
+        ),
     }
 }
 
@@ -368,40 +382,60 @@ async fn provision(
 
 /// Undoes a failed provisioning: with rollback enabled the schema it made and the registry row go;
 /// without, the row is marked `FAILED` with the reason and the schema stays for inspection.
-/// Returns whether everything was removed.
+/// The failure is audited (and announced) in the transaction of the undo. Returns whether
+/// everything was removed, and the error to report.
 async fn undo_provisioning(
     state: &SharedState,
+    actor: &Actor,
     tenant: &tenants::Model,
     failure: &StepFailure,
-) -> bool {
+) -> (bool, AppError) {
     let db = &state.db;
     let schema = schema_of(tenant);
     if state.config.enable_rollback {
-        let dropped = !failure.schema_created
-            || db
-                .execute_unprepared(&format!(
+        let err = provisioning_failed(failure, true);
+        let removed = async {
+            let txn = db.begin().await?;
+            if failure.schema_created {
+                txn.execute_unprepared(&format!(
                     "DROP SCHEMA IF EXISTS {} CASCADE",
                     schema.quoted()
                 ))
-                .await
-                .is_ok();
-        let deleted = tenants::Entity::delete_by_id(tenant.id)
-            .exec(db)
-            .await
-            .is_ok();
-        if dropped && deleted {
-            return true;
+                .await?;
+            }
+            tenants::Entity::delete_by_id(tenant.id).exec(&txn).await?;
+            audit::failure(&txn, actor, "tenant.create", Some(tenant.id), &err).await;
+            txn.commit().await
         }
-        tracing::error!(tenant = %tenant.id, %schema, "rolling back a failed provisioning did not finish");
+        .await;
+        match removed {
+            Ok(()) => {
+                state.directory.forget(tenant.id).await;
+                return (true, err);
+            }
+            Err(cause) => {
+                tracing::error!(tenant = %tenant.id, %schema, error = %cause, "rolling back a failed provisioning did not finish");
+            }
+        }
     }
+    let err = provisioning_failed(failure, false);
     let reason = format!("{}: {}", failure.step.name(), failure.detail);
-    if let Err(err) = update_registry(state, tenant.id, |row| {
-        row.status = Set(TenantStatus::Failed);
-        row.failure_reason = Set(Some(reason));
-    })
-    .await
-    {
-        tracing::error!(tenant = %tenant.id, error = ?err, "could not mark the tenant FAILED");
+    let marked = async {
+        let txn = db.begin().await?;
+        update_registry_in(&txn, tenant.id, |row| {
+            row.status = Set(TenantStatus::Failed);
+            row.failure_reason = Set(Some(reason));
+        })
+        .await?;
+        audit::failure(&txn, actor, "tenant.create", Some(tenant.id), &err).await;
+        txn.commit().await?;
+        AppResult::Ok(())
     }
-    false
+    .await;
+    state.directory.forget(tenant.id).await;
+    if let Err(cause) = marked {
+        tracing::error!(tenant = %tenant.id, error = ?cause, "could not mark the tenant FAILED");
+        audit::failure(db, actor, "tenant.create", Some(tenant.id), &err).await;
+    }
+    (false, err)
 }

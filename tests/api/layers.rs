@@ -17,7 +17,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("database", &["db"]),
     (
         "services",
-        &["state", "audit", "tenancy", "auth", "tenant_data", "batch"],
+        &[
+            "state",
+            "audit",
+            "webhooks",
+            "tenancy",
+            "auth",
+            "tenant_data",
+            "batch",
+        ],
     ),
     ("graphql", &["graphql"]),
     ("http", &["http"]),
@@ -27,7 +35,9 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Inside the services layer, lowest first: a service names only the services before it, and
 /// `state`, the handle they all share (which holds parts of several of them).
 const SERVICES: &[&[&str]] = &[
-    &["audit"],
+    // The audit trail queues the webhook event of each audited change (in its transaction);
+    // webhooks audit their own changes.
+    &["audit", "webhooks"],
     &["tenancy"],
     &["auth"],
     &["tenant_data", "batch"],

@@ -35,4 +35,5 @@ mod tenants;
 mod throttle;
 mod tokens;
 mod typed_states;
+mod webhooks;
 mod websocket;

@@ -12,3 +12,5 @@ pub mod refresh_tokens;
 pub mod sessions;
 pub mod tenant_templates;
 pub mod tenants;
+pub mod webhook_deliveries;
+pub mod webhooks;

@@ -7,3 +7,5 @@ pub use super::refresh_tokens::Entity as RefreshTokens;
 pub use super::sessions::Entity as Sessions;
 pub use super::tenant_templates::Entity as TenantTemplates;
 pub use super::tenants::Entity as Tenants;
+pub use super::webhook_deliveries::Entity as WebhookDeliveries;
+pub use super::webhooks::Entity as Webhooks;

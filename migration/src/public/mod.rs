@@ -9,6 +9,7 @@ mod m20261129_000006_scope_api_keys;
 mod m20261129_000007_check_states_and_schema_names;
 mod m20261129_000008_resumable_batches;
 mod m20261129_000009_create_tenant_templates;
+mod m20261206_000010_create_webhooks;
 mod m20261206_000011_update_batches;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -22,6 +23,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261129_000007_check_states_and_schema_names::Migration),
         Box::new(m20261129_000008_resumable_batches::Migration),
         Box::new(m20261129_000009_create_tenant_templates::Migration),
+        Box::new(m20261206_000010_create_webhooks::Migration),
         Box::new(m20261206_000011_update_batches::Migration),
     ]
 }
