@@ -23,6 +23,8 @@ use crate::{config::Config, state::SharedState};
 const ROUND_SIZE: i64 = 16;
 /// Longest sleep between rounds, in case an announcement was missed (the listener was away).
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// Shortest sleep between rounds that claimed less than a full round.
+const SHORTEST_WAIT: Duration = Duration::from_millis(50);
 /// How much longer than an attempt's time-out its claim lasts.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// Longest error kept with a delivery.
@@ -73,7 +75,8 @@ pub async fn run(state: SharedState) {
             continue;
         }
         let wait = match next_due_in(&state.db).await {
-            Ok(Some(due_in)) => due_in.min(POLL_INTERVAL),
+            // Not sooner than SHORTEST_WAIT: a due delivery another server holds stays due.
+            Ok(Some(due_in)) => due_in.clamp(SHORTEST_WAIT, POLL_INTERVAL),
             _ => POLL_INTERVAL,
         };
         tokio::select! {
@@ -166,14 +169,13 @@ async fn next_due_in(db: &impl ConnectionTrait) -> Result<Option<Duration>, DbEr
     let row = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()) * 1000)::bigint \
-                    AS due_in_ms \
+            "SELECT (extract(epoch FROM min(next_attempt_at) - now()) * 1000)::bigint AS due_in_ms \
                FROM public.webhook_deliveries WHERE status = 'PENDING'",
         ))
         .await?;
     Ok(row
         .and_then(|row| row.try_get::<Option<i64>>("", "due_in_ms").ok().flatten())
-        .map(|ms| Duration::from_millis(ms as u64)))
+        .map(|ms| Duration::from_millis(ms.max(0) as u64)))
 }
 
 /// What one attempt came to.
