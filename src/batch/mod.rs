@@ -20,7 +20,8 @@ use anyhow::Context;
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -403,17 +404,52 @@ pub async fn load(state: &SharedState, batch_id: Uuid) -> AppResult<Option<Batch
     else {
         return Ok(None);
     };
+    Ok(with_jobs(state, vec![batch]).await?.pop())
+}
+
+/// The latest `limit` batches, newest first, only those in `status` if given, each with its jobs
+/// in order.
+pub async fn recent(
+    state: &SharedState,
+    limit: u64,
+    status: Option<BatchStatus>,
+) -> AppResult<Vec<BatchReport>> {
+    let mut query = provisioning_batches::Entity::find()
+        .order_by_desc(provisioning_batches::Column::CreatedAt)
+        .order_by_desc(provisioning_batches::Column::Id);
+    if let Some(status) = status {
+        query = query.filter(provisioning_batches::Column::Status.eq(status));
+    }
+    let batches = query.limit(limit).all(&state.db).await?;
+    with_jobs(state, batches).await
+}
+
+/// `batches` with their jobs, read in one query for all of them.
+async fn with_jobs(
+    state: &SharedState,
+    batches: Vec<provisioning_batches::Model>,
+) -> AppResult<Vec<BatchReport>> {
+    if batches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut jobs_by_batch: HashMap<Uuid, Vec<provisioning_jobs::Model>> = HashMap::new();
     let jobs = provisioning_jobs::Entity::find()
-        .filter(provisioning_jobs::Column::BatchId.eq(batch_id))
+        .filter(provisioning_jobs::Column::BatchId.is_in(batches.iter().map(|batch| batch.id)))
         .order_by_asc(provisioning_jobs::Column::Position)
         .all(&state.db)
         .await?;
-    Ok(Some(BatchReport {
-        batch,
-        jobs,
-        api_keys: HashMap::new(),
-        running: None,
-    }))
+    for job in jobs {
+        jobs_by_batch.entry(job.batch_id).or_default().push(job);
+    }
+    Ok(batches
+        .into_iter()
+        .map(|batch| BatchReport {
+            jobs: jobs_by_batch.remove(&batch.id).unwrap_or_default(),
+            batch,
+            api_keys: HashMap::new(),
+            running: None,
+        })
+        .collect())
 }
 
 fn check_batch_size(state: &SharedState, field: &str, size: usize) -> AppResult<()> {

@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     error::AppError,
     graphql::{
-        ContextExt, all_errors, parse_id,
+        ContextExt, MAX_PAGE_SIZE, all_errors, parse_id,
         tenants::{CreateTenantInput, TenantFilter, UpdateTenantInput},
     },
     tenancy::{admin::TenantPatch, guard, migrator::Target, validation::TenantDraft},
@@ -261,6 +261,21 @@ impl BatchQuery {
         ctx.request().require_platform()?;
         let id = parse_id("id", &id)?;
         Ok(batch::load(ctx.state(), id).await?.map(Into::into))
+    }
+
+    /// The latest batches, newest first, whoever started them; only those in `status` if given.
+    /// `first` is clamped to 1 to 100.
+    #[graphql(complexity = "crate::graphql::page_cost(first, 20, child_complexity)")]
+    async fn provisioning_batches(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        status: Option<BatchStatus>,
+    ) -> async_graphql::Result<Vec<ProvisioningBatch>> {
+        ctx.request().require_platform()?;
+        let limit = first.unwrap_or(20).clamp(1, MAX_PAGE_SIZE) as u64;
+        let batches = batch::recent(ctx.state(), limit, status.map(Into::into)).await?;
+        Ok(batches.into_iter().map(Into::into).collect())
     }
 }
 

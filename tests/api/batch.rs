@@ -583,3 +583,101 @@ async fn a_tenant_whose_ledger_is_not_where_the_registry_says_goes_through_the_m
         names.len() as i64
     );
 }
+
+const BATCHES: &str = "query($first: Int, $status: BatchStatus) { provisioningBatches(first: $first, status: $status) { id status results { domain status } summary { totalRequested } } }";
+
+/// The ids `provisioningBatches` answers with these arguments, in its order.
+async fn listed(app: &TestApp, token: &str, variables: Value) -> Vec<String> {
+    app.graphql(BATCHES, variables, Some(token)).await.data()["provisioningBatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|batch| batch["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn batches_are_listed_newest_first_by_status_for_operators_only() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    let mut ids = Vec::new();
+    for (domain, wanted) in [
+        ("listed-first.example", "SUCCEEDED"),
+        ("not a domain", "FAILED"),
+        ("listed-last.example", "SUCCEEDED"),
+    ] {
+        let response = provision(
+            &app,
+            &token,
+            vec![tenant_input(domain)],
+            json!({ "wait": true }),
+        )
+        .await;
+        let batch = &response.data()["provisionTenants"];
+        assert_eq!(batch["status"], wanted, "{batch}");
+        ids.push(batch["id"].as_str().unwrap().to_owned());
+    }
+    let [first, failed, last] = [ids[0].as_str(), ids[1].as_str(), ids[2].as_str()];
+
+    let all = app.graphql(BATCHES, json!({}), Some(&token)).await;
+    let batches = all.data()["provisioningBatches"].as_array().unwrap();
+    let order: Vec<&str> = batches.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(order, [last, failed, first]);
+    // Each with its own results.
+    assert_eq!(
+        batches[0]["results"],
+        json!([{ "domain": "listed-last.example", "status": "SUCCEEDED" }])
+    );
+    assert_eq!(batches[1]["results"][0]["status"], "FAILED");
+    assert_eq!(
+        batches[2]["results"],
+        json!([{ "domain": "listed-first.example", "status": "SUCCEEDED" }])
+    );
+
+    assert_eq!(
+        listed(&app, &token, json!({ "status": "SUCCEEDED" })).await,
+        [last, first]
+    );
+    assert_eq!(
+        listed(&app, &token, json!({ "status": "FAILED" })).await,
+        [failed]
+    );
+    assert!(
+        listed(&app, &token, json!({ "status": "RUNNING" }))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        listed(&app, &token, json!({ "first": 2 })).await,
+        [last, failed]
+    );
+    assert_eq!(listed(&app, &token, json!({ "first": 0 })).await, [last]);
+    assert_eq!(listed(&app, &token, json!({ "first": -5 })).await, [last]);
+
+    // 120 older finished batches: the default page is 20, and no page is larger than 100.
+    app.db()
+        .execute_unprepared(
+            "INSERT INTO public.provisioning_batches \
+               (id, kind, status, options, total, created_at, started_at, finished_at) \
+             SELECT gen_random_uuid(), 'PROVISION', 'SUCCEEDED', '{}', 0, \
+                    now() - interval '1 day' - g * interval '1 second', now() - interval '1 day', \
+                    now() - interval '1 day' \
+             FROM generate_series(1, 120) g",
+        )
+        .await
+        .unwrap();
+    let default_page = listed(&app, &token, json!({})).await;
+    assert_eq!(default_page.len(), 20);
+    assert_eq!(default_page[..3], [last, failed, first]);
+    assert_eq!(
+        listed(&app, &token, json!({ "first": 1000 })).await.len(),
+        100
+    );
+
+    let tenant = app.with_tenant("lister.example").await;
+    let refused = app.graphql(BATCHES, json!({}), Some(&tenant.admin)).await;
+    assert_eq!(refused.error_code(), "FORBIDDEN");
+    assert!(refused.0["data"].is_null(), "{}", refused.0);
+    let anonymous = app.graphql(BATCHES, json!({}), None).await;
+    assert_eq!(anonymous.error_code(), "UNAUTHENTICATED");
+}

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::{
     graphiql::{assert_page_loads_only_its_own_files, assert_strict_page, get_page},
     helpers::{OPERATOR_EMAIL, OPERATOR_PASSWORD, TestApp, free_port, tenant_input},
+    webhooks::{Receiver, app_allowing_loopback, create_webhook},
 };
 
 const NEEDS_CHROMIUM: &str = "needs chromium and chromedriver (apt-get install chromium \
@@ -104,12 +105,13 @@ async fn dashboard_page_and_assets_are_served_with_a_strict_policy() {
 }
 
 /// An operator signs in, sees the registry (a hostile name as plain text), a tenant made
-/// meanwhile, a batch's progress bar fill up to 100 % from the progress subscription, and the
-/// revision chart count every tenant.
+/// meanwhile, a batch's progress bar fill up to 100 % from the progress subscription, the
+/// revision chart count every tenant, a batch started elsewhere listed and filled, and a webhook
+/// delivery with its status and attempts.
 #[tokio::test]
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver): cargo test --test api dashboard -- --ignored"]
 async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
-    let app = TestApp::spawn().await;
+    let app = app_allowing_loopback().await;
     let operator = app.operator_token().await;
     let hostile_name = r#"<img src=x onerror="document.title='owned'">"#;
     let mut hostile = tenant_input("hostile.example");
@@ -288,19 +290,94 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
     })
     .await;
 
-    // Webhook deliveries: listed by a server that has them, said to be unavailable otherwise;
-    // either way the rest of the page works.
-    let has_webhooks = app
-        .graphql("{ __type(name: \"Webhook\") { name } }", json!({}), None)
+    // A batch started over GraphQL, not from the page, is listed and its bar fills.
+    let elsewhere = app
+        .graphql(
+            "mutation($tenants: [CreateTenantInput!]!) { provisionTenants(tenants: $tenants) { id } }",
+            json!({ "tenants": [tenant_input("four.example"), tenant_input("five.example")] }),
+            Some(&operator),
+        )
+        .await;
+    let elsewhere = elsewhere.data()["provisionTenants"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    page.find(Locator::Id("batches-refresh"))
         .await
-        .data()["__type"]
-        .is_object();
-    let wanted = if has_webhooks { "ok" } else { "unavailable" };
-    eventually("the webhooks section's state", || async {
-        let status = page.find(Locator::Id("webhooks-status")).await.ok()?;
-        (status.attr("data-state").await.ok()?? == wanted).then_some(())
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let card = format!("#batches li.batch[data-batch-id='{elsewhere}'][data-status='SUCCEEDED']");
+    let (value, max, label) = eventually("the other batch's bar at 100 %", || async {
+        let card = page.find(Locator::Css(&card)).await.ok()?;
+        let bar = card.find(Locator::Css("progress")).await.ok()?;
+        let value = bar.attr("value").await.ok()??;
+        let max = bar.attr("max").await.ok()??;
+        let label = card
+            .find(Locator::Css(".percent"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (value == max).then_some((value, max, label))
     })
     .await;
+    assert_eq!((value.as_str(), max.as_str()), ("2", "2"));
+    assert!(label.starts_with("100 %"), "{label}");
+    // Newest first: the other batch above the page's own.
+    let listed = page
+        .find(Locator::Css("#batches li.batch"))
+        .await
+        .unwrap()
+        .attr("data-batch-id")
+        .await
+        .unwrap();
+    assert_eq!(listed.as_deref(), Some(elsewhere.as_str()));
+
+    // A webhook whose receiver fails once: its delivery shows delivered on the second attempt.
+    let receiver = Receiver::start_on("127.0.0.1:0".parse().unwrap(), 1).await;
+    let webhook = create_webhook(&app, &operator, &receiver.url(), &["tenant.created"]).await;
+    let webhook_id = webhook["id"].as_str().unwrap();
+    app.create_tenant(&operator, tenant_input("hooked.example"))
+        .await;
+    receiver.wait_for(2).await;
+    eventually("the delivery recorded as delivered", || async {
+        let delivered = app
+            .scalar("SELECT count(*) FROM public.webhook_deliveries WHERE status = 'DELIVERED'")
+            .await;
+        (delivered == 1).then_some(())
+    })
+    .await;
+    page.find(Locator::Id("webhooks-refresh"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let row = format!("#webhooks article.webhook[data-webhook-id='{webhook_id}'] tbody tr");
+    let shown = eventually("the delivery in the webhooks section", || async {
+        let row = page.find(Locator::Css(&row)).await.ok()?;
+        let mut cells = Vec::new();
+        for class in [
+            "delivery-event",
+            "delivery-status",
+            "delivery-attempts",
+            "delivery-http-status",
+        ] {
+            let cell = row.find(Locator::Css(&format!("td.{class}"))).await.ok()?;
+            cells.push(cell.text().await.ok()?);
+        }
+        Some(cells)
+    })
+    .await;
+    assert_eq!(shown, ["tenant.created", "delivered", "2", "204"]);
+    let status = page.find(Locator::Id("webhooks-status")).await.unwrap();
+    assert_eq!(
+        status.attr("data-state").await.unwrap().as_deref(),
+        Some("ok")
+    );
 
     // Signing out forgets the token.
     page.find(Locator::Id("sign-out"))

@@ -36,7 +36,7 @@ const WEBHOOKS: &str = "{ webhooks { id url events deliveries { id event status 
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     headers: HeaderMap,
     body: Bytes,
 }
@@ -64,7 +64,7 @@ struct Inbox {
 
 /// A webhook receiver on loopback: records every request and answers 500 while it is told to
 /// fail, then 204.
-struct Receiver {
+pub(crate) struct Receiver {
     address: SocketAddr,
     inbox: Arc<Inbox>,
     task: tokio::task::JoinHandle<()>,
@@ -75,7 +75,7 @@ impl Receiver {
         Self::start_on("127.0.0.1:0".parse().unwrap(), 0).await
     }
 
-    async fn start_on(address: SocketAddr, failures: usize) -> Receiver {
+    pub(crate) async fn start_on(address: SocketAddr, failures: usize) -> Receiver {
         let inbox = Arc::new(Inbox {
             failures_left: AtomicUsize::new(failures),
             ..Default::default()
@@ -117,7 +117,7 @@ impl Receiver {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hook", self.address)
     }
 
@@ -134,7 +134,7 @@ impl Receiver {
     }
 
     /// Waits until `count` requests arrived.
-    async fn wait_for(&self, count: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, count: usize) -> Vec<Received> {
         wait_until(&format!("{count} requests"), || async {
             self.received().len() >= count
         })
@@ -163,7 +163,7 @@ where
 }
 
 /// An app whose webhooks may reach 127.0.0.1 and that retries after 100 ms, 200 ms, ...
-async fn app_allowing_loopback() -> TestApp {
+pub(crate) async fn app_allowing_loopback() -> TestApp {
     TestApp::spawn_with(|env| {
         env.insert("WEBHOOK_ALLOWED_HOSTS".into(), "127.0.0.1".into());
         env.insert("WEBHOOK_RETRY_BASE_MS".into(), "100".into());
@@ -172,7 +172,12 @@ async fn app_allowing_loopback() -> TestApp {
     .await
 }
 
-async fn create_webhook(app: &TestApp, token: &str, url: &str, events: &[&str]) -> Value {
+pub(crate) async fn create_webhook(
+    app: &TestApp,
+    token: &str,
+    url: &str,
+    events: &[&str],
+) -> Value {
     app.graphql(
         CREATE_WEBHOOK,
         json!({ "input": { "url": url, "events": events, "secret": SECRET, "description": "tests" } }),

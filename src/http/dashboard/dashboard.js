@@ -66,12 +66,6 @@
       this.errors = errors;
       this.code = (first.extensions && first.extensions.code) || '';
     }
-
-    /** The document itself was refused (it names what this server does not have). */
-    get refusedDocument() {
-      return this.errors.some((error) => !error.path && error.extensions &&
-        error.extensions.code === 'BAD_USER_INPUT');
-    }
   }
 
   /** Posts one operation; answers `{data, errors}` (errors may come with partial data). */
@@ -270,7 +264,9 @@
       refreshTimer = null;
       ++tenantsGeneration;
       ++revisionsGeneration;
+      ++batchesGeneration;
       batchCards.clear();
+      dismissedBatches.clear();
       for (const id of ['batches', 'revisions-chart', 'webhooks']) $(id).replaceChildren();
       document.querySelector('#tenants tbody').replaceChildren();
       $('console').hidden = true;
@@ -322,6 +318,7 @@
       if (document.visibilityState !== 'visible') return;
       if (tenantPages === 1) loadTenants(false);
       loadRevisions();
+      loadBatches();
       loadWebhooks();
     }, REFRESH_MS);
     for (const id of rememberedBatches()) followBatch(id);
@@ -330,6 +327,7 @@
   function loadEverything() {
     loadTenants(false);
     loadRevisions();
+    loadBatches();
     loadWebhooks();
   }
 
@@ -565,12 +563,17 @@
     summary { totalRequested successful failed processingTimeMs }
     results { tenantName domain status error { code message } }`;
 
+  const BATCHES_QUERY = 'query DashboardBatches($first: Int!) { ' +
+    'provisioningBatches(first: $first) { ' + BATCH_FIELDS + ' } }';
+
   const PROGRESS_SUBSCRIPTION = `subscription DashboardProgress($batchId: ID!) {
     provisioningProgress(batchId: $batchId) { seq tenantName step status message completed total }
   }`;
 
   /** Batch id → its card; a batch is followed once. */
   const batchCards = new Map();
+  /** Batches the operator dismissed: not listed again while the page is open. */
+  const dismissedBatches = new Set();
 
   function rememberedBatches() {
     try {
@@ -659,12 +662,59 @@
     }
   });
 
-  /** Shows the batch's card and follows its progress until it ends. */
-  function followBatch(id, batch) {
-    if (batchCards.has(id)) return;
+  let batchesGeneration = 0;
+
+  /**
+   * Lists the latest batches, whoever started them (another operator, the CLI): a running one is
+   * followed live, a finished one shows its outcome. A dismissed batch stays dismissed.
+   */
+  async function loadBatches() {
+    const generation = ++batchesGeneration;
+    let batches;
+    try {
+      batches = (await graphql(BATCHES_QUERY, { first: BATCHES_KEPT })).provisioningBatches;
+    } catch (error) {
+      if (generation === batchesGeneration) $('batches-error').textContent = error.message;
+      return;
+    }
+    if (generation !== batchesGeneration) return;
+    $('batches-error').textContent = '';
+    for (const batch of batches) {
+      if (dismissedBatches.has(batch.id)) continue;
+      const card = batchCards.get(batch.id);
+      if (card) {
+        showBatch(card, batch);
+      } else if (batch.finishedAt) {
+        const finished = addBatchCard(batch.id);
+        finished.root.dataset.state = 'finished';
+        showBatch(finished, batch);
+      } else {
+        followBatch(batch.id, batch);
+      }
+    }
+    sortBatchCards();
+  }
+
+  /** Newest first; a card whose batch is not read yet (followed by id) stays on top. */
+  function sortBatchCards() {
+    const created = (card) => Date.parse(card.root.dataset.createdAt) || Infinity;
+    const cards = [...batchCards.values()].sort((a, b) => created(b) - created(a));
+    $('batches').append(...cards.map((card) => card.root));
+  }
+
+  $('batches-refresh').addEventListener('click', loadBatches);
+
+  function addBatchCard(id) {
     const card = batchCard(id);
     batchCards.set(id, card);
     $('batches').prepend(card.root);
+    return card;
+  }
+
+  /** Shows the batch's card and follows its progress until it ends. */
+  function followBatch(id, batch) {
+    if (batchCards.has(id)) return;
+    const card = addBatchCard(id);
     if (batch) showBatch(card, batch);
     card.subscription = subscriptions.subscribe(PROGRESS_SUBSCRIPTION, { batchId: id }, {
       next: (payload) => {
@@ -705,6 +755,7 @@
     close.addEventListener('click', () => {
       subscriptions.unsubscribe(card.subscription);
       batchCards.delete(id);
+      dismissedBatches.add(id);
       const ids = rememberedBatches().filter((known) => known !== id);
       sessionStorage.setItem(BATCHES_KEY, JSON.stringify(ids));
       root.remove();
@@ -714,12 +765,17 @@
     return card;
   }
 
+  /** Fills the card's bar: `completed` tenants of `total` (an empty batch is full). */
+  function showBar(card, completed, total) {
+    const max = Math.max(total, 1);
+    const done = total ? Math.min(completed, max) : max;
+    card.progress.max = max;
+    card.progress.value = done;
+    card.percent.textContent = Math.floor((done / max) * 100) + ' % (' + Math.min(completed, max) + ' / ' + total + ')';
+  }
+
   function showProgress(card, event) {
-    const total = Math.max(event.total, 1);
-    const completed = Math.min(event.completed, total);
-    card.progress.max = total;
-    card.progress.value = completed;
-    card.percent.textContent = Math.floor((completed / total) * 100) + ' % (' + completed + ' / ' + event.total + ')';
+    showBar(card, event.completed, event.total);
     const step = event.step.toLowerCase().replaceAll('_', ' ');
     card.message.textContent = (event.tenantName ? event.tenantName + ': ' : '') + step + ' ' +
       event.status.toLowerCase() + (event.message ? ' — ' + event.message : '');
@@ -730,8 +786,10 @@
     card.status.textContent = batch.status.toLowerCase().replaceAll('_', ' ');
     card.status.className = 'badge batch-' + batch.status.toLowerCase().replaceAll('_', '-');
     card.root.dataset.status = batch.status;
+    card.root.dataset.createdAt = batch.createdAt;
     if (!batch.finishedAt) return;
     const summary = batch.summary;
+    showBar(card, summary.successful + summary.failed, summary.totalRequested);
     card.message.textContent = summary.successful + ' of ' + summary.totalRequested + ' succeeded, ' +
       summary.failed + ' failed' +
       (summary.processingTimeMs !== null ? ' in ' + (summary.processingTimeMs / 1000).toFixed(1) + ' s' : '');
@@ -764,7 +822,6 @@
     }
   }`;
 
-  // Asked on its own, so that a server without webhooks still serves the rest of the page.
   async function loadWebhooks() {
     const status = $('webhooks-status');
     const list = $('webhooks');
@@ -773,18 +830,10 @@
       list.replaceChildren(...data.webhooks.map(webhookBlock));
       status.dataset.state = 'ok';
       status.textContent = data.webhooks.length ? '' : 'No webhooks.';
-      status.title = '';
     } catch (error) {
       list.replaceChildren();
-      if (error.refusedDocument) {
-        status.dataset.state = 'unavailable';
-        status.textContent = 'Webhooks unavailable on this server.';
-        status.title = error.message;
-      } else {
-        status.dataset.state = 'error';
-        status.textContent = error.message;
-        status.title = '';
-      }
+      status.dataset.state = 'error';
+      status.textContent = error.message;
     }
   }
 
@@ -808,15 +857,16 @@
     const body = table.createTBody();
     for (const delivery of webhook.deliveries) {
       const row = document.createElement('tr');
-      const status = element('td');
+      row.dataset.deliveryId = delivery.id;
+      const status = element('td', null, 'delivery-status');
       status.append(element('span', delivery.status.toLowerCase(),
         'badge delivery-' + (['PENDING', 'DELIVERED', 'FAILED'].includes(delivery.status)
           ? delivery.status.toLowerCase() : 'unknown')));
       row.append(
-        element('td', delivery.event),
+        element('td', delivery.event, 'delivery-event'),
         status,
-        element('td', delivery.attempts),
-        element('td', delivery.lastStatusCode === null ? '—' : delivery.lastStatusCode),
+        element('td', delivery.attempts, 'delivery-attempts'),
+        element('td', delivery.lastStatusCode === null ? '—' : delivery.lastStatusCode, 'delivery-http-status'),
         timeCell(delivery.createdAt),
         delivery.deliveredAt ? timeCell(delivery.deliveredAt) : element('td', '—'),
       );
