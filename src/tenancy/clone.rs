@@ -188,7 +188,7 @@ pub(super) async fn build(
     schema: &SchemaName,
     new_tenant: &tenants::Model,
 ) -> Result<SchemaMigrations, (Step, AppError)> {
-    let migrations = migrator::migrate_whole_in(txn, &source.target())
+    let migrations = migrator::migrate_new_in(txn, &source.target())
         .await
         .map_err(|failure| (Step::Migrate, failure.into()))?;
     if source.include_data {

@@ -21,6 +21,7 @@ use crate::{
         locks::{self, Take},
         schema_name::SchemaName,
     },
+    tenancy::rendered,
 };
 
 /// How long a migration step waits for a table lock before giving up.
@@ -336,13 +337,26 @@ pub async fn migrate_whole_in(
     }
 }
 
-/// Applies every pending migration inside `txn`, which [`pin_and_lock`] prepared: all or
-/// nothing, for a schema being created.
-pub async fn migrate_all_in(txn: &DatabaseTransaction) -> Result<SchemaMigrations, DbErr> {
-    TenantMigrator::up(txn, None).await?;
-    Ok(SchemaMigrations::first_applied(
-        tenant_migration_names().len(),
-    ))
+/// Takes the schema just created in `txn` (prepared by [`pin_and_lock`]) from nothing to
+/// `target` in that one transaction, all steps or none: the ledger, the pre-rendered steps and
+/// their ledger rows in one round trip ([`rendered::from_base`]), or through the migrator
+/// ([`migrate_whole_in`]) when one of them cannot be rendered.
+pub async fn migrate_new_in(
+    txn: &DatabaseTransaction,
+    target: &Target,
+) -> Result<SchemaMigrations, MigrationFailure> {
+    let wanted = target.applied_count();
+    let Some(sql) = rendered::from_base(wanted).await else {
+        return migrate_whole_in(txn, target).await;
+    };
+    match txn.execute_unprepared(&sql).await {
+        Ok(_) => Ok(SchemaMigrations::first_applied(wanted)),
+        Err(source) => Err(MigrationFailure {
+            failed_migration: format!("towards {target:?}"),
+            reached: SchemaMigrations::pending_all(),
+            source,
+        }),
+    }
 }
 
 fn split_by_status(migrations: &[migration::sea_orm_migration::Migration]) -> SchemaMigrations {

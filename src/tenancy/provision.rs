@@ -21,7 +21,7 @@ use crate::{
         Progress, Step, StepStatus, TenantStatus,
         clone::{self, CloneSource, HeldSource},
         migrate::{activate_in, record_revision_in},
-        migrator::{self, SchemaMigrations},
+        migrator::{self, SchemaMigrations, Target},
         registry::{described_conflict, find_by_schema, schema_of, update_registry_in},
         run_detached,
         seed::{PendingAdmin, SeedRole},
@@ -335,7 +335,7 @@ async fn provision(
         Some(migrations)
     } else if options.run_migrations {
         progress.report(Step::Migrate, StepStatus::Started, None);
-        let migrations = migrator::migrate_all_in(&txn)
+        let migrations = migrator::migrate_new_in(&txn, &Target::Head)
             .await
             .map_err(|e| fail(Step::Migrate, false)(e.into()))?;
         progress.report(Step::Migrate, StepStatus::Succeeded, None);

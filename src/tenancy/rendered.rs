@@ -1,5 +1,7 @@
 //! Tenant migrations rendered to SQL once per process, so that a fleet migration moves a tenant
-//! (its pending steps, their ledger rows and the registry's record) in one round trip.
+//! (its pending steps, their ledger rows and the registry's record) in one round trip, and a
+//! schema being provisioned gets its ledger and every step up to its revision in one round trip
+//! of its provisioning transaction.
 //!
 //! Each migration's `up` and `down` run once against a connection that records their statements
 //! instead of executing them. A way (up or down) that cannot be rendered goes through the
@@ -14,7 +16,8 @@ use migration::{
     sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager, seaql_migrations},
 };
 use sea_orm::{
-    Database, DbBackend, DbErr, ProxyDatabaseTrait, ProxyExecResult, ProxyRow, Statement,
+    Database, DatabaseConnection, DbBackend, DbErr, ProxyDatabaseTrait, ProxyExecResult, ProxyRow,
+    Statement,
     sea_query::{Expr, ExprTrait, PostgresQueryBuilder, Query, QueryBuilder},
 };
 use tokio::sync::OnceCell;
@@ -46,20 +49,34 @@ enum Way {
     Down,
 }
 
+/// Every tenant migration, and the ledger sea-orm-migration creates before the first one.
+struct Migrations {
+    /// `CREATE TABLE IF NOT EXISTS seaql_migrations ...`, as the migrator's `install` sends it.
+    ledger: Option<Vec<String>>,
+    steps: Vec<Rendered>,
+}
+
 /// Every tenant migration, rendered on first use.
-async fn rendered() -> &'static [Rendered] {
-    static RENDERED: OnceCell<Vec<Rendered>> = OnceCell::const_new();
+async fn rendered() -> &'static Migrations {
+    static RENDERED: OnceCell<Migrations> = OnceCell::const_new();
     RENDERED
         .get_or_init(|| async {
-            let mut all = Vec::new();
+            let mut steps = Vec::new();
             for migration in TenantMigrator::migrations() {
-                all.push(Rendered {
+                steps.push(Rendered {
                     name: migration.name().to_owned(),
                     up: render(migration.as_ref(), Way::Up).await,
                     down: render(migration.as_ref(), Way::Down).await,
                 });
             }
-            all
+            let ledger = match recorder().await {
+                Some((db, recording)) => {
+                    let installed = TenantMigrator::install(&db).await;
+                    recorded(&recording, installed)
+                }
+                None => None,
+            };
+            Migrations { ledger, steps }
         })
         .await
 }
@@ -70,6 +87,17 @@ async fn render(migration: &dyn MigrationTrait, way: Way) -> Option<Vec<String>>
     if migration.use_transaction() == Some(false) {
         return None;
     }
+    let (db, recording) = recorder().await?;
+    let manager = SchemaManager::new(&db);
+    let ran = match way {
+        Way::Up => migration.up(&manager).await,
+        Way::Down => migration.down(&manager).await,
+    };
+    recorded(&recording, ran)
+}
+
+/// A connection that records what it is asked to execute, and its recording.
+async fn recorder() -> Option<(DatabaseConnection, Arc<Mutex<Recording>>)> {
     let recording = Arc::new(Mutex::new(Recording {
         statements: Vec::new(),
         renderable: true,
@@ -79,11 +107,11 @@ async fn render(migration: &dyn MigrationTrait, way: Way) -> Option<Vec<String>>
     let db = Database::connect_proxy(DbBackend::Postgres, recorder)
         .await
         .ok()?;
-    let manager = SchemaManager::new(&db);
-    let ran = match way {
-        Way::Up => migration.up(&manager).await,
-        Way::Down => migration.down(&manager).await,
-    };
+    Some((db, recording))
+}
+
+/// What a run on a [`recorder`] sent, if it ran through and can be replayed as it is.
+fn recorded(recording: &Mutex<Recording>, ran: Result<(), DbErr>) -> Option<Vec<String>> {
     let recording = recording.lock().expect("the recording is never poisoned");
     (ran.is_ok() && recording.renderable).then(|| recording.statements.clone())
 }
@@ -127,7 +155,7 @@ impl ProxyDatabaseTrait for Recorder {
 /// A schema whose ledger is not where `from` says makes the script fail with an error for which
 /// [`ledger_moved`] is true, before any step.
 pub async fn script(schema: &SchemaName, from: usize, to: usize, record: &str) -> Option<String> {
-    let all = rendered().await;
+    let all = &rendered().await.steps;
     let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
     if from.max(to) > names.len() {
         return None;
@@ -155,22 +183,8 @@ pub async fn script(schema: &SchemaName, from: usize, to: usize, record: &str) -
          MESSAGE = 'the migration ledger is not at the registry''s revision'; \
          END IF; END$ledger$;\n"
     ));
-    let applied_at = chrono::Utc::now().timestamp();
     if from <= to {
-        for migration in &all[from..to] {
-            for statement in migration.up.as_ref()? {
-                sql.push_str(&format!("{statement};\n"));
-            }
-            let row = Query::insert()
-                .into_table(seaql_migrations::Entity)
-                .columns([
-                    seaql_migrations::Column::Version,
-                    seaql_migrations::Column::AppliedAt,
-                ])
-                .values_panic([migration.name.as_str().into(), applied_at.into()])
-                .to_string(PostgresQueryBuilder);
-            sql.push_str(&format!("{row};\n"));
-        }
+        push_up(&mut sql, &all[from..to])?;
     } else {
         for migration in all[to..from].iter().rev() {
             for statement in migration.down.as_ref()? {
@@ -185,6 +199,41 @@ pub async fn script(schema: &SchemaName, from: usize, to: usize, record: &str) -
     }
     sql.push_str(&format!("{record};\nCOMMIT;"));
     Some(sql)
+}
+
+/// The statements that take a schema with no ledger (one just created, in the transaction that
+/// created it and still holds its migration lock) to `to` applied migrations, sent in one round
+/// trip: the ledger as sea-orm-migration creates it, then each step with its ledger row.
+/// `None` when the ledger or a step cannot be rendered.
+pub async fn from_base(to: usize) -> Option<String> {
+    let all = rendered().await;
+    let mut sql = String::new();
+    for statement in all.ledger.as_ref()? {
+        sql.push_str(&format!("{statement};\n"));
+    }
+    push_up(&mut sql, all.steps.get(..to)?)?;
+    Some(sql)
+}
+
+/// Appends each of `steps` up, followed by the ledger row sea-orm-migration writes for it;
+/// `None` when a step cannot be rendered.
+fn push_up(sql: &mut String, steps: &[Rendered]) -> Option<()> {
+    let applied_at = chrono::Utc::now().timestamp();
+    for migration in steps {
+        for statement in migration.up.as_ref()? {
+            sql.push_str(&format!("{statement};\n"));
+        }
+        let row = Query::insert()
+            .into_table(seaql_migrations::Entity)
+            .columns([
+                seaql_migrations::Column::Version,
+                seaql_migrations::Column::AppliedAt,
+            ])
+            .values_panic([migration.name.as_str().into(), applied_at.into()])
+            .to_string(PostgresQueryBuilder);
+        sql.push_str(&format!("{row};\n"));
+    }
+    Some(())
 }
 
 /// Whether a [`script`] failed because the schema's ledger is not where it was told (or the
@@ -257,7 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_tenant_migrations_render_both_ways() {
-        let all = rendered().await;
+        let all = &rendered().await.steps;
         assert_eq!(all.len(), migration::tenant_migration_names().len());
         for migration in all {
             assert!(
@@ -312,5 +361,30 @@ mod tests {
             "DELETE FROM \"seaql_migrations\" WHERE \"version\" = '{head}'"
         )));
         assert!(script(&schema, 0, last + 1, "SELECT 1").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn from_base_creates_the_ledger_then_writes_every_step_and_its_row() {
+        let names = migration::tenant_migration_names();
+        let all = from_base(names.len()).await.unwrap();
+        assert!(
+            all.starts_with("CREATE TABLE IF NOT EXISTS \"seaql_migrations\" ("),
+            "{all}"
+        );
+        let mut rows = 0;
+        for name in &names {
+            let row = format!(
+                "INSERT INTO \"seaql_migrations\" (\"version\", \"applied_at\") VALUES ('{name}', "
+            );
+            let at = all
+                .find(&row)
+                .unwrap_or_else(|| panic!("no ledger row for {name}"));
+            assert!(at > rows, "{name} is out of order");
+            rows = at;
+        }
+        assert!(!all.contains("BEGIN") && !all.contains("COMMIT"));
+        let base = from_base(0).await.unwrap();
+        assert!(!base.contains("INSERT"));
+        assert!(from_base(names.len() + 1).await.is_none());
     }
 }

@@ -1,7 +1,11 @@
 //! Schema drift: schemas altered by hand are compared with the structure of their revision.
 
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
+use tenantgraph::{
+    primitives::schema_name::SchemaName,
+    tenancy::migrator::{self, Target},
+};
 
 use crate::helpers::{TestApp, tenant_input};
 
@@ -289,4 +293,117 @@ async fn the_fleet_report_works_on_a_pool_smaller_than_its_parallelism() {
     assert_eq!(report["checked"], 4);
     assert_eq!(report["drifted"], 1);
     assert_eq!(report["tenants"][0]["schemaName"], "tenant_pool_c_org");
+}
+
+/// Every object of `schema` as one line each, the schema's own name cut out: relations,
+/// columns, indexes, constraints, triggers and functions, the ledger included.
+async fn catalog(app: &TestApp, schema: &str) -> Vec<String> {
+    let rows = app
+        .db()
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT replace(kind || ' ' || name || ' ' || definition, $1 || '.', '') AS line FROM ( \
+               SELECT 'relation' AS kind, c.relname::text AS name, c.relkind::text AS definition \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                WHERE n.nspname = $1 \
+               UNION ALL \
+               SELECT 'column', c.relname || '.' || a.attname, \
+                      format_type(a.atttypid, a.atttypmod) \
+                        || CASE WHEN a.attnotnull THEN ' not null' ELSE ' null' END \
+                        || COALESCE(' default ' || pg_get_expr(d.adbin, d.adrelid), '') \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
+                WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v') \
+               UNION ALL \
+               SELECT 'index', c.relname, pg_get_indexdef(c.oid) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                WHERE n.nspname = $1 AND c.relkind IN ('i', 'I') \
+               UNION ALL \
+               SELECT 'constraint', r.relname || '.' || k.conname, pg_get_constraintdef(k.oid) \
+                 FROM pg_constraint k JOIN pg_class r ON r.oid = k.conrelid \
+                 JOIN pg_namespace n ON n.oid = r.relnamespace WHERE n.nspname = $1 \
+               UNION ALL \
+               SELECT 'trigger', t.tgname, pg_get_triggerdef(t.oid) \
+                 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                WHERE n.nspname = $1 AND NOT t.tgisinternal \
+               UNION ALL \
+               SELECT 'function', p.proname, pg_get_functiondef(p.oid) \
+                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                WHERE n.nspname = $1 \
+             ) objects ORDER BY 1",
+            [schema.into()],
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "line").unwrap())
+        .collect()
+}
+
+async fn ledger(app: &TestApp, schema: &str) -> Vec<String> {
+    app.db()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT version FROM {schema}.seaql_migrations ORDER BY version"),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String>("", "version").unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_provisioned_schema_has_the_catalog_and_ledger_of_one_migrated_step_by_step() {
+    let app = TestApp::spawn().await;
+    let token = app.operator_token().await;
+    let created = app
+        .create_tenant(&token, tenant_input("provisioned.org"))
+        .await;
+    let id = created["tenant"]["id"].clone();
+    let provisioned = "tenant_provisioned_org";
+
+    // The same revision reached by the migrator, one locked step and one ledger row at a time.
+    let stepwise = SchemaName::parse("stepwise_reference").unwrap();
+    alter(&app, "CREATE SCHEMA stepwise_reference").await;
+    let reached = migrator::migrate_to(app.db(), &stepwise, &Target::Head)
+        .await
+        .unwrap();
+    assert!(reached.at_head());
+
+    let expected = catalog(&app, stepwise.as_str()).await;
+    assert!(
+        expected
+            .iter()
+            .any(|line| line.starts_with("relation seaql_migrations")),
+        "{expected:?}"
+    );
+    assert_eq!(catalog(&app, provisioned).await, expected);
+    let mut names = migration::tenant_migration_names();
+    names.sort();
+    assert_eq!(ledger(&app, provisioned).await, names);
+    assert_eq!(ledger(&app, stepwise.as_str()).await, names);
+
+    let fresh = drift(&app, &token, &id).await;
+    assert_eq!(fresh["drifted"], false, "{fresh}");
+    // The migrator reads its ledger as its own: a step down and back to head.
+    let head = migration::tenant_migration_names();
+    let previous = &head[head.len() - 2];
+    let fleet = "mutation($to: String!, $ids: [ID!]) { migrateTenants(targetRevision: $to, tenantIds: $ids, confirm: $to, options: { wait: true }) { status } }";
+    for to in [previous.as_str(), "head"] {
+        let batch = app
+            .graphql(fleet, json!({ "to": to, "ids": [id] }), Some(&token))
+            .await;
+        assert_eq!(
+            batch.data()["migrateTenants"]["status"],
+            "SUCCEEDED",
+            "{}",
+            batch.0
+        );
+    }
+    assert_eq!(drift(&app, &token, &id).await["drifted"], false);
+    assert_eq!(ledger(&app, provisioned).await, names);
+    alter(&app, "DROP SCHEMA stepwise_reference CASCADE").await;
 }
