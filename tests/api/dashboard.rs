@@ -226,23 +226,11 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
         .click()
         .await
         .unwrap();
-    let (value, max, label) = eventually("the batch's bar at 100 %", || async {
-        let card = page
-            .find(Locator::Css("#batches li.batch[data-status='SUCCEEDED']"))
-            .await
-            .ok()?;
-        let bar = card.find(Locator::Css("progress")).await.ok()?;
-        let value = bar.attr("value").await.ok()??;
-        let max = bar.attr("max").await.ok()??;
-        let label = card
-            .find(Locator::Css(".percent"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        (value == max).then_some((value, max, label))
-    })
+    let (value, max, label) = full_bar(
+        page,
+        "#batches li.batch[data-status='SUCCEEDED']",
+        "the batch's bar at 100 %",
+    )
     .await;
     assert_eq!((value.as_str(), max.as_str()), ("3", "3"));
     assert!(label.starts_with("100 %"), "{label}");
@@ -309,21 +297,7 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
         .await
         .unwrap();
     let card = format!("#batches li.batch[data-batch-id='{elsewhere}'][data-status='SUCCEEDED']");
-    let (value, max, label) = eventually("the other batch's bar at 100 %", || async {
-        let card = page.find(Locator::Css(&card)).await.ok()?;
-        let bar = card.find(Locator::Css("progress")).await.ok()?;
-        let value = bar.attr("value").await.ok()??;
-        let max = bar.attr("max").await.ok()??;
-        let label = card
-            .find(Locator::Css(".percent"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        (value == max).then_some((value, max, label))
-    })
-    .await;
+    let (value, max, label) = full_bar(page, &card, "the other batch's bar at 100 %").await;
     assert_eq!((value.as_str(), max.as_str()), ("2", "2"));
     assert!(label.starts_with("100 %"), "{label}");
     // Newest first: the other batch above the page's own.
@@ -418,6 +392,26 @@ async fn column_texts(page: &Client, selector: &str) -> Option<Vec<String>> {
         texts.push(cell.text().await.ok()?);
     }
     Some(texts)
+}
+
+/// Waits for the batch card `card` (a CSS selector) to show a full bar: its value, its maximum
+/// and its label.
+async fn full_bar(page: &Client, card: &str, what: &str) -> (String, String, String) {
+    eventually(what, || async {
+        let card = page.find(Locator::Css(card)).await.ok()?;
+        let bar = card.find(Locator::Css("progress")).await.ok()?;
+        let value = bar.attr("value").await.ok()??;
+        let max = bar.attr("max").await.ok()??;
+        let label = card
+            .find(Locator::Css(".percent"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (value == max).then_some((value, max, label))
+    })
+    .await
 }
 
 /// Asks `probe` again until it answers, for at most [`PATIENCE`].
