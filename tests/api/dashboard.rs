@@ -124,24 +124,9 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
     let browser = Browser::start().await;
     let page = &browser.client;
     page.goto(&app.url("/dashboard")).await.unwrap();
-    page.find(Locator::Id("login-email"))
-        .await
-        .unwrap()
-        .send_keys(OPERATOR_EMAIL)
-        .await
-        .unwrap();
-    page.find(Locator::Id("login-password"))
-        .await
-        .unwrap()
-        .send_keys(OPERATOR_PASSWORD)
-        .await
-        .unwrap();
-    page.find(Locator::Id("login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(page, "login-email", OPERATOR_EMAIL).await;
+    type_into(page, "login-password", OPERATOR_PASSWORD).await;
+    click(page, "login-submit").await;
     eventually("the operator signed in", || async {
         let shown = page.find(Locator::Id("account-email")).await.ok()?;
         (shown.text().await.ok()? == OPERATOR_EMAIL).then_some(())
@@ -194,12 +179,7 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
     // A tenant made elsewhere shows after a refresh.
     app.create_tenant(&operator, tenant_input("later.example"))
         .await;
-    page.find(Locator::Id("tenants-refresh"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(page, "tenants-refresh").await;
     eventually("the new tenant in the table", || async {
         tenant_domains(page)
             .await?
@@ -214,18 +194,8 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
         .into_iter()
         .map(tenant_input)
         .collect();
-    page.find(Locator::Id("batch-tenants"))
-        .await
-        .unwrap()
-        .send_keys(&Value::from(batch).to_string())
-        .await
-        .unwrap();
-    page.find(Locator::Id("batch-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(page, "batch-tenants", &Value::from(batch).to_string()).await;
+    click(page, "batch-submit").await;
     let (value, max, label) = full_bar(
         page,
         "#batches li.batch[data-status='SUCCEEDED']",
@@ -290,12 +260,7 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
         .as_str()
         .unwrap()
         .to_owned();
-    page.find(Locator::Id("batches-refresh"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(page, "batches-refresh").await;
     let card = format!("#batches li.batch[data-batch-id='{elsewhere}'][data-status='SUCCEEDED']");
     let (value, max, label) = full_bar(page, &card, "the other batch's bar at 100 %").await;
     assert_eq!((value.as_str(), max.as_str()), ("2", "2"));
@@ -324,12 +289,7 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
         (delivered == 1).then_some(())
     })
     .await;
-    page.find(Locator::Id("webhooks-refresh"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(page, "webhooks-refresh").await;
     let row = format!("#webhooks article.webhook[data-webhook-id='{webhook_id}'] tbody tr");
     let shown = eventually("the delivery in the webhooks section", || async {
         let row = page.find(Locator::Css(&row)).await.ok()?;
@@ -354,12 +314,7 @@ async fn dashboard_in_a_browser_follows_tenants_and_a_batch() {
     );
 
     // Signing out forgets the token.
-    page.find(Locator::Id("sign-out"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(page, "sign-out").await;
     eventually("the sign-in form again", || async {
         let form = page.find(Locator::Id("sign-in")).await.ok()?;
         form.is_displayed().await.ok()?.then_some(())
@@ -392,6 +347,26 @@ async fn column_texts(page: &Client, selector: &str) -> Option<Vec<String>> {
         texts.push(cell.text().await.ok()?);
     }
     Some(texts)
+}
+
+/// Types `text` into the element with id `id`.
+async fn type_into(page: &Client, id: &str, text: &str) {
+    page.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element with id `id`.
+async fn click(page: &Client, id: &str) {
+    page.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 /// Waits for the batch card `card` (a CSS selector) to show a full bar: its value, its maximum
