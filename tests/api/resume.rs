@@ -795,9 +795,11 @@ async fn an_atomic_bulk_update_killed_mid_batch_resumes_and_undoes_the_changes_m
         )
         .await
         .data();
-    let ids: Vec<String> = first
+    // In domain order (bulk-0 … bulk-7): a batch creates its tenants concurrently, so their
+    // creation order, which the listing follows, is not theirs.
+    let mut listed: Vec<(String, String)> = first
         .graphql(
-            "{ tenants(first: 20) { nodes { id } } }",
+            "{ tenants(first: 20) { nodes { id domain } } }",
             json!({}),
             Some(&token),
         )
@@ -806,8 +808,13 @@ async fn an_atomic_bulk_update_killed_mid_batch_resumes_and_undoes_the_changes_m
         .as_array()
         .unwrap()
         .iter()
-        .map(|node| node["id"].as_str().unwrap().to_owned())
+        .map(|node| {
+            let field = |name: &str| node[name].as_str().unwrap().to_owned();
+            (field("domain"), field("id"))
+        })
         .collect();
+    listed.sort();
+    let ids: Vec<String> = listed.into_iter().map(|(_, id)| id).collect();
     // The last tenant fails once the batch is resumed: its schema is gone. The fourth one's
     // change is held on a lock the test holds, and the server is killed meanwhile.
     db.0.execute_unprepared(
