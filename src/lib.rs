@@ -10,6 +10,7 @@
 //! - [`webhooks`] tells operators' receivers of tenant life-cycle events, from an outbox.
 //! - [`graphql`] is the API (thin resolvers over the services); [`http`] serves it.
 
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod batch;
@@ -26,3 +27,8 @@ pub mod telemetry;
 pub mod tenancy;
 pub mod tenant_data;
 pub mod webhooks;
+
+pub use async_graphql;
+pub use entity;
+pub use migration::sea_orm_migration;
+pub use sea_orm;

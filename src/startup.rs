@@ -33,6 +33,7 @@ pub struct Application {
     address: SocketAddr,
     state: SharedState,
     embedded: Option<EmbeddedPostgres>,
+    roots: graphql::Roots,
 }
 
 impl Application {
@@ -41,6 +42,11 @@ impl Application {
     /// use fails before any database is started; a later failure stops the embedded cluster
     /// again unless another process uses it.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_serving(config, graphql::Roots::default()).await
+    }
+
+    /// [`Application::build`], serving `roots` (an application's merged with the built-in ones).
+    pub async fn build_serving(config: Config, roots: graphql::Roots) -> anyhow::Result<Self> {
         let listener = bind(config.bind_addr).await?;
         let address = listener.local_addr()?;
         let connected = db::connect(&config).await?;
@@ -50,6 +56,7 @@ impl Application {
                 address,
                 state,
                 embedded: connected.embedded,
+                roots,
             }),
             Err(err) => {
                 if let Some(embedded) = connected.embedded {
@@ -76,7 +83,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let schema = graphql::build_schema(self.state.clone());
+        let schema = self.roots.serve(self.state.clone());
         let app = http::router(HttpState {
             state: self.state.clone(),
             schema,

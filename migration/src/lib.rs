@@ -4,14 +4,23 @@
 //! The tenant set never names a schema: the caller sets `search_path` to the tenant schema
 //! (transaction-locally) and passes that transaction, so the tables and the `seaql_migrations`
 //! ledger all land in the tenant schema.
+//!
+//! An application built on tenantgraph appends its own tenant migrations to the built-in ones
+//! ([`register_app_migrations`]); they share the schema's one ledger.
 
 pub use sea_orm_migration;
 
 use sea_orm_migration::prelude::*;
 
+mod app;
 mod columns;
 mod public;
 mod tenant;
+
+pub use app::{
+    AppMigrations, PermissionSeed, RegistrationError, register_app_migrations, seed_permissions,
+    unseed_permissions,
+};
 
 /// Tables every migrated `public` schema has.
 pub const PUBLIC_TABLES: &[&str] = &[
@@ -29,7 +38,8 @@ pub const PUBLIC_TABLES: &[&str] = &[
     "seaql_migrations",
 ];
 
-/// Tables every fully provisioned tenant schema has.
+/// Tables every fully provisioned tenant schema of the built-in server has; [`tenant_tables`]
+/// adds an application's.
 pub const TENANT_TABLES: &[&str] = &[
     "tenant_settings",
     "user_statuses",
@@ -52,12 +62,22 @@ impl MigratorTrait for PublicMigrator {
 }
 
 /// The per-tenant migrations; run inside a transaction whose `search_path` is the tenant schema.
+/// The built-in ones, then the application's (see [`register_app_migrations`]).
 pub struct TenantMigrator;
 
 impl MigratorTrait for TenantMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        tenant::migrations()
+        let mut all = tenant::migrations();
+        all.extend(app::registered().migrations());
+        all
     }
+}
+
+/// Tables every fully provisioned tenant schema has: [`TENANT_TABLES`] and the application's.
+pub fn tenant_tables() -> Vec<&'static str> {
+    let mut tables = TENANT_TABLES.to_vec();
+    tables.extend(app::registered().tables());
+    tables
 }
 
 /// Names of the tenant migrations, oldest first; the last one is the head revision.

@@ -171,14 +171,14 @@ pub enum SchemaAction {
     Export,
 }
 
-/// Runs the command; the error, if any, is for `main` to print.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command for a server of `roots`; the error, if any, is for `main` to print.
+pub async fn run(cli: Cli, roots: &graphql::Roots) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Schema {
         action: SchemaAction::Export,
     } = command
     {
-        print!("{}", graphql::sdl());
+        print!("{}", roots.sdl());
         return Ok(());
     }
 
@@ -186,7 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     match command {
         Command::Serve => {
-            let app = startup::Application::build(config).await?;
+            let app = startup::Application::build_serving(config, roots.clone()).await?;
             app.run_until(startup::shutdown_signal()).await
         }
         Command::Migrate {

@@ -34,7 +34,7 @@ use crate::{
 /// Begins a transaction whose unqualified table names resolve in `schema` only. For work on a
 /// schema as such (provisioning, migrations, seeding); requests acting for a tenant use
 /// [`begin_as_owner`].
-pub async fn begin_in_schema(
+pub(crate) async fn begin_in_schema(
     db: &impl TransactionTrait<Transaction = DatabaseTransaction>,
     schema: &SchemaName,
 ) -> Result<DatabaseTransaction, DbErr> {
@@ -63,7 +63,7 @@ pub struct TenantTransaction {
 }
 
 impl TenantTransaction {
-    pub fn new(txn: PinnedTransaction, slot: DbSlot) -> Self {
+    pub(crate) fn new(txn: PinnedTransaction, slot: DbSlot) -> Self {
         TenantTransaction { txn, _slot: slot }
     }
 
@@ -194,7 +194,7 @@ fn pin_sql(pooler: DatabasePooler, tenant_id: Uuid, schema: &SchemaName) -> Stri
 /// simple query on a pooled connection: one round trip. Returns the rows its statements return,
 /// in order. A failing statement skips the rest of the script and leaves its transaction aborted;
 /// it is rolled back before the connection goes back to the pool.
-pub async fn run_script(db: &Pool, script: String) -> Result<Vec<QueryResult>, DbErr> {
+pub(crate) async fn run_script(db: &Pool, script: String) -> Result<Vec<QueryResult>, DbErr> {
     let conn = db
         .get_postgres_connection_pool()
         .acquire()

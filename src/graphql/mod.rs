@@ -13,7 +13,13 @@ pub mod webhooks;
 
 pub use document_cache::{PERSISTED_QUERY, QueriesOnly};
 
-use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
+use std::sync::Arc;
+
+use async_graphql::{
+    Context, Data, EmptyMutation, EmptySubscription, Executor, MergedObject, MergedSubscription,
+    ObjectType, Request, Response, Schema, SchemaBuilder, SubscriptionType,
+    futures_util::{future::BoxFuture, stream::BoxStream},
+};
 
 use crate::{
     auth::{Principal, RequestContext},
@@ -48,7 +54,163 @@ pub struct MutationRoot(
 #[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(batch::BatchSubscription);
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+/// The built-in roots with an application's merged in (see [`Roots::merged`]).
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct AppQuery<Q: ObjectType>(QueryRoot, Q);
+
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct AppMutation<M: ObjectType>(MutationRoot, M);
+
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct AppSubscription<S: SubscriptionType>(SubscriptionRoot, S);
+
+/// The schema the transports serve, whichever roots it was built from.
+#[derive(Clone)]
+pub struct AppSchema(Arc<dyn ServedSchema>);
+
+/// What the transports ask of a schema, for any roots.
+trait ServedSchema: Send + Sync + 'static {
+    fn execute(&self, request: Request) -> BoxFuture<'_, Response>;
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response>;
+}
+
+impl<Q, M, S> ServedSchema for Schema<Q, M, S>
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    fn execute(&self, request: Request) -> BoxFuture<'_, Response> {
+        Box::pin(Schema::execute(self, request))
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        Executor::execute_stream(self, request, session_data)
+    }
+}
+
+impl AppSchema {
+    pub async fn execute(&self, request: impl Into<Request>) -> Response {
+        self.0.execute(request.into()).await
+    }
+}
+
+impl Executor for AppSchema {
+    async fn execute(&self, request: Request) -> Response {
+        self.0.execute(request).await
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        self.0.execute_stream(request, session_data)
+    }
+}
+
+/// The roots a server serves: the built-in ones ([`Roots::default`]), or those merged with an
+/// application's query, mutation and subscription objects ([`Roots::merged`]).
+#[derive(Clone)]
+pub struct Roots(Arc<dyn MakeSchema>);
+
+trait MakeSchema: Send + Sync + 'static {
+    fn serve(&self, state: SharedState) -> AppSchema;
+    fn sdl(&self) -> String;
+}
+
+struct BuiltIn;
+
+impl MakeSchema for BuiltIn {
+    fn serve(&self, state: SharedState) -> AppSchema {
+        build_schema(state)
+    }
+
+    fn sdl(&self) -> String {
+        sdl()
+    }
+}
+
+/// The query, mutation and subscription types of roots, as a marker.
+pub(crate) type RootTypes<Q, M, S> = std::marker::PhantomData<fn() -> (Q, M, S)>;
+
+struct Merged<Q, M, S>(RootTypes<Q, M, S>);
+
+impl<Q, M, S> Merged<Q, M, S>
+where
+    Q: ObjectType + Default + 'static,
+    M: ObjectType + Default + 'static,
+    S: SubscriptionType + Default + 'static,
+{
+    fn builder() -> SchemaBuilder<AppQuery<Q>, AppMutation<M>, AppSubscription<S>> {
+        builder(
+            AppQuery::default(),
+            AppMutation::default(),
+            AppSubscription::default(),
+        )
+    }
+}
+
+impl<Q, M, S> MakeSchema for Merged<Q, M, S>
+where
+    Q: ObjectType + Default + 'static,
+    M: ObjectType + Default + 'static,
+    S: SubscriptionType + Default + 'static,
+{
+    fn serve(&self, state: SharedState) -> AppSchema {
+        serve(Self::builder(), state)
+    }
+
+    fn sdl(&self) -> String {
+        Self::builder().finish().sdl()
+    }
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Roots(Arc::new(BuiltIn))
+    }
+}
+
+impl Roots {
+    /// The built-in roots with `Q`, `M` and `S` merged in: their fields sit beside the
+    /// built-in ones (a field name both define is an error when the schema is built).
+    /// [`EmptyMutation`] and [`EmptySubscription`] stand for none.
+    pub fn merged<Q, M, S>() -> Self
+    where
+        Q: ObjectType + Default + 'static,
+        M: ObjectType + Default + 'static,
+        S: SubscriptionType + Default + 'static,
+    {
+        Roots(Arc::new(Merged::<Q, M, S>(std::marker::PhantomData)))
+    }
+
+    /// The schema served to clients, on `state`.
+    pub fn serve(&self, state: SharedState) -> AppSchema {
+        self.0.serve(state)
+    }
+
+    /// The SDL of these roots (`tenantgraph schema export`).
+    pub fn sdl(&self) -> String {
+        self.0.sdl()
+    }
+}
+
+/// For [`Roots::merged`]: an application without query fields of its own.
+pub type NoQuery = EmptyMutation;
+/// For [`Roots::merged`]: an application without subscriptions of its own.
+pub type NoSubscription = EmptySubscription;
 
 /// Deepest selection accepted: the contract's documents need about six levels, the standard
 /// introspection query (GraphiQL, code generators) fifteen.
@@ -69,22 +231,42 @@ pub fn page_cost(first: Option<i32>, default: i32, child_complexity: usize) -> u
     page.saturating_mul(child_complexity.max(1))
 }
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    Schema::build(
+fn builder<Q, M, S>(query: Q, mutation: M, subscription: S) -> SchemaBuilder<Q, M, S>
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    Schema::build(query, mutation, subscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(32)
+        .limit_directives(16)
+        .extension(error_codes::ErrorCodes)
+}
+
+/// The built-in roots.
+fn built_in() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    builder(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
-    .limit_recursive_depth(32)
-    .limit_directives(16)
-    .extension(error_codes::ErrorCodes)
 }
 
-/// The schema served to clients.
+/// The schema of the built-in roots served to clients.
 pub fn build_schema(state: SharedState) -> AppSchema {
-    let mut builder = builder()
+    serve(built_in(), state)
+}
+
+/// The schema of `builder`'s roots served to clients.
+fn serve<Q, M, S>(builder: SchemaBuilder<Q, M, S>, state: SharedState) -> AppSchema
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+{
+    let mut builder = builder
         .extension(operation_metrics::OperationMetrics {
             metrics: state.metrics.clone(),
             report_statements: state.config.graphql_statement_counts,
@@ -97,12 +279,12 @@ pub fn build_schema(state: SharedState) -> AppSchema {
     if !state.config.graphql_introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
-    builder.data(state).finish()
+    AppSchema(Arc::new(builder.data(state).finish()))
 }
 
 /// The SDL that `schema.graphql` holds (`tenantgraph schema export`).
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    built_in().finish().sdl()
 }
 
 /// Typed access to what every resolver may need.

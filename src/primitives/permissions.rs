@@ -1,6 +1,8 @@
 //! What a tenant principal may do: the seeded `permissions.code`s, and the scope of API keys.
 
-use std::fmt;
+use std::{fmt, sync::OnceLock};
+
+use migration::PermissionSeed;
 
 use crate::error::{AppError, AppResult};
 
@@ -14,9 +16,12 @@ pub enum Permission {
     RolesRead,
     SettingsRead,
     SettingsWrite,
+    /// A permission of the application, by its code (see [`register_app_permissions`]).
+    App(&'static str),
 }
 
 impl Permission {
+    /// The built-in permissions.
     pub const ALL: [Permission; 7] = [
         Permission::UsersRead,
         Permission::UsersWrite,
@@ -36,11 +41,64 @@ impl Permission {
             Permission::RolesRead => "roles:read",
             Permission::SettingsRead => "settings:read",
             Permission::SettingsWrite => "settings:write",
+            Permission::App(code) => code,
         }
     }
 
+    /// Every permission this server knows: the built-in ones, then the application's.
+    pub fn known() -> impl Iterator<Item = Permission> {
+        Self::ALL.into_iter().chain(
+            app_permissions()
+                .iter()
+                .map(|seed| Permission::App(seed.code)),
+        )
+    }
+
     pub fn from_code(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.code() == code)
+        Self::known().find(|p| p.code() == code)
+    }
+}
+
+static APP_PERMISSIONS: OnceLock<&'static [PermissionSeed]> = OnceLock::new();
+
+/// The application's permissions; from the first call on, fixed for the process.
+fn app_permissions() -> &'static [PermissionSeed] {
+    APP_PERMISSIONS.get_or_init(|| &[])
+}
+
+/// Makes the application's permissions known to this process (its migrations seed them into
+/// each schema). Once per process, before anything checks a permission: registering the same
+/// set again is fine, another set is an error, as are codes not of the form `area:action`
+/// (lower-case letters, digits and `_`) or already taken.
+pub fn register_app_permissions(seeds: &'static [PermissionSeed]) -> Result<(), String> {
+    let mut seen: Vec<&str> = Permission::ALL.map(Permission::code).to_vec();
+    for seed in seeds {
+        let part = |part: &str| {
+            part.starts_with(|c: char| c.is_ascii_lowercase())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        let well_formed = seed
+            .code
+            .split_once(':')
+            .is_some_and(|(area, action)| part(area) && part(action));
+        if !well_formed || seen.contains(&seed.code) {
+            return Err(format!(
+                "permission code {:?} is not of the form area:action, or is already taken",
+                seed.code
+            ));
+        }
+        seen.push(seed.code);
+    }
+    if *APP_PERMISSIONS.get_or_init(|| seeds) == seeds {
+        Ok(())
+    } else {
+        Err(
+            "the permissions of this process are already fixed; register one set, once, \
+             before anything runs"
+                .into(),
+        )
     }
 }
 
@@ -53,15 +111,14 @@ impl fmt::Display for Permission {
 /// The scope of a key made without one: everything but `users:write`, so that a key that leaks
 /// cannot make users, give roles or reset passwords.
 pub fn default_api_key_scope() -> Vec<String> {
-    Permission::ALL
-        .into_iter()
+    Permission::known()
         .filter(|permission| *permission != Permission::UsersWrite)
         .map(|permission| permission.code().to_owned())
         .collect()
 }
 
 /// Checks an asked-for key scope: every code must be a known permission (else
-/// `BAD_USER_INPUT` on `field`). Returns the codes without repeats, in [`Permission::ALL`]
+/// `BAD_USER_INPUT` on `field`). Returns the codes without repeats, in [`Permission::known`]
 /// order.
 pub fn parse_api_key_scope(field: &str, codes: &[String]) -> AppResult<Vec<String>> {
     if let Some(unknown) = codes
@@ -73,12 +130,14 @@ pub fn parse_api_key_scope(field: &str, codes: &[String]) -> AppResult<Vec<Strin
             format!(
                 "unknown permission {:?}: expected any of {}",
                 unknown.chars().take(40).collect::<String>(),
-                Permission::ALL.map(Permission::code).join(", ")
+                Permission::known()
+                    .map(Permission::code)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
-    Ok(Permission::ALL
-        .into_iter()
+    Ok(Permission::known()
         .map(Permission::code)
         .filter(|code| codes.iter().any(|asked| asked == code))
         .map(str::to_owned)

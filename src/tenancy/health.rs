@@ -65,9 +65,9 @@ async fn inspect(
         )
     } else {
         (
-            migration::TENANT_TABLES
-                .iter()
-                .map(|t| (*t).to_owned())
+            migration::tenant_tables()
+                .into_iter()
+                .map(str::to_owned)
                 .collect(),
             false,
         )

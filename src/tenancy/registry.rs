@@ -75,10 +75,8 @@ pub async fn missing_tables(
 ) -> AppResult<Vec<String>> {
     // Looked up by name: `pg_class` has no index on the schema alone, and `pg_tables` filtered
     // by schema scans every relation of every tenant (70 ms at 8,000 tenants, against 0.2 ms).
-    let tables: Vec<String> = migration::TENANT_TABLES
-        .iter()
-        .map(|table| (*table).to_owned())
-        .collect();
+    let expected = migration::tenant_tables();
+    let tables: Vec<String> = expected.iter().map(|table| (*table).to_owned()).collect();
     let present: Vec<String> = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -91,7 +89,7 @@ pub async fn missing_tables(
         .iter()
         .filter_map(|row| row.try_get::<String>("", "tablename").ok())
         .collect();
-    Ok(migration::TENANT_TABLES
+    Ok(expected
         .iter()
         .filter(|table| !present.iter().any(|p| p == *table))
         .map(|table| (*table).to_owned())

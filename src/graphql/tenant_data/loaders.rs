@@ -8,7 +8,11 @@
 //! anew for every operation ([`PerOperationLoaders`]), also on a long-lived WebSocket, so
 //! nothing cached outlives the operation.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    any::{Any, TypeId},
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use async_graphql::{
     Context, ErrorExtensions, Request, ServerResult,
@@ -18,8 +22,9 @@ use async_graphql::{
 use uuid::Uuid;
 
 use crate::{
+    app::TenantBatch,
     auth::{Principal, RequestContext, tenant::TenantContext},
-    db::statements::spawn_in_operation,
+    db::{pinned::end_read, statements::spawn_in_operation},
     error::AppError,
     state::SharedState,
     tenant_data::users,
@@ -29,19 +34,24 @@ use crate::{
 pub struct TenantLoaders {
     pub(super) users: DataLoader<UsersLoader, HashMapCache>,
     pub(super) roles: DataLoader<RolesLoader, HashMapCache>,
+    /// The application's loaders, made on first use (see [`TenantLoaders::batched`]).
+    batched: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    shared: Arc<(SharedState, TenantContext)>,
 }
 
 impl TenantLoaders {
     fn new(state: SharedState, tenant: TenantContext) -> Self {
         let shared = Arc::new((state, tenant));
         TenantLoaders {
+            batched: Mutex::default(),
+            shared: shared.clone(),
             users: DataLoader::with_cache(
                 UsersLoader(shared.clone()),
                 spawn_in_operation,
                 HashMapCache::default(),
             ),
             roles: DataLoader::with_cache(
-                RolesLoader(shared),
+                RolesLoader(shared.clone()),
                 spawn_in_operation,
                 HashMapCache::default(),
             ),
@@ -67,6 +77,22 @@ impl TenantLoaders {
             .await
             .map_err(batch_error)?;
         Ok(())
+    }
+
+    /// The operation's DataLoader of the application's batch look-up `B`, made on first use.
+    pub(crate) fn batched<B: TenantBatch>(&self) -> Arc<TenantDataLoader<B>> {
+        let mut made = self.batched.lock().expect("never poisoned");
+        let loader = made.entry(TypeId::of::<B>()).or_insert_with(|| {
+            Arc::new(DataLoader::with_cache(
+                BatchLoader {
+                    batch: B::default(),
+                    shared: self.shared.clone(),
+                },
+                spawn_in_operation,
+                HashMapCache::default(),
+            )) as Arc<dyn Any + Send + Sync>
+        });
+        loader.clone().downcast().expect("made for this type id")
     }
 
     /// Forgets what the operation loaded, after a mutation changed users or their roles.
@@ -111,6 +137,29 @@ impl Loader<Uuid> for RolesLoader {
     }
 }
 
+/// A DataLoader of the application's batch look-up `B`, for one operation in one tenant.
+pub type TenantDataLoader<B> = DataLoader<BatchLoader<B>, HashMapCache>;
+
+/// Runs an application's [`TenantBatch`] in the operation's tenant, in a pinned transaction
+/// of its own.
+pub struct BatchLoader<B> {
+    batch: B,
+    shared: Arc<(SharedState, TenantContext)>,
+}
+
+impl<B: TenantBatch> Loader<B::Key> for BatchLoader<B> {
+    type Value = B::Value;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, keys: &[B::Key]) -> Result<HashMap<B::Key, B::Value>, Self::Error> {
+        let (state, tenant) = &*self.shared;
+        let txn = tenant.begin(&state.db).await?;
+        let found = self.batch.load(&txn, keys).await?;
+        end_read(txn);
+        Ok(found)
+    }
+}
+
 /// Gives every operation of a tenant principal its own [`TenantLoaders`].
 pub struct PerOperationLoaders(pub SharedState);
 
@@ -147,7 +196,7 @@ impl Extension for PerOperationLoaders {
 }
 
 /// The operation's loaders; only tenant principals have them.
-pub(super) fn loaders<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a TenantLoaders> {
+pub(crate) fn loaders<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a TenantLoaders> {
     ctx.data_opt::<TenantLoaders>().ok_or_else(|| {
         AppError::forbidden("tenant data needs a tenant user's token or the tenant's API key")
             .into()
