@@ -18,7 +18,7 @@
 //! the permission and hands out transactions pinned to the tenant's schema, each begun with a
 //! check that the tenant still owns it ([`TenantData::begin`]). There is no call that hands
 //! out a connection to a tenant schema without that pin. Nested look-ups are batched per
-//! operation with [`TenantBatch`] and [`TenantData::loader`].
+//! operation with [`TenantBatch`] and [`TenantData::load_many`].
 //!
 //! Migrations are static in sea-orm-migration (its `MigratorTrait` has no `self`), so
 //! [`Builder::build`] registers the application's migrations and permissions for the whole
@@ -50,7 +50,10 @@ use crate::{
     config::{Config, ConfigError},
     db::pinned::TenantTransaction,
     error::{AppError, AppResult},
-    graphql::{self, ContextExt, RootTypes, Roots, tenant_data::loaders},
+    graphql::{
+        self, ContextExt, RootTypes, Roots,
+        tenant_data::{TenantDataLoader, batch_error, loaders},
+    },
     primitives::permissions::register_app_permissions,
     startup::Application,
     state::AppState,
@@ -58,10 +61,7 @@ use crate::{
 
 pub use crate::{
     auth::tenant::Permission,
-    graphql::{
-        NoQuery, NoSubscription,
-        tenant_data::{BatchLoader, TenantDataLoader},
-    },
+    graphql::{NoQuery, NoSubscription},
 };
 pub use migration::{seed_permissions, unseed_permissions};
 
@@ -380,10 +380,29 @@ impl TenantData<'_> {
         self.tenant.user_id()
     }
 
-    /// This operation's DataLoader of `B`: look-ups of the operation go to the database in
-    /// batches, each in a pinned transaction of the tenant, and are cached until the operation
-    /// ends. Hand a whole page's keys to `load_many` at once to make it one batch.
-    pub fn loader<B: TenantBatch>(&self) -> AppResult<Arc<TenantDataLoader<B>>> {
+    /// Loads `key` with this operation's DataLoader of `B`: look-ups of the operation go to
+    /// the database in batches, each in a pinned transaction of the tenant, and are cached
+    /// until the operation ends.
+    pub async fn load_one<B: TenantBatch>(
+        &self,
+        key: B::Key,
+    ) -> async_graphql::Result<Option<B::Value>> {
+        self.loader::<B>()?.load_one(key).await.map_err(batch_error)
+    }
+
+    /// Loads `keys` in one batch (see [`TenantData::load_one`]): hand a whole page's keys at
+    /// once, and the page's nested fields find them cached.
+    pub async fn load_many<B: TenantBatch>(
+        &self,
+        keys: impl IntoIterator<Item = B::Key>,
+    ) -> async_graphql::Result<HashMap<B::Key, B::Value>> {
+        self.loader::<B>()?
+            .load_many(keys)
+            .await
+            .map_err(batch_error)
+    }
+
+    fn loader<B: TenantBatch>(&self) -> AppResult<Arc<TenantDataLoader<B>>> {
         let loaders = loaders(self.ctx).map_err(|_| {
             AppError::forbidden("tenant data needs a tenant user's token or the tenant's API key")
         })?;
@@ -391,7 +410,8 @@ impl TenantData<'_> {
     }
 }
 
-/// A batch look-up in the caller's tenant, for [`TenantData::loader`]: `load` gets the keys of
+/// A batch look-up in the caller's tenant, for [`TenantData::load_one`] and
+/// [`TenantData::load_many`]: `load` gets the keys of
 /// one batch and a transaction pinned to the tenant's schema.
 ///
 /// ```

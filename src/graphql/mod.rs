@@ -27,9 +27,11 @@ use crate::{
     state::SharedState,
 };
 
+// The query root: the built-in objects and the application's `Q` (see `Roots::merged`); a
+// comment, not a doc comment, which would become the type's description in the SDL.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(
+pub struct QueryRoot<Q: ObjectType = NoQuery>(
     auth::AuthQuery,
     tenants::TenantQuery,
     tenants::DriftQuery,
@@ -37,35 +39,26 @@ pub struct QueryRoot(
     batch::BatchQuery,
     tenant_data::TenantDataQuery,
     webhooks::WebhookQuery,
+    Q,
 );
 
+// The mutation root: the built-in objects and the application's `M`.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(
+pub struct MutationRoot<M: ObjectType = EmptyMutation>(
     auth::AuthMutation,
     tenants::TenantMutation,
     tenants::TemplateMutation,
     batch::BatchMutation,
     tenant_data::TenantDataMutation,
     webhooks::WebhookMutation,
+    M,
 );
 
+// The subscription root: the built-in objects and the application's `S`.
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(batch::BatchSubscription);
-
-/// The built-in roots with an application's merged in (see [`Roots::merged`]).
-#[derive(MergedObject, Default)]
-#[graphql(name = "Query")]
-pub struct AppQuery<Q: ObjectType>(QueryRoot, Q);
-
-#[derive(MergedObject, Default)]
-#[graphql(name = "Mutation")]
-pub struct AppMutation<M: ObjectType>(MutationRoot, M);
-
-#[derive(MergedSubscription, Default)]
-#[graphql(name = "Subscription")]
-pub struct AppSubscription<S: SubscriptionType>(SubscriptionRoot, S);
+pub struct SubscriptionRoot<S: SubscriptionType = NoSubscription>(batch::BatchSubscription, S);
 
 /// The schema the transports serve, whichever roots it was built from.
 #[derive(Clone)]
@@ -153,11 +146,11 @@ where
     M: ObjectType + Default + 'static,
     S: SubscriptionType + Default + 'static,
 {
-    fn builder() -> SchemaBuilder<AppQuery<Q>, AppMutation<M>, AppSubscription<S>> {
+    fn builder() -> SchemaBuilder<QueryRoot<Q>, MutationRoot<M>, SubscriptionRoot<S>> {
         builder(
-            AppQuery::default(),
-            AppMutation::default(),
-            AppSubscription::default(),
+            QueryRoot::default(),
+            MutationRoot::default(),
+            SubscriptionRoot::default(),
         )
     }
 }
@@ -207,7 +200,8 @@ impl Roots {
     }
 }
 
-/// For [`Roots::merged`]: an application without query fields of its own.
+/// For [`Roots::merged`]: an application without query fields of its own (an object without
+/// fields, which adds none to the merged root).
 pub type NoQuery = EmptyMutation;
 /// For [`Roots::merged`]: an application without subscriptions of its own.
 pub type NoSubscription = EmptySubscription;

@@ -8,12 +8,13 @@ use futures_util::{SinkExt, StreamExt};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 use tenantgraph::{
+    app::TenantGraph,
     config::Config,
     db::{
         self,
         embedded::{EmbeddedOptions, EmbeddedPostgres},
     },
-    startup::{Application, Spawned},
+    startup::Spawned,
     state::SharedState,
 };
 use tokio::sync::OnceCell;
@@ -334,7 +335,7 @@ impl TestApp {
 
     /// Starts the app after `configure` adjusted its environment.
     pub async fn spawn_with(configure: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-        Self::spawn_over(TestDatabase::create().await, configure).await
+        Self::spawn_app(&TenantGraph::built_in(), configure).await
     }
 
     /// Starts the app on a database the test manages itself (`DATABASE_URL` = `database_url`).
@@ -342,10 +343,25 @@ impl TestApp {
         database_url: &str,
         configure: impl FnOnce(&mut HashMap<String, String>),
     ) -> TestApp {
-        Self::spawn_over(TestDatabase::external(database_url), configure).await
+        Self::spawn_serving(
+            &TenantGraph::built_in(),
+            TestDatabase::external(database_url),
+            configure,
+        )
+        .await
     }
 
-    async fn spawn_over(
+    /// Starts the application `app` (one built on tenantgraph) after `configure` adjusted its
+    /// environment.
+    pub async fn spawn_app(
+        app: &TenantGraph,
+        configure: impl FnOnce(&mut HashMap<String, String>),
+    ) -> TestApp {
+        Self::spawn_serving(app, TestDatabase::create().await, configure).await
+    }
+
+    async fn spawn_serving(
+        app: &TenantGraph,
         database: TestDatabase,
         configure: impl FnOnce(&mut HashMap<String, String>),
     ) -> TestApp {
@@ -355,7 +371,8 @@ impl TestApp {
             address,
             state,
             task: server,
-        } = Application::build(config_from(&env))
+        } = app
+            .application(config_from(&env))
             .await
             .expect("the app starts")
             .spawn();

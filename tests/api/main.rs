@@ -1,6 +1,8 @@
 //! Integration tests: the real app on a real PostgreSQL, spoken to over HTTP and WebSocket.
 
 mod helpers;
+#[path = "../support/isolation.rs"]
+mod isolation_property;
 
 mod api_keys;
 mod auth;

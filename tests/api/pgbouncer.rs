@@ -240,7 +240,7 @@ async fn the_data_api_works_behind_pgbouncer_at_the_same_statement_cost() {
 #[ignore = "needs pgbouncer (apt-get install pgbouncer): cargo test --test api pgbouncer -- --ignored"]
 async fn tenants_stay_isolated_behind_pgbouncer() {
     side_by_side(
-        |app| Box::pin(isolation::no_credential_sees_or_changes_another_tenants_rows(app)),
+        |app| Box::pin(isolation::people_stay_isolated(app)),
         |app| Box::pin(tenant_auth::no_tenant_search_path_outlives_a_request(app)),
     )
     .await;

@@ -138,11 +138,11 @@ impl Loader<Uuid> for RolesLoader {
 }
 
 /// A DataLoader of the application's batch look-up `B`, for one operation in one tenant.
-pub type TenantDataLoader<B> = DataLoader<BatchLoader<B>, HashMapCache>;
+pub(crate) type TenantDataLoader<B> = DataLoader<BatchLoader<B>, HashMapCache>;
 
 /// Runs an application's [`TenantBatch`] in the operation's tenant, in a pinned transaction
 /// of its own.
-pub struct BatchLoader<B> {
+pub(crate) struct BatchLoader<B> {
     batch: B,
     shared: Arc<(SharedState, TenantContext)>,
 }
@@ -204,6 +204,6 @@ pub(crate) fn loaders<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a Ten
 }
 
 /// A batch's error, shared by every field that waited on the batch, with its own code.
-pub(super) fn batch_error(err: Arc<AppError>) -> async_graphql::Error {
+pub(crate) fn batch_error(err: Arc<AppError>) -> async_graphql::Error {
     err.extend()
 }

@@ -8,8 +8,8 @@ mod mutation;
 mod query;
 mod types;
 
-pub(crate) use loaders::loaders;
-pub use loaders::{BatchLoader, PerOperationLoaders, TenantDataLoader};
+pub use loaders::PerOperationLoaders;
+pub(crate) use loaders::{TenantDataLoader, batch_error, loaders};
 pub use mutation::TenantDataMutation;
 pub use query::TenantDataQuery;
 pub use types::{Person, PersonConnection, Role, TenantSettingsView, User};
