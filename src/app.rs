@@ -33,7 +33,7 @@
 //! assert!(app.sdl().contains("createTenant"));
 //! ```
 
-use std::{collections::HashMap, future::Future, hash::Hash, marker::PhantomData, sync::Arc};
+use std::{collections::HashMap, marker::PhantomData, sync::Arc};
 
 use async_graphql::{
     Context, ObjectType, OutputType, SubscriptionType,
@@ -48,7 +48,6 @@ use crate::{
     auth::tenant::TenantContext,
     cli::Cli,
     config::{Config, ConfigError},
-    db::pinned::TenantTransaction,
     error::{AppError, AppResult},
     graphql::{
         self, ContextExt, RootTypes, Roots,
@@ -61,7 +60,8 @@ use crate::{
 
 pub use crate::{
     auth::tenant::Permission,
-    graphql::{NoQuery, NoSubscription},
+    db::pinned::TenantTransaction,
+    graphql::{NoQuery, NoSubscription, tenant_data::TenantBatch},
 };
 pub use migration::{seed_permissions, unseed_permissions};
 
@@ -70,7 +70,7 @@ pub use migration::{seed_permissions, unseed_permissions};
 /// resolvers check.
 ///
 /// ```
-/// use tenantgraph::app::{AppPermission, Permission};
+/// use tenantgraph::app::{AppPermission, Permission, PermissionExt};
 ///
 /// const DONATIONS_WRITE: AppPermission = AppPermission {
 ///     code: "donations:write",
@@ -314,8 +314,9 @@ pub trait TenantDataExt {
     /// API key) and holds `permission`: else `UNAUTHENTICATED` (anonymous) or `FORBIDDEN`.
     ///
     /// ```
-    /// use tenantgraph::app::{AppPermission, PermissionExt, TenantDataExt};
+    /// use tenantgraph::app::{AppPermission, PermissionExt, TenantData, TenantDataExt};
     /// use tenantgraph::async_graphql::{self, Context, Object};
+    /// use tenantgraph::error::AppResult;
     /// use tenantgraph::sea_orm::{ConnectionTrait, Statement};
     ///
     /// const DONATIONS_READ: AppPermission = AppPermission {
@@ -332,16 +333,22 @@ pub trait TenantDataExt {
     ///     /// How many donations the tenant recorded.
     ///     async fn donation_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
     ///         let tenant = ctx.tenant_data(DONATIONS_READ.permission())?;
-    ///         let txn = tenant.begin().await?;
-    ///         let row = txn
-    ///             .query_one_raw(Statement::from_string(
-    ///                 txn.get_database_backend(),
-    ///                 "SELECT count(*) FROM donations",
-    ///             ))
-    ///             .await?
-    ///             .expect("count returns a row");
-    ///         Ok(row.try_get_by_index(0)?)
+    ///         Ok(count(&tenant).await?)
     ///     }
+    /// }
+    ///
+    /// // Database errors become `AppError`s (`INTERNAL`, without the SQL, or `CONFLICT`) with
+    /// // `?` in functions that return `AppResult`; GraphQL errors do not take them directly.
+    /// async fn count(tenant: &TenantData<'_>) -> AppResult<i64> {
+    ///     let txn = tenant.begin().await?;
+    ///     let row = txn
+    ///         .query_one_raw(Statement::from_string(
+    ///             txn.get_database_backend(),
+    ///             "SELECT count(*) FROM donations",
+    ///         ))
+    ///         .await?
+    ///         .expect("count returns a row");
+    ///     Ok(row.try_get_by_index(0)?)
     /// }
     /// ```
     fn tenant_data(&self, permission: Permission) -> AppResult<TenantData<'_>>;
@@ -408,50 +415,4 @@ impl TenantData<'_> {
         })?;
         Ok(loaders.batched::<B>())
     }
-}
-
-/// A batch look-up in the caller's tenant, for [`TenantData::load_one`] and
-/// [`TenantData::load_many`]: `load` gets the keys of
-/// one batch and a transaction pinned to the tenant's schema.
-///
-/// ```
-/// use std::collections::HashMap;
-///
-/// use tenantgraph::app::TenantBatch;
-/// use tenantgraph::db::pinned::TenantTransaction;
-/// use tenantgraph::entity::tenant::person;
-/// use tenantgraph::error::AppResult;
-/// use tenantgraph::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-/// use uuid::Uuid;
-///
-/// #[derive(Default)]
-/// struct PeopleById;
-///
-/// impl TenantBatch for PeopleById {
-///     type Key = Uuid;
-///     type Value = person::Model;
-///
-///     async fn load(
-///         &self,
-///         txn: &TenantTransaction,
-///         keys: &[Uuid],
-///     ) -> AppResult<HashMap<Uuid, person::Model>> {
-///         let found = person::Entity::find()
-///             .filter(person::Column::Id.is_in(keys.iter().copied()))
-///             .all(txn)
-///             .await?;
-///         Ok(found.into_iter().map(|p| (p.id, p)).collect())
-///     }
-/// }
-/// ```
-pub trait TenantBatch: Default + Send + Sync + 'static {
-    type Key: Send + Sync + Hash + Eq + Clone + 'static;
-    type Value: Send + Sync + Clone + 'static;
-
-    /// The values of the `keys` that exist; a missing key loads as `None`.
-    fn load(
-        &self,
-        txn: &TenantTransaction,
-        keys: &[Self::Key],
-    ) -> impl Future<Output = AppResult<HashMap<Self::Key, Self::Value>>> + Send;
 }

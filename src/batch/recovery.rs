@@ -1,6 +1,6 @@
 //! Taking over batches that no live server runs: a batch whose lock is free has lost its
 //! server (it died, or drained and stopped), and whichever live server notices first runs the
-//! rest of it ([`super::runner`] undoes and redoes what was half-way).
+//! rest of it (`super::runner` undoes and redoes what was half-way).
 
 use anyhow::Context;
 use chrono::Utc;

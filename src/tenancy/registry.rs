@@ -141,7 +141,7 @@ pub async fn update_registry_in(
 }
 
 /// [`update_registry_in`] as SQL with its values written in, returning the changed row: for a
-/// script sent as one simple query ([`crate::db::pinned::run_script`]). The caller evicts the
+/// script sent as one simple query (`crate::db::pinned::run_script`). The caller evicts the
 /// tenant from the cache once the script has committed.
 pub fn update_registry_sql(id: Uuid, change: impl FnOnce(&mut tenants::ActiveModel)) -> String {
     let mut update = update_by_key(registry_change(id, change), tenants::Column::Id);

@@ -29,7 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("graphql", &["graphql"]),
     ("http", &["http"]),
-    ("entry points", &["startup", "cli"]),
+    ("entry points", &["startup", "cli", "app"]),
 ];
 
 /// Inside the services layer, lowest first: a service names only the services before it, and

@@ -14,9 +14,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use tenantgraph::{
-    app::{PermissionExt, TenantBatch, TenantData, TenantDataExt},
-    auth::tenant::Permission,
-    db::pinned::TenantTransaction,
+    app::{Permission, PermissionExt, TenantBatch, TenantData, TenantDataExt, TenantTransaction},
     entity::tenant::person,
     error::{AppError, AppResult},
     graphql::{MAX_PAGE_SIZE, page_cost, parse_id, tenant_data::Person},

@@ -11,6 +11,8 @@
 use std::{
     any::{Any, TypeId},
     collections::HashMap,
+    future::Future,
+    hash::Hash,
     sync::{Arc, Mutex},
 };
 
@@ -22,10 +24,12 @@ use async_graphql::{
 use uuid::Uuid;
 
 use crate::{
-    app::TenantBatch,
     auth::{Principal, RequestContext, tenant::TenantContext},
-    db::{pinned::end_read, statements::spawn_in_operation},
-    error::AppError,
+    db::{
+        pinned::{TenantTransaction, end_read},
+        statements::spawn_in_operation,
+    },
+    error::{AppError, AppResult},
     state::SharedState,
     tenant_data::users,
 };
@@ -137,6 +141,51 @@ impl Loader<Uuid> for RolesLoader {
     }
 }
 
+/// A batch look-up in the caller's tenant, for [`crate::app::TenantData::load_one`]
+/// and [`crate::app::TenantData::load_many`]: `load` gets the keys of
+/// one batch and a transaction pinned to the tenant's schema.
+///
+/// ```
+/// use std::collections::HashMap;
+///
+/// use tenantgraph::app::{TenantBatch, TenantTransaction};
+/// use tenantgraph::entity::tenant::person;
+/// use tenantgraph::error::AppResult;
+/// use tenantgraph::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+/// use uuid::Uuid;
+///
+/// #[derive(Default)]
+/// struct PeopleById;
+///
+/// impl TenantBatch for PeopleById {
+///     type Key = Uuid;
+///     type Value = person::Model;
+///
+///     async fn load(
+///         &self,
+///         txn: &TenantTransaction,
+///         keys: &[Uuid],
+///     ) -> AppResult<HashMap<Uuid, person::Model>> {
+///         let found = person::Entity::find()
+///             .filter(person::Column::Id.is_in(keys.iter().copied()))
+///             .all(txn)
+///             .await?;
+///         Ok(found.into_iter().map(|p| (p.id, p)).collect())
+///     }
+/// }
+/// ```
+pub trait TenantBatch: Default + Send + Sync + 'static {
+    type Key: Send + Sync + Hash + Eq + Clone + 'static;
+    type Value: Send + Sync + Clone + 'static;
+
+    /// The values of the `keys` that exist; a missing key loads as `None`.
+    fn load(
+        &self,
+        txn: &TenantTransaction,
+        keys: &[Self::Key],
+    ) -> impl Future<Output = AppResult<HashMap<Self::Key, Self::Value>>> + Send;
+}
+
 /// A DataLoader of the application's batch look-up `B`, for one operation in one tenant.
 pub(crate) type TenantDataLoader<B> = DataLoader<BatchLoader<B>, HashMapCache>;
 
@@ -160,7 +209,7 @@ impl<B: TenantBatch> Loader<B::Key> for BatchLoader<B> {
     }
 }
 
-/// Gives every operation of a tenant principal its own [`TenantLoaders`].
+/// Gives every operation of a tenant principal its own `TenantLoaders`.
 pub struct PerOperationLoaders(pub SharedState);
 
 impl ExtensionFactory for PerOperationLoaders {

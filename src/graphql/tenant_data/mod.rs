@@ -8,7 +8,7 @@ mod mutation;
 mod query;
 mod types;
 
-pub use loaders::PerOperationLoaders;
+pub use loaders::{PerOperationLoaders, TenantBatch};
 pub(crate) use loaders::{TenantDataLoader, batch_error, loaders};
 pub use mutation::TenantDataMutation;
 pub use query::TenantDataQuery;
