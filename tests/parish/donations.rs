@@ -405,3 +405,65 @@ async fn a_second_different_application_in_the_same_process_is_refused() {
             .is_some_and(|err| err.to_string().contains("Query.people"))
     );
 }
+
+#[tokio::test]
+async fn template_roles_can_grant_the_parish_permissions() {
+    let app = spawn(|_| {}).await;
+    let operator = app.operator_token().await;
+    let create_template = "mutation($input: TenantTemplateInput!) { createTenantTemplate(input: $input) { roles { name permissions } } }";
+    let unknown = app
+        .graphql(
+            create_template,
+            json!({ "input": { "name": "Bad", "roles": [{ "name": "treasurer", "permissions": ["donations:delete"] }] } }),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(unknown.error_code(), "BAD_USER_INPUT", "{}", unknown.0);
+    let template = app
+        .graphql(
+            create_template,
+            json!({ "input": { "name": "Parish", "tenantType": "parish", "roles": [
+                { "name": "treasurer", "permissions": ["donations:write", "donations:read"] }
+            ] } }),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(
+        template.data()["createTenantTemplate"]["roles"],
+        json!([{ "name": "treasurer", "permissions": ["donations:read", "donations:write"] }])
+    );
+
+    let mut input = tenant_input("stmarys.church");
+    input["tenantType"] = json!("parish");
+    input["admin"] =
+        json!({ "email": "admin@stmarys.church", "password": helpers::TENANT_PASSWORD });
+    app.create_tenant(&operator, input).await;
+    let admin = app
+        .tenant_token("stmarys.church", "admin@stmarys.church")
+        .await;
+    let user = json!({ "input": { "email": "treasurer@stmarys.church", "password": helpers::TENANT_PASSWORD, "roles": ["treasurer"] } });
+    app.graphql(
+        "mutation($input: CreateUserInput!) { createUser(input: $input) { id } }",
+        user,
+        Some(&admin),
+    )
+    .await
+    .data();
+    let treasurer = app
+        .tenant_token("stmarys.church", "treasurer@stmarys.church")
+        .await;
+    // Without people:read, so without the donation's person.
+    let made = app
+        .graphql(
+            "mutation($input: CreateDonationInput!) { createDonation(input: $input) { amountCents } }",
+            json!({ "input": { "amountCents": 4200, "donorName": "Collection" } }),
+            Some(&treasurer),
+        )
+        .await;
+    assert_eq!(made.data()["createDonation"]["amountCents"], 4200);
+    // The treasurer holds only what the template gave: no people.
+    let people = app
+        .graphql("{ people { totalCount } }", json!({}), Some(&treasurer))
+        .await;
+    assert_eq!(people.error_code(), "FORBIDDEN");
+}
