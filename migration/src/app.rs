@@ -195,3 +195,27 @@ pub async fn unseed_permissions(
 fn literal(text: &str) -> String {
     PostgresQueryBuilder.value_to_string(&text.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_tables_must_be_new_and_tables_plain() {
+        let built_in = crate::tenant::migrations()[0].name().to_owned();
+        assert!(check(&["m20990101_000001_a".into()], &["gifts"]).is_ok());
+        assert!(check(&[built_in], &[]).is_err());
+        assert!(check(&["m1".into(), "m1".into()], &[]).is_err());
+        assert!(check(&["".into()], &[]).is_err());
+        assert!(check(&[], &["person"]).is_err());
+        assert!(check(&[], &["gifts", "gifts"]).is_err());
+        for table in ["Gifts", "1gifts", "gifts; drop", "public.gifts", ""] {
+            assert!(check(&[], &[table]).is_err(), "{table:?}");
+        }
+    }
+
+    #[test]
+    fn permission_values_are_quoted_as_sql_literals() {
+        assert_eq!(literal("it's"), r"E'it\'s'");
+    }
+}

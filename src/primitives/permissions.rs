@@ -71,6 +71,19 @@ fn app_permissions() -> &'static [PermissionSeed] {
 /// set again is fine, another set is an error, as are codes not of the form `area:action`
 /// (lower-case letters, digits and `_`) or already taken.
 pub fn register_app_permissions(seeds: &'static [PermissionSeed]) -> Result<(), String> {
+    check_app_permissions(seeds)?;
+    if *APP_PERMISSIONS.get_or_init(|| seeds) == seeds {
+        Ok(())
+    } else {
+        Err(
+            "the permissions of this process are already fixed; register one set, once, \
+             before anything runs"
+                .into(),
+        )
+    }
+}
+
+fn check_app_permissions(seeds: &[PermissionSeed]) -> Result<(), String> {
     let mut seen: Vec<&str> = Permission::ALL.map(Permission::code).to_vec();
     for seed in seeds {
         let part = |part: &str| {
@@ -91,15 +104,7 @@ pub fn register_app_permissions(seeds: &'static [PermissionSeed]) -> Result<(), 
         }
         seen.push(seed.code);
     }
-    if *APP_PERMISSIONS.get_or_init(|| seeds) == seeds {
-        Ok(())
-    } else {
-        Err(
-            "the permissions of this process are already fixed; register one set, once, \
-             before anything runs"
-                .into(),
-        )
-    }
+    Ok(())
 }
 
 impl fmt::Display for Permission {
@@ -163,6 +168,27 @@ mod tests {
         let scope = default_api_key_scope();
         assert_eq!(scope.len(), Permission::ALL.len() - 1);
         assert!(!scope.iter().any(|code| code == "users:write"));
+    }
+
+    #[test]
+    fn application_codes_are_area_action_and_new() {
+        let seed = |code| PermissionSeed {
+            code,
+            description: "",
+            roles: &[],
+        };
+        assert!(check_app_permissions(&[seed("donations:write"), seed("donations:read")]).is_ok());
+        for bad in [
+            "donations",
+            "Donations:write",
+            "donations:",
+            ":write",
+            "a:b:c",
+            "people:read",
+        ] {
+            assert!(check_app_permissions(&[seed(bad)]).is_err(), "{bad}");
+        }
+        assert!(check_app_permissions(&[seed("gifts:read"), seed("gifts:read")]).is_err());
     }
 
     #[test]
