@@ -50,7 +50,7 @@ use crate::{
     config::{Config, ConfigError},
     error::{AppError, AppResult},
     graphql::{
-        self, ContextExt, RootTypes, Roots,
+        self, ContextExt, Roots,
         tenant_data::{TenantDataLoader, batch_error, loaders},
     },
     primitives::permissions::register_app_permissions,
@@ -92,6 +92,9 @@ impl PermissionExt for AppPermission {
         Permission::App(self.code)
     }
 }
+
+/// The query, mutation and subscription types of a [`Builder`], as a marker.
+type RootTypes<Q, M, S> = PhantomData<fn() -> (Q, M, S)>;
 
 /// An assembled application: the server, the CLI and the SDL of the built-in parts with the
 /// application's. Made by [`TenantGraph::builder`]; cheap to clone.
@@ -136,13 +139,13 @@ impl TenantGraph {
     /// # }
     /// ```
     pub async fn application(&self, config: Config) -> anyhow::Result<Application> {
-        Application::build_serving(config, self.roots.clone()).await
+        Application::build_serving(config, self.roots).await
     }
 
     /// Runs one command of the `tenantgraph` CLI (`serve`, `migrate`, `tenants`, ...) for this
     /// application.
     pub async fn run(&self, cli: Cli) -> anyhow::Result<()> {
-        crate::cli::run(cli, &self.roots).await
+        crate::cli::run(cli, self.roots).await
     }
 
     /// The whole of `main`: parses the command line, runs the command and prints what failed.

@@ -172,7 +172,7 @@ pub enum SchemaAction {
 }
 
 /// Runs the command for a server of `roots`; the error, if any, is for `main` to print.
-pub async fn run(cli: Cli, roots: &graphql::Roots) -> anyhow::Result<()> {
+pub async fn run(cli: Cli, roots: graphql::Roots) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Schema {
         action: SchemaAction::Export,
@@ -186,7 +186,7 @@ pub async fn run(cli: Cli, roots: &graphql::Roots) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     match command {
         Command::Serve => {
-            let app = startup::Application::build_serving(config, roots.clone()).await?;
+            let app = startup::Application::build_serving(config, roots).await?;
             app.run_until(startup::shutdown_signal()).await
         }
         Command::Migrate {

@@ -115,88 +115,53 @@ impl Executor for AppSchema {
 
 /// The roots a server serves: the built-in ones ([`Roots::default`]), or those merged with an
 /// application's query, mutation and subscription objects ([`Roots::merged`]).
-#[derive(Clone)]
-pub struct Roots(Arc<dyn MakeSchema>);
-
-trait MakeSchema: Send + Sync + 'static {
-    fn serve(&self, state: SharedState) -> AppSchema;
-    fn sdl(&self) -> String;
-}
-
-struct BuiltIn;
-
-impl MakeSchema for BuiltIn {
-    fn serve(&self, state: SharedState) -> AppSchema {
-        build_schema(state)
-    }
-
-    fn sdl(&self) -> String {
-        sdl()
-    }
-}
-
-/// The query, mutation and subscription types of roots, as a marker.
-pub(crate) type RootTypes<Q, M, S> = std::marker::PhantomData<fn() -> (Q, M, S)>;
-
-struct Merged<Q, M, S>(RootTypes<Q, M, S>);
-
-impl<Q, M, S> Merged<Q, M, S>
-where
-    Q: ObjectType + Default + 'static,
-    M: ObjectType + Default + 'static,
-    S: SubscriptionType + Default + 'static,
-{
-    fn builder() -> SchemaBuilder<QueryRoot<Q>, MutationRoot<M>, SubscriptionRoot<S>> {
-        builder(
-            QueryRoot::default(),
-            MutationRoot::default(),
-            SubscriptionRoot::default(),
-        )
-    }
-}
-
-impl<Q, M, S> MakeSchema for Merged<Q, M, S>
-where
-    Q: ObjectType + Default + 'static,
-    M: ObjectType + Default + 'static,
-    S: SubscriptionType + Default + 'static,
-{
-    fn serve(&self, state: SharedState) -> AppSchema {
-        serve(Self::builder(), state)
-    }
-
-    fn sdl(&self) -> String {
-        Self::builder().finish().sdl()
-    }
+#[derive(Clone, Copy)]
+pub struct Roots {
+    serve: fn(SharedState) -> AppSchema,
+    sdl: fn() -> String,
 }
 
 impl Default for Roots {
     fn default() -> Self {
-        Roots(Arc::new(BuiltIn))
+        Roots::merged::<NoQuery, EmptyMutation, NoSubscription>()
     }
 }
 
 impl Roots {
     /// The built-in roots with `Q`, `M` and `S` merged in: their fields sit beside the
-    /// built-in ones (a field name both define is an error when the schema is built).
-    /// [`EmptyMutation`] and [`EmptySubscription`] stand for none.
+    /// built-in ones. [`NoQuery`], [`EmptyMutation`] and [`NoSubscription`] stand for none.
     pub fn merged<Q, M, S>() -> Self
     where
         Q: ObjectType + Default + 'static,
         M: ObjectType + Default + 'static,
         S: SubscriptionType + Default + 'static,
     {
-        Roots(Arc::new(Merged::<Q, M, S>(std::marker::PhantomData)))
+        fn roots<Q, M, S>() -> SchemaBuilder<QueryRoot<Q>, MutationRoot<M>, SubscriptionRoot<S>>
+        where
+            Q: ObjectType + Default + 'static,
+            M: ObjectType + Default + 'static,
+            S: SubscriptionType + Default + 'static,
+        {
+            builder(
+                QueryRoot::default(),
+                MutationRoot::default(),
+                SubscriptionRoot::default(),
+            )
+        }
+        Roots {
+            serve: |state| serve(roots::<Q, M, S>(), state),
+            sdl: || roots::<Q, M, S>().finish().sdl(),
+        }
     }
 
     /// The schema served to clients, on `state`.
     pub fn serve(&self, state: SharedState) -> AppSchema {
-        self.0.serve(state)
+        (self.serve)(state)
     }
 
     /// The SDL of these roots (`tenantgraph schema export`).
     pub fn sdl(&self) -> String {
-        self.0.sdl()
+        (self.sdl)()
     }
 }
 
@@ -239,20 +204,6 @@ where
         .extension(error_codes::ErrorCodes)
 }
 
-/// The built-in roots.
-fn built_in() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    builder(
-        QueryRoot::default(),
-        MutationRoot::default(),
-        SubscriptionRoot::default(),
-    )
-}
-
-/// The schema of the built-in roots served to clients.
-pub fn build_schema(state: SharedState) -> AppSchema {
-    serve(built_in(), state)
-}
-
 /// The schema of `builder`'s roots served to clients.
 fn serve<Q, M, S>(builder: SchemaBuilder<Q, M, S>, state: SharedState) -> AppSchema
 where
@@ -276,9 +227,9 @@ where
     AppSchema(Arc::new(builder.data(state).finish()))
 }
 
-/// The SDL that `schema.graphql` holds (`tenantgraph schema export`).
+/// The SDL of the built-in roots, which `schema.graphql` holds (`tenantgraph schema export`).
 pub fn sdl() -> String {
-    built_in().finish().sdl()
+    Roots::default().sdl()
 }
 
 /// Typed access to what every resolver may need.
