@@ -1,17 +1,17 @@
 //! The GraphQL schema: one folder per domain, merged into the roots here, with the limits that
 //! keep hostile documents cheap to refuse.
 
-pub mod auth;
-pub mod batch;
+pub(crate) mod auth;
+pub(crate) mod batch;
 mod document_cache;
 mod error_codes;
 mod operation_metrics;
-pub mod reauthorize;
+pub(crate) mod reauthorize;
 pub mod tenant_data;
-pub mod tenants;
-pub mod webhooks;
+pub(crate) mod tenants;
+pub(crate) mod webhooks;
 
-pub use document_cache::{PERSISTED_QUERY, QueriesOnly};
+pub(crate) use document_cache::{PERSISTED_QUERY, QueriesOnly};
 
 use std::sync::Arc;
 
@@ -233,7 +233,7 @@ pub fn sdl() -> String {
 }
 
 /// Typed access to what every resolver may need.
-pub trait ContextExt {
+pub(crate) trait ContextExt {
     fn state(&self) -> &SharedState;
     fn request(&self) -> &RequestContext;
 }
@@ -259,7 +259,7 @@ pub fn parse_id(field: &str, id: &async_graphql::ID) -> AppResult<uuid::Uuid> {
 }
 
 /// Reports every error of a list: the first as the field's error, the others beside it.
-pub fn all_errors(ctx: &Context<'_>, errors: Vec<AppError>) -> async_graphql::Error {
+pub(crate) fn all_errors(ctx: &Context<'_>, errors: Vec<AppError>) -> async_graphql::Error {
     use async_graphql::ErrorExtensions;
     let mut errors = errors.into_iter();
     let first = errors
@@ -273,7 +273,7 @@ pub fn all_errors(ctx: &Context<'_>, errors: Vec<AppError>) -> async_graphql::Er
 
 /// What an operation carries into execution: who asks, and from where. Tenant operations get
 /// their DataLoaders from [`tenant_data::PerOperationLoaders`].
-pub fn operation_data(context: RequestContext) -> async_graphql::Data {
+pub(crate) fn operation_data(context: RequestContext) -> async_graphql::Data {
     let mut data = async_graphql::Data::default();
     data.insert(context);
     data

@@ -14,4 +14,4 @@ pub use inputs::{
 pub use mutation::TenantMutation;
 pub use query::TenantQuery;
 pub use templates::{TemplateMutation, TemplateQuery};
-pub use types::{Tenant, TenantStatus};
+pub use types::Tenant;
