@@ -278,3 +278,49 @@ pub(crate) fn operation_data(context: RequestContext) -> async_graphql::Data {
     data.insert(context);
     data
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{Object, Subscription, futures_util::Stream};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Extra;
+
+    #[Object]
+    impl Extra {
+        async fn extra_field(&self) -> i32 {
+            1
+        }
+    }
+
+    #[derive(Default)]
+    struct Ticks;
+
+    #[Subscription]
+    impl Ticks {
+        async fn ticks(&self) -> impl Stream<Item = i32> {
+            async_graphql::futures_util::stream::iter([1, 2])
+        }
+    }
+
+    #[test]
+    fn an_applications_fields_sit_beside_the_built_in_ones_of_each_root() {
+        let sdl = Roots::merged::<Extra, Extra, Ticks>().sdl();
+        let root = |name: &str| {
+            let start = sdl.find(&format!("type {name} {{")).unwrap();
+            sdl[start..start + sdl[start..].find("\n}").unwrap()].to_owned()
+        };
+        for (name, built_in, added) in [
+            ("Query", "tenants(", "extraField: Int!"),
+            ("Mutation", "createTenant(", "extraField: Int!"),
+            ("Subscription", "provisioningProgress(", "ticks: Int!"),
+        ] {
+            let root = root(name);
+            assert!(root.contains(built_in) && root.contains(added), "{root}");
+        }
+        assert!(!sdl.contains("type Extra") && !sdl.contains("type Ticks"));
+        assert!(!super::sdl().contains("extraField"));
+    }
+}
