@@ -5,6 +5,7 @@ pub mod migrate;
 pub mod notify;
 pub mod pinned;
 pub mod pool;
+pub mod servers;
 pub mod share;
 pub mod statements;
 pub mod tools;

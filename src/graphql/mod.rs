@@ -7,6 +7,7 @@ mod document_cache;
 mod error_codes;
 mod operation_metrics;
 pub mod reauthorize;
+pub mod servers;
 pub mod tenant_data;
 pub mod tenants;
 pub mod webhooks;
@@ -31,6 +32,7 @@ pub struct QueryRoot(
     batch::BatchQuery,
     tenant_data::TenantDataQuery,
     webhooks::WebhookQuery,
+    servers::ServerQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -42,6 +44,7 @@ pub struct MutationRoot(
     batch::BatchMutation,
     tenant_data::TenantDataMutation,
     webhooks::WebhookMutation,
+    servers::ServerMutation,
 );
 
 #[derive(MergedSubscription, Default)]
