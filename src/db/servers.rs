@@ -22,7 +22,7 @@ use sea_orm::{ConnectOptions, Database, DbErr, EntityTrait};
 use crate::{
     config::{Config, DatabasePooler},
     db::pool::{OwnershipTable, Pool},
-    error::{AppError, AppResult, is_transient_db_error},
+    error::{AppError, AppResult, code_of},
 };
 
 /// The name of the control database as a server.
@@ -141,16 +141,17 @@ impl DbServers {
 
     /// Turns a failure to reach `server` into `SERVER_UNAVAILABLE`, and answers its tenants so
     /// for a moment without trying again; other errors pass as they are.
-    pub fn failed(&self, server: Option<&str>, err: DbErr) -> AppError {
+    pub fn failed(&self, server: Option<&str>, err: impl Into<AppError>) -> AppError {
+        let err = err.into();
         match server.filter(|name| *name != CONTROL_SERVER) {
             Some(name) if is_unreachable(&err) => {
-                tracing::warn!(server = name, error = %err, "database server unreachable");
+                tracing::warn!(server = name, error = ?err, "database server unreachable");
                 self.lock()
                     .unreachable_until
                     .insert(name.to_owned(), Instant::now() + UNREACHABLE_FOR);
                 unavailable()
             }
-            _ => err.into(),
+            _ => err,
         }
     }
 
@@ -173,9 +174,19 @@ fn unavailable() -> AppError {
     AppError::ServerUnavailable("the database server of this tenant is not reachable".into())
 }
 
-/// A lost or refused connection, or a pool that could not get one in time.
-fn is_unreachable(err: &DbErr) -> bool {
-    matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) || is_transient_db_error(err)
+/// A lost or refused connection, a pool that could not get one in time, or a server shutting
+/// down (SQLSTATE class 08, 57P01 to 57P03).
+fn is_unreachable(err: &AppError) -> bool {
+    let AppError::Internal(err) = err else {
+        return false;
+    };
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<DbErr>())
+        .any(|err| {
+            matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+                || code_of(err)
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0"))
+        })
 }
 
 /// A pool on a data server that connects on first use. Data servers are reached straight (no

@@ -249,7 +249,7 @@ async fn migrate_whole(
             .await
             .map_err(|e| (Step::Register, e))?;
         let tenant = if reached.at_head() {
-            activate_in(&txn, schema, &tenant, &Progress::none()).await?
+            activate_in(&txn, &txn, schema, &tenant, &Progress::none()).await?
         } else {
             tenant
         };
@@ -360,7 +360,7 @@ async fn finish_when_at_head(
             .await
             .map_err(|e| (Step::Register, e))?;
         let tenant = if migrations.at_head() {
-            activate_in(&txn, &schema, &tenant, &Progress::none()).await?
+            activate_in(&txn, &txn, &schema, &tenant, &Progress::none()).await?
         } else {
             tenant
         };
@@ -409,10 +409,12 @@ fn revision_change(
 }
 
 /// Seeds, verifies and activates a tenant that is still being set up, inside `txn` (pinned to
-/// its schema, migrated to head), and announces it provisioned. Active and deactivated tenants
-/// are left as they are.
+/// its schema, migrated to head), and announces it provisioned, in `registry` (the same
+/// transaction, or the control database's when the tenant lives on another server). Active and
+/// deactivated tenants are left as they are.
 pub(super) async fn activate_in(
     txn: &DatabaseTransaction,
+    registry: &DatabaseTransaction,
     schema: &SchemaName,
     tenant: &tenants::Model,
     progress: &Progress,
@@ -452,7 +454,7 @@ pub(super) async fn activate_in(
             )),
         ));
     }
-    let activated = update_registry_in(txn, tenant.id, |row| {
+    let activated = update_registry_in(registry, tenant.id, |row| {
         row.status = Set(TenantStatus::Active);
         row.pending_admin = Set(None);
         row.pending_roles = Set(None);
@@ -461,7 +463,7 @@ pub(super) async fn activate_in(
     .await
     .map_err(|e| (Step::Verify, e))?;
     outbox::enqueue(
-        txn,
+        registry,
         Event::TenantProvisioned,
         outbox::tenant_data(&activated),
     )

@@ -21,6 +21,7 @@ use crate::{
     db::servers::{CONTROL_SERVER, PLACEMENTS_DDL},
     error::{AppError, AppResult, code_of},
     state::AppState,
+    tenancy::{TenantStatus, migrator, registry::schema_of},
 };
 
 /// Longest server URL, in bytes.
@@ -402,6 +403,76 @@ async fn prepare_server(url: &str) -> AppResult<()> {
     .await;
     let _ = db.close().await;
     checked
+}
+
+/// Writes what the pins of `tenant` on its data server check (its id, schema and status as the
+/// registry holds them), inside `db`, a transaction on that server.
+pub async fn write_placement(
+    db: &impl ConnectionTrait,
+    tenant: &tenants::Model,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO public.tenant_placements (id, schema_name, status) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE \
+            SET schema_name = excluded.schema_name, status = excluded.status, updated_at = now()",
+        [
+            tenant.id.into(),
+            tenant.schema_name.clone().into(),
+            tenant.status.as_db().into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Sets the status the pins of `tenant` on its data server check (nothing for a tenant on the
+/// control database, whose pins read the registry). Called before a change of the registry
+/// that takes access away (fail-closed: while the server cannot be reached, the change is
+/// refused with `SERVER_UNAVAILABLE`), and after one that gives it back.
+pub async fn mark_placement(
+    state: &AppState,
+    tenant: &tenants::Model,
+    status: TenantStatus,
+) -> AppResult<()> {
+    let Some(server) = tenant.server_name.as_deref() else {
+        return Ok(());
+    };
+    let db = state.servers.pool(Some(server)).await?;
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE public.tenant_placements SET status = $2, updated_at = now() WHERE id = $1",
+        [tenant.id.into(), status.as_db().into()],
+    ))
+    .await
+    .map_err(|err| state.servers.failed(Some(server), err))?;
+    Ok(())
+}
+
+/// Drops the schema of `tenant` on its data server with its placement, in one transaction
+/// there (under the schema's migration lock).
+pub async fn drop_placed_schema(state: &AppState, tenant: &tenants::Model) -> AppResult<()> {
+    let server = tenant.server_name.as_deref();
+    let db = state.servers.pool(server).await?;
+    let schema = schema_of(tenant);
+    let dropped = async {
+        let txn = db.begin().await?;
+        migrator::lock_schema(&txn, &schema).await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM public.tenant_placements WHERE id = $1",
+            [tenant.id.into()],
+        ))
+        .await?;
+        txn.execute_unprepared(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            schema.quoted()
+        ))
+        .await?;
+        txn.commit().await
+    }
+    .await;
+    dropped.map_err(|err| state.servers.failed(server, err))
 }
 
 /// The live tenants placed on `server` (`None`: the control database).

@@ -531,8 +531,20 @@ impl TestApp {
     }
 
     pub async fn with_tenant(&self, domain: &str) -> TestTenant {
-        let operator = self.operator_token().await;
+        self.with_tenant_from(tenant_input(domain)).await
+    }
+
+    /// [`TestApp::with_tenant`] placed on the database server `server`.
+    pub async fn with_tenant_on(&self, domain: &str, server: &str) -> TestTenant {
         let mut input = tenant_input(domain);
+        input["server"] = json!(server);
+        self.with_tenant_from(input).await
+    }
+
+    async fn with_tenant_from(&self, mut input: Value) -> TestTenant {
+        let operator = self.operator_token().await;
+        let domain = input["domain"].as_str().unwrap().to_owned();
+        let domain = domain.as_str();
         input["admin"] = json!({ "email": format!("admin@{domain}"), "password": TENANT_PASSWORD });
         let created = self.create_tenant(&operator, input).await;
         let admin = self.tenant_token(domain, &format!("admin@{domain}")).await;

@@ -4,7 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDatabase, free_port};
+use crate::helpers::{
+    CREATE_TENANT, TENANT_PASSWORD, TestApp, TestDatabase, cluster_root, free_port,
+    start_logical_cluster, tenant_input,
+};
 
 pub const SERVERS: &str = "{ databaseServers { name state capacity tenantCount control } }";
 pub const ADD_SERVER: &str = "mutation($input: AddDatabaseServerInput!) { addDatabaseServer(input: $input) { name state capacity tenantCount control } }";
@@ -203,4 +206,356 @@ async fn adding_a_server_refuses_bad_input_and_servers_it_cannot_use() {
         )
         .await;
     assert_eq!(unknown.error_code(), "NOT_FOUND");
+}
+
+const CREATE_PERSON: &str =
+    "mutation($input: CreatePersonInput!) { createPerson(input: $input) { id firstName } }";
+const PEOPLE: &str = "{ people(first: 50) { nodes { firstName } } }";
+const TENANT_SERVER: &str = "query($id: ID) { tenant(id: $id) { server status } }";
+
+/// Adds `database` as server `name`, asserting success.
+async fn add_server(app: &TestApp, operator: &str, name: &str, database: &TestDatabase) {
+    app.graphql(
+        ADD_SERVER,
+        json!({ "input": { "name": name, "url": database.url } }),
+        Some(operator),
+    )
+    .await
+    .data();
+}
+
+/// The one value `sql` returns on the database at `url`.
+async fn scalar_at<T: sea_orm::TryGetable>(url: &str, sql: &str) -> T {
+    let pool = tenantgraph::db::open_pool(url, 1).await.unwrap();
+    let value = sea_orm::ConnectionTrait::query_one_raw(
+        &pool,
+        sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get_by_index::<T>(0)
+    .unwrap();
+    pool.close().await.unwrap();
+    value
+}
+
+async fn schema_exists_at(url: &str, schema: &str) -> bool {
+    scalar_at::<bool>(
+        url,
+        &format!("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{schema}')"),
+    )
+    .await
+}
+
+async fn first_names(app: &TestApp, token: &str) -> Vec<String> {
+    let people = app.graphql(PEOPLE, json!({}), Some(token)).await;
+    people.data()["people"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|person| person["firstName"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn create_person(app: &TestApp, token: &str, first_name: &str) {
+    let input = json!({ "input": { "firstName": first_name, "lastName": "Placed" } });
+    app.graphql(CREATE_PERSON, input, Some(token)).await.data();
+}
+
+#[tokio::test]
+async fn tenants_go_to_the_server_asked_for_or_the_least_loaded_one_with_room() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let data = TestDatabase::create_on_second_server().await;
+    app.graphql(
+        ADD_SERVER,
+        json!({ "input": { "name": "second", "url": data.url, "capacity": 2 } }),
+        Some(&operator),
+    )
+    .await
+    .data();
+
+    let mut input = tenant_input("placed-1.test");
+    input["server"] = json!("second");
+    let first = app.create_tenant(&operator, input).await;
+    let schema = first["tenant"]["schemaName"].as_str().unwrap();
+    assert_eq!(first["tenant"]["status"], "ACTIVE");
+    assert!(schema_exists_at(&data.url, schema).await);
+    assert!(!schema_exists_at(&app.database.url, schema).await);
+    assert_eq!(
+        scalar_at::<String>(
+            &data.url,
+            &format!("SELECT status FROM public.tenant_placements WHERE schema_name = '{schema}'")
+        )
+        .await,
+        "ACTIVE"
+    );
+    let read = app
+        .graphql(
+            TENANT_SERVER,
+            json!({ "id": first["tenant"]["id"] }),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(read.data()["tenant"]["server"], "second");
+
+    // Unplaced: the least loaded server with room, the control database on a tie.
+    let mut placed = Vec::new();
+    for domain in ["placed-2.test", "placed-3.test", "placed-4.test"] {
+        let created = app.create_tenant(&operator, tenant_input(domain)).await;
+        let read = app
+            .graphql(
+                TENANT_SERVER,
+                json!({ "id": created["tenant"]["id"] }),
+                Some(&operator),
+            )
+            .await;
+        placed.push(read.data()["tenant"]["server"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(placed, ["control", "control", "second"]);
+
+    // Full, unknown, draining: refused on `server`, nothing made.
+    let tenants_before = app.scalar("SELECT count(*) FROM public.tenants").await;
+    for (server, says) in [("second", "capacity"), ("nowhere", "no such")] {
+        let mut input = tenant_input("refused.test");
+        input["server"] = json!(server);
+        let refused = app
+            .graphql(CREATE_TENANT, json!({ "input": input }), Some(&operator))
+            .await;
+        assert_eq!(refused.error_code(), "BAD_USER_INPUT");
+        assert_eq!(refused.error_field(), Some("server"));
+        assert!(
+            refused.error_message().contains(says),
+            "{}",
+            refused.error_message()
+        );
+    }
+    app.graphql(
+        "mutation { setDatabaseServerState(name: \"second\", state: DRAINING) { state } }",
+        json!({}),
+        Some(&operator),
+    )
+    .await
+    .data();
+    let mut input = tenant_input("refused.test");
+    input["server"] = json!("second");
+    let refused = app
+        .graphql(CREATE_TENANT, json!({ "input": input }), Some(&operator))
+        .await;
+    assert!(refused.error_message().contains("DRAINING"));
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM public.tenants").await,
+        tenants_before
+    );
+    let listed = app.graphql(SERVERS, json!({}), Some(&operator)).await;
+    assert_eq!(listed.data()["databaseServers"][0]["tenantCount"], 2);
+    assert_eq!(listed.data()["databaseServers"][1]["tenantCount"], 2);
+}
+
+#[tokio::test]
+async fn a_tenant_on_another_server_is_served_there_and_kept_apart_from_the_others() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let data = TestDatabase::create_on_second_server().await;
+    add_server(&app, &operator, "second", &data).await;
+    let home = app.with_tenant("home.test").await;
+    let away = app.with_tenant_on("away.test", "second").await;
+
+    create_person(&app, &home.admin, "Homer").await;
+    create_person(&app, &away.admin, "Awaya").await;
+    assert_eq!(first_names(&app, &home.admin).await, ["Homer"]);
+    assert_eq!(first_names(&app, &away.member).await, ["Awaya"]);
+    // The API key reaches the same rows, on the tenant's server.
+    let by_key = app.graphql_with_key(PEOPLE, json!({}), &away.api_key).await;
+    assert_eq!(by_key.data()["people"]["nodes"][0]["firstName"], "Awaya");
+    assert_eq!(
+        scalar_at::<i64>(
+            &data.url,
+            &format!("SELECT count(*) FROM {}.person", away.schema)
+        )
+        .await,
+        1
+    );
+
+    // A schema of the home tenant's name on the other server, holding other rows: the home
+    // tenant is still served from its own server only.
+    let intruder = tenantgraph::db::open_pool(&data.url, 1).await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &intruder,
+        &format!(
+            "CREATE SCHEMA {s}; CREATE TABLE {s}.person AS SELECT * FROM {a}.person; \
+             UPDATE {s}.person SET first_name = 'Intruder'; \
+             INSERT INTO public.tenant_placements VALUES ('{id}', '{s}', 'ACTIVE')",
+            s = home.schema,
+            a = away.schema,
+            id = uuid::Uuid::new_v4(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first_names(&app, &home.viewer).await, ["Homer"]);
+
+    // A token naming one tenant with the other's schema (signed with the server's own key) is
+    // refused, whichever way round.
+    let forged = |tenant: &str, schema: &str| {
+        app.state
+            .jwt
+            .issue(
+                tenantgraph::auth::jwt::TokenKind::TenantUser,
+                uuid::Uuid::new_v4(),
+                uuid::Uuid::new_v4(),
+                Some((
+                    tenant.parse().unwrap(),
+                    schema.to_owned(),
+                    vec!["admin".into()],
+                )),
+            )
+            .unwrap()
+            .token
+    };
+    for token in [
+        forged(&home.id, &away.schema),
+        forged(&away.id, &home.schema),
+    ] {
+        let refused = app.graphql(PEOPLE, json!({}), Some(&token)).await;
+        assert_eq!(refused.error_code(), "UNAUTHENTICATED");
+    }
+
+    // The pin on the other server checks its own placements: another tenant's id with this
+    // schema, or this tenant once its placement is fenced, pins nothing.
+    let pool = app.state.servers.pool(Some("second")).await.unwrap();
+    let away_id: uuid::Uuid = away.id.parse().unwrap();
+    let away_schema =
+        tenantgraph::primitives::schema_name::SchemaName::parse(&away.schema).unwrap();
+    let home_id: uuid::Uuid = home.id.parse().unwrap();
+    let pin = |id| tenantgraph::db::pinned::begin_as_owner(&pool, id, &away_schema);
+    assert!(pin(away_id).await.unwrap().is_some());
+    assert!(pin(home_id).await.unwrap().is_none());
+
+    // Sessions: revoking and logging out end them for a tenant on any server.
+    let revoke = app
+        .graphql(
+            "mutation($id: ID!) { revokeSessions(userId: $id) }",
+            json!({ "id": member_id(&app, &away).await }),
+            Some(&away.admin),
+        )
+        .await;
+    assert_eq!(revoke.data()["revokeSessions"], 1);
+    let ended = app.graphql(PEOPLE, json!({}), Some(&away.member)).await;
+    assert_eq!(ended.error_code(), "UNAUTHENTICATED");
+
+    // Deactivated: fenced on its server (and refused) before the registry says so.
+    app.graphql(
+        "mutation($id: ID!) { deactivateTenant(id: $id) { status } }",
+        json!({ "id": away.id }),
+        Some(&operator),
+    )
+    .await
+    .data();
+    assert_eq!(
+        scalar_at::<String>(
+            &data.url,
+            &format!(
+                "SELECT status FROM public.tenant_placements WHERE id = '{}'",
+                away.id
+            )
+        )
+        .await,
+        "INACTIVE"
+    );
+    assert!(pin(away_id).await.unwrap().is_none());
+    let refused = app.graphql_with_key(PEOPLE, json!({}), &away.api_key).await;
+    assert_eq!(refused.error_code(), "UNAUTHENTICATED");
+    assert_eq!(first_names(&app, &home.admin).await, ["Homer"]);
+
+    // Deleted with its schema: gone from its server, placement and all.
+    app.graphql(
+        "mutation($id: ID!, $confirm: String) { deleteTenant(id: $id, dropSchema: true, confirm: $confirm) { schemaDropped } }",
+        json!({ "id": away.id, "confirm": away.schema }),
+        Some(&operator),
+    )
+    .await
+    .data();
+    assert!(!schema_exists_at(&data.url, &away.schema).await);
+    assert_eq!(
+        scalar_at::<i64>(
+            &data.url,
+            &format!(
+                "SELECT count(*) FROM public.tenant_placements WHERE id = '{}'",
+                away.id
+            )
+        )
+        .await,
+        0
+    );
+}
+
+async fn member_id(app: &TestApp, tenant: &crate::helpers::TestTenant) -> String {
+    let me = app
+        .graphql("{ me { user { id } } }", json!({}), Some(&tenant.member))
+        .await;
+    me.data()["me"]["user"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_server_that_goes_down_takes_only_its_own_tenants_with_it_until_it_is_back() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    // A cluster of this test's own, to stop and start again.
+    let data_dir = cluster_root().join(format!("down-{}", uuid::Uuid::new_v4().simple()));
+    let cluster = start_logical_cluster(data_dir.clone()).await;
+    let pattern = cluster.url("{db}");
+    let data = TestDatabase::create_empty(&pattern).await;
+    add_server(&app, &operator, "fragile", &data).await;
+    let home = app.with_tenant("steady.test").await;
+    let away = app.with_tenant_on("fragile.test", "fragile").await;
+    create_person(&app, &away.admin, "Before").await;
+
+    cluster.stop().await.unwrap();
+    for refused in [
+        app.graphql(PEOPLE, json!({}), Some(&away.admin)).await,
+        app.graphql_with_key(PEOPLE, json!({}), &away.api_key).await,
+        app.tenant_login("fragile.test", "admin@fragile.test", TENANT_PASSWORD)
+            .await,
+    ] {
+        assert_eq!(
+            refused.error_code(),
+            "SERVER_UNAVAILABLE",
+            "{:?}",
+            refused.0
+        );
+        assert_eq!(refused.0["errors"][0]["extensions"]["retryAfterSeconds"], 2);
+    }
+    // The others go on.
+    create_person(&app, &home.admin, "Still").await;
+    assert_eq!(first_names(&app, &home.member).await, ["Still"]);
+    let health = app.http.get(app.url("/health/db")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(
+        health["servers"],
+        json!([
+            { "name": "control", "state": "ACTIVE", "database": "up" },
+            { "name": "fragile", "state": "ACTIVE", "database": "down" },
+        ])
+    );
+
+    let cluster = start_logical_cluster(data_dir.clone()).await;
+    let mut names = Vec::new();
+    for _ in 0..40 {
+        let answer = app.graphql(PEOPLE, json!({}), Some(&away.admin)).await;
+        if answer.0.get("errors").is_none_or(Value::is_null) {
+            names = first_names(&app, &away.admin).await;
+            break;
+        }
+        assert_eq!(answer.error_code(), "SERVER_UNAVAILABLE");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(names, ["Before"]);
+    drop(app);
+    drop(data);
+    cluster.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
