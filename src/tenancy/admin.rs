@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use crate::{
     audit::{self, Actor},
-    db::pinned::begin_in_schema,
     error::{AppError, AppResult},
     primitives::{api_keys, permissions::parse_api_key_scope},
     state::SharedState,
@@ -408,7 +407,7 @@ pub async fn update_noting(
     }
     let updated: AppResult<Result<_, Vec<AppError>>> = async {
         // Pinned to the tenant's schema for its roles; the registry is named with its schema.
-        let (txn, elsewhere) = begin_placed(state, &current).await?;
+        let (txn, elsewhere) = servers::begin_placed(state, &current).await?;
         let registry = elsewhere.as_ref().unwrap_or(&txn);
         let current = lock_live(registry, tenant_id).await?;
         let prefix = &state.config.tenant_schema_prefix;
@@ -463,7 +462,7 @@ pub async fn update_noting(
         if let Some((active, ..)) = activation.filter(|_| tenant.status != current.status) {
             audit_activation(registry, actor, &tenant, active, sessions_ended).await;
         }
-        commit_placed(txn, elsewhere).await?;
+        servers::commit_placed(txn, elsewhere, &tenant).await?;
         state.directory.forget(tenant_id).await;
         Ok(Ok((tenant, undo)))
     }
@@ -511,7 +510,7 @@ pub async fn undo(
     if status != TenantStatus::Active {
         servers::mark_placement(state, &current, status).await?;
     }
-    let (txn, elsewhere) = begin_placed(state, &current).await?;
+    let (txn, elsewhere) = servers::begin_placed(state, &current).await?;
     let registry = elsewhere.as_ref().unwrap_or(&txn);
     let now = Changeable::of(&lock_live(registry, tenant_id).await?);
     let mut kept = Vec::new();
@@ -537,39 +536,8 @@ pub async fn undo(
     seed::remove_roles(&txn, &undo.roles).await?;
     let detail = json!({ "undone": true, "changedSince": kept });
     audit::tenant_success(registry, actor, "tenant.update", &tenant, detail).await;
-    commit_placed(txn, elsewhere).await?;
+    servers::commit_placed(txn, elsewhere, &tenant).await?;
     state.directory.forget(tenant_id).await;
-    servers::mark_placement(state, &tenant, tenant.status).await
-}
-
-/// A transaction pinned to the schema of `tenant` on its server and, when that is not the
-/// control database, a transaction there for the registry's side of the change (else the
-/// registry is changed in the first one).
-async fn begin_placed(
-    state: &SharedState,
-    tenant: &tenants::Model,
-) -> AppResult<(DatabaseTransaction, Option<DatabaseTransaction>)> {
-    let server = tenant.server_name.as_deref();
-    let db = state.servers.pool(server).await?;
-    let txn = begin_in_schema(&db, &schema_of(tenant))
-        .await
-        .map_err(|err| state.servers.failed(server, err))?;
-    let elsewhere = match server {
-        Some(_) => Some(state.db.begin().await?),
-        None => None,
-    };
-    Ok((txn, elsewhere))
-}
-
-/// Commits what [`begin_placed`] began: the schema's side first, then the registry's.
-async fn commit_placed(
-    txn: DatabaseTransaction,
-    elsewhere: Option<DatabaseTransaction>,
-) -> AppResult<()> {
-    txn.commit().await?;
-    if let Some(registry) = elsewhere {
-        registry.commit().await?;
-    }
     Ok(())
 }
 

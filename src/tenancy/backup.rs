@@ -38,6 +38,7 @@ use crate::{
     tenancy::{
         TenantStatus, guard, health, migrator,
         registry::{self, find_by_schema, schema_of},
+        servers,
         validation::is_valid_domain,
     },
 };
@@ -111,7 +112,21 @@ async fn write_backup(
     tenant: &tenants::Model,
     out: &Path,
 ) -> anyhow::Result<BackedUp> {
-    let db = &state.db;
+    // Dumped from the tenant's own server.
+    let db = &servers::pool_of(state, tenant).await?;
+    let server_tools;
+    let tools = match tenant.server_name.as_deref() {
+        Some(server) => {
+            let url = servers::url_of(&state.db, server).await?;
+            server_tools = PgTools::find(
+                state.config.pg_bin.as_deref(),
+                secrecy::ExposeSecret::expose_secret(&url),
+            )
+            .await?;
+            &server_tools
+        }
+        None => tools,
+    };
     let schema = schema_of(tenant);
     ensure!(
         migrator::schema_exists(db, &schema).await?,
@@ -185,7 +200,7 @@ async fn write_backup(
         .with_context(|| format!("could not write {}", out.display()))?;
     let bytes = tokio::fs::metadata(out).await?.len();
     audit::tenant_success(
-        db,
+        &state.db,
         &Actor::system(),
         "tenant.backup",
         tenant,

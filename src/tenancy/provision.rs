@@ -416,22 +416,11 @@ async fn provision(
     // Recorded with what it records: a crash never leaves a tenant without its audit row, and
     // running the job again never adds a second one.
     audit::tenant_success(registry, actor, "tenant.create", &tenant, detail).await;
-    if elsewhere.is_some() {
-        // What the tenant's pins on its server check: written with its schema.
-        servers::write_placement(&txn, &tenant)
-            .await
-            .map_err(|e| fail(Step::Register, false)(e.into()))?;
-    }
     // Whether a failed commit took effect is unknown: the undo drops the schema if it is there.
-    txn.commit()
+    // On another server, what the tenant's pins there check is written with its schema.
+    servers::commit_placed(txn, elsewhere, &tenant)
         .await
-        .map_err(|e| fail(Step::Verify, true)(e.into()))?;
-    if let Some(registry) = elsewhere {
-        registry
-            .commit()
-            .await
-            .map_err(|e| fail(Step::Verify, true)(e.into()))?;
-    }
+        .map_err(fail(Step::Verify, true))?;
     state.directory.forget(tenant.id).await;
     Ok((tenant, migrations))
 }

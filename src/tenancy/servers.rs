@@ -11,14 +11,19 @@ use std::time::Duration;
 use chrono::Utc;
 use entity::public::{database_servers, tenants};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Statement, TransactionTrait,
 };
+use secrecy::SecretString;
 use serde_json::json;
 
 use crate::{
     audit::{self, Actor, Outcome},
-    db::servers::{CONTROL_SERVER, PLACEMENTS_DDL},
+    db::{
+        Pool,
+        pinned::begin_in_schema,
+        servers::{CONTROL_SERVER, PLACEMENTS_DDL},
+    },
     error::{AppError, AppResult, code_of},
     state::AppState,
     tenancy::{TenantStatus, migrator, registry::schema_of},
@@ -473,6 +478,59 @@ pub async fn drop_placed_schema(state: &AppState, tenant: &tenants::Model) -> Ap
     }
     .await;
     dropped.map_err(|err| state.servers.failed(server, err))
+}
+
+/// The connection URL of server `name`, for PostgreSQL's client programs (`pg_dump`): it holds
+/// the password, so it stays a secret.
+pub async fn url_of(db: &impl ConnectionTrait, name: &str) -> AppResult<SecretString> {
+    database_servers::Entity::find_by_id(name.to_owned())
+        .one(db)
+        .await?
+        .map(|server| SecretString::from(server.url))
+        .ok_or_else(|| AppError::not_found("no such database server"))
+}
+
+/// The pool of the server `tenant` lives on.
+pub async fn pool_of(state: &AppState, tenant: &tenants::Model) -> AppResult<Pool> {
+    state.servers.pool(tenant.server_name.as_deref()).await
+}
+
+/// A transaction pinned to the schema of `tenant` on its server and, when that is not the
+/// control database, a transaction there for the registry's side of the change (else `None`:
+/// the registry changes in the first one). End it with [`commit_placed`].
+pub async fn begin_placed(
+    state: &AppState,
+    tenant: &tenants::Model,
+) -> AppResult<(DatabaseTransaction, Option<DatabaseTransaction>)> {
+    let server = tenant.server_name.as_deref();
+    let db = pool_of(state, tenant).await?;
+    let txn = begin_in_schema(&db, &schema_of(tenant))
+        .await
+        .map_err(|err| state.servers.failed(server, err))?;
+    let elsewhere = match server {
+        Some(_) => Some(state.db.begin().await?),
+        None => None,
+    };
+    Ok((txn, elsewhere))
+}
+
+/// Commits what [`begin_placed`] began. On another server the placement is written as
+/// `tenant` (the registry's row as the change leaves it) inside the schema's transaction, which
+/// commits first: the pins there never run ahead of the registry, and a change that takes
+/// access away (a migration below head parks the tenant) is fenced with the schema's change.
+pub async fn commit_placed(
+    txn: DatabaseTransaction,
+    elsewhere: Option<DatabaseTransaction>,
+    tenant: &tenants::Model,
+) -> AppResult<()> {
+    if elsewhere.is_some() {
+        write_placement(&txn, tenant).await?;
+    }
+    txn.commit().await?;
+    if let Some(registry) = elsewhere {
+        registry.commit().await?;
+    }
+    Ok(())
 }
 
 /// The live tenants placed on `server` (`None`: the control database).
