@@ -575,7 +575,9 @@ async fn migrations_health_and_drift_work_on_the_tenants_server_and_fleets_repor
         tenantDrift(tenantId: $id) { drifted } }";
     let head = migration::tenant_migration_names();
     let previous = head[head.len() - 2].clone();
-    let checked = app.graphql(checks, json!({ "id": away.id }), Some(&operator)).await;
+    let checked = app
+        .graphql(checks, json!({ "id": away.id }), Some(&operator))
+        .await;
     assert_eq!(
         checked.data()["migrationStatus"],
         json!({ "currentRevision": head.last(), "schemaProvisioned": true, "migrationsApplied": true })
@@ -589,7 +591,11 @@ async fn migrations_health_and_drift_work_on_the_tenants_server_and_fleets_repor
     // A fleet step down: both tenants parked below head, the one away fenced on its server.
     let fleet = "mutation($to: String!, $ids: [ID!]) { migrateTenants(targetRevision: $to, tenantIds: $ids, confirm: $to, options: { wait: true }) { status results { domain server status } summary { byServer { server successful failed } } } }";
     let down = app
-        .graphql(fleet, json!({ "to": previous, "ids": [home.id, away.id] }), Some(&operator))
+        .graphql(
+            fleet,
+            json!({ "to": previous, "ids": [home.id, away.id] }),
+            Some(&operator),
+        )
         .await;
     let batch = &down.data()["migrateTenants"];
     assert_eq!(batch["status"], "SUCCEEDED", "{batch}");
@@ -603,7 +609,10 @@ async fn migrations_health_and_drift_work_on_the_tenants_server_and_fleets_repor
     assert_eq!(
         scalar_at::<String>(
             &data.url,
-            &format!("SELECT status FROM public.tenant_placements WHERE id = '{}'", away.id)
+            &format!(
+                "SELECT status FROM public.tenant_placements WHERE id = '{}'",
+                away.id
+            )
         )
         .await,
         "INACTIVE"
@@ -621,15 +630,29 @@ async fn migrations_health_and_drift_work_on_the_tenants_server_and_fleets_repor
 
     // Back to head: served again from its server.
     let up = app
-        .graphql(fleet, json!({ "to": "head", "ids": [home.id, away.id] }), Some(&operator))
+        .graphql(
+            fleet,
+            json!({ "to": "head", "ids": [home.id, away.id] }),
+            Some(&operator),
+        )
         .await;
     assert_eq!(up.data()["migrateTenants"]["status"], "SUCCEEDED");
     let results = &up.data()["migrateTenants"]["results"];
-    assert_eq!(results[1], json!({ "domain": "fleet-away.test", "server": "second", "status": "SUCCEEDED" }));
+    assert_eq!(
+        results[1],
+        json!({ "domain": "fleet-away.test", "server": "second", "status": "SUCCEEDED" })
+    );
     create_person(&app, &away.admin, "Migrated").await;
     assert_eq!(first_names(&app, &away.admin).await, ["Migrated"]);
     let report = app
-        .graphql("{ driftReport { checked drifted } }", json!({}), Some(&operator))
+        .graphql(
+            "{ driftReport { checked drifted } }",
+            json!({}),
+            Some(&operator),
+        )
         .await;
-    assert_eq!(report.data()["driftReport"], json!({ "checked": 2, "drifted": 0 }));
+    assert_eq!(
+        report.data()["driftReport"],
+        json!({ "checked": 2, "drifted": 0 })
+    );
 }
