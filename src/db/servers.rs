@@ -85,18 +85,11 @@ impl DbServers {
         let Some(name) = server.filter(|name| *name != CONTROL_SERVER) else {
             return Ok(self.control.clone());
         };
-        {
-            let opened = self.lock();
-            if opened
-                .unreachable_until
-                .get(name)
-                .is_some_and(|until| Instant::now() < *until)
-            {
-                return Err(unavailable());
-            }
-            if let Some(pool) = opened.pools.get(name) {
-                return Ok(pool.clone());
-            }
+        if self.is_unreachable(name) {
+            return Err(unavailable());
+        }
+        if let Some(pool) = self.lock().pools.get(name) {
+            return Ok(pool.clone());
         }
         let row = database_servers::Entity::find_by_id(name.to_owned())
             .one(&self.control)
@@ -125,6 +118,14 @@ impl DbServers {
         opened.budget -= size;
         opened.pools.insert(name.to_owned(), pool.clone());
         Ok(pool)
+    }
+
+    /// Whether `server` failed to answer a moment ago (see [`Self::failed`]).
+    pub fn is_unreachable(&self, server: &str) -> bool {
+        self.lock()
+            .unreachable_until
+            .get(server)
+            .is_some_and(|until| Instant::now() < *until)
     }
 
     /// The pools opened so far, by server name (the control database's not among them).

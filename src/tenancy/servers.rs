@@ -239,8 +239,9 @@ pub async fn set_state(
 }
 
 /// The server a new tenant goes to: `requested` when given (it must be ACTIVE and have room),
-/// else the ACTIVE server with the fewest live tenants that has room (the control database on a
-/// tie). `None` is the control database. `field` names the input at fault.
+/// else the ACTIVE server with the fewest live tenants that has room and answered a moment ago
+/// (the control database on a tie). `None` is the control database. `field` names the input at
+/// fault.
 pub async fn place(
     state: &AppState,
     requested: Option<&str>,
@@ -282,6 +283,7 @@ pub async fn place(
         None => servers
             .iter()
             .filter(|server| server.state == ServerState::Active && has_room(server))
+            .filter(|server| server.control || !state.servers.is_unreachable(&server.name))
             .min_by_key(|server| (server.tenants, !server.control))
             .ok_or_else(|| {
                 AppError::bad_input(field, "every database server is full, draining or down")

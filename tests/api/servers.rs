@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::cli::{stdout, tenantgraph};
 use crate::helpers::{
     CREATE_TENANT, TENANT_PASSWORD, TestApp, TestDatabase, cluster_root, free_port,
     start_logical_cluster, tenant_input,
@@ -655,4 +656,101 @@ async fn migrations_health_and_drift_work_on_the_tenants_server_and_fleets_repor
         report.data()["driftReport"],
         json!({ "checked": 2, "drifted": 0 })
     );
+}
+
+#[tokio::test]
+async fn a_batch_places_its_tenants_and_a_server_past_the_connection_cap_is_unavailable() {
+    // Five connections for the control database and not one more for any other server.
+    let app = TestApp::spawn_with(|env| {
+        env.insert("DATABASE_TOTAL_MAX_CONNECTIONS".into(), "5".into());
+    })
+    .await;
+    let operator = app.operator_token().await;
+    let data = TestDatabase::create_on_second_server().await;
+    add_server(&app, &operator, "second", &data).await;
+
+    let mut away = tenant_input("capped-away.test");
+    away["server"] = json!("second");
+    let batch = app
+        .graphql(
+            "mutation($tenants: [CreateTenantInput!]!) { provisionTenants(tenants: $tenants, options: { wait: true }) { status results { domain server status error { code } } summary { byServer { server successful failed } } } }",
+            json!({ "tenants": [tenant_input("capped-home.test"), away] }),
+            Some(&operator),
+        )
+        .await;
+    let batch = &batch.data()["provisionTenants"];
+    assert_eq!(batch["status"], "PARTIALLY_FAILED", "{batch}");
+    assert_eq!(
+        batch["results"][0],
+        json!({ "domain": "capped-home.test", "server": "control", "status": "SUCCEEDED", "error": null })
+    );
+    assert_eq!(batch["results"][1]["status"], "FAILED");
+    assert_eq!(batch["results"][1]["error"]["code"], "SERVER_UNAVAILABLE");
+    assert_eq!(
+        batch["summary"]["byServer"],
+        json!([{ "server": "control", "successful": 1, "failed": 0 }])
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM public.tenants WHERE domain = 'capped-away.test'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_cli_adds_lists_and_drains_servers_without_printing_a_url() {
+    let app = TestApp::spawn().await;
+    let data = TestDatabase::create_on_second_server().await;
+    let password = password_of(&data.url);
+
+    let added = stdout(&tenantgraph(
+        &app,
+        &[
+            "servers",
+            "add",
+            "--name",
+            "cli-server",
+            "--url",
+            &data.url,
+            "--capacity",
+            "4",
+        ],
+    ));
+    assert!(
+        added.contains("added database server cli-server"),
+        "{added}"
+    );
+    let listed = stdout(&tenantgraph(&app, &["servers", "list"]));
+    let row: Vec<&str> = listed
+        .lines()
+        .find(|line| line.starts_with("cli-server"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["cli-server", "ACTIVE", "4", "0"]);
+    assert!(listed.lines().any(|line| line.starts_with("control")));
+    let drained = stdout(&tenantgraph(
+        &app,
+        &["servers", "drain", "--name", "cli-server"],
+    ));
+    assert!(drained.contains("DRAINING"), "{drained}");
+
+    let refused = tenantgraph(
+        &app,
+        &[
+            "servers",
+            "add",
+            "--name",
+            "again",
+            "--url",
+            &format!("{}?host=/tmp", data.url),
+        ],
+    );
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(said.contains("not allowed"), "{said}");
+    for output in [&added, &listed, &drained, &said] {
+        assert!(!output.contains(&password));
+    }
 }
