@@ -142,16 +142,19 @@ async fn write_backup(
     create_private(&dump).await?;
     let (txn, migrations) = migrator::begin_locked(db, &schema).await?;
     let revision = migrations.current_revision().map(str::to_owned);
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT to_jsonb(t) - 'api_key_hash' AS registry_row FROM public.tenants t \
-             WHERE id = $1 AND deleted_at IS NULL",
-            [tenant.id.into()],
-        ))
-        .await?
-        .context("the tenant was deleted meanwhile")?
-        .try_get::<Value>("", "registry_row")?;
+    let registry_row = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT to_jsonb(t) - 'api_key_hash' AS registry_row FROM public.tenants t \
+         WHERE id = $1 AND deleted_at IS NULL",
+        [tenant.id.into()],
+    );
+    // Read under the schema's lock: in its transaction when the registry is on the same server.
+    let row = match tenant.server_name {
+        None => txn.query_one_raw(registry_row).await?,
+        Some(_) => state.db.query_one_raw(registry_row).await?,
+    }
+    .context("the tenant was deleted meanwhile")?
+    .try_get::<Value>("", "registry_row")?;
     let output = tools
         .command("pg_dump")
         .args([
@@ -319,6 +322,8 @@ async fn restore_file(
         ("pending_roles", Value::Null),
         ("deleted_at", Value::Null),
         ("updated_at", json!(now)),
+        // Restored onto the control database, wherever it lived before.
+        ("server_name", Value::Null),
     ] {
         fields.insert(field.to_owned(), value);
     }

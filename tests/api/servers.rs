@@ -754,3 +754,58 @@ async fn the_cli_adds_lists_and_drains_servers_without_printing_a_url() {
         assert!(!output.contains(&password));
     }
 }
+
+#[tokio::test]
+async fn a_tenant_on_another_server_is_backed_up_from_there_and_restores_onto_the_control_database()
+{
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let data = TestDatabase::create_on_second_server().await;
+    add_server(&app, &operator, "second", &data).await;
+    let away = app.with_tenant_on("kept-away.test", "second").await;
+    create_person(&app, &away.admin, "Kept").await;
+
+    let dir = std::env::temp_dir().join(format!("tenantgraph-servers-{}", app.database.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("away.backup");
+    let file = file.to_str().unwrap();
+    stdout(&tenantgraph(
+        &app,
+        &[
+            "tenants",
+            "backup",
+            "--tenant",
+            "kept-away.test",
+            "--out",
+            file,
+        ],
+    ));
+    let restored = stdout(&tenantgraph(
+        &app,
+        &[
+            "tenants",
+            "restore",
+            "--file",
+            file,
+            "--as",
+            "kept-copy.test",
+        ],
+    ));
+    let key = crate::backup::printed_key(&restored);
+    let people = app.graphql_with_key(PEOPLE, json!({}), &key).await;
+    assert_eq!(people.data()["people"]["nodes"][0]["firstName"], "Kept");
+    let copy = app
+        .graphql(
+            "{ tenant(domain: \"kept-copy.test\") { server schemaName } }",
+            json!({}),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(copy.data()["tenant"]["server"], "control");
+    let schema = copy.data()["tenant"]["schemaName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(schema_exists_at(&app.database.url, &schema).await);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
