@@ -528,6 +528,22 @@ async fn a_server_that_goes_down_takes_only_its_own_tenants_with_it_until_it_is_
         );
         assert_eq!(refused.0["errors"][0]["extensions"]["retryAfterSeconds"], 2);
     }
+    // Turning it off cannot be made sure of on its server: refused, and it stays as it was.
+    let deactivate = app
+        .graphql(
+            "mutation($id: ID!) { deactivateTenant(id: $id) { status } }",
+            json!({ "id": away.id }),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(deactivate.error_code(), "SERVER_UNAVAILABLE");
+    let read = app
+        .graphql(TENANT_SERVER, json!({ "id": away.id }), Some(&operator))
+        .await;
+    assert_eq!(
+        read.data()["tenant"],
+        json!({ "server": "fragile", "status": "ACTIVE" })
+    );
     // The others go on.
     create_person(&app, &home.admin, "Still").await;
     assert_eq!(first_names(&app, &home.member).await, ["Still"]);
@@ -645,6 +661,38 @@ async fn migrations_health_and_drift_work_on_the_tenants_server_and_fleets_repor
     );
     create_person(&app, &away.admin, "Migrated").await;
     assert_eq!(first_names(&app, &away.admin).await, ["Migrated"]);
+
+    // Updated as any tenant: turned off and on again through updateTenant, fenced and released
+    // on its server.
+    let update = "mutation($id: ID!, $input: UpdateTenantInput!) { updateTenant(id: $id, input: $input) { tenantName status } }";
+    for (status, answer) in [("INACTIVE", "UNAUTHENTICATED"), ("ACTIVE", "")] {
+        let input = json!({ "tenantName": format!("Away {status}"), "status": status });
+        let updated = app
+            .graphql(
+                update,
+                json!({ "id": away.id, "input": input }),
+                Some(&operator),
+            )
+            .await;
+        assert_eq!(updated.data()["updateTenant"]["status"], status);
+        let read = app.graphql_with_key(PEOPLE, json!({}), &away.api_key).await;
+        if answer.is_empty() {
+            read.data();
+        } else {
+            assert_eq!(read.error_code(), answer);
+        }
+        assert_eq!(
+            scalar_at::<String>(
+                &data.url,
+                &format!(
+                    "SELECT status FROM public.tenant_placements WHERE id = '{}'",
+                    away.id
+                )
+            )
+            .await,
+            status
+        );
+    }
     let report = app
         .graphql(
             "{ driftReport { checked drifted } }",
