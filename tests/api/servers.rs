@@ -241,6 +241,15 @@ async fn scalar_at<T: sea_orm::TryGetable>(url: &str, sql: &str) -> T {
     value
 }
 
+/// What the pins of tenant `id` on the server at `url` check.
+async fn placement_status(url: &str, id: &str) -> String {
+    scalar_at::<String>(
+        url,
+        &format!("SELECT status FROM public.tenant_placements WHERE id = '{id}'"),
+    )
+    .await
+}
+
 async fn schema_exists_at(url: &str, schema: &str) -> bool {
     scalar_at::<bool>(
         url,
@@ -454,17 +463,7 @@ async fn a_tenant_on_another_server_is_served_there_and_kept_apart_from_the_othe
     )
     .await
     .data();
-    assert_eq!(
-        scalar_at::<String>(
-            &data.url,
-            &format!(
-                "SELECT status FROM public.tenant_placements WHERE id = '{}'",
-                away.id
-            )
-        )
-        .await,
-        "INACTIVE"
-    );
+    assert_eq!(placement_status(&data.url, &away.id).await, "INACTIVE");
     assert!(pin(away_id).await.unwrap().is_none());
     let refused = app.graphql_with_key(PEOPLE, json!({}), &away.api_key).await;
     assert_eq!(refused.error_code(), "UNAUTHENTICATED");
@@ -623,17 +622,7 @@ async fn migrations_health_and_drift_work_on_the_tenants_server_and_fleets_repor
             { "server": "second", "successful": 1, "failed": 0 },
         ])
     );
-    assert_eq!(
-        scalar_at::<String>(
-            &data.url,
-            &format!(
-                "SELECT status FROM public.tenant_placements WHERE id = '{}'",
-                away.id
-            )
-        )
-        .await,
-        "INACTIVE"
-    );
+    assert_eq!(placement_status(&data.url, &away.id).await, "INACTIVE");
     assert_eq!(
         scalar_at::<i64>(
             &data.url,
@@ -681,17 +670,7 @@ async fn migrations_health_and_drift_work_on_the_tenants_server_and_fleets_repor
         } else {
             assert_eq!(read.error_code(), answer);
         }
-        assert_eq!(
-            scalar_at::<String>(
-                &data.url,
-                &format!(
-                    "SELECT status FROM public.tenant_placements WHERE id = '{}'",
-                    away.id
-                )
-            )
-            .await,
-            status
-        );
+        assert_eq!(placement_status(&data.url, &away.id).await, status);
     }
     let report = app
         .graphql(
