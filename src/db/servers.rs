@@ -17,7 +17,7 @@ use std::{
 };
 
 use entity::public::database_servers;
-use sea_orm::{ConnectOptions, Database, DbErr, EntityTrait};
+use sea_orm::{Database, DbErr, EntityTrait, RuntimeErr};
 
 use crate::{
     config::{Config, DatabasePooler},
@@ -175,8 +175,8 @@ fn unavailable() -> AppError {
     AppError::ServerUnavailable("the database server of this tenant is not reachable".into())
 }
 
-/// A lost or refused connection, a pool that could not get one in time, or a server shutting
-/// down (SQLSTATE class 08, 57P01 to 57P03).
+/// A lost or refused connection (also one that broke under a statement), a pool that could not
+/// get one in time, or a server shutting down (SQLSTATE class 08, 57P01 to 57P03).
 fn is_unreachable(err: &AppError) -> bool {
     let AppError::Internal(err) = err else {
         return false;
@@ -185,6 +185,11 @@ fn is_unreachable(err: &AppError) -> bool {
         .filter_map(|cause| cause.downcast_ref::<DbErr>())
         .any(|err| {
             matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+                || matches!(
+                    err,
+                    DbErr::Exec(RuntimeErr::SqlxError(cause)) | DbErr::Query(RuntimeErr::SqlxError(cause))
+                        if matches!(**cause, sea_orm::sqlx::Error::Io(_))
+                )
                 || code_of(err)
                     .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0"))
         })
@@ -194,16 +199,12 @@ fn is_unreachable(err: &AppError) -> bool {
 /// PgBouncer): the pin's statements need a session of their own for the transaction only, and
 /// nothing here is session state.
 async fn open_lazily(url: &str, size: u32) -> anyhow::Result<Pool> {
-    let mut options = ConnectOptions::new(url.to_owned());
+    // As the control database's pool, but connecting on first use and giving up sooner.
+    let mut options = super::pool_options(url, size);
     options
-        .max_connections(size)
-        .min_connections(0)
         .connect_timeout(ACQUIRE_TIMEOUT)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .idle_timeout(Duration::from_secs(300))
-        .test_before_acquire(true)
-        .connect_lazy(true)
-        .sqlx_logging(false);
+        .connect_lazy(true);
     options.set_schema_search_path("pg_catalog");
     let connection = Database::connect(options)
         .await
