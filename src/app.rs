@@ -373,7 +373,7 @@ impl TenantData<'_> {
     /// active and owns it (`UNAUTHENTICATED` when not). Unqualified table names resolve in the
     /// tenant's schema only. Commit it to keep changes; dropped, it rolls back.
     pub async fn begin(&self) -> AppResult<TenantTransaction> {
-        self.tenant.begin(&self.state.db).await
+        self.tenant.begin(self.state).await
     }
 
     /// Fails with `FORBIDDEN` unless the caller also holds `permission`.

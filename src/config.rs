@@ -45,6 +45,14 @@ pub struct Config {
     /// `None`: run on the embedded PostgreSQL cluster under `data_dir`.
     pub database_url: Option<SecretString>,
     pub database_max_connections: u32,
+    /// Pool size of each added database server (`DATABASE_SERVER_MAX_CONNECTIONS`).
+    pub database_server_max_connections: u32,
+    /// Live tenants placement may put on the control database (`CONTROL_SERVER_CAPACITY`);
+    /// `None`: no limit.
+    pub control_server_capacity: Option<i32>,
+    /// Connections all pools together may open, the control database's included
+    /// (`DATABASE_TOTAL_MAX_CONNECTIONS`).
+    pub database_total_max_connections: u32,
     pub database_pooler: DatabasePooler,
     /// A session connection for what must outlive a transaction (the batch locks); `None`:
     /// `database_url` itself, which then must not be a transaction pooler.
@@ -280,6 +288,20 @@ impl Config {
         Ok(Config {
             database_url,
             database_max_connections,
+            database_server_max_connections: env.number(
+                "DATABASE_SERVER_MAX_CONNECTIONS",
+                database_max_connections,
+                1..=500,
+            )?,
+            control_server_capacity: match env.text("CONTROL_SERVER_CAPACITY") {
+                None => None,
+                Some(_) => Some(env.number("CONTROL_SERVER_CAPACITY", 0, 0..=1_000_000)?),
+            },
+            database_total_max_connections: env.number(
+                "DATABASE_TOTAL_MAX_CONNECTIONS",
+                (database_max_connections * 10).max(100),
+                database_max_connections..=10_000,
+            )?,
             database_pooler,
             database_direct_url,
             data_dir: env

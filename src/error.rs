@@ -37,6 +37,9 @@ pub enum AppError {
     },
     #[error("{0}")]
     Timeout(String),
+    /// The database server a tenant lives on cannot be reached; tenants elsewhere are served.
+    #[error("{0}")]
+    ServerUnavailable(String),
     /// A multi-step operation failed at `step`; `message` says what was done about it.
     #[error("{message}")]
     Failed {
@@ -90,7 +93,7 @@ impl AppError {
     /// serialization failures and time-outs. Bad input and conflicts never are.
     pub fn is_transient(&self) -> bool {
         match self {
-            AppError::Timeout(_) => true,
+            AppError::Timeout(_) | AppError::ServerUnavailable(_) => true,
             AppError::Failed { transient, .. } => *transient,
             AppError::Internal(err) => err
                 .chain()
@@ -125,6 +128,7 @@ impl AppError {
             AppError::Conflict { .. } => "CONFLICT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Timeout(_) => "TIMEOUT",
+            AppError::ServerUnavailable(_) => "SERVER_UNAVAILABLE",
             AppError::Failed { .. } => "INTERNAL",
             AppError::Internal(_) => "INTERNAL",
         }
@@ -163,7 +167,8 @@ pub fn is_transient_db_error(err: &DbErr) -> bool {
 pub fn code_of(err: &DbErr) -> Option<String> {
     match err {
         DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
-        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)) => e
             .as_database_error()
             .and_then(|db| db.code())
             .map(|code| code.into_owned()),
@@ -228,6 +233,7 @@ impl ErrorExtensions for AppError {
                     retry_after_secs, ..
                 } => ext.set("retryAfterSeconds", *retry_after_secs),
                 AppError::Failed { step, .. } => ext.set("step", *step),
+                AppError::ServerUnavailable(_) => ext.set("retryAfterSeconds", 2),
                 _ => {}
             }
         })

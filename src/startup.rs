@@ -13,7 +13,10 @@ use crate::{
     },
     batch::{self, events::EventHub},
     config::Config,
-    db::{self, embedded::EmbeddedPostgres, migrate, notify::AccessFeed, share::DbShares},
+    db::{
+        self, embedded::EmbeddedPostgres, migrate, notify::AccessFeed, servers::DbServers,
+        share::DbShares,
+    },
     graphql,
     http::{self, HttpState},
     primitives::metrics::Metrics,
@@ -156,6 +159,7 @@ impl Application {
         // An attempt cut short here is claimed again when its lease lapses.
         webhooks.abort();
         listener.stop().await;
+        self.state.servers.close().await;
         self.state.db.close_by_ref().await.ok();
         if let Some(embedded) = self.embedded {
             embedded.stop().await?;
@@ -229,6 +233,7 @@ pub async fn prepare_state(config: Config, db: db::Pool) -> anyhow::Result<Share
         passwords: PasswordHasherPool::new(config.password_hash_queue, metrics.clone()),
         rate_limits: RateLimits::new(&config),
         db_shares: DbShares::new(&config),
+        servers: DbServers::new(&config, db.clone()),
         config,
         metrics,
         directory: TenantDirectory::new(feed.clone()),

@@ -9,7 +9,7 @@ use crate::{
     },
     batch::{Runs, events::EventHub},
     config::Config,
-    db::{Pool, share::DbShares},
+    db::{Pool, servers::DbServers, share::DbShares},
     primitives::metrics::Metrics,
     tenancy::{activity::ActivityTracker, directory::TenantDirectory},
     webhooks::sender::Sender,
@@ -18,8 +18,11 @@ use crate::{
 /// Shared by the HTTP handlers and handed to GraphQL once as schema data.
 pub struct AppState {
     pub config: Config,
-    /// The pool; tenant-scoped work never uses it directly but through a pinned transaction.
+    /// The control database's pool (the registry); tenant-scoped work never uses it directly but
+    /// through a pinned transaction on its tenant's server.
     pub db: Pool,
+    /// A pool for each database server tenants live on, the control database's included.
+    pub servers: DbServers,
     /// Each tenant's and each request's share of the pool.
     pub db_shares: DbShares,
     pub jwt: JwtKeys,

@@ -35,6 +35,7 @@ pub const PUBLIC_TABLES: &[&str] = &[
     "tenant_templates",
     "webhooks",
     "webhook_deliveries",
+    "database_servers",
     "seaql_migrations",
 ];
 

@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::{
-    auth::sessions::tenant_session_state,
+    auth::sessions::session_state_on,
     db::notify::{AccessEvent, AccessFeed},
     error::AppResult,
     state::AppState,
@@ -133,8 +133,15 @@ pub async fn current_tenant_user(
         &state.access.sessions,
         session_id,
         async {
-            let read =
-                tenant_session_state(&state.db, &tenant.schema, session_id, tenant.id).await?;
+            let read = session_state_on(
+                state,
+                &state.db,
+                tenant.server.as_deref(),
+                &tenant.schema,
+                session_id,
+                tenant.id,
+            )
+            .await?;
             Ok(Arc::new(CachedSession {
                 tenant: tenant.id,
                 user: read.as_ref().map_or(user_id, |read| read.user_id),

@@ -29,7 +29,7 @@ use crate::{
         jwt::{IssuedToken, TokenKind},
         tenant::TenantContext,
     },
-    db::notify::AccessEvent,
+    db::{notify::AccessEvent, servers::CONTROL_SERVER},
     error::{AppError, AppResult, code_of},
     primitives::{refresh_tokens, schema_name::SchemaName},
     state::AppState,
@@ -80,6 +80,9 @@ pub enum Holder<'a> {
         schema: &'a SchemaName,
         id: Uuid,
         roles: Vec<String>,
+        /// The stored hash the login verified: the session is bound to it (its users table
+        /// may be on another server than the sessions).
+        password_hash: &'a str,
     },
 }
 
@@ -93,6 +96,12 @@ pub struct SessionTokens {
 /// with a new salt) changes it, and the fingerprint reveals nothing about the hash.
 fn password_fingerprint(column: &str) -> String {
     format!("encode(sha256(convert_to({column}, 'UTF8')), 'hex')")
+}
+
+/// [`password_fingerprint`] of a hash at hand (hex digits only, safe to write into SQL).
+fn fingerprint_of(password_hash: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(password_hash.as_bytes()))
 }
 
 fn statement(sql: impl Into<String>, values: Vec<sea_orm::Value>) -> Statement {
@@ -129,12 +138,15 @@ pub async fn open(
     client: &ClientInfo,
 ) -> AppResult<SessionTokens> {
     let id = Uuid::new_v4();
-    let (kind, tenant_id, user_id, users_table, claims) = match holder {
+    let (kind, tenant_id, user_id, fingerprint, claims) = match holder {
         Holder::Operator { id: user_id } => (
             PLATFORM,
             None,
             user_id,
-            "public.platform_users".to_owned(),
+            format!(
+                "(SELECT {} FROM public.platform_users WHERE id = $4)",
+                password_fingerprint("password_hash")
+            ),
             None,
         ),
         Holder::TenantUser {
@@ -142,11 +154,12 @@ pub async fn open(
             schema,
             id: user_id,
             roles,
+            password_hash,
         } => (
             TENANT,
             Some(tenant_id),
             user_id,
-            format!("{}.users", schema.quoted()),
+            format!("'{}'", fingerprint_of(password_hash)),
             Some((tenant_id, schema.as_str().to_owned(), roles)),
         ),
     };
@@ -154,9 +167,7 @@ pub async fn open(
         format!(
             "INSERT INTO public.sessions \
                  (id, kind, tenant_id, user_id, client_addr, user_agent, password_fingerprint) \
-             VALUES ($1, $2, $3, $4, $5, $6, \
-                 (SELECT {} FROM {users_table} WHERE id = $4))",
-            password_fingerprint("password_hash")
+             VALUES ($1, $2, $3, $4, $5, $6, {fingerprint})"
         ),
         vec![
             id.into(),
@@ -269,7 +280,7 @@ pub async fn refresh(state: &AppState, token: &str, client: &ClientInfo) -> AppR
         None => current_operator(&txn, session_id, user_id)
             .await?
             .map(|email| (email, Vec::new(), None)),
-        Some(tenant_id) => current_tenant_user(&txn, session_id, tenant_id).await?,
+        Some(tenant_id) => current_tenant_user(state, &txn, session_id, tenant_id).await?,
     };
     let Some((email, roles, tenant)) = current else {
         // Suspended, password changed, tenant off: no new tokens, and the old one stays unused
@@ -430,7 +441,7 @@ pub async fn revoke_user_sessions(
     tenant: &TenantContext,
     user_id: Uuid,
 ) -> AppResult<u64> {
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let exists = txn
         .query_one_raw(statement(
             "SELECT 1 FROM users WHERE id = $1",
@@ -441,7 +452,38 @@ pub async fn revoke_user_sessions(
     if !exists {
         return Err(AppError::not_found("no such user"));
     }
-    let ended = txn
+    // Sessions live on the control database: in the pinned transaction when the tenant does
+    // too, else in a transaction there.
+    let ended = if tenant.tenant.server.is_none() {
+        let ended = end_user_sessions(&txn, request, tenant, user_id).await?;
+        txn.commit().await?;
+        ended
+    } else {
+        crate::db::pinned::end_read(txn);
+        let control = state.db.begin().await?;
+        let ended = end_user_sessions(&control, request, tenant, user_id).await?;
+        control.commit().await?;
+        ended
+    };
+    access::announce(
+        state,
+        AccessEvent::User {
+            tenant: tenant.tenant.id,
+            id: user_id,
+        },
+    )
+    .await;
+    Ok(ended)
+}
+
+/// Ends every live session of a user of `tenant` and audits it, on `db`; returns how many.
+async fn end_user_sessions(
+    db: &impl ConnectionTrait,
+    request: &RequestContext,
+    tenant: &TenantContext,
+    user_id: Uuid,
+) -> AppResult<u64> {
+    let ended = db
         .execute_raw(statement(
             "UPDATE public.sessions SET revoked_at = now(), revoked_reason = 'revoked' \
               WHERE kind = 'tenant' AND tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
@@ -450,21 +492,12 @@ pub async fn revoke_user_sessions(
         .await?
         .rows_affected();
     audit::record(
-        &txn,
+        db,
         &Actor::from(request),
         "session.revoke",
         Some(tenant.tenant.id),
         Outcome::Success,
         json!({ "userId": user_id, "sessionsEnded": ended }),
-    )
-    .await;
-    txn.commit().await?;
-    access::announce(
-        state,
-        AccessEvent::User {
-            tenant: tenant.tenant.id,
-            id: user_id,
-        },
     )
     .await;
     Ok(ended)
@@ -605,6 +638,76 @@ pub async fn tenant_session_state(
     .transpose()
 }
 
+/// [`tenant_session_state`] of a tenant on `server` (`None`: the control database, where it is
+/// one statement). For a tenant on another server, the session comes from `control` and its
+/// user from the tenant's server: two statements, the same verdict.
+pub async fn session_state_on(
+    state: &AppState,
+    control: &impl ConnectionTrait,
+    server: Option<&str>,
+    schema: &SchemaName,
+    session_id: Uuid,
+    tenant_id: Uuid,
+) -> AppResult<Option<TenantSessionState>> {
+    let Some(server) = server.filter(|name| *name != CONTROL_SERVER) else {
+        return tenant_session_state(control, schema, session_id, tenant_id).await;
+    };
+    let Some(session) = control
+        .query_one_raw(statement(
+            "SELECT user_id, revoked_at IS NULL AS live, password_fingerprint \
+               FROM public.sessions WHERE id = $1 AND tenant_id = $2 AND kind = 'tenant'",
+            vec![session_id.into(), tenant_id.into()],
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let user_id: Uuid = session.try_get("", "user_id")?;
+    let live: bool = session.try_get("", "live")?;
+    let bound_to: Option<String> = session.try_get("", "password_fingerprint")?;
+    let db = state.servers.pool(Some(server)).await?;
+    let s = schema.quoted();
+    let read = db
+        .query_one_raw(statement(
+            format!(
+                "SELECT coalesce(st.code = 'active', false) AS active, \
+                        {fingerprint} AS fingerprint, u.email, \
+                        coalesce(array_agg(r.name ORDER BY r.name) \
+                                 FILTER (WHERE r.name IS NOT NULL), '{{}}') AS roles \
+                   FROM {s}.users u \
+                   LEFT JOIN {s}.user_statuses st ON st.id = u.status_id \
+                   LEFT JOIN {s}.user_roles ur ON ur.user_id = u.id \
+                   LEFT JOIN {s}.roles r ON r.id = ur.role_id \
+                  WHERE u.id = $1 \
+                  GROUP BY u.id, st.code",
+                fingerprint = password_fingerprint("u.password_hash"),
+            ),
+            vec![user_id.into()],
+        ))
+        .await;
+    let user = match read {
+        Ok(user) => user,
+        Err(err) if schema_gone(&err) => None,
+        Err(err) => return Err(state.servers.failed(Some(server), err)),
+    };
+    let Some(user) = user else {
+        return Ok(Some(TenantSessionState {
+            user_id,
+            usable: false,
+            email: String::new(),
+            roles: Vec::new(),
+        }));
+    };
+    let active: bool = user.try_get("", "active")?;
+    let fingerprint: Option<String> = user.try_get("", "fingerprint")?;
+    Ok(Some(TenantSessionState {
+        user_id,
+        usable: live && active && fingerprint.is_some() && fingerprint == bound_to,
+        email: user.try_get("", "email")?,
+        roles: user.try_get("", "roles")?,
+    }))
+}
+
 /// undefined_table (42P01) or invalid_schema_name (3F000): the tenant's schema went away.
 fn schema_gone(err: &DbErr) -> bool {
     code_of(err).is_some_and(|code| code == "42P01" || code == "3F000")
@@ -613,6 +716,7 @@ fn schema_gone(err: &DbErr) -> bool {
 /// The email, current roles and tenant of a live tenant session whose tenant is `ACTIVE` and
 /// whose user is `active` with an unchanged password.
 async fn current_tenant_user(
+    state: &AppState,
     txn: &DatabaseTransaction,
     session_id: Uuid,
     tenant_id: Uuid,
@@ -623,8 +727,16 @@ async fn current_tenant_user(
         Err(err) => return Err(err),
     };
     let schema = registry::schema_of(&tenant);
-    let state = tenant_session_state(txn, &schema, session_id, tenant_id).await?;
-    Ok(state
+    let session = session_state_on(
+        state,
+        txn,
+        tenant.server_name.as_deref(),
+        &schema,
+        session_id,
+        tenant_id,
+    )
+    .await?;
+    Ok(session
         .filter(|state| state.usable)
         .map(|state| (state.email, state.roles, Some(tenant))))
 }

@@ -13,7 +13,6 @@ use uuid::Uuid;
 use crate::{
     auth::{SessionRef, access, jwt::Claims},
     db::{
-        Pool,
         pinned::{TenantTransaction, begin_as_owner},
         share::DbSlots,
     },
@@ -89,10 +88,16 @@ impl TenantContext {
     ///
     /// The transaction holds one of the request's and one of the tenant's database slots (see
     /// [`crate::db::share`]) until it ends; waiting too long for them is `RATE_LIMITED`.
-    pub async fn begin(&self, db: &Pool) -> AppResult<TenantTransaction> {
+    ///
+    /// It runs on the tenant's database server; a server that cannot be reached is
+    /// `SERVER_UNAVAILABLE` for its tenants only.
+    pub async fn begin(&self, state: &AppState) -> AppResult<TenantTransaction> {
         let slot = self.slots.acquire().await?;
-        let txn = begin_as_owner(db, self.tenant.id, &self.tenant.schema)
-            .await?
+        let server = self.tenant.server.as_deref();
+        let db = state.servers.pool(server).await?;
+        let txn = begin_as_owner(&db, self.tenant.id, &self.tenant.schema)
+            .await
+            .map_err(|err| state.servers.failed(server, err))?
             .ok_or_else(|| {
                 AppError::Unauthenticated("this credential's tenant is no longer active".into())
             })?;
@@ -167,7 +172,13 @@ async fn permissions_of(
     tenant: &TenantEntry,
     roles: &[String],
 ) -> AppResult<BTreeSet<Permission>> {
-    let table = state.directory.role_permissions(&state.db, tenant).await?;
+    let server = tenant.server.as_deref();
+    let db = state.servers.pool(server).await?;
+    let table = state
+        .directory
+        .role_permissions(&db, tenant)
+        .await
+        .map_err(|err| state.servers.failed(server, err))?;
     Ok(roles
         .iter()
         .filter_map(|role| table.get(role))

@@ -4,7 +4,7 @@
 use entity::public::tenants;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    Statement,
+    Statement, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -87,29 +87,41 @@ pub async fn login(
     attempt.succeeded();
 
     let schema = schema_of(&tenant);
-    let txn = begin_in_schema(&state.db, &schema).await?;
+    let server = tenant.server_name.as_deref();
+    let db = state.servers.pool(server).await?;
+    let txn = begin_in_schema(&db, &schema)
+        .await
+        .map_err(|err| state.servers.failed(server, err))?;
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "UPDATE users SET last_login_at = now() WHERE id = $1",
         [user.id.into()],
     ))
     .await?;
-    let tokens = sessions::open(
-        state,
-        &txn,
-        Holder::TenantUser {
-            tenant_id: tenant.id,
-            schema: &schema,
-            id: user.id,
-            roles: user.roles.clone(),
-        },
-        &ClientInfo {
-            addr: client,
-            user_agent: user_agent.map(str::to_owned),
-        },
-    )
-    .await?;
-    txn.commit().await?;
+    let holder = Holder::TenantUser {
+        tenant_id: tenant.id,
+        schema: &schema,
+        id: user.id,
+        roles: user.roles.clone(),
+        password_hash: user.password_hash.as_deref().unwrap_or_default(),
+    };
+    let client = ClientInfo {
+        addr: client,
+        user_agent: user_agent.map(str::to_owned),
+    };
+    // The session goes with the login's own transaction when the tenant lives on the control
+    // database; else into one there, once the tenant's server recorded the login.
+    let tokens = if server.is_none() {
+        let tokens = sessions::open(state, &txn, holder, &client).await?;
+        txn.commit().await?;
+        tokens
+    } else {
+        txn.commit().await?;
+        let control = state.db.begin().await?;
+        let tokens = sessions::open(state, &control, holder, &client).await?;
+        control.commit().await?;
+        tokens
+    };
 
     Ok(LoggedIn {
         tokens,
@@ -163,7 +175,11 @@ async fn find_user(
     tenant: &tenants::Model,
     email: &str,
 ) -> AppResult<Option<StoredUser>> {
-    let txn = begin_in_schema(&state.db, &schema_of(tenant)).await?;
+    let server = tenant.server_name.as_deref();
+    let db = state.servers.pool(server).await?;
+    let txn = begin_in_schema(&db, &schema_of(tenant))
+        .await
+        .map_err(|err| state.servers.failed(server, err))?;
     let user = load_user(&txn, UserKey::Email(email)).await?;
     txn.commit().await?;
     Ok(user)
@@ -175,7 +191,7 @@ pub async fn describe_user(
     context: &crate::auth::tenant::TenantContext,
     user_id: Uuid,
 ) -> AppResult<Option<(String, Vec<String>)>> {
-    let txn = context.begin(&state.db).await?;
+    let txn = context.begin(state).await?;
     let user = load_user(&txn, UserKey::Id(user_id)).await?;
     end_read(txn);
     Ok(user.map(|user| (user.email, user.roles)))

@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::{
     audit::Actor,
     batch::lock::BatchLock,
+    db::servers::CONTROL_SERVER,
     error::{AppError, AppResult},
     primitives::schema_name::SchemaName,
     state::SharedState,
@@ -69,6 +70,8 @@ pub struct BatchReport {
     pub batch: provisioning_batches::Model,
     pub jobs: Vec<provisioning_jobs::Model>,
     pub api_keys: HashMap<Uuid, String>,
+    /// The database server of each job's tenant (by tenant id), for reports per server.
+    pub servers: HashMap<Uuid, String>,
     /// For a batch that was not waited for: its run, which yields the API keys when it ends.
     pub running: Option<tokio::task::JoinHandle<HashMap<Uuid, String>>>,
 }
@@ -438,6 +441,17 @@ async fn with_jobs(
         .order_by_asc(provisioning_jobs::Column::Position)
         .all(&state.db)
         .await?;
+    let servers: HashMap<Uuid, String> = tenants::Entity::find()
+        .select_only()
+        .column(tenants::Column::Id)
+        .column(tenants::Column::ServerName)
+        .filter(tenants::Column::Id.is_in(jobs.iter().filter_map(|job| job.tenant_id)))
+        .into_tuple::<(Uuid, Option<String>)>()
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|(id, server)| (id, server.unwrap_or_else(|| CONTROL_SERVER.to_owned())))
+        .collect();
     for job in jobs {
         jobs_by_batch.entry(job.batch_id).or_default().push(job);
     }
@@ -447,6 +461,7 @@ async fn with_jobs(
             jobs: jobs_by_batch.remove(&batch.id).unwrap_or_default(),
             batch,
             api_keys: HashMap::new(),
+            servers: servers.clone(),
             running: None,
         })
         .collect())

@@ -94,7 +94,13 @@ pub async fn recover_stalled_tenants(state: &SharedState) -> anyhow::Result<usiz
     let mut recovered = 0;
     for tenant in stalled {
         let schema = registry::schema_of(&tenant);
-        let txn = state.db.begin().await?;
+        // The lock is held where the schema is being made: on the tenant's server.
+        let txn = state
+            .servers
+            .pool(tenant.server_name.as_deref())
+            .await?
+            .begin()
+            .await?;
         if !crate::tenancy::migrator::try_lock_schema(&txn, &schema).await? {
             continue;
         }

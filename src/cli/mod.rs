@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 mod batch_cli;
+mod server_cli;
 mod tenant_cli;
 
 use crate::{
@@ -38,6 +39,11 @@ pub enum Command {
     Tenants {
         #[command(subcommand)]
         action: TenantsAction,
+    },
+    /// The PostgreSQL servers tenants are placed on (the control database is `control`).
+    Servers {
+        #[command(subcommand)]
+        action: ServersAction,
     },
     /// Manage platform operators.
     Admin {
@@ -109,6 +115,41 @@ pub enum TenantsAction {
         #[arg(long = "as", value_name = "NEW_DOMAIN")]
         as_domain: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ServersAction {
+    /// Every server with its state, capacity and live tenants.
+    List,
+    /// Add a server after connecting to it; new tenants may be placed there at once.
+    Add {
+        /// 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter.
+        #[arg(long)]
+        name: String,
+        /// postgres://user:password@host:port/database. Also read from
+        /// TENANTGRAPH_SERVER_URL, which keeps the password out of the shell history.
+        #[arg(long, env = "TENANTGRAPH_SERVER_URL", hide_env_values = true)]
+        url: String,
+        /// Most live tenants placement puts there; default: no limit.
+        #[arg(long)]
+        capacity: Option<i32>,
+    },
+    /// Stop placing new tenants on a server; its tenants stay and are served.
+    Drain {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+// Not `Debug`: `Add` holds a URL with a password.
+impl std::fmt::Debug for ServersAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServersAction::List => "List",
+            ServersAction::Add { .. } => "Add",
+            ServersAction::Drain { .. } => "Drain",
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -241,6 +282,12 @@ pub async fn run(cli: Cli, roots: graphql::Roots) -> anyhow::Result<()> {
                         unreachable!("handled above")
                     }
                 }
+            })
+            .await
+        }
+        Command::Servers { action } => {
+            with_state(config, |state| async move {
+                server_cli::run(&state, action).await
             })
             .await
         }

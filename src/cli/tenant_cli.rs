@@ -12,7 +12,7 @@ use crate::{
         backup,
         migrate::{self, MigrationMode},
         migrator::{self, Target},
-        registry,
+        registry, servers,
     },
 };
 
@@ -29,9 +29,10 @@ pub async fn migrate_one(
         .context("looking the schema up in the registry")?
         .filter(|tenant| tenant.deleted_at.is_none())
         .with_context(|| format!("schema {schema} belongs to no tenant of the registry"))?;
+    let schema_db = servers::pool_of(state, &tenant).await?;
     let target = match action {
         TenantSchemaAction::Status => {
-            let status = migrator::status(&state.db, &schema).await?;
+            let status = migrator::status(&schema_db, &schema).await?;
             for name in &status.applied {
                 println!("applied  {name}");
             }
@@ -41,7 +42,7 @@ pub async fn migrate_one(
             return Ok(());
         }
         TenantSchemaAction::History => {
-            for (name, applied_at) in migrator::history(&state.db, &schema).await? {
+            for (name, applied_at) in migrator::history(&schema_db, &schema).await? {
                 let at = chrono::DateTime::from_timestamp(applied_at, 0)
                     .map(|at| at.to_rfc3339())
                     .unwrap_or_default();
@@ -51,7 +52,7 @@ pub async fn migrate_one(
         }
         TenantSchemaAction::Up { to } => parse_target(to.as_deref())?,
         TenantSchemaAction::Down { steps } => {
-            let applied = migrator::status(&state.db, &schema).await?.applied;
+            let applied = migrator::status(&schema_db, &schema).await?.applied;
             match applied.len().checked_sub(steps) {
                 Some(kept) if kept > 0 => Target::Revision(applied[kept - 1].clone()),
                 _ => Target::Base,
@@ -103,7 +104,8 @@ pub async fn reconcile(state: &SharedState) -> anyhow::Result<()> {
     let mut problems = orphans.len();
     for tenant in registry::all_live(&state.db).await? {
         let schema = registry::schema_of(&tenant);
-        let exists = migrator::schema_exists(&state.db, &schema).await?;
+        let exists =
+            migrator::schema_exists(&servers::pool_of(state, &tenant).await?, &schema).await?;
         if tenant.schema_provisioned && !exists {
             problems += 1;
             println!(

@@ -5,6 +5,7 @@ pub mod migrate;
 pub mod notify;
 pub mod pinned;
 pub mod pool;
+pub mod servers;
 pub mod share;
 pub mod statements;
 pub mod tools;
@@ -140,7 +141,7 @@ pub async fn open_pool_for(
 /// Idle time after which a pooled connection is pinged before it is handed out.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
 
-fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
+pub(crate) fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)

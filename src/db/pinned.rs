@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::{
     config::DatabasePooler,
     db::{
-        pool::{Pool, StatementObserver},
+        pool::{OwnershipTable, Pool, StatementObserver},
         share::DbSlot,
     },
     primitives::schema_name::SchemaName,
@@ -125,7 +125,7 @@ pub async fn begin_as_owner(
     // state.
     let mut guard = Unsettled(Some(conn));
     let conn = guard.0.as_mut().expect("held until settled");
-    let sql = pin_sql(db.pooler(), tenant_id, schema);
+    let sql = pin_sql(db.pooler(), db.ownership(), tenant_id, schema);
     let started = Instant::now();
     let begun =
         PgTransactionManager::begin(conn, Some(AssertSqlSafe(sql.clone()).into_sql_str())).await;
@@ -171,7 +171,15 @@ pub async fn begin_as_owner(
 /// `HAVING 1 / count(*) = 1` makes a pin the registry does not back fail (with
 /// `division_by_zero`) instead of returning no row: the result of a `BEGIN` is not read, and a
 /// failure aborts the transaction, so nothing can run unpinned in it.
-fn pin_sql(pooler: DatabasePooler, tenant_id: Uuid, schema: &SchemaName) -> String {
+///
+/// On a data server the registry is not at hand: its mirror `public.tenant_placements` (see
+/// [`crate::db::servers`]), which the control plane marks before it fences a tenant, stands in.
+fn pin_sql(
+    pooler: DatabasePooler,
+    ownership: OwnershipTable,
+    tenant_id: Uuid,
+    schema: &SchemaName,
+) -> String {
     debug_assert!(crate::primitives::schema_name::is_valid_identifier(
         schema.as_str()
     ));
@@ -181,10 +189,14 @@ fn pin_sql(pooler: DatabasePooler, tenant_id: Uuid, schema: &SchemaName) -> Stri
         DatabasePooler::PgBouncer => "DEALLOCATE ALL; SET LOCAL search_path = pg_catalog; ",
         DatabasePooler::None => "",
     };
+    let owners = match ownership {
+        OwnershipTable::Registry => "public.tenants WHERE deleted_at IS NULL AND",
+        OwnershipTable::Placements => "public.tenant_placements WHERE",
+    };
     format!(
-        "BEGIN; {reset}SELECT set_config('search_path', '{quoted}', true) FROM public.tenants \
-         WHERE id = '{tenant_id}' AND schema_name = '{name}' AND status = 'ACTIVE' \
-         AND deleted_at IS NULL HAVING 1 / count(*) = 1",
+        "BEGIN; {reset}SELECT set_config('search_path', '{quoted}', true) FROM {owners} \
+         id = '{tenant_id}' AND schema_name = '{name}' AND status = 'ACTIVE' \
+         HAVING 1 / count(*) = 1",
         quoted = schema.quoted(),
         name = schema.as_str(),
     )

@@ -36,6 +36,16 @@ pub struct Pool {
     connection: DatabaseConnection,
     pooler: DatabasePooler,
     observer: StatementObserver,
+    ownership: OwnershipTable,
+}
+
+/// Where a pin on this pool's server reads who owns a schema (see [`super::pinned`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnershipTable {
+    /// The control database: the registry, `public.tenants`.
+    Registry,
+    /// A data server: its mirror of the registry, `public.tenant_placements`.
+    Placements,
 }
 
 type MetricCallback = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send + Sync>;
@@ -69,7 +79,28 @@ impl Pool {
             connection,
             pooler,
             observer: StatementObserver::default(),
+            ownership: OwnershipTable::Registry,
         }
+    }
+
+    /// This pool with pins that prove ownership through `table`.
+    pub fn owned_through(mut self, table: OwnershipTable) -> Self {
+        self.ownership = table;
+        self
+    }
+
+    /// Where pins on this pool read who owns a schema.
+    pub fn ownership(&self) -> OwnershipTable {
+        self.ownership
+    }
+
+    /// This pool, reporting its statements to whoever hears `other`'s.
+    pub fn observed_like(mut self, other: &Pool) -> Self {
+        if let StatementObserver(Some(callback)) = &other.observer {
+            let callback = callback.clone();
+            self.set_metric_callback(move |info| callback(info));
+        }
+        self
     }
 
     /// What stands between this pool and PostgreSQL.

@@ -147,6 +147,17 @@ pub struct ProvisioningResult {
     /// then run again) by the next one.
     pub resumed: bool,
     pub duration_ms: Option<i64>,
+    /// The database server the tenant lives on (`control`: the control database); null while
+    /// it has no registry entry.
+    pub server: Option<String>,
+}
+
+/// How a batch went on one database server.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ServerBatchSummary {
+    pub server: String,
+    pub successful: i32,
+    pub failed: i32,
 }
 
 #[derive(SimpleObject, Debug, Clone)]
@@ -155,6 +166,8 @@ pub struct BatchSummary {
     pub successful: i32,
     pub failed: i32,
     pub processing_time_ms: Option<i64>,
+    /// Per database server, by name, of the tenants placed so far.
+    pub by_server: Vec<ServerBatchSummary>,
 }
 
 #[derive(SimpleObject, Debug, Clone)]
@@ -173,10 +186,13 @@ pub struct ProvisioningBatch {
 impl From<BatchReport> for ProvisioningBatch {
     fn from(report: BatchReport) -> Self {
         let batch = report.batch;
-        let results = report
+        let results: Vec<ProvisioningResult> = report
             .jobs
             .into_iter()
             .map(|job| ProvisioningResult {
+                server: job
+                    .tenant_id
+                    .and_then(|id| report.servers.get(&id).cloned()),
                 api_key: report.api_keys.get(&job.id).cloned(),
                 tenant_name: job.tenant_name,
                 domain: job.domain,
@@ -196,6 +212,26 @@ impl From<BatchReport> for ProvisioningBatch {
             (Some(started), Some(finished)) => Some((finished - started).num_milliseconds()),
             _ => None,
         };
+        // (successful, failed) per server, by name.
+        let mut counts: std::collections::BTreeMap<&str, (i32, i32)> = Default::default();
+        for result in &results {
+            if let Some(server) = &result.server {
+                let count = counts.entry(server).or_default();
+                match result.status {
+                    JobStatus::Succeeded => count.0 += 1,
+                    JobStatus::Failed => count.1 += 1,
+                    _ => {}
+                }
+            }
+        }
+        let by_server = counts
+            .into_iter()
+            .map(|(server, (successful, failed))| ServerBatchSummary {
+                server: server.to_owned(),
+                successful,
+                failed,
+            })
+            .collect();
         ProvisioningBatch {
             id: ID(batch.id.to_string()),
             kind: batch.kind.into(),
@@ -207,6 +243,7 @@ impl From<BatchReport> for ProvisioningBatch {
                 successful: batch.successful,
                 failed: batch.failed,
                 processing_time_ms,
+                by_server,
             },
             created_at: batch.created_at,
             finished_at: batch.finished_at,

@@ -7,6 +7,7 @@ mod document_cache;
 mod error_codes;
 mod operation_metrics;
 pub(crate) mod reauthorize;
+pub(crate) mod servers;
 pub mod tenant_data;
 pub(crate) mod tenants;
 pub(crate) mod webhooks;
@@ -39,6 +40,7 @@ pub struct QueryRoot<Q: ObjectType = NoQuery>(
     batch::BatchQuery,
     tenant_data::TenantDataQuery,
     webhooks::WebhookQuery,
+    servers::ServerQuery,
     Q,
 );
 
@@ -52,6 +54,7 @@ pub struct MutationRoot<M: ObjectType = EmptyMutation>(
     batch::BatchMutation,
     tenant_data::TenantDataMutation,
     webhooks::WebhookMutation,
+    servers::ServerMutation,
     M,
 );
 

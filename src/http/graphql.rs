@@ -332,7 +332,7 @@ fn request_error_status(errors: &[ServerError]) -> StatusCode {
         Some("UNAUTHENTICATED") => StatusCode::UNAUTHORIZED,
         Some("FORBIDDEN") => StatusCode::FORBIDDEN,
         Some("RATE_LIMITED") => StatusCode::TOO_MANY_REQUESTS,
-        Some("TIMEOUT") => StatusCode::SERVICE_UNAVAILABLE,
+        Some("TIMEOUT" | "SERVER_UNAVAILABLE") => StatusCode::SERVICE_UNAVAILABLE,
         Some("INTERNAL") => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }

@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use crate::{
     audit::{self, Actor},
-    db::pinned::begin_in_schema,
     error::{AppError, AppResult},
     primitives::{api_keys, permissions::parse_api_key_scope},
     state::SharedState,
@@ -25,7 +24,7 @@ use crate::{
         registry::{described_conflict, find_live, schema_of, update_registry, update_registry_in},
         run_detached,
         seed::{self, AddedRoles, SeedRole},
-        templates,
+        servers, templates,
         validation::{SettingsDraft, TenantDraft, validate_new_tenant},
     },
 };
@@ -63,23 +62,42 @@ pub async fn set_active(
     let tenant = find_live(&state.db, tenant_id).await?;
     record_tenant(&tenant);
     let (status, clear_reason) = activation(&tenant, active, "id")?;
-    let txn = state.db.begin().await?;
-    let tenant = update_registry_in(&txn, tenant.id, |row| {
-        row.status = Set(status);
-        if clear_reason {
-            row.failure_reason = Set(None);
-        }
-    })
-    .await?;
-    let sessions_ended = if active {
-        0
-    } else {
-        end_tenant_sessions(&txn, tenant.id, "tenant deactivated").await?
-    };
-    audit_activation(&txn, actor, &tenant, active, sessions_ended).await;
-    txn.commit().await?;
+    // Fenced on the tenant's server before the registry says so, released after.
+    if !active {
+        servers::mark_placement(state, &tenant, status).await?;
+    }
+    let changed = async {
+        let txn = state.db.begin().await?;
+        let changed = update_registry_in(&txn, tenant.id, |row| {
+            row.status = Set(status);
+            if clear_reason {
+                row.failure_reason = Set(None);
+            }
+        })
+        .await?;
+        let sessions_ended = if active {
+            0
+        } else {
+            end_tenant_sessions(&txn, changed.id, "tenant deactivated").await?
+        };
+        audit_activation(&txn, actor, &changed, active, sessions_ended).await;
+        txn.commit().await?;
+        AppResult::Ok(changed)
+    }
+    .await;
     state.directory.forget(tenant.id).await;
-    Ok(tenant)
+    match changed {
+        Ok(changed) => {
+            servers::mark_placement(state, &changed, changed.status).await?;
+            Ok(changed)
+        }
+        Err(err) => {
+            // The registry kept its word: so does the fence (best effort; a tenant fenced
+            // meanwhile is refused, never let through).
+            let _ = servers::mark_placement(state, &tenant, tenant.status).await;
+            Err(err)
+        }
+    }
 }
 
 /// The status that turning `tenant` on or off gives it, and whether its `failureReason` goes.
@@ -148,15 +166,27 @@ pub async fn delete(
     let task_tenant = tenant.clone();
     let task_tenant_id = tenant.id;
     let result: AppResult<()> = run_detached("delete", async move {
+        // On another server: fenced there (or dropped with its schema) before the registry
+        // lets go of it.
+        let placed_elsewhere = task_tenant.server_name.is_some();
+        if placed_elsewhere {
+            if drop_schema {
+                servers::drop_placed_schema(&task_state, &task_tenant).await?;
+            } else {
+                servers::mark_placement(&task_state, &task_tenant, TenantStatus::Inactive).await?;
+            }
+        }
         let txn = task_state.db.begin().await?;
         let sessions_ended = end_tenant_sessions(&txn, task_tenant.id, "tenant deleted").await?;
         let deleted = if drop_schema {
-            migrator::lock_schema(&txn, &schema).await?;
-            txn.execute_unprepared(&format!(
-                "DROP SCHEMA IF EXISTS {} CASCADE",
-                schema.quoted()
-            ))
-            .await?;
+            if !placed_elsewhere {
+                migrator::lock_schema(&txn, &schema).await?;
+                txn.execute_unprepared(&format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE",
+                    schema.quoted()
+                ))
+                .await?;
+            }
             tenants::Entity::delete_by_id(task_tenant.id)
                 .exec(&txn)
                 .await?;
@@ -369,10 +399,17 @@ pub async fn update_noting(
     let current = find_live(&state.db, tenant_id).await.map_err(|e| vec![e])?;
     record_tenant(&current);
     // The outer error is a failure of the change; the inner one input refused before it.
+    // Deactivated: fenced on the tenant's server before the registry says so.
+    if patch.active == Some(false) {
+        servers::mark_placement(state, &current, TenantStatus::Inactive)
+            .await
+            .map_err(|e| vec![e])?;
+    }
     let updated: AppResult<Result<_, Vec<AppError>>> = async {
         // Pinned to the tenant's schema for its roles; the registry is named with its schema.
-        let txn = begin_in_schema(&state.db, &schema_of(&current)).await?;
-        let current = lock_live(&txn, tenant_id).await?;
+        let (txn, elsewhere) = servers::begin_placed(state, &current).await?;
+        let registry = elsewhere.as_ref().unwrap_or(&txn);
+        let current = lock_live(registry, tenant_id).await?;
         let prefix = &state.config.tenant_schema_prefix;
         let valid = match validate_new_tenant(&patched_draft(&current, &patch), prefix) {
             Ok(valid) => valid,
@@ -385,7 +422,7 @@ pub async fn update_noting(
             },
             None => None,
         };
-        let tenant = update_registry_in(&txn, tenant_id, |row| {
+        let tenant = update_registry_in(registry, tenant_id, |row| {
             row.tenant_name = Set(valid.tenant_name);
             row.domain = Set(valid.domain);
             row.email = Set(valid.email);
@@ -406,7 +443,9 @@ pub async fn update_noting(
         })
         .await?;
         let sessions_ended = match activation {
-            Some((false, ..)) => end_tenant_sessions(&txn, tenant_id, "tenant deactivated").await?,
+            Some((false, ..)) => {
+                end_tenant_sessions(registry, tenant_id, "tenant deactivated").await?
+            }
             _ => 0,
         };
         let undo = Undo {
@@ -415,19 +454,26 @@ pub async fn update_noting(
             roles: seed::add_roles(&txn, &patch.roles).await?,
         };
         if let Some(statement) = note(&undo) {
-            txn.execute_raw(statement).await?;
+            registry.execute_raw(statement).await?;
         }
         // Audited in the change's transaction: a job resumed after a stop never audits twice.
         let detail = json!({ "rolesAdded": undo.roles.created });
-        audit::tenant_success(&txn, actor, "tenant.update", &tenant, detail).await;
+        audit::tenant_success(registry, actor, "tenant.update", &tenant, detail).await;
         if let Some((active, ..)) = activation.filter(|_| tenant.status != current.status) {
-            audit_activation(&txn, actor, &tenant, active, sessions_ended).await;
+            audit_activation(registry, actor, &tenant, active, sessions_ended).await;
         }
-        txn.commit().await?;
+        servers::commit_placed(txn, elsewhere, &tenant).await?;
         state.directory.forget(tenant_id).await;
         Ok(Ok((tenant, undo)))
     }
     .await;
+    // The fence follows what the registry says now, whatever became of the change.
+    if current.server_name.is_some() {
+        let now = find_live(&state.db, tenant_id).await.map_err(|e| vec![e])?;
+        servers::mark_placement(state, &now, now.status)
+            .await
+            .map_err(|e| vec![e])?;
+    }
     match updated {
         Ok(Ok(updated)) => Ok(updated),
         Ok(Err(faults)) => Err(faults),
@@ -461,10 +507,14 @@ pub async fn undo(
     record_tenant(&current);
     let (before, after) = (&undo.before, &undo.after);
     let status = TenantStatus::try_from_value(&before.status).map_err(AppError::from)?;
-    let txn = begin_in_schema(&state.db, &schema_of(&current)).await?;
-    let now = Changeable::of(&lock_live(&txn, tenant_id).await?);
+    if status != TenantStatus::Active {
+        servers::mark_placement(state, &current, status).await?;
+    }
+    let (txn, elsewhere) = servers::begin_placed(state, &current).await?;
+    let registry = elsewhere.as_ref().unwrap_or(&txn);
+    let now = Changeable::of(&lock_live(registry, tenant_id).await?);
     let mut kept = Vec::new();
-    let tenant = update_registry_in(&txn, tenant_id, |row| {
+    let tenant = update_registry_in(registry, tenant_id, |row| {
         if now.settings == after.settings {
             row.settings = Set(before.settings.clone());
         } else {
@@ -485,8 +535,8 @@ pub async fn undo(
     .await?;
     seed::remove_roles(&txn, &undo.roles).await?;
     let detail = json!({ "undone": true, "changedSince": kept });
-    audit::tenant_success(&txn, actor, "tenant.update", &tenant, detail).await;
-    txn.commit().await?;
+    audit::tenant_success(registry, actor, "tenant.update", &tenant, detail).await;
+    servers::commit_placed(txn, elsewhere, &tenant).await?;
     state.directory.forget(tenant_id).await;
     Ok(())
 }
@@ -529,5 +579,6 @@ fn patched_draft(current: &tenants::Model, patch: &TenantPatch) -> TenantDraft {
         // The key's scope changes only with the key (`rotateApiKey`).
         api_key_permissions: None,
         template: None,
+        server: None,
     }
 }

@@ -38,6 +38,7 @@ use crate::{
     tenancy::{
         TenantStatus, guard, health, migrator,
         registry::{self, find_by_schema, schema_of},
+        servers,
         validation::is_valid_domain,
     },
 };
@@ -111,7 +112,21 @@ async fn write_backup(
     tenant: &tenants::Model,
     out: &Path,
 ) -> anyhow::Result<BackedUp> {
-    let db = &state.db;
+    // Dumped from the tenant's own server.
+    let db = &servers::pool_of(state, tenant).await?;
+    let server_tools;
+    let tools = match tenant.server_name.as_deref() {
+        Some(server) => {
+            let url = servers::url_of(&state.db, server).await?;
+            server_tools = PgTools::find(
+                state.config.pg_bin.as_deref(),
+                secrecy::ExposeSecret::expose_secret(&url),
+            )
+            .await?;
+            &server_tools
+        }
+        None => tools,
+    };
     let schema = schema_of(tenant);
     ensure!(
         migrator::schema_exists(db, &schema).await?,
@@ -127,16 +142,19 @@ async fn write_backup(
     create_private(&dump).await?;
     let (txn, migrations) = migrator::begin_locked(db, &schema).await?;
     let revision = migrations.current_revision().map(str::to_owned);
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT to_jsonb(t) - 'api_key_hash' AS registry_row FROM public.tenants t \
-             WHERE id = $1 AND deleted_at IS NULL",
-            [tenant.id.into()],
-        ))
-        .await?
-        .context("the tenant was deleted meanwhile")?
-        .try_get::<Value>("", "registry_row")?;
+    let registry_row = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT to_jsonb(t) - 'api_key_hash' AS registry_row FROM public.tenants t \
+         WHERE id = $1 AND deleted_at IS NULL",
+        [tenant.id.into()],
+    );
+    // Read under the schema's lock: in its transaction when the registry is on the same server.
+    let row = match tenant.server_name {
+        None => txn.query_one_raw(registry_row).await?,
+        Some(_) => state.db.query_one_raw(registry_row).await?,
+    }
+    .context("the tenant was deleted meanwhile")?
+    .try_get::<Value>("", "registry_row")?;
     let output = tools
         .command("pg_dump")
         .args([
@@ -185,7 +203,7 @@ async fn write_backup(
         .with_context(|| format!("could not write {}", out.display()))?;
     let bytes = tokio::fs::metadata(out).await?.len();
     audit::tenant_success(
-        db,
+        &state.db,
         &Actor::system(),
         "tenant.backup",
         tenant,
@@ -304,6 +322,8 @@ async fn restore_file(
         ("pending_roles", Value::Null),
         ("deleted_at", Value::Null),
         ("updated_at", json!(now)),
+        // Restored onto the control database, wherever it lived before.
+        ("server_name", Value::Null),
     ] {
         fields.insert(field.to_owned(), value);
     }

@@ -92,6 +92,13 @@ fn refuse_unclonable(source: &tenants::Model) -> Result<(), String> {
             source.status.as_db()
         ));
     }
+    // A clone is built with one read of its source, in one transaction on the control database.
+    if source.server_name.is_some() {
+        return Err(
+            "only a tenant on the control database can be cloned; the source lives on another database server"
+                .into(),
+        );
+    }
     Ok(())
 }
 

@@ -47,6 +47,8 @@ pub struct TenantEntry {
     pub api_key_scope: Vec<Permission>,
     /// The tenant's own `settings.limits.requestsPerMinute`, overriding the server's default.
     pub requests_per_minute: Option<NonZeroU32>,
+    /// The database server its schema lives on; `None` is the control database.
+    pub server: Option<Arc<str>>,
 }
 
 impl TenantEntry {
@@ -69,6 +71,7 @@ impl From<&tenants::Model> for TenantEntry {
                 .and_then(|limits| limits.requests_per_minute)
                 .and_then(|n| u32::try_from(n).ok())
                 .and_then(NonZeroU32::new),
+            server: tenant.server_name.as_deref().map(Arc::from),
         }
     }
 }

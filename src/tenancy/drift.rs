@@ -26,9 +26,11 @@ use uuid::Uuid;
 use crate::{
     error::AppResult,
     primitives::schema_name::SchemaName,
+    state::AppState,
     tenancy::{
         migrator::{self, Target},
         registry::{self, schema_of},
+        servers,
     },
 };
 
@@ -136,16 +138,15 @@ pub async fn tenant_drift(
     })
 }
 
-/// Checks every live tenant, at most `concurrency` at a time (each check holds one connection).
-pub async fn fleet_report(
-    db: &(impl TransactionTrait<Transaction = DatabaseTransaction> + ConnectionTrait),
-    concurrency: usize,
-) -> AppResult<DriftReport> {
-    let tenants = registry::all_live(db).await?;
+/// Checks every live tenant on its own server, at most `concurrency` at a time (each check
+/// holds one connection).
+pub async fn fleet_report(state: &AppState, concurrency: usize) -> AppResult<DriftReport> {
+    let tenants = registry::all_live(&state.db).await?;
     let checked = tenants.len();
     let mut drifts: Vec<(usize, TenantDrift)> = stream::iter(tenants.into_iter().enumerate())
         .map(|(position, tenant)| async move {
-            tenant_drift(db, &tenant)
+            let db = servers::pool_of(state, &tenant).await?;
+            tenant_drift(&db, &tenant)
                 .await
                 .map(|drift| (position, drift))
         })

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     audit::{self, Actor},
-    db::pinned::{begin_in_schema, run_script},
+    db::pinned::run_script,
     error::{AppError, AppResult},
     primitives::schema_name::SchemaName,
     state::SharedState,
@@ -28,6 +28,7 @@ use crate::{
         },
         rendered, run_detached,
         seed::{PendingAdmin, SeedRole, seed_schema},
+        servers,
     },
     webhooks::{Event, outbox},
 };
@@ -47,10 +48,11 @@ pub async fn provision_schema(
     let tenant = find_live(&state.db, tenant_id).await?;
     record_tenant(&tenant);
     let schema = schema_of(&tenant);
-    let task_state = state.clone();
     let task_schema = schema.clone();
+    let schema_db = servers::pool_of(state, &tenant).await?;
+    let task_db = schema_db.clone();
     let result = run_detached("schema", async move {
-        let txn = task_state.db.begin().await?;
+        let txn = task_db.begin().await?;
         migrator::lock_schema(&txn, &task_schema).await?;
         let exists = migrator::schema_exists(&txn, &task_schema).await?;
         if exists && force_recreate {
@@ -91,6 +93,7 @@ pub async fn provision_schema(
         }
     })
     .await?;
+    servers::mark_placement(state, &tenant, tenant.status).await?;
     audit::tenant_success(
         &state.db,
         actor,
@@ -99,7 +102,7 @@ pub async fn provision_schema(
         json!({ "created": created, "forceRecreate": force_recreate }),
     )
     .await;
-    let migrations = migrator::status(&state.db, &schema).await?;
+    let migrations = migrator::status(&schema_db, &schema).await?;
     Ok((tenant, migrations))
 }
 
@@ -121,7 +124,11 @@ pub async fn run_migrations(
     let tenant = find_live(&state.db, tenant_id).await?;
     record_tenant(&tenant);
     let schema = schema_of(&tenant);
-    if !migrator::schema_exists(&state.db, &schema).await? {
+    let schema_db = servers::pool_of(state, &tenant).await?;
+    if !migrator::schema_exists(&schema_db, &schema)
+        .await
+        .map_err(|err| state.servers.failed(tenant.server_name.as_deref(), err))?
+    {
         return Err(AppError::bad_input(
             "tenantId",
             "the tenant's schema is not provisioned; run provisionSchema first",
@@ -132,7 +139,7 @@ pub async fn run_migrations(
     let result = run_detached("migration", async move {
         match mode {
             MigrationMode::Stepwise => {
-                let migrated = migrator::migrate_to(&task_state.db, &schema, &target).await;
+                let migrated = migrator::migrate_to(&schema_db, &schema, &target).await;
                 let (reached, succeeded_by) = match &migrated {
                     Ok(reached) => (reached.clone(), Some(&task_actor)),
                     Err(failure) => (failure.reached.clone(), None),
@@ -221,12 +228,15 @@ async fn migrate_whole(
             )),
         )
     };
-    if let Some(moved) = migrate_in_one_trip(state, actor, tenant, schema, target).await {
+    // One round trip holds the registry's record with the steps: on the control database only.
+    if tenant.server_name.is_none()
+        && let Some(moved) = migrate_in_one_trip(state, actor, tenant, schema, target).await
+    {
         return moved;
     }
-    let txn = match state.db.begin().await {
-        Ok(txn) => txn,
-        Err(err) => return not_started(err),
+    let (txn, elsewhere) = match servers::begin_placed(state, tenant).await {
+        Ok(begun) => begun,
+        Err(err) => return not_started(sea_orm::DbErr::Custom(err.client_message().0)),
     };
     if let Err(err) = migrator::pin_and_lock(&txn, schema).await {
         return not_started(err);
@@ -245,16 +255,19 @@ async fn migrate_whole(
         }
     };
     let recorded = async {
-        let tenant = record_revision_in(&txn, tenant, &reached)
+        let registry = elsewhere.as_ref().unwrap_or(&txn);
+        let tenant = record_revision_in(registry, tenant, &reached)
             .await
             .map_err(|e| (Step::Register, e))?;
         let tenant = if reached.at_head() {
-            activate_in(&txn, schema, &tenant, &Progress::none()).await?
+            activate_in(&txn, registry, schema, &tenant, &Progress::none()).await?
         } else {
             tenant
         };
-        audit_migrated(&txn, actor, &tenant, &reached).await;
-        txn.commit().await.map_err(|e| (Step::Register, e.into()))?;
+        audit_migrated(registry, actor, &tenant, &reached).await;
+        servers::commit_placed(txn, elsewhere, &tenant)
+            .await
+            .map_err(|e| (Step::Register, e))?;
         Ok(tenant)
     }
     .await;
@@ -353,21 +366,24 @@ async fn finish_when_at_head(
 ) -> Result<tenants::Model, (Step, AppError)> {
     let schema = schema_of(tenant);
     let in_txn = async {
-        let txn = begin_in_schema(&state.db, &schema)
+        let (txn, elsewhere) = servers::begin_placed(state, tenant)
             .await
-            .map_err(|e| (Step::Register, e.into()))?;
-        let tenant = record_revision_in(&txn, tenant, migrations)
+            .map_err(|e| (Step::Register, e))?;
+        let registry = elsewhere.as_ref().unwrap_or(&txn);
+        let tenant = record_revision_in(registry, tenant, migrations)
             .await
             .map_err(|e| (Step::Register, e))?;
         let tenant = if migrations.at_head() {
-            activate_in(&txn, &schema, &tenant, &Progress::none()).await?
+            activate_in(&txn, registry, &schema, &tenant, &Progress::none()).await?
         } else {
             tenant
         };
         if let Some(actor) = succeeded_by {
-            audit_migrated(&txn, actor, &tenant, migrations).await;
+            audit_migrated(registry, actor, &tenant, migrations).await;
         }
-        txn.commit().await.map_err(|e| (Step::Register, e.into()))?;
+        servers::commit_placed(txn, elsewhere, &tenant)
+            .await
+            .map_err(|e| (Step::Register, e))?;
         Ok(tenant)
     };
     let result = in_txn.await;
@@ -409,10 +425,12 @@ fn revision_change(
 }
 
 /// Seeds, verifies and activates a tenant that is still being set up, inside `txn` (pinned to
-/// its schema, migrated to head), and announces it provisioned. Active and deactivated tenants
-/// are left as they are.
+/// its schema, migrated to head), and announces it provisioned, in `registry` (the same
+/// transaction, or the control database's when the tenant lives on another server). Active and
+/// deactivated tenants are left as they are.
 pub(super) async fn activate_in(
     txn: &DatabaseTransaction,
+    registry: &DatabaseTransaction,
     schema: &SchemaName,
     tenant: &tenants::Model,
     progress: &Progress,
@@ -452,7 +470,7 @@ pub(super) async fn activate_in(
             )),
         ));
     }
-    let activated = update_registry_in(txn, tenant.id, |row| {
+    let activated = update_registry_in(registry, tenant.id, |row| {
         row.status = Set(TenantStatus::Active);
         row.pending_admin = Set(None);
         row.pending_roles = Set(None);
@@ -461,7 +479,7 @@ pub(super) async fn activate_in(
     .await
     .map_err(|e| (Step::Verify, e))?;
     outbox::enqueue(
-        txn,
+        registry,
         Event::TenantProvisioned,
         outbox::tenant_data(&activated),
     )
@@ -486,7 +504,13 @@ pub async fn migration_status(
 ) -> AppResult<(tenants::Model, bool, SchemaMigrations)> {
     let tenant = find_live(&state.db, tenant_id).await?;
     let schema = schema_of(&tenant);
-    let exists = migrator::schema_exists(&state.db, &schema).await?;
-    let migrations = migrator::status(&state.db, &schema).await?;
+    let schema_db = servers::pool_of(state, &tenant).await?;
+    let server = tenant.server_name.as_deref();
+    let exists = migrator::schema_exists(&schema_db, &schema)
+        .await
+        .map_err(|err| state.servers.failed(server, err))?;
+    let migrations = migrator::status(&schema_db, &schema)
+        .await
+        .map_err(|err| state.servers.failed(server, err))?;
     Ok((tenant, exists, migrations))
 }

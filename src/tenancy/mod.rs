@@ -32,6 +32,7 @@ pub mod provision;
 pub mod registry;
 pub mod rendered;
 pub mod seed;
+pub mod servers;
 pub mod templates;
 pub mod validation;
 

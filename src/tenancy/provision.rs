@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     audit::{self, Actor},
+    db::servers::CONTROL_SERVER,
     error::{AppError, AppResult},
     primitives::api_keys,
     state::SharedState,
@@ -25,6 +26,7 @@ use crate::{
         registry::{described_conflict, find_by_schema, schema_of, update_registry_in},
         run_detached,
         seed::{PendingAdmin, SeedRole},
+        servers,
         validation::ValidTenant,
     },
 };
@@ -98,8 +100,29 @@ async fn create_to_the_end(
     valid: ValidTenant,
     options: ProvisionOptions,
 ) -> AppResult<Created> {
+    // A clone is built in one transaction with a read of its source, which lives on the control
+    // database (`clone::check_source`): it goes there too.
+    let placed = match (&options.clone_from, valid.server.as_deref()) {
+        (Some(_), None | Some(CONTROL_SERVER)) => Ok(None),
+        (Some(_), Some(_)) => Err(AppError::bad_input(
+            "server",
+            "a clone is placed on its source's server, the control database",
+        )),
+        (None, requested) => servers::place(state, requested, "server").await,
+    };
+    let server = match placed {
+        Ok(server) => server,
+        Err(err) => {
+            audit::failure(&state.db, actor, "tenant.create", None, &err).await;
+            return Err(err);
+        }
+    };
     let db = &state.db;
-    if migrator::schema_exists(db, &valid.schema).await?
+    // A schema of that name on the tenant's server that no tenant owns is never reused.
+    let schema_db = state.servers.pool(server.as_deref()).await?;
+    if migrator::schema_exists(&schema_db, &valid.schema)
+        .await
+        .map_err(|err| state.servers.failed(server.as_deref(), err))?
         && find_by_schema(db, &valid.schema).await?.is_none()
     {
         let err = AppError::conflict(
@@ -147,6 +170,7 @@ async fn create_to_the_end(
         api_key_prefix: Set(Some(key.display_prefix)),
         api_key_created_at: Set(Some(now)),
         api_key_permissions: Set(json!(valid.api_key_permissions)),
+        server_name: Set(server),
         ..Default::default()
     };
     let progress = &options.progress;
@@ -313,11 +337,29 @@ async fn provision(
         .as_ref()
         .is_some_and(HeldSource::include_data)
         .then_some(IsolationLevel::RepeatableRead);
-    let txn = state
-        .db
+    // The schema's server; the registry's changes go with the schema's transaction when that
+    // is the control database, else into a transaction there committed right after it.
+    let server = tenant.server_name.as_deref();
+    let schema_db = state
+        .servers
+        .pool(server)
+        .await
+        .map_err(fail(Step::CreateSchema, false))?;
+    let txn = schema_db
         .begin_with_config(isolation, None)
         .await
-        .map_err(|e| fail(Step::CreateSchema, false)(e.into()))?;
+        .map_err(|e| fail(Step::CreateSchema, false)(state.servers.failed(server, e)))?;
+    let elsewhere = match server {
+        Some(_) => Some(
+            state
+                .db
+                .begin()
+                .await
+                .map_err(|e| fail(Step::CreateSchema, false)(e.into()))?,
+        ),
+        None => None,
+    };
+    let registry = elsewhere.as_ref().unwrap_or(&txn);
     txn.execute_unprepared(&format!("CREATE SCHEMA {}", schema.quoted()))
         .await
         .map_err(|e| fail(Step::CreateSchema, false)(e.into()))?;
@@ -344,18 +386,20 @@ async fn provision(
         None
     };
     let tenant = match &migrations {
-        Some(migrations) => record_revision_in(&txn, tenant, migrations)
+        Some(migrations) => record_revision_in(registry, tenant, migrations)
             .await
             .map_err(fail(Step::Register, false))?,
         None => tenant.clone(),
     };
     let tenant = match &migrations {
-        Some(migrations) if migrations.at_head() => activate_in(&txn, &schema, &tenant, progress)
-            .await
-            .map_err(|(step, e)| fail(step, false)(e))?,
+        Some(migrations) if migrations.at_head() => {
+            activate_in(&txn, registry, &schema, &tenant, progress)
+                .await
+                .map_err(|(step, e)| fail(step, false)(e))?
+        }
         // Below head (not migrated, or cloned from a source below head): set up once a
         // migration takes it to head.
-        _ => update_registry_in(&txn, tenant.id, |row| {
+        _ => update_registry_in(registry, tenant.id, |row| {
             row.schema_provisioned = Set(true);
             row.status = Set(TenantStatus::Pending);
         })
@@ -371,11 +415,12 @@ async fn provision(
     }
     // Recorded with what it records: a crash never leaves a tenant without its audit row, and
     // running the job again never adds a second one.
-    audit::tenant_success(&txn, actor, "tenant.create", &tenant, detail).await;
+    audit::tenant_success(registry, actor, "tenant.create", &tenant, detail).await;
     // Whether a failed commit took effect is unknown: the undo drops the schema if it is there.
-    txn.commit()
+    // On another server, what the tenant's pins there check is written with its schema.
+    servers::commit_placed(txn, elsewhere, &tenant)
         .await
-        .map_err(|e| fail(Step::Verify, true)(e.into()))?;
+        .map_err(fail(Step::Verify, true))?;
     state.directory.forget(tenant.id).await;
     Ok((tenant, migrations))
 }
@@ -395,8 +440,11 @@ async fn undo_provisioning(
     if state.config.enable_rollback {
         let err = provisioning_failed(failure, true);
         let removed = async {
+            if failure.schema_created && tenant.server_name.is_some() {
+                servers::drop_placed_schema(state, tenant).await?;
+            }
             let txn = db.begin().await?;
-            if failure.schema_created {
+            if failure.schema_created && tenant.server_name.is_none() {
                 txn.execute_unprepared(&format!(
                     "DROP SCHEMA IF EXISTS {} CASCADE",
                     schema.quoted()
@@ -405,7 +453,8 @@ async fn undo_provisioning(
             }
             tenants::Entity::delete_by_id(tenant.id).exec(&txn).await?;
             audit::failure(&txn, actor, "tenant.create", Some(tenant.id), &err).await;
-            txn.commit().await
+            txn.commit().await?;
+            AppResult::Ok(())
         }
         .await;
         match removed {

@@ -51,6 +51,9 @@ pub struct TenantDraft {
     /// A template's name, to apply it whatever the tenant's type ([`super::templates`]).
     #[serde(default)]
     pub template: Option<String>,
+    /// The database server to place the tenant on; `None`: chosen ([`super::servers::place`]).
+    #[serde(default)]
+    pub server: Option<String>,
 }
 
 impl TenantDraft {
@@ -131,6 +134,8 @@ pub struct ValidTenant {
     pub admin: Option<ValidAdmin>,
     /// The API key's scope: known permission codes, in their usual order.
     pub api_key_permissions: Vec<String>,
+    /// The database server asked for (checked when the tenant is placed).
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -339,6 +344,12 @@ pub fn validate_new_tenant(
             settings,
             admin,
             api_key_permissions,
+            server: draft
+                .server
+                .as_deref()
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned),
         }),
         _ => Err(faults.0),
     }

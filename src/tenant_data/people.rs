@@ -65,7 +65,7 @@ pub async fn page(
                 .add(lower(person::Column::Email).like(pattern())),
         );
     }
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let total_count = if with_total {
         Some(
             person::Entity::find()
@@ -109,7 +109,7 @@ pub async fn find(
     tenant: &TenantContext,
     id: Uuid,
 ) -> AppResult<Option<person::Model>> {
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let found = person::Entity::find_by_id(id).one(&txn).await?;
     end_read(txn);
     Ok(found)
@@ -126,7 +126,7 @@ pub async fn create(
         ..Default::default()
     };
     apply(&mut row, fields, true)?;
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let created = person::Entity::insert(row)
         .exec_with_returning(&txn)
         .await?;
@@ -146,7 +146,7 @@ pub async fn update(
         ..Default::default()
     };
     apply(&mut row, fields, false)?;
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let updated = match row.update(&txn).await {
         Ok(updated) => updated,
         Err(sea_orm::DbErr::RecordNotUpdated) => return Err(AppError::not_found("no such person")),
@@ -157,7 +157,7 @@ pub async fn update(
 }
 
 pub async fn delete(state: &AppState, tenant: &TenantContext, id: Uuid) -> AppResult<()> {
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let deleted = person::Entity::delete_by_id(id).exec(&txn).await?;
     txn.commit().await?;
     if deleted.rows_affected == 0 {

@@ -12,7 +12,7 @@ pub struct RoleWithPermissions {
 }
 
 pub async fn list(state: &AppState, tenant: &TenantContext) -> AppResult<Vec<RoleWithPermissions>> {
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let roles = roles::Entity::find()
         .order_by_asc(roles::Column::Id)
         .all(&txn)

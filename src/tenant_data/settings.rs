@@ -14,7 +14,7 @@ use crate::{
 };
 
 pub async fn get(state: &AppState, tenant: &TenantContext) -> AppResult<tenant_settings::Model> {
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let settings = tenant_settings::Entity::find_by_id(true).one(&txn).await?;
     end_read(txn);
     settings.ok_or_else(|| AppError::not_found("the tenant's settings are not seeded"))
@@ -60,7 +60,7 @@ pub async fn update(
             return Err(unprefixed(faults.remove(0)));
         }
     }
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let current = tenant_settings::Entity::find_by_id(true)
         .lock_exclusive()
         .one(&txn)

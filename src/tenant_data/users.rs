@@ -48,7 +48,7 @@ pub struct UserChanges {
 }
 
 pub async fn list(state: &AppState, tenant: &TenantContext) -> AppResult<Vec<User>> {
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let users = with_status(
         users::Entity::find()
             .find_also_related(user_statuses::Entity)
@@ -67,7 +67,7 @@ pub async fn by_ids(
     tenant: &TenantContext,
     ids: &[Uuid],
 ) -> AppResult<Vec<User>> {
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let users = with_status(
         users::Entity::find()
             .find_also_related(user_statuses::Entity)
@@ -85,7 +85,7 @@ pub async fn roles_of(
     tenant: &TenantContext,
     ids: &[Uuid],
 ) -> AppResult<HashMap<Uuid, Vec<String>>> {
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let rows: Vec<(Uuid, String)> = user_roles::Entity::find()
         .select_only()
         .column(user_roles::Column::UserId)
@@ -119,7 +119,7 @@ pub async fn create(state: &AppState, tenant: &TenantContext, new: NewUser) -> A
         }
         None => None,
     };
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let status_id = status_id(&txn, status).await?;
     let role_ids = role_ids(&txn, "roles", &new.roles).await?;
     let user = users::Entity::insert(users::ActiveModel {
@@ -166,7 +166,7 @@ pub async fn update(
         None => None,
     };
     let narrows_access = changes.status.is_some() || password_hash.is_some();
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let mut row = users::ActiveModel {
         id: sea_orm::ActiveValue::Unchanged(id),
         updated_at: Set(Utc::now().fixed_offset()),
@@ -195,8 +195,9 @@ pub async fn update(
     Ok(user)
 }
 
-/// Commits a change to user `id`'s access and announces it: published in the transaction for
-/// the other servers, applied here once committed.
+/// Commits a change to user `id`'s access and announces it: published for the other servers
+/// (in the transaction when the tenant lives on the control database, whose notifications they
+/// listen to; else there right after the commit), applied here once committed.
 async fn commit_user_change(
     state: &AppState,
     tenant: &TenantContext,
@@ -207,8 +208,13 @@ async fn commit_user_change(
         tenant: tenant.tenant.id,
         id,
     };
-    notify::publish(&txn, &event).await?;
-    txn.commit().await?;
+    if tenant.tenant.server.is_none() {
+        notify::publish(&txn, &event).await?;
+        txn.commit().await?;
+    } else {
+        txn.commit().await?;
+        notify::publish(&state.db, &event).await?;
+    }
     access::announce(state, event).await;
     Ok(())
 }
@@ -250,7 +256,7 @@ async fn change_role(
     let mut faults = Faults::default();
     check_role_names(&mut faults, "role", &names);
     faults.finish()?;
-    let txn = tenant.begin(&state.db).await?;
+    let txn = tenant.begin(state).await?;
     let user = fetch(&txn, user_id).await?;
     let role_ids = role_ids(&txn, "role", &names).await?;
     match change {

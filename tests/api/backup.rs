@@ -47,7 +47,7 @@ fn path(file: &Path) -> &str {
 }
 
 /// The API key a restore printed.
-fn printed_key(out: &str) -> String {
+pub(crate) fn printed_key(out: &str) -> String {
     out.lines()
         .find_map(|line| line.trim().strip_prefix("API key (shown only now): "))
         .unwrap_or_else(|| panic!("no key in {out}"))

@@ -91,14 +91,7 @@ async fn test_server() -> &'static TestServer {
                     parsed.to_string().replace("DBNAME", "{db}")
                 }
                 Err(_) => {
-                    // TEST_CLUSTER_DIR (CI uses a fresh one), else under /tmp, which the
-                    // unprivileged server user can always reach.
-                    let data_dir = std::env::var_os("TEST_CLUSTER_DIR")
-                        .map(std::path::PathBuf::from)
-                        .unwrap_or_else(|| {
-                            std::env::temp_dir()
-                                .join(format!("tenantgraph-tests-{}", nix::unistd::geteuid()))
-                        });
+                    let data_dir = cluster_root();
                     let cluster = EmbeddedPostgres::start(EmbeddedOptions {
                         data_dir,
                         pg_bin: std::env::var_os("PG_BIN").map(Into::into),
@@ -117,6 +110,69 @@ async fn test_server() -> &'static TestServer {
             };
             server.template = ensure_template(&server).await;
             server
+        })
+        .await
+}
+
+/// Where test clusters live: TEST_CLUSTER_DIR (CI uses a fresh one), else under /tmp, which the
+/// unprivileged server user can always reach.
+pub fn cluster_root() -> std::path::PathBuf {
+    std::env::var_os("TEST_CLUSTER_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("tenantgraph-tests-{}", nix::unistd::geteuid()))
+        })
+}
+
+/// A second PostgreSQL cluster beside the first, for tenants placed on another server: its own
+/// data dir (`second` under the cluster root), its own port on 127.0.0.1, `wal_level=logical`.
+/// Shared by the tests of a run like the first, and left running for the next.
+static SECOND_SERVER: OnceCell<String> = OnceCell::const_new();
+
+/// Starts (or adopts) a cluster under `data_dir`, running with `wal_level=logical`.
+pub async fn start_logical_cluster(data_dir: std::path::PathBuf) -> EmbeddedPostgres {
+    let options = EmbeddedOptions {
+        data_dir,
+        pg_bin: std::env::var_os("PG_BIN").map(Into::into),
+    };
+    let cluster = EmbeddedPostgres::start(options.clone())
+        .await
+        .expect("a second test cluster starts");
+    let admin = db::open_pool(&cluster.url("postgres"), 1).await.unwrap();
+    let level: String = admin
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('wal_level')",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    if level == "logical" {
+        admin.close().await.unwrap();
+        return cluster;
+    }
+    // Takes effect at the next start (postgresql.auto.conf outlives the settings file).
+    admin
+        .execute_unprepared("ALTER SYSTEM SET wal_level = 'logical'")
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    cluster.stop().await.unwrap();
+    EmbeddedPostgres::start(options)
+        .await
+        .expect("the cluster starts again with wal_level=logical")
+}
+
+async fn second_server() -> &'static str {
+    SECOND_SERVER
+        .get_or_init(|| async {
+            let cluster = start_logical_cluster(cluster_root().join("second")).await;
+            let pattern = cluster.url("{db}");
+            // Left running for the other test processes; the next run adopts it.
+            std::mem::forget(cluster);
+            pattern
         })
         .await
 }
@@ -230,6 +286,28 @@ impl TestDatabase {
             url: server.url(&name),
             name,
             maintenance_url: Some(server.url("postgres")),
+        }
+    }
+
+    /// A fresh, empty database on the second cluster: a data server to add.
+    pub async fn create_on_second_server() -> TestDatabase {
+        Self::create_empty(second_server().await).await
+    }
+
+    /// A fresh, empty database on the server of `url_pattern` (`{db}` where a name goes).
+    pub async fn create_empty(url_pattern: &str) -> TestDatabase {
+        let name = format!("server_{}", uuid::Uuid::new_v4().simple());
+        let maintenance = url_pattern.replace("{db}", "postgres");
+        let admin = db::open_pool(&maintenance, 1).await.unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        TestDatabase {
+            url: url_pattern.replace("{db}", &name),
+            name,
+            maintenance_url: Some(maintenance),
         }
     }
 
@@ -470,8 +548,20 @@ impl TestApp {
     }
 
     pub async fn with_tenant(&self, domain: &str) -> TestTenant {
-        let operator = self.operator_token().await;
+        self.with_tenant_from(tenant_input(domain)).await
+    }
+
+    /// [`TestApp::with_tenant`] placed on the database server `server`.
+    pub async fn with_tenant_on(&self, domain: &str, server: &str) -> TestTenant {
         let mut input = tenant_input(domain);
+        input["server"] = json!(server);
+        self.with_tenant_from(input).await
+    }
+
+    async fn with_tenant_from(&self, mut input: Value) -> TestTenant {
+        let operator = self.operator_token().await;
+        let domain = input["domain"].as_str().unwrap().to_owned();
+        let domain = domain.as_str();
         input["admin"] = json!({ "email": format!("admin@{domain}"), "password": TENANT_PASSWORD });
         let created = self.create_tenant(&operator, input).await;
         let admin = self.tenant_token(domain, &format!("admin@{domain}")).await;

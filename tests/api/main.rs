@@ -29,6 +29,7 @@ mod pgbouncer;
 mod rate_limits;
 mod resume;
 mod schema;
+mod servers;
 mod sessions;
 mod templates;
 mod tenant_auth;

@@ -423,7 +423,7 @@ async fn a_socket_opened_before_its_tenant_was_dropped_and_made_again_reaches_no
     assert_eq!(code, Some(4401));
     // A tenant context kept from before (as a socket, a DataLoader or a batch would) cannot pin
     // to the schema of the same name either: the pin itself asks the registry.
-    let kept = held_context.begin(&app.state.db).await;
+    let kept = held_context.begin(&app.state).await;
     assert!(
         matches!(kept, Err(AppError::Unauthenticated(_))),
         "a kept context reached the schema"

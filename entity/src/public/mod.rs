@@ -4,6 +4,7 @@
 pub mod prelude;
 
 pub mod audit_events;
+pub mod database_servers;
 pub mod platform_users;
 pub mod provisioning_batches;
 pub mod provisioning_events;

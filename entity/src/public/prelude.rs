@@ -1,4 +1,5 @@
 pub use super::audit_events::Entity as AuditEvents;
+pub use super::database_servers::Entity as DatabaseServers;
 pub use super::platform_users::Entity as PlatformUsers;
 pub use super::provisioning_batches::Entity as ProvisioningBatches;
 pub use super::provisioning_events::Entity as ProvisioningEvents;

@@ -57,6 +57,9 @@ pub struct Model {
     pub updated_at: DateTimeWithTimeZone,
     pub last_activity_at: Option<DateTimeWithTimeZone>,
     pub deleted_at: Option<DateTimeWithTimeZone>,
+    /// The `database_servers` row the tenant's schema lives on; `None` is the control database.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub server_name: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ mod m20261129_000009_create_tenant_templates;
 mod m20261206_000010_create_webhooks;
 mod m20261206_000011_update_batches;
 mod m20261206_000012_index_batches_by_creation;
+mod m20261206_000013_create_database_servers;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
@@ -27,5 +28,6 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261206_000010_create_webhooks::Migration),
         Box::new(m20261206_000011_update_batches::Migration),
         Box::new(m20261206_000012_index_batches_by_creation::Migration),
+        Box::new(m20261206_000013_create_database_servers::Migration),
     ]
 }

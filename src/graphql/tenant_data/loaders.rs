@@ -202,7 +202,7 @@ impl<B: TenantBatch> Loader<B::Key> for BatchLoader<B> {
 
     async fn load(&self, keys: &[B::Key]) -> Result<HashMap<B::Key, B::Value>, Self::Error> {
         let (state, tenant) = &*self.shared;
-        let txn = tenant.begin(&state.db).await?;
+        let txn = tenant.begin(state).await?;
         let found = self.batch.load(&txn, keys).await?;
         end_read(txn);
         Ok(found)

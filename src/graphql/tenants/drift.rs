@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 
 use crate::{
     graphql::{ContextExt, parse_id},
-    tenancy::{drift, registry},
+    tenancy::{drift, registry, servers},
 };
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -94,9 +94,10 @@ impl DriftQuery {
         tenant_id: ID,
     ) -> async_graphql::Result<TenantDrift> {
         ctx.request().require_platform()?;
-        let db = &ctx.state().db;
-        let tenant = registry::find_live(db, parse_id("tenantId", &tenant_id)?).await?;
-        Ok(drift::tenant_drift(db, &tenant).await?.into())
+        let state = ctx.state();
+        let tenant = registry::find_live(&state.db, parse_id("tenantId", &tenant_id)?).await?;
+        let db = servers::pool_of(state, &tenant).await?;
+        Ok(drift::tenant_drift(&db, &tenant).await?.into())
     }
 
     /// Checks every live tenant, `MAX_CONCURRENT_OPERATIONS` at a time, and lists those that
@@ -105,7 +106,7 @@ impl DriftQuery {
         ctx.request().require_platform()?;
         let state = ctx.state();
         let report =
-            drift::fleet_report(&state.db, state.config.max_concurrent_operations as usize).await?;
+            drift::fleet_report(state, state.config.max_concurrent_operations as usize).await?;
         Ok(DriftReport {
             checked: report.checked as u64,
             drifted: report.drifted.len() as u64,

@@ -68,6 +68,10 @@ pub struct CreateTenantInput {
     /// A template to apply by name, whatever the tenant's type; default: the template of the
     /// tenant's type, if there is one.
     pub template: Option<String>,
+    /// The database server to place the tenant on (see `databaseServers`; `control` is the
+    /// control database); default: the ACTIVE server with the fewest tenants that has room. A
+    /// clone goes to its source's server.
+    pub server: Option<String>,
 }
 
 #[derive(InputObject, Debug, Clone, Default)]
@@ -135,6 +139,7 @@ impl From<CreateTenantInput> for TenantDraft {
             }),
             api_key_permissions: input.api_key_permissions,
             template: input.template,
+            server: input.server,
         }
     }
 }

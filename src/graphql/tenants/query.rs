@@ -1,7 +1,7 @@
 use crate::{
     error::AppError,
     graphql::{ContextExt, MAX_PAGE_SIZE, parse_id},
-    tenancy::{health, migrate, registry},
+    tenancy::{health, migrate, registry, servers},
 };
 use async_graphql::{
     Context, ID, Object,
@@ -96,9 +96,9 @@ impl TenantQuery {
         tenant_id: ID,
     ) -> async_graphql::Result<TenantHealth> {
         ctx.request().require_platform()?;
-        let db = &ctx.state().db;
-        let tenant = registry::find_live(db, parse_id("tenantId", &tenant_id)?).await?;
-        let report = health::check(db, &tenant).await;
+        let state = ctx.state();
+        let tenant = registry::find_live(&state.db, parse_id("tenantId", &tenant_id)?).await?;
+        let report = health::check(&servers::pool_of(state, &tenant).await?, &tenant).await;
         Ok(TenantHealth {
             tenant_id,
             status: report.status.into(),

@@ -129,6 +129,18 @@ impl Tenant {
     async fn last_activity_at(&self) -> Option<DateTime<FixedOffset>> {
         self.0.last_activity_at
     }
+    /// The database server the tenant's schema lives on (`control`: the control database);
+    /// null for anybody but a platform operator.
+    async fn server(&self, ctx: &async_graphql::Context<'_>) -> Option<&str> {
+        use crate::graphql::ContextExt;
+        ctx.request().require_platform().ok()?;
+        Some(
+            self.0
+                .server_name
+                .as_deref()
+                .unwrap_or(crate::db::servers::CONTROL_SERVER),
+        )
+    }
 }
 
 /// Where a tenant's schema stands in its own migration history.
