@@ -6,14 +6,18 @@ pub mod batch;
 mod document_cache;
 mod error_codes;
 mod operation_metrics;
+mod operations;
 pub mod reauthorize;
 pub mod tenant_data;
 pub mod tenants;
 pub mod webhooks;
 
 pub use document_cache::{PERSISTED_QUERY, QueriesOnly};
+pub use operations::{Operations, is_request_error};
 
-use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
+use async_graphql::{
+    Context, MergedObject, MergedSubscription, Schema, SchemaBuilder, ValidationMode,
+};
 
 use crate::{
     auth::{Principal, RequestContext},
@@ -79,25 +83,23 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     .limit_complexity(MAX_COMPLEXITY)
     .limit_recursive_depth(32)
     .limit_directives(16)
-    .extension(error_codes::ErrorCodes)
 }
 
-/// The schema served to clients.
+/// The schema served to clients, run by [`Operations`]. It has no extensions: what they would do
+/// is request-level code there, so fields resolve without an extension hop each.
 pub fn build_schema(state: SharedState) -> AppSchema {
-    let mut builder = builder()
-        .extension(operation_metrics::OperationMetrics {
-            metrics: state.metrics.clone(),
-            report_statements: state.config.graphql_statement_counts,
-        })
-        // Before the loaders: they belong to the principal the operation acts as.
-        .extension(reauthorize::Reauthorize(state.clone()))
-        .extension(tenant_data::PerOperationLoaders(state.clone()))
-        // Last, so that the extensions before it see every step it short-cuts.
-        .extension(document_cache::DocumentCache::default());
-    if !state.config.graphql_introspection {
-        builder = builder.disable_introspection().disable_suggestions();
-    }
-    builder.data(state).finish()
+    let served = |validation| {
+        let mut builder = builder().validation_mode(validation);
+        if !state.config.graphql_introspection {
+            builder = builder.disable_introspection().disable_suggestions();
+        }
+        builder.data(state.clone())
+    };
+    let revalidation = operations::Revalidation(served(ValidationMode::Fast).finish());
+    served(ValidationMode::Strict)
+        .data(document_cache::DocumentCache::default())
+        .data(revalidation)
+        .finish()
 }
 
 /// The SDL that `schema.graphql` holds (`tenantgraph schema export`).
@@ -145,7 +147,7 @@ pub fn all_errors(ctx: &Context<'_>, errors: Vec<AppError>) -> async_graphql::Er
 }
 
 /// What an operation carries into execution: who asks, and from where. Tenant operations get
-/// their DataLoaders from [`tenant_data::PerOperationLoaders`].
+/// their DataLoaders from [`Operations`].
 pub fn operation_data(context: RequestContext) -> async_graphql::Data {
     let mut data = async_graphql::Data::default();
     data.insert(context);

@@ -8,7 +8,7 @@ mod mutation;
 mod query;
 mod types;
 
-pub use loaders::PerOperationLoaders;
+pub use loaders::insert_loaders;
 pub use mutation::TenantDataMutation;
 pub use query::TenantDataQuery;
 pub use types::{Person, PersonConnection, Role, TenantSettingsView, User};
