@@ -4,6 +4,12 @@ use tenantgraph::{
     config::ConfigError,
 };
 
+/// mimalloc: its per-thread free lists make the many small allocations of a request cheap (with
+/// glibc's allocator, malloc and free took a fifth of the server's time under load), and it
+/// returns freed memory to the system instead of keeping it in arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match cli::run(Cli::parse()).await {
