@@ -6,7 +6,8 @@ use tenantgraph::{
 
 /// mimalloc: its per-thread free lists make the many small allocations of a request cheap (with
 /// glibc's allocator, malloc and free took a fifth of the server's time under load), and it
-/// returns freed memory to the system instead of keeping it in arenas.
+/// returns freed memory to the system instead of keeping it in arenas. Built without
+/// transparent huge pages (`no_thp`): with them the server held some 18 MB more.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
