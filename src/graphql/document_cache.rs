@@ -1,25 +1,26 @@
 //! Parsed documents kept for the next request with the same text, and automatic persisted
 //! queries (Apollo's APQ, version 1) over the same cache.
 //!
-//! A document is keyed by the SHA-256 of its text. A repeated document skips parsing (and the
-//! recursion and directive limits it already passed), and one without variables also skips
-//! validation: its result depends only on the document, the operation and the variables. A
+//! A document is keyed by the SHA-256 of its text. A repeated document skips parsing, and one
+//! without variables whose operation passed validation before skips the validation rules (only
+//! the limits are checked again, see [`super::operations`]): the result depends only on the
+//! document, the operation and the variables. A
 //! client may send only the hash (`extensions.persistedQuery.sha256Hash`); an unknown hash is
 //! answered `PersistedQueryNotFound`, and the client sends the text with its hash once, which is
 //! refused when the hash is not the text's. The cache is bounded by an estimate of its memory.
 
 use std::{
-    collections::HashMap,
+    any::TypeId,
+    collections::HashSet,
     sync::{Arc, Mutex},
 };
 
 use async_graphql::{
-    Request, ServerError, ServerResult, ValidationResult, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-        NextValidation,
+    Request, ServerError, ServerResult, Variables,
+    parser::{
+        parse_query,
+        types::{DocumentOperations, ExecutableDocument, OperationType},
     },
-    parser::types::{ExecutableDocument, OperationType},
 };
 use sha2::{Digest, Sha256};
 
@@ -34,10 +35,10 @@ const CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 
 type Hash = [u8; 32];
 
-/// A parsed document and the validations it passed, by operation name (no variables).
+/// A parsed document and the operations that passed validation with no variables.
 struct Cached {
     document: ExecutableDocument,
-    validated: Mutex<HashMap<Option<String>, ValidationResult>>,
+    validated: Mutex<HashSet<Option<String>>>,
     weight: u32,
 }
 
@@ -47,16 +48,9 @@ impl Cached {
     fn weight(query: &str) -> u32 {
         u32::try_from(query.len().saturating_mul(16).saturating_add(1024)).unwrap_or(u32::MAX)
     }
-
-    fn has_operation(&self, name: Option<&str>) -> bool {
-        self.document
-            .operations
-            .iter()
-            .any(|(operation, _)| operation.map(|n| n.as_str()) == name)
-    }
 }
 
-/// The cache every request shares; [`ExtensionFactory`] of the schema.
+/// The cache every request shares, kept in the schema's data.
 #[derive(Clone)]
 pub struct DocumentCache {
     documents: moka::sync::Cache<Hash, Arc<Cached>>,
@@ -70,37 +64,6 @@ impl Default for DocumentCache {
                 .weigher(|_, cached: &Arc<Cached>| cached.weight)
                 .build(),
         }
-    }
-}
-
-impl ExtensionFactory for DocumentCache {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestDocument {
-            cache: self.clone(),
-            state: Mutex::new(None),
-        })
-    }
-}
-
-/// What one request learnt in `prepare_request` for the later steps.
-struct State {
-    hash: Hash,
-    cached: Option<Arc<Cached>>,
-    operation_name: Option<String>,
-    without_variables: bool,
-    queries_only: bool,
-}
-
-struct RequestDocument {
-    cache: DocumentCache,
-    state: Mutex<Option<State>>,
-}
-
-impl RequestDocument {
-    fn state(&self) -> std::sync::MutexGuard<'_, Option<State>> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -131,93 +94,79 @@ fn persisted_hash(value: async_graphql::Value, query: &str) -> ServerResult<Hash
     Ok(hash)
 }
 
-#[async_trait::async_trait]
-impl Extension for RequestDocument {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+impl DocumentCache {
+    /// Gives the request its parsed document: the cached one, or its text parsed now and kept.
+    /// `None` when the request names no document (async-graphql refuses the empty text).
+    pub(super) fn prepare(&self, request: &mut Request) -> ServerResult<Option<RequestDocument>> {
         let hash = match request.extensions.remove(PERSISTED_QUERY) {
-            Some(value) => Some(persisted_hash(value, &request.query)?),
-            None if request.query.is_empty() => None,
-            None => Some(Sha256::digest(&request.query).into()),
+            Some(value) => persisted_hash(value, &request.query)?,
+            None if request.query.is_empty() => return Ok(None),
+            None => Sha256::digest(&request.query).into(),
         };
-        if let Some(hash) = hash {
-            let cached = self.cache.documents.get(&hash);
-            if cached.is_none() && request.query.is_empty() {
-                return Err(refused("PersistedQueryNotFound"));
+        let cached = match self.documents.get(&hash) {
+            Some(cached) => {
+                if request.data.contains_key(&TypeId::of::<QueriesOnly>()) {
+                    only_a_query(&cached.document, request.operation_name.as_deref())?;
+                }
+                cached
             }
-            *self.state() = Some(State {
-                hash,
-                cached,
-                operation_name: request.operation_name.clone(),
-                without_variables: is_empty(&request.variables),
-                queries_only: request
-                    .data
-                    .contains_key(&std::any::TypeId::of::<QueriesOnly>()),
-            });
-        }
-        next.run(ctx, request).await
+            None if request.query.is_empty() => return Err(refused("PersistedQueryNotFound")),
+            None => {
+                let cached = Arc::new(Cached {
+                    document: parse_query(&request.query)?,
+                    validated: Mutex::default(),
+                    weight: Cached::weight(&request.query),
+                });
+                self.documents.insert(hash, cached.clone());
+                cached
+            }
+        };
+        // async-graphql still checks the recursion and directive limits of a parsed document.
+        request.set_parsed_query(cached.document.clone());
+        Ok(Some(RequestDocument {
+            operation_name: request.operation_name.clone(),
+            without_variables: is_empty(&request.variables),
+            cached,
+        }))
+    }
+}
+
+/// The cached document of one request, and what decides whether its validation is reusable.
+pub(super) struct RequestDocument {
+    cached: Arc<Cached>,
+    operation_name: Option<String>,
+    without_variables: bool,
+}
+
+impl RequestDocument {
+    /// The operation the request runs, when the document has it.
+    pub(super) fn operation(&self) -> Option<(Option<&str>, OperationType)> {
+        let operations = &self.cached.document.operations;
+        let (name, operation) = match (&self.operation_name, operations) {
+            (None, DocumentOperations::Single(operation)) => (None, operation),
+            (None, DocumentOperations::Multiple(map)) if map.len() == 1 => {
+                let (name, operation) = map.iter().next()?;
+                (Some(name.as_str()), operation)
+            }
+            (Some(name), DocumentOperations::Multiple(map)) => {
+                (Some(name.as_str()), map.get(name.as_str())?)
+            }
+            _ => return None,
+        };
+        Some((name, operation.node.ty))
     }
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let known = self.state().as_ref().map(|state| {
-            let queries_only = state.queries_only.then(|| state.operation_name.clone());
-            (state.hash, state.cached.clone(), queries_only)
-        });
-        let Some((hash, cached, queries_only)) = known else {
-            return next.run(ctx, query, variables).await;
-        };
-        if let Some(cached) = cached {
-            if let Some(name) = queries_only {
-                only_a_query(&cached.document, name.as_deref())?;
-            }
-            return Ok(cached.document.clone());
-        }
-        // Parsed, and within the recursion and directive limits.
-        let document = next.run(ctx, query, variables).await?;
-        let cached = Arc::new(Cached {
-            document: document.clone(),
-            validated: Mutex::default(),
-            weight: Cached::weight(query),
-        });
-        self.cache.documents.insert(hash, cached.clone());
-        if let Some(state) = self.state().as_mut() {
-            state.cached = Some(cached);
-        }
-        Ok(document)
+    /// Whether this document and operation passed validation before, with no variables: then
+    /// the result holds again, as it depends on nothing else.
+    pub(super) fn validated(&self) -> bool {
+        self.without_variables && lock(&self.cached.validated).contains(&self.operation_name)
     }
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        // Only a result that depends on nothing but the document and the operation is kept.
-        let reusable = self.state().as_ref().and_then(|state: &State| {
-            let cached = state.cached.clone()?;
-            let name = state.operation_name.clone();
-            (state.without_variables && cached.has_operation(name.as_deref()))
-                .then_some((cached, name))
-        });
-        let Some((cached, name)) = reusable else {
-            return next.run(ctx).await;
-        };
-        let known = lock(&cached.validated).get(&name).copied();
-        if let Some(result) = known {
-            return Ok(result);
+    /// Notes that the operation passed validation, if the result is reusable.
+    pub(super) fn passed_validation(&self) {
+        if self.without_variables && self.operation().is_some() {
+            lock(&self.cached.validated).insert(self.operation_name.clone());
         }
-        let result = next.run(ctx).await?;
-        lock(&cached.validated).insert(name, result);
-        Ok(result)
     }
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod batch;
 mod document_cache;
 mod error_codes;
 mod operation_metrics;
+mod operations;
 pub(crate) mod reauthorize;
 pub(crate) mod servers;
 pub mod tenant_data;
@@ -13,12 +14,13 @@ pub(crate) mod tenants;
 pub(crate) mod webhooks;
 
 pub(crate) use document_cache::{PERSISTED_QUERY, QueriesOnly};
+pub(crate) use operations::is_request_error;
 
 use std::sync::Arc;
 
 use async_graphql::{
     Context, Data, EmptyMutation, EmptySubscription, Executor, MergedObject, MergedSubscription,
-    ObjectType, Request, Response, Schema, SchemaBuilder, SubscriptionType,
+    ObjectType, Request, Response, Schema, SchemaBuilder, SubscriptionType, ValidationMode,
     futures_util::{future::BoxFuture, stream::BoxStream},
 };
 
@@ -63,7 +65,8 @@ pub struct MutationRoot<M: ObjectType = EmptyMutation>(
 #[graphql(name = "Subscription")]
 pub struct SubscriptionRoot<S: SubscriptionType = NoSubscription>(batch::BatchSubscription, S);
 
-/// The schema the transports serve, whichever roots it was built from.
+/// The schema the transports serve, whichever roots it was built from, run with the
+/// request-level steps of every operation (`operations::Operations`).
 #[derive(Clone)]
 pub struct AppSchema(Arc<dyn ServedSchema>);
 
@@ -77,14 +80,14 @@ trait ServedSchema: Send + Sync + 'static {
     ) -> BoxStream<'static, Response>;
 }
 
-impl<Q, M, S> ServedSchema for Schema<Q, M, S>
+impl<Q, M, S> ServedSchema for operations::Operations<Q, M, S>
 where
     Q: ObjectType + 'static,
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
     fn execute(&self, request: Request) -> BoxFuture<'_, Response> {
-        Box::pin(Schema::execute(self, request))
+        Box::pin(Executor::execute(self, request))
     }
 
     fn execute_stream(
@@ -152,7 +155,7 @@ impl Roots {
             )
         }
         Roots {
-            serve: |state| serve(roots::<Q, M, S>(), state),
+            serve: |state| serve(roots::<Q, M, S>, state),
             sdl: || roots::<Q, M, S>().finish().sdl(),
         }
     }
@@ -204,30 +207,30 @@ where
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
         .limit_directives(16)
-        .extension(error_codes::ErrorCodes)
 }
 
-/// The schema of `builder`'s roots served to clients.
-fn serve<Q, M, S>(builder: SchemaBuilder<Q, M, S>, state: SharedState) -> AppSchema
+/// The schema of `roots` served to clients, run by [`operations::Operations`]. It has no
+/// extensions: what they would do is request-level code there, so fields resolve without an
+/// extension hop each.
+fn serve<Q, M, S>(roots: fn() -> SchemaBuilder<Q, M, S>, state: SharedState) -> AppSchema
 where
     Q: ObjectType + 'static,
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
-    let mut builder = builder
-        .extension(operation_metrics::OperationMetrics {
-            metrics: state.metrics.clone(),
-            report_statements: state.config.graphql_statement_counts,
-        })
-        // Before the loaders: they belong to the principal the operation acts as.
-        .extension(reauthorize::Reauthorize(state.clone()))
-        .extension(tenant_data::PerOperationLoaders(state.clone()))
-        // Last, so that the extensions before it see every step it short-cuts.
-        .extension(document_cache::DocumentCache::default());
-    if !state.config.graphql_introspection {
-        builder = builder.disable_introspection().disable_suggestions();
-    }
-    AppSchema(Arc::new(builder.data(state).finish()))
+    let served = |validation| {
+        let mut builder = roots().validation_mode(validation);
+        if !state.config.graphql_introspection {
+            builder = builder.disable_introspection().disable_suggestions();
+        }
+        builder.data(state.clone())
+    };
+    let revalidation = operations::Revalidation(served(ValidationMode::Fast).finish());
+    let schema = served(ValidationMode::Strict)
+        .data(document_cache::DocumentCache::default())
+        .data(revalidation)
+        .finish();
+    AppSchema(Arc::new(operations::Operations::new(schema)))
 }
 
 /// The SDL of the built-in roots, which `schema.graphql` holds (`tenantgraph schema export`).
@@ -275,7 +278,7 @@ pub(crate) fn all_errors(ctx: &Context<'_>, errors: Vec<AppError>) -> async_grap
 }
 
 /// What an operation carries into execution: who asks, and from where. Tenant operations get
-/// their DataLoaders from [`tenant_data::PerOperationLoaders`].
+/// their DataLoaders when it runs (see [`AppSchema`]).
 pub(crate) fn operation_data(context: RequestContext) -> async_graphql::Data {
     let mut data = async_graphql::Data::default();
     data.insert(context);

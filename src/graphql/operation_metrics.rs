@@ -2,44 +2,31 @@
 //! `GRAPHQL_STATEMENT_COUNTS`, reports in `extensions.sqlStatements` the statements the operation
 //! itself sent, DataLoader batches included (see [`crate::db::statements`]).
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
-use async_graphql::{
-    Response, Value,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute},
-};
+use async_graphql::{Response, Value};
 
-use crate::{db::statements, primitives::metrics::Metrics};
+use crate::{db::statements, state::AppState};
 
-#[derive(Clone)]
-pub struct OperationMetrics {
-    pub metrics: Metrics,
-    pub report_statements: bool,
-}
-
-impl ExtensionFactory for OperationMetrics {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
+/// Runs one operation (not a subscription) and records it, unless nothing was executed: a
+/// document that did not parse or validate is not an operation.
+pub(super) async fn measured(
+    state: &AppState,
+    operation_name: Option<&str>,
+    operation: impl Future<Output = Response>,
+) -> Response {
+    let started = Instant::now();
+    let (mut response, statements) = statements::counted(operation).await;
+    if super::is_request_error(&response) {
+        return response;
     }
-}
-
-#[async_trait::async_trait]
-impl Extension for OperationMetrics {
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let started = Instant::now();
-        let (mut response, statements) = statements::counted(next.run(ctx, operation_name)).await;
-        self.metrics
-            .record_operation(operation_name, response.is_ok(), started.elapsed());
-        if self.report_statements {
-            response
-                .extensions
-                .insert("sqlStatements".to_owned(), Value::from(statements));
-        }
+    state
+        .metrics
+        .record_operation(operation_name, response.is_ok(), started.elapsed());
+    if state.config.graphql_statement_counts {
         response
+            .extensions
+            .insert("sqlStatements".to_owned(), Value::from(statements));
     }
+    response
 }

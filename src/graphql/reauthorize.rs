@@ -5,10 +5,7 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use async_graphql::{
-    ErrorExtensions, Request, ServerError, ServerResult,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest},
-};
+use async_graphql::{ErrorExtensions, Request, ServerError, ServerResult};
 
 use crate::{
     auth::{self, RequestContext, StoredCredentials},
@@ -26,43 +23,31 @@ pub struct SocketCredentials {
     pub on_refused: Arc<dyn Fn() + Send + Sync>,
 }
 
-pub struct Reauthorize(pub SharedState);
-
-impl ExtensionFactory for Reauthorize {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Reauthorize(self.0.clone()))
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for Reauthorize {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        if let Some(socket) = ctx.data_opt::<SocketCredentials>() {
-            match auth::reauthenticate(&self.0, &socket.stored).await {
-                Ok(principal) => {
-                    // Over the rate, this operation is refused; the socket stays open.
-                    self.0
-                        .rate_limits
-                        .admit(&self.0.metrics, &principal, 1)
-                        .map_err(request_error)?;
-                    request.data.insert(RequestContext {
-                        principal,
-                        client_addr: Some(socket.client_addr),
-                        user_agent: socket.user_agent.clone(),
-                    })
-                }
-                Err(err) => {
-                    (socket.on_refused)();
-                    return Err(request_error(err));
-                }
-            }
+/// Authorises one operation of a socket as the socket's credentials stand now, and gives it
+/// the request context they yield.
+pub(super) async fn authorize(
+    state: &SharedState,
+    socket: &SocketCredentials,
+    request: &mut Request,
+) -> ServerResult<()> {
+    match auth::reauthenticate(state, &socket.stored).await {
+        Ok(principal) => {
+            // Over the rate, this operation is refused; the socket stays open.
+            state
+                .rate_limits
+                .admit(&state.metrics, &principal, 1)
+                .map_err(request_error)?;
+            request.data.insert(RequestContext {
+                principal,
+                client_addr: Some(socket.client_addr),
+                user_agent: socket.user_agent.clone(),
+            });
+            Ok(())
         }
-        next.run(ctx, request).await
+        Err(err) => {
+            (socket.on_refused)();
+            Err(request_error(err))
+        }
     }
 }
 

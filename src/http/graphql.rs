@@ -7,7 +7,7 @@
 //! A batch (a JSON array, this server's extension) is answered as `application/json`, 200, one
 //! result per operation.
 
-use std::net::SocketAddr;
+use std::{collections::BTreeMap, net::SocketAddr};
 
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Request, ServerError};
@@ -21,7 +21,7 @@ use axum::{
 use crate::{
     auth::{self, RequestContext},
     error::AppError,
-    graphql::{MAX_BATCH_OPERATIONS, PERSISTED_QUERY, QueriesOnly},
+    graphql::{MAX_BATCH_OPERATIONS, PERSISTED_QUERY, QueriesOnly, is_request_error},
     http::HttpState,
 };
 
@@ -261,24 +261,26 @@ async fn execute_one(
     http.schema.execute(request).await
 }
 
-/// True when nothing was executed: the document did not parse, validate or fit the limits, its
-/// variables did not coerce, or the caller was refused. Such errors carry no `path` and the
-/// response no data; an execution that failed at the root still has its errors under a path.
-pub fn is_request_error(response: &async_graphql::Response) -> bool {
-    !response.errors.is_empty()
-        && response.data == async_graphql::Value::Null
-        && response.errors.iter().all(|error| error.path.is_empty())
+/// The body of one GraphQL response, written as async-graphql's `Response` is, but without a
+/// `data` entry when nothing was executed.
+#[derive(serde::Serialize)]
+struct ResponseBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a async_graphql::Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: &'a BTreeMap<String, async_graphql::Value>,
+    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
+    errors: &'a [ServerError],
 }
 
-/// The body of one GraphQL response: without a `data` entry when nothing was executed.
-fn response_body(response: &async_graphql::Response) -> serde_json::Value {
-    let mut body = serde_json::to_value(response).unwrap_or_default();
-    if is_request_error(response)
-        && let Some(object) = body.as_object_mut()
-    {
-        object.remove("data");
+impl<'a> From<&'a async_graphql::Response> for ResponseBody<'a> {
+    fn from(response: &'a async_graphql::Response) -> Self {
+        ResponseBody {
+            data: (!is_request_error(response)).then_some(&response.data),
+            extensions: &response.extensions,
+            errors: &response.errors,
+        }
     }
-    body
 }
 
 /// Status, media type and body of what was executed (or refused with a request error).
@@ -297,15 +299,15 @@ fn graphql_response(format: MediaType, response: BatchResponse) -> Response {
                 }
                 _ => StatusCode::OK,
             };
-            (format, status, response_body(single))
+            (format, status, json_body(&ResponseBody::from(single)))
         }
         BatchResponse::Batch(responses) => (
             MediaType::Json,
             StatusCode::OK,
-            serde_json::Value::Array(responses.iter().map(response_body).collect()),
+            json_body(&responses.iter().map(ResponseBody::from).collect::<Vec<_>>()),
         ),
     };
-    let mut http_response = json_response(format, status, &body);
+    let mut http_response = json_response(format, status, body);
     let headers = http_response.headers_mut();
     if response.is_ok()
         && let Some(cache_control) = response.cache_control().value()
@@ -338,8 +340,13 @@ fn request_error_status(errors: &[ServerError]) -> StatusCode {
     }
 }
 
-fn json_response(format: MediaType, status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+/// Written straight from the values, with no JSON tree in between.
+fn json_body(body: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(body).expect("GraphQL values serialize to JSON")
+}
+
+fn json_response(format: MediaType, status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -363,7 +370,7 @@ fn server_error(err: &AppError) -> ServerError {
 /// A GraphQL-shaped error (no `data`) for a request refused before it was read as GraphQL.
 pub fn error_response(format: MediaType, status: StatusCode, err: AppError) -> Response {
     let body = serde_json::json!({ "errors": [server_error(&err)] });
-    json_response(format, status, &body)
+    json_response(format, status, json_body(&body))
 }
 
 /// 406: the client accepts neither GraphQL response media type (the answer says so in JSON).

@@ -171,6 +171,7 @@ async fn serve(
     let state = http.state.clone();
     let span = tracing::Span::current();
     let init_tracker = tracker.clone();
+    // Operations run with the request-level steps of every transport (see `AppSchema`).
     let graphql = GraphQLWebSocket::new_with_pair(replies, inbound, http.schema.clone(), protocol)
         .on_connection_init(move |payload| async move {
             let authenticated = match credentials_from_init_payload(&payload) {
@@ -191,7 +192,7 @@ async fn serve(
                         principal: Box::new(principal.clone()),
                         stored: stored.clone(),
                     });
-                    // Operations are authorised one by one from these (see `Reauthorize`).
+                    // Operations are authorised one by one from these (see `graphql::reauthorize`).
                     let mut data = async_graphql::Data::default();
                     data.insert(SocketCredentials {
                         stored,
@@ -527,7 +528,7 @@ fn may_matter(text: &str) -> bool {
 }
 
 /// A response from which nothing was executed: no data, and errors without a path (the same
-/// rule as over HTTP, see [`crate::http::graphql::is_request_error`]).
+/// rule as over HTTP, see [`crate::graphql::is_request_error`]).
 fn is_request_error(payload: &Value) -> bool {
     payload.get("data").is_none_or(Value::is_null)
         && payload["errors"].as_array().is_some_and(|errors| {

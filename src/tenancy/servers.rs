@@ -335,7 +335,7 @@ fn is_server_name(name: &str) -> bool {
 }
 
 /// A `postgres://` or `postgresql://` URL naming a host and a database, with no query
-/// parameters but [`URL_PARAMETERS`]. The message never repeats the URL (it may hold a
+/// parameters but `URL_PARAMETERS`. The message never repeats the URL (it may hold a
 /// password).
 pub fn check_url(url: &str) -> Result<(), String> {
     if url.is_empty() {

@@ -241,3 +241,47 @@ async fn without_cors_origins_no_origin_is_allowed() {
         response.headers()
     );
 }
+
+#[tokio::test]
+async fn operations_over_a_websocket_are_counted_like_those_over_http() {
+    let app = TestApp::spawn().await;
+    let mut socket = app.websocket().await;
+    assert_eq!(socket.init(None).await.message()["type"], "connection_ack");
+    // The same document twice (the second time from the document cache), then one that does
+    // not validate: it never ran, so it is not counted.
+    for (id, query) in [
+        ("1", "query OverSocket { __typename }"),
+        ("2", "query OverSocket { __typename }"),
+        ("3", "query OverSocket { noSuchField }"),
+    ] {
+        socket.subscribe(id, query, json!({})).await;
+        let first = socket.next_event().await.message();
+        assert_eq!(first["id"], id, "{first}");
+        if first["type"] == "next" {
+            assert_eq!(first["payload"]["data"]["__typename"], "Query", "{first}");
+            let complete = socket.next_event().await.message();
+            assert_eq!(complete["type"], "complete", "{complete}");
+        } else {
+            assert_eq!(first["type"], "error", "{first}");
+            assert_eq!(first["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
+        }
+    }
+
+    let text = metrics(&app).await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"tenantgraph_graphql_requests_total{operation="OverSocket",outcome="ok"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"tenantgraph_graphql_requests_total{operation="OverSocket",outcome="error"}"#
+        ),
+        None,
+        "{text}"
+    );
+}

@@ -5,7 +5,7 @@
 //! loader in one call ([`TenantLoaders::prime_users`]), which runs one query and keeps the
 //! answers for the rest of the operation, so the page's nested fields read them from the cache.
 //! Look-ups no page primed fall back to the DataLoader's short batching delay. Loaders are made
-//! anew for every operation ([`PerOperationLoaders`]), also on a long-lived WebSocket, so
+//! anew for every operation ([`insert_loaders`]), also on a long-lived WebSocket, so
 //! nothing cached outlives the operation.
 
 use std::{
@@ -17,9 +17,8 @@ use std::{
 };
 
 use async_graphql::{
-    Context, ErrorExtensions, Request, ServerResult,
+    Context, ErrorExtensions, Request,
     dataloader::{DataLoader, HashMapCache, Loader},
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest},
 };
 use uuid::Uuid;
 
@@ -209,38 +208,19 @@ impl<B: TenantBatch> Loader<B::Key> for BatchLoader<B> {
     }
 }
 
-/// Gives every operation of a tenant principal its own `TenantLoaders`.
-pub struct PerOperationLoaders(pub SharedState);
-
-impl ExtensionFactory for PerOperationLoaders {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PerOperationLoaders(self.0.clone()))
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for PerOperationLoaders {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        // The request's own context (HTTP), else the socket's (WebSocket).
-        let context = request
-            .data
-            .get(&std::any::TypeId::of::<RequestContext>())
-            .and_then(|data| data.downcast_ref::<RequestContext>())
-            .or_else(|| ctx.data_opt::<RequestContext>());
-        if let Some(RequestContext {
-            principal: Principal::Tenant(tenant),
-            ..
-        }) = context
-        {
-            let loaders = TenantLoaders::new(self.0.clone(), tenant.clone());
-            request.data.insert(loaders);
-        }
-        next.run(ctx, request).await
+/// Gives an operation of a tenant principal its own [`TenantLoaders`].
+pub fn insert_loaders(state: &SharedState, request: &mut Request) {
+    let context = request
+        .data
+        .get(&std::any::TypeId::of::<RequestContext>())
+        .and_then(|data| data.downcast_ref::<RequestContext>());
+    if let Some(RequestContext {
+        principal: Principal::Tenant(tenant),
+        ..
+    }) = context
+    {
+        let loaders = TenantLoaders::new(state.clone(), tenant.clone());
+        request.data.insert(loaders);
     }
 }
 

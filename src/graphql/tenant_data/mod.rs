@@ -8,8 +8,8 @@ mod mutation;
 mod query;
 mod types;
 
-pub use loaders::{PerOperationLoaders, TenantBatch};
-pub(crate) use loaders::{TenantDataLoader, batch_error, loaders};
+pub use loaders::TenantBatch;
+pub(crate) use loaders::{TenantDataLoader, batch_error, insert_loaders, loaders};
 pub use mutation::TenantDataMutation;
 pub use query::TenantDataQuery;
 pub use types::{Person, PersonConnection, Role, TenantSettingsView, User};
