@@ -17,6 +17,16 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .map(|value| value.trim().parse().expect("a numeric sample"))
 }
 
+/// How many operations named `operation` ended with `outcome`, if any did.
+fn requests_total(text: &str, operation: &str, outcome: &str) -> Option<f64> {
+    sample(
+        text,
+        &format!(
+            r#"tenantgraph_graphql_requests_total{{operation="{operation}",outcome="{outcome}"}}"#
+        ),
+    )
+}
+
 #[tokio::test]
 async fn metrics_count_named_operations_by_outcome_with_a_duration_histogram() {
     let app = TestApp::spawn().await;
@@ -40,19 +50,9 @@ async fn metrics_count_named_operations_by_outcome_with_a_duration_histogram() {
     assert_eq!(failed.status(), 200);
 
     let text = metrics(&app).await;
+    assert_eq!(requests_total(&text, "WhoAmI", "ok"), Some(3.0), "{text}");
     assert_eq!(
-        sample(
-            &text,
-            r#"tenantgraph_graphql_requests_total{operation="WhoAmI",outcome="ok"}"#
-        ),
-        Some(3.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(
-            &text,
-            r#"tenantgraph_graphql_requests_total{operation="WhoAmI",outcome="error"}"#
-        ),
+        requests_total(&text, "WhoAmI", "error"),
         Some(1.0),
         "{text}"
     );
@@ -97,10 +97,7 @@ async fn operations_without_a_usable_name_are_counted_as_anonymous() {
 
     let text = metrics(&app).await;
     assert_eq!(
-        sample(
-            &text,
-            r#"tenantgraph_graphql_requests_total{operation="anonymous",outcome="ok"}"#
-        ),
+        requests_total(&text, "anonymous", "ok"),
         Some(2.0),
         "{text}"
     );
@@ -269,19 +266,9 @@ async fn operations_over_a_websocket_are_counted_like_those_over_http() {
 
     let text = metrics(&app).await;
     assert_eq!(
-        sample(
-            &text,
-            r#"tenantgraph_graphql_requests_total{operation="OverSocket",outcome="ok"}"#
-        ),
+        requests_total(&text, "OverSocket", "ok"),
         Some(2.0),
         "{text}"
     );
-    assert_eq!(
-        sample(
-            &text,
-            r#"tenantgraph_graphql_requests_total{operation="OverSocket",outcome="error"}"#
-        ),
-        None,
-        "{text}"
-    );
+    assert_eq!(requests_total(&text, "OverSocket", "error"), None, "{text}");
 }
