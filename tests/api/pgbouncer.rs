@@ -199,17 +199,21 @@ async fn behind_pgbouncer(
 type Scenario = Box<dyn for<'a> FnOnce(&'a TestApp) -> Pin<Box<dyn Future<Output = ()> + 'a>>>;
 
 /// Runs two scenarios at the same time, each on an app and a database of its own (they count
-/// what their database holds).
+/// what their database holds). Both are torn down only once both are done: dropping a test
+/// database blocks this runtime, and the other app, frozen mid-handshake on it, would keep
+/// `DROP DATABASE` waiting until PostgreSQL cut that connection off.
 async fn side_by_side(
     first: impl for<'a> FnOnce(&'a TestApp) -> Pin<Box<dyn Future<Output = ()> + 'a>> + 'static,
     second: impl for<'a> FnOnce(&'a TestApp) -> Pin<Box<dyn Future<Output = ()> + 'a>> + 'static,
 ) {
     let scenarios: [Scenario; 2] = [Box::new(first), Box::new(second)];
-    join_all(scenarios.into_iter().map(|scenario| async move {
+    let finished = join_all(scenarios.into_iter().map(|scenario| async move {
         let behind = behind_pgbouncer(|_| {}).await;
         scenario(&behind.app).await;
+        behind
     }))
     .await;
+    drop(finished);
 }
 
 #[tokio::test]
