@@ -488,6 +488,25 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Takes one tenant a migration below head and back with `migrateTenants`, asserting that
+    /// both batches succeed.
+    pub async fn migrate_tenant_down_and_up(&self, tenant_id: &str, token: &str) {
+        let names = migration::tenant_migration_names();
+        let previous = &names[names.len() - 2];
+        let fleet = "mutation($to: String!, $ids: [ID!]) { migrateTenants(targetRevision: $to, tenantIds: $ids, confirm: $to, options: { wait: true }) { status } }";
+        for to in [previous.as_str(), "head"] {
+            let batch = self
+                .graphql(fleet, json!({ "to": to, "ids": [tenant_id] }), Some(token))
+                .await;
+            assert_eq!(
+                batch.data()["migrateTenants"]["status"],
+                "SUCCEEDED",
+                "{}",
+                batch.0
+            );
+        }
+    }
+
     /// Posts one GraphQL operation and returns the JSON response.
     pub async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Gql {
         let response = self
