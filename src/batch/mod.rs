@@ -37,6 +37,7 @@ use crate::{
         admin::{self, TenantPatch, Undo},
         fleet,
         migrator::Target,
+        moves,
         registry::{self, TenantQuery, find_live},
         seed::{PendingAdmin, SeedRole},
         templates,
@@ -101,6 +102,48 @@ pub enum JobInput {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         undo: Option<Undo>,
     },
+    /// The servers of a move, and, once it switched, how long writes were held (milliseconds):
+    /// written in the switch's own transaction.
+    #[serde(rename_all = "camelCase")]
+    Move {
+        from_server: String,
+        to_server: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        write_pause_ms: Option<i64>,
+    },
+}
+
+/// Starts moving a tenant to database server `to_server`: a batch of one job (see
+/// [`crate::tenancy::moves`]). Refused before anything starts as `moves::check` says.
+#[tracing::instrument(
+    name = "move tenant",
+    skip_all,
+    fields(batch_id = tracing::field::Empty, tenant_id = %tenant_id)
+)]
+pub async fn move_tenant(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+    to_server: &str,
+    options: BatchOptions,
+) -> AppResult<BatchReport> {
+    let options = effective(state, options)?;
+    let (tenant, from_server) = moves::check(state, tenant_id, to_server).await?;
+    let to_server = to_server.trim().to_owned();
+    let jobs = jobs_of(std::slice::from_ref(&tenant), |_| JobInput::Move {
+        from_server: from_server.clone(),
+        to_server: to_server.clone(),
+        write_pause_ms: None,
+    });
+    start(state, actor, BatchKind::Move, None, options, jobs).await
+}
+
+/// The write pause of a move batch's job, once it switched.
+pub fn write_pause_ms(job: &provisioning_jobs::Model) -> Option<i64> {
+    match job.input.clone().map(serde_json::from_value) {
+        Some(Ok(JobInput::Move { write_pause_ms, .. })) => write_pause_ms,
+        _ => None,
+    }
 }
 
 /// The tenants a bulk update changes.

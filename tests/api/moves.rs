@@ -1,0 +1,246 @@
+//! Moving a tenant online to another database server (`moveTenant`): under concurrent writes
+//! every acknowledged write reaches the target, and the moves that cannot be made are refused
+//! before anything starts. The data servers are databases on the second (logical) cluster.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDatabase};
+use crate::servers::{
+    CREATE_PERSON, add_server, create_person, first_names, placement_status, scalar_at,
+    schema_exists_at,
+};
+
+const MOVE_TENANT: &str = "mutation($id: ID!, $to: String!, $wait: Boolean!) { \
+    moveTenant(tenantId: $id, toServer: $to, options: { wait: $wait }) { \
+      id kind status summary { writePauseMs successful failed } \
+      results { status server error { code message } } } }";
+
+async fn move_tenant(
+    app: &TestApp,
+    operator: &str,
+    id: &str,
+    to: &str,
+    wait: bool,
+) -> crate::helpers::Gql {
+    app.graphql(
+        MOVE_TENANT,
+        json!({ "id": id, "to": to, "wait": wait }),
+        Some(operator),
+    )
+    .await
+}
+
+/// Two data servers, `east` and `west`, on the logical cluster.
+async fn two_servers(app: &TestApp, operator: &str) -> (TestDatabase, TestDatabase) {
+    let east = TestDatabase::create_on_second_server().await;
+    let west = TestDatabase::create_on_second_server().await;
+    add_server(app, operator, "east", &east).await;
+    add_server(app, operator, "west", &west).await;
+    (east, west)
+}
+
+#[tokio::test]
+async fn a_tenant_moves_under_concurrent_writes_and_keeps_every_acknowledged_one() {
+    let app = Arc::new(TestApp::spawn().await);
+    let operator = app.operator_token().await;
+    let (east, west) = two_servers(&app, &operator).await;
+    let tenant = app.with_tenant_on("moving.test", "east").await;
+    create_person(&app, &tenant.admin, "Before").await;
+
+    // Writes go on through the API for the whole move; a write refused while the tenant's
+    // writes are held is not acknowledged and not counted.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (app, token, writing) = (app.clone(), tenant.admin.clone(), writing.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut n = 0;
+            while writing.load(Ordering::SeqCst) {
+                n += 1;
+                let name = format!("Writer{n}");
+                let input = json!({ "input": { "firstName": name, "lastName": "Moving" } });
+                let made = app.graphql(CREATE_PERSON, input, Some(&token)).await;
+                if made.0["errors"].is_null() {
+                    acknowledged.push(name);
+                }
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let moved = move_tenant(&app, &operator, &tenant.id, "west", true).await;
+    let batch = &moved.data()["moveTenant"];
+    assert_eq!(batch["kind"], "MOVE");
+    assert_eq!(batch["status"], "SUCCEEDED", "{batch}");
+    assert_eq!(batch["results"][0]["server"], "west");
+    assert!(batch["summary"]["writePauseMs"].as_i64().unwrap() >= 0);
+    writing.store(false, Ordering::SeqCst);
+    let mut acknowledged = writer.await.unwrap();
+    assert!(!acknowledged.is_empty());
+
+    // The tenant works on the target, and writes go there.
+    create_person(&app, &tenant.admin, "After").await;
+    acknowledged.extend(["Before".to_owned(), "After".to_owned()]);
+    let on_target: String = scalar_at(
+        &west.url,
+        &format!(
+            "SELECT string_agg(first_name, ',') FROM \"{}\".person",
+            tenant.schema
+        ),
+    )
+    .await;
+    let on_target: Vec<&str> = on_target.split(',').collect();
+    for name in &acknowledged {
+        assert!(
+            on_target.contains(&name.as_str()),
+            "{name} was acknowledged and is missing"
+        );
+    }
+    assert!(!first_names(&app, &tenant.admin).await.is_empty());
+    assert_eq!(placement_status(&west.url, &tenant.id).await, "ACTIVE");
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) FROM public.tenants WHERE id = '{}' AND server_name = 'west'",
+            tenant.id
+        ))
+        .await,
+        1
+    );
+    let audited = app
+        .scalar(&format!(
+            "SELECT count(*) FROM public.audit_events WHERE action = 'tenant.move' \
+              AND detail->>'to' = 'west' AND (detail->>'writePauseMs')::bigint >= 0 \
+              AND tenant_id = '{}'",
+            tenant.id
+        ))
+        .await;
+    assert_eq!(audited, 1);
+    // The source copy and the replication are gone.
+    assert!(!schema_exists_at(&east.url, &tenant.schema).await);
+    let left: i64 = scalar_at(
+        &east.url,
+        "SELECT (SELECT count(*) FROM public.tenant_placements) \
+              + (SELECT count(*) FROM pg_publication) \
+              + (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'tg_move_%')",
+    )
+    .await;
+    assert_eq!(left, 0);
+    let subscriptions: i64 = scalar_at(&west.url, "SELECT count(*) FROM pg_subscription").await;
+    assert_eq!(subscriptions, 0);
+    // Sequences continue after the moved rows: a new person gets a new id.
+    create_person(&app, &tenant.admin, "Later").await;
+    let later: i64 = scalar_at(
+        &west.url,
+        &format!(
+            "SELECT count(*) FROM \"{}\".person WHERE first_name = 'Later'",
+            tenant.schema
+        ),
+    )
+    .await;
+    assert_eq!(later, 1);
+}
+
+#[tokio::test]
+async fn moves_that_cannot_be_made_are_refused_before_anything_starts() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (east, _west) = two_servers(&app, &operator).await;
+    let tenant = app.with_tenant_on("staying.test", "east").await;
+    let on_control = app.with_tenant("on-control.test").await;
+    let code = |answer: &crate::helpers::Gql| answer.error_code().to_owned();
+
+    let unknown_tenant = move_tenant(
+        &app,
+        &operator,
+        &uuid::Uuid::new_v4().to_string(),
+        "west",
+        true,
+    )
+    .await;
+    assert_eq!(code(&unknown_tenant), "NOT_FOUND");
+    let unknown_server = move_tenant(&app, &operator, &tenant.id, "north", true).await;
+    assert_eq!(code(&unknown_server), "NOT_FOUND");
+    let same = move_tenant(&app, &operator, &tenant.id, "east", true).await;
+    assert_eq!(code(&same), "BAD_USER_INPUT");
+    assert_eq!(same.error_field(), Some("toServer"));
+    let to_control = move_tenant(&app, &operator, &tenant.id, "control", true).await;
+    assert_eq!(code(&to_control), "BAD_USER_INPUT");
+    let from_control = move_tenant(&app, &operator, &on_control.id, "west", true).await;
+    assert_eq!(code(&from_control), "BAD_USER_INPUT");
+    assert_eq!(from_control.error_field(), Some("tenantId"));
+
+    // A server without logical replication: a database on the control cluster.
+    let plain = TestDatabase::create_on_first_server().await;
+    add_server(&app, &operator, "plain", &plain).await;
+    let not_logical = move_tenant(&app, &operator, &tenant.id, "plain", true).await;
+    assert_eq!(code(&not_logical), "BAD_USER_INPUT");
+    assert!(not_logical.error_message().contains("wal_level"));
+
+    app.graphql(
+        "mutation { drainDatabaseServer(name: \"west\") { state } }",
+        json!({}),
+        Some(&operator),
+    )
+    .await
+    .data();
+    let draining = move_tenant(&app, &operator, &tenant.id, "west", true).await;
+    assert_eq!(code(&draining), "BAD_USER_INPUT");
+
+    // Only operators move tenants.
+    let by_tenant = move_tenant(&app, &tenant.admin, &tenant.id, "west", true).await;
+    assert!(matches!(
+        code(&by_tenant).as_str(),
+        "FORBIDDEN" | "UNAUTHENTICATED"
+    ));
+
+    // Nothing was made, and the tenant works where it was.
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM public.provisioning_batches WHERE kind = 'MOVE'")
+            .await,
+        0
+    );
+    assert_eq!(placement_status(&east.url, &tenant.id).await, "ACTIVE");
+    create_person(&app, &tenant.admin, "Stayed").await;
+}
+
+#[tokio::test]
+async fn a_tenant_already_being_moved_is_not_moved_twice() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (_east, west) = two_servers(&app, &operator).await;
+    let tenant = app.with_tenant_on("twice.test", "east").await;
+    let first = move_tenant(&app, &operator, &tenant.id, "west", false).await;
+    let batch_id = first.data()["moveTenant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = move_tenant(&app, &operator, &tenant.id, "west", true).await;
+    assert_eq!(second.error_code(), "CONFLICT");
+    let finished = wait_for_batch(&app, &operator, &batch_id).await;
+    assert_eq!(finished["status"], "SUCCEEDED", "{finished}");
+    assert_eq!(placement_status(&west.url, &tenant.id).await, "ACTIVE");
+    create_person(&app, &tenant.admin, "Moved").await;
+}
+
+/// The batch `id` once it has finished.
+async fn wait_for_batch(app: &TestApp, operator: &str, id: &str) -> Value {
+    loop {
+        let batch = app
+            .graphql(
+                "query($id: ID!) { provisioningBatch(id: $id) { status summary { writePauseMs } } }",
+                json!({ "id": id }),
+                Some(operator),
+            )
+            .await;
+        let batch = batch.data()["provisioningBatch"].clone();
+        if !matches!(batch["status"].as_str(), Some("PENDING" | "RUNNING")) {
+            return batch;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
