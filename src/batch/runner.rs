@@ -522,8 +522,11 @@ impl Runner {
             let pause = moves::run(
                 &self.state,
                 &self.actor,
-                tenant_id,
-                (from, to),
+                moves::MoveOrder {
+                    tenant_id,
+                    from,
+                    to,
+                },
                 again,
                 self.timeout(),
                 &progress,

@@ -142,6 +142,13 @@ async fn in_batch(state: &SharedState, tenant_id: Uuid) -> AppResult<bool> {
         .is_some())
 }
 
+/// Which tenant moves, from which server to which.
+pub struct MoveOrder<'a> {
+    pub tenant_id: Uuid,
+    pub from: &'a str,
+    pub to: &'a str,
+}
+
 /// One move, from where the registry says it is: run from the start (after rolling back what
 /// an earlier attempt left when `again`), or finished when the registry already names the
 /// target. Steps 1 to 5 have `timeout`; whatever stops them before the switch is rolled back.
@@ -150,8 +157,11 @@ async fn in_batch(state: &SharedState, tenant_id: Uuid) -> AppResult<bool> {
 pub async fn run(
     state: &SharedState,
     actor: &Actor,
-    tenant_id: Uuid,
-    (from, to): (&str, &str),
+    MoveOrder {
+        tenant_id,
+        from,
+        to,
+    }: MoveOrder<'_>,
     again: bool,
     timeout: Duration,
     progress: &Progress,
@@ -542,29 +552,32 @@ impl<'a> Move<'a> {
                 .map_err(|err| self.failed_on(self.to, err))?;
         }
         loop {
-            // A slot stays active for a moment after its subscription is disabled.
-            let dropped = self
-                .source
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-                      WHERE slot_name = $1 AND NOT active",
-                    [name.clone().into()],
-                ))
-                .await
-                .map_err(|err| self.failed_on(self.from, err))?;
-            let left: i64 = scalar_with(
-                &self.source,
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
-                name.clone(),
-            )
-            .await
-            .map_err(|err| self.failed_on(self.from, err))?;
-            if left == 0 {
-                let _ = dropped;
-                break;
+            let slot = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                [name.clone().into()],
+            );
+            let active = match self.source.query_one_raw(slot).await {
+                Ok(row) => row.map(|row| row.try_get::<bool>("", "active")).transpose(),
+                Err(err) => Err(err),
             }
-            tokio::time::sleep(POLL).await;
+            .map_err(|err| self.failed_on(self.from, err))?;
+            match active {
+                None => break,
+                // A slot stays active for a moment after its subscription is disabled.
+                Some(true) => tokio::time::sleep(POLL).await,
+                Some(false) => {
+                    self.source
+                        .execute_raw(Statement::from_sql_and_values(
+                            DbBackend::Postgres,
+                            "SELECT pg_drop_replication_slot($1)",
+                            [name.clone().into()],
+                        ))
+                        .await
+                        .map_err(|err| self.failed_on(self.from, err))?;
+                    break;
+                }
+            }
         }
         self.source
             .execute_unprepared(&format!("DROP PUBLICATION IF EXISTS {name}"))
