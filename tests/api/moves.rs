@@ -122,15 +122,24 @@ async fn a_tenant_moves_under_concurrent_writes_and_keeps_every_acknowledged_one
     assert_eq!(audited, 1);
     // The source copy and the replication are gone.
     assert!(!schema_exists_at(&east.url, &tenant.schema).await);
+    // Slots are the cluster's, which other tests' servers share: this move's only.
     let left: i64 = scalar_at(
         &east.url,
-        "SELECT (SELECT count(*) FROM public.tenant_placements) \
-              + (SELECT count(*) FROM pg_publication) \
-              + (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'tg_move_%')",
+        &format!(
+            "SELECT (SELECT count(*) FROM public.tenant_placements) \
+                  + (SELECT count(*) FROM pg_publication) \
+                  + (SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'tg_move_{}')",
+            tenant.id.replace('-', "")
+        ),
     )
     .await;
     assert_eq!(left, 0);
-    let subscriptions: i64 = scalar_at(&west.url, "SELECT count(*) FROM pg_subscription").await;
+    let subscriptions: i64 = scalar_at(
+        &west.url,
+        "SELECT count(*) FROM pg_subscription WHERE subdbid = \
+           (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .await;
     assert_eq!(subscriptions, 0);
     // Sequences continue after the moved rows: a new person gets a new id.
     create_person(&app, &tenant.admin, "Later").await;
