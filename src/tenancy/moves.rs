@@ -279,6 +279,7 @@ impl<'a> Move<'a> {
         .await?;
         let held = Instant::now();
         self.wait_for_earlier_transactions().await?;
+        self.verify_structure().await?;
         let lsn = self.current_lsn().await?;
         self.wait_until_applied(&lsn).await?;
         self.verify_row_counts().await?;
@@ -437,6 +438,27 @@ impl<'a> Move<'a> {
         }
     }
 
+    /// The schema has the same columns on both servers: a change of its structure on the source
+    /// during the move (DDL is not replicated) fails the move instead of stalling it.
+    async fn verify_structure(&self) -> AppResult<()> {
+        let sql = "SELECT coalesce(string_agg(table_name || '.' || column_name || ' ' || data_type, ',' \
+                     ORDER BY table_name, column_name), '') FROM information_schema.columns \
+                    WHERE table_schema = $1";
+        let schema = self.schema.as_str().to_owned();
+        let on_source: String = scalar_with(&self.source, sql, schema.clone())
+            .await
+            .map_err(|err| self.failed_on(self.from, err))?;
+        let on_target: String = scalar_with(&self.target, sql, schema)
+            .await
+            .map_err(|err| self.failed_on(self.to, err))?;
+        if on_source != on_target {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "the tenant's schema changed on the source during the move"
+            )));
+        }
+        Ok(())
+    }
+
     /// Every table has as many rows on the target as on the source.
     async fn verify_row_counts(&self) -> AppResult<()> {
         let tables = tables_of(&self.source, &self.schema)
@@ -586,21 +608,23 @@ impl<'a> Move<'a> {
         Ok(())
     }
 
-    /// Before the switch: back to a tenant that works on the source.
+    /// Before the switch: back to a tenant that works on the source — its placement there
+    /// first, so that a target that cannot be reached leaves only leftovers, which the next run
+    /// of the batch drops.
     async fn roll_back(&self, progress: &Progress) -> AppResult<()> {
         progress.report(Step::Rollback, StepStatus::Started, None);
-        self.drop_replication().await?;
-        drop_placed_schema(
-            self.state,
-            &self.placed_on(self.to, TenantStatus::Provisioning),
-        )
-        .await?;
         write_placement(
             &self.source,
             &self.placed_on(self.from, TenantStatus::Active),
         )
         .await
         .map_err(|err| self.failed_on(self.from, err))?;
+        self.drop_replication().await?;
+        drop_placed_schema(
+            self.state,
+            &self.placed_on(self.to, TenantStatus::Provisioning),
+        )
+        .await?;
         progress.report(
             Step::Rollback,
             StepStatus::Succeeded,

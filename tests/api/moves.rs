@@ -253,3 +253,50 @@ async fn wait_for_batch(app: &TestApp, operator: &str, id: &str) -> Value {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_move_that_fails_rolls_back_to_a_tenant_that_works_on_its_server() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (east, west) = two_servers(&app, &operator).await;
+    let tenant = app.with_tenant_on("rolled-back.test", "east").await;
+    create_person(&app, &tenant.admin, "Kept").await;
+    // A publication of the move's name on the source already: the move fails at step 2.
+    let source = tenantgraph::db::open_pool(&east.url, 1).await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &source,
+        &format!(
+            "CREATE PUBLICATION tg_move_{} FOR ALL TABLES",
+            tenant.id.replace('-', "")
+        ),
+    )
+    .await
+    .unwrap();
+    source.close().await.unwrap();
+
+    let moved = move_tenant(&app, &operator, &tenant.id, "west", true).await;
+    let batch = &moved.data()["moveTenant"];
+    assert_eq!(batch["status"], "FAILED", "{batch}");
+    assert_eq!(batch["results"][0]["error"]["code"], "INTERNAL");
+    assert!(batch["summary"]["writePauseMs"].is_null());
+
+    // The tenant is where it was, works there, and nothing of the move is left.
+    assert_eq!(placement_status(&east.url, &tenant.id).await, "ACTIVE");
+    assert!(!schema_exists_at(&west.url, &tenant.schema).await);
+    let left: i64 = scalar_at(&east.url, "SELECT count(*) FROM pg_publication").await;
+    assert_eq!(left, 0);
+    create_person(&app, &tenant.admin, "Still here").await;
+    assert!(
+        first_names(&app, &tenant.admin)
+            .await
+            .contains(&"Kept".to_owned())
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) FROM public.tenants WHERE id = '{}' AND server_name = 'east'",
+            tenant.id
+        ))
+        .await,
+        1
+    );
+}
