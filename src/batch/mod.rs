@@ -20,8 +20,8 @@ use anyhow::Context;
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -31,7 +31,10 @@ use crate::{
     batch::lock::BatchLock,
     db::servers::CONTROL_SERVER,
     error::{AppError, AppResult},
-    primitives::schema_name::SchemaName,
+    primitives::{
+        locks::{self, Take},
+        schema_name::SchemaName,
+    },
     state::SharedState,
     tenancy::{
         admin::{self, TenantPatch, Undo},
@@ -128,6 +131,22 @@ pub async fn move_tenant(
     options: BatchOptions,
 ) -> AppResult<BatchReport> {
     let options = effective(state, options)?;
+    // Held from the check until the job is recorded (which later checks find): a second move
+    // asked for meanwhile is a conflict.
+    let guard = state.db.begin().await?;
+    let free = guard
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("SELECT {} AS free", locks::take(Take::TryTransaction, 1)),
+            [locks::move_key(tenant_id).into()],
+        ))
+        .await?
+        .map(|row| row.try_get::<bool>("", "free"))
+        .transpose()?
+        .unwrap_or(false);
+    if !free {
+        return Err(moves::already_moving());
+    }
     let (tenant, from_server) = moves::check(state, tenant_id, to_server).await?;
     let to_server = to_server.trim().to_owned();
     let jobs = jobs_of(std::slice::from_ref(&tenant), |_| JobInput::Move {
@@ -135,7 +154,23 @@ pub async fn move_tenant(
         to_server: to_server.clone(),
         write_pause_ms: None,
     });
-    start(state, actor, BatchKind::Move, None, options, jobs).await
+    let detached = BatchOptions {
+        wait: false,
+        ..options.clone()
+    };
+    let mut report = start(state, actor, BatchKind::Move, None, detached, jobs).await?;
+    guard.rollback().await?;
+    if !options.wait {
+        return Ok(report);
+    }
+    if let Some(run) = report.running.take() {
+        run.await
+            .context("the batch task failed")
+            .map_err(AppError::internal)?;
+    }
+    Ok(load(state, report.batch.id)
+        .await?
+        .expect("the batch was just written"))
 }
 
 /// The write pause of a move batch's job, once it switched.

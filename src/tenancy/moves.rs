@@ -108,10 +108,7 @@ pub async fn check(
         }
     }
     if in_batch(state, tenant_id).await? {
-        return Err(AppError::conflict(
-            "tenantId",
-            "the tenant is being moved or migrated by a batch that has not finished",
-        ));
+        return Err(already_moving());
     }
     let source = state.servers.pool(Some(&from)).await?;
     let txn = source.begin().await?;
@@ -124,6 +121,14 @@ pub async fn check(
         ));
     }
     Ok((tenant, from))
+}
+
+/// The refusal of a move of a tenant that a batch works on.
+pub fn already_moving() -> AppError {
+    AppError::conflict(
+        "tenantId",
+        "the tenant is being moved or migrated by a batch that has not finished",
+    )
 }
 
 /// Whether an unfinished batch moves or migrates the tenant.

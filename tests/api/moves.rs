@@ -300,3 +300,33 @@ async fn a_move_that_fails_rolls_back_to_a_tenant_that_works_on_its_server() {
         1
     );
 }
+
+#[tokio::test]
+async fn of_two_moves_asked_for_at_once_only_one_is_made() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (_east, west) = two_servers(&app, &operator).await;
+    let tenant = app.with_tenant_on("at-once.test", "east").await;
+    let (first, second) = tokio::join!(
+        move_tenant(&app, &operator, &tenant.id, "west", true),
+        move_tenant(&app, &operator, &tenant.id, "west", true),
+    );
+    let (made, refused) = if first.0["errors"].is_null() {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(made.data()["moveTenant"]["status"], "SUCCEEDED");
+    // Refused as a conflict, or, when the first had already finished, as a tenant already there.
+    assert!(
+        matches!(refused.error_code(), "CONFLICT" | "BAD_USER_INPUT"),
+        "{:?}",
+        refused.0
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) FROM public.provisioning_batches WHERE kind = 'MOVE'")
+            .await,
+        1
+    );
+    assert_eq!(placement_status(&west.url, &tenant.id).await, "ACTIVE");
+}
