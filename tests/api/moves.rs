@@ -9,7 +9,7 @@ use std::sync::{
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDatabase};
+use crate::helpers::{TestApp, TestDatabase, TestTenant};
 use crate::servers::{
     CREATE_PERSON, add_server, create_person, first_names, placement_status, scalar_at,
     schema_exists_at,
@@ -33,6 +33,29 @@ async fn move_tenant(
         Some(operator),
     )
     .await
+}
+
+/// An app with two data servers and a tenant on `east`.
+struct Setup {
+    app: TestApp,
+    operator: String,
+    east: TestDatabase,
+    west: TestDatabase,
+    tenant: TestTenant,
+}
+
+async fn tenant_on_east(domain: &str) -> Setup {
+    let app = TestApp::spawn().await;
+    let operator = app.operator_token().await;
+    let (east, west) = two_servers(&app, &operator).await;
+    let tenant = app.with_tenant_on(domain, "east").await;
+    Setup {
+        app,
+        operator,
+        east,
+        west,
+        tenant,
+    }
 }
 
 /// Two data servers, `east` and `west`, on the logical cluster.
@@ -156,10 +179,13 @@ async fn a_tenant_moves_under_concurrent_writes_and_keeps_every_acknowledged_one
 
 #[tokio::test]
 async fn moves_that_cannot_be_made_are_refused_before_anything_starts() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    let (east, _west) = two_servers(&app, &operator).await;
-    let tenant = app.with_tenant_on("staying.test", "east").await;
+    let Setup {
+        app,
+        operator,
+        east,
+        west: _west,
+        tenant,
+    } = tenant_on_east("staying.test").await;
     let on_control = app.with_tenant("on-control.test").await;
     let code = |answer: &crate::helpers::Gql| answer.error_code().to_owned();
 
@@ -219,10 +245,13 @@ async fn moves_that_cannot_be_made_are_refused_before_anything_starts() {
 
 #[tokio::test]
 async fn a_tenant_already_being_moved_is_not_moved_twice() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    let (_east, west) = two_servers(&app, &operator).await;
-    let tenant = app.with_tenant_on("twice.test", "east").await;
+    let Setup {
+        app,
+        operator,
+        east: _east,
+        west,
+        tenant,
+    } = tenant_on_east("twice.test").await;
     let first = move_tenant(&app, &operator, &tenant.id, "west", false).await;
     let batch_id = first.data()["moveTenant"]["id"]
         .as_str()
@@ -256,10 +285,13 @@ async fn wait_for_batch(app: &TestApp, operator: &str, id: &str) -> Value {
 
 #[tokio::test]
 async fn a_move_that_fails_rolls_back_to_a_tenant_that_works_on_its_server() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    let (east, west) = two_servers(&app, &operator).await;
-    let tenant = app.with_tenant_on("rolled-back.test", "east").await;
+    let Setup {
+        app,
+        operator,
+        east,
+        west,
+        tenant,
+    } = tenant_on_east("rolled-back.test").await;
     create_person(&app, &tenant.admin, "Kept").await;
     // A publication of the move's name on the source already: the move fails at step 2.
     let source = tenantgraph::db::open_pool(&east.url, 1).await.unwrap();
@@ -303,10 +335,13 @@ async fn a_move_that_fails_rolls_back_to_a_tenant_that_works_on_its_server() {
 
 #[tokio::test]
 async fn of_two_moves_asked_for_at_once_only_one_is_made() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator_token().await;
-    let (_east, west) = two_servers(&app, &operator).await;
-    let tenant = app.with_tenant_on("at-once.test", "east").await;
+    let Setup {
+        app,
+        operator,
+        east: _east,
+        west,
+        tenant,
+    } = tenant_on_east("at-once.test").await;
     let (first, second) = tokio::join!(
         move_tenant(&app, &operator, &tenant.id, "west", true),
         move_tenant(&app, &operator, &tenant.id, "west", true),
