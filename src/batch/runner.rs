@@ -838,7 +838,7 @@ impl Runner {
             finished_at: Set(Some(Utc::now().fixed_offset())),
             ..Default::default()
         };
-        let outcome = serde_json::json!({
+        let mut outcome = serde_json::json!({
             "batchId": self.batch_id,
             "kind": <&str>::from(self.kind),
             "status": <&str>::from(status),
@@ -846,6 +846,9 @@ impl Runner {
             "successful": successful,
             "failed": failed,
         });
+        if let Some(pause) = jobs.iter().find_map(crate::batch::write_pause_ms) {
+            outcome["writePauseMs"] = pause.into();
+        }
         if let Err(err) = self
             .record_with_event(Record::Batch(row, outcome), last)
             .await

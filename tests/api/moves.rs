@@ -143,6 +143,13 @@ async fn a_tenant_moves_under_concurrent_writes_and_keeps_every_acknowledged_one
         ))
         .await;
     assert_eq!(audited, 1);
+    let finished = app
+        .scalar(
+            "SELECT count(*) FROM public.audit_events WHERE action = 'batch.finished' \
+              AND detail->>'kind' = 'MOVE' AND (detail->>'writePauseMs')::bigint >= 0",
+        )
+        .await;
+    assert_eq!(finished, 1);
     // The source copy and the replication are gone.
     assert!(!schema_exists_at(&east.url, &tenant.schema).await);
     // Slots are the cluster's, which other tests' servers share: this move's only.
