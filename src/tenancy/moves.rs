@@ -107,6 +107,19 @@ pub async fn check(
             ));
         }
     }
+    let target = state.servers.pool(Some(&to.name)).await?;
+    if migrator::schema_exists(&target, &schema_of(&tenant))
+        .await
+        .map_err(|err| state.servers.failed(Some(&to.name), err))?
+    {
+        return Err(AppError::conflict(
+            "toServer",
+            format!(
+                "a schema named {} already exists on database server {}",
+                tenant.schema_name, to.name
+            ),
+        ));
+    }
     if in_batch(state, tenant_id).await? {
         return Err(already_moving());
     }
@@ -625,11 +638,21 @@ impl<'a> Move<'a> {
         .await
         .map_err(|err| self.failed_on(self.from, err))?;
         self.drop_replication().await?;
-        drop_placed_schema(
-            self.state,
-            &self.placed_on(self.to, TenantStatus::Provisioning),
+        // Only a schema this move made (with its placement, in one transaction) is dropped.
+        let made: i64 = scalar_with(
+            &self.target,
+            "SELECT count(*) FROM public.tenant_placements WHERE id::text = $1",
+            self.tenant.id.to_string(),
         )
-        .await?;
+        .await
+        .map_err(|err| self.failed_on(self.to, err))?;
+        if made > 0 {
+            drop_placed_schema(
+                self.state,
+                &self.placed_on(self.to, TenantStatus::Provisioning),
+            )
+            .await?;
+        }
         progress.report(
             Step::Rollback,
             StepStatus::Succeeded,

@@ -190,7 +190,7 @@ async fn moves_that_cannot_be_made_are_refused_before_anything_starts() {
         app,
         operator,
         east,
-        west: _west,
+        west,
         tenant,
     } = tenant_on_east("staying.test").await;
     let on_control = app.with_tenant("on-control.test").await;
@@ -222,6 +222,18 @@ async fn moves_that_cannot_be_made_are_refused_before_anything_starts() {
     let not_logical = move_tenant(&app, &operator, &tenant.id, "plain", true).await;
     assert_eq!(code(&not_logical), "BAD_USER_INPUT");
     assert!(not_logical.error_message().contains("wal_level"));
+
+    // A schema of the tenant's name on the target (kept by a deleted tenant, made by hand).
+    let target = tenantgraph::db::open_pool(&west.url, 1).await.unwrap();
+    let squatter = format!("CREATE SCHEMA \"{}\"", tenant.schema);
+    sea_orm::ConnectionTrait::execute_unprepared(&target, &squatter)
+        .await
+        .unwrap();
+    let taken = move_tenant(&app, &operator, &tenant.id, "west", true).await;
+    assert_eq!(code(&taken), "CONFLICT");
+    assert_eq!(taken.error_field(), Some("toServer"));
+    assert!(schema_exists_at(&west.url, &tenant.schema).await);
+    target.close().await.unwrap();
 
     app.graphql(
         "mutation { drainDatabaseServer(name: \"west\") { state } }",
