@@ -30,7 +30,7 @@ use crate::{
     audit::{self, Actor, Outcome},
     db::{Pool, servers::CONTROL_SERVER},
     error::{AppError, AppResult},
-    primitives::schema_name::{SchemaName, is_valid_identifier},
+    primitives::schema_name::SchemaName,
     state::SharedState,
     tenancy::{
         Progress, Step, StepStatus, TenantStatus,
@@ -505,17 +505,15 @@ impl<'a> Move<'a> {
             .source
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "SELECT sequencename, last_value, last_value IS NOT NULL AS called \
+                "SELECT format('%I.%I', schemaname, sequencename) AS qualified, last_value \
                    FROM pg_sequences WHERE schemaname = $1",
                 [self.schema.as_str().into()],
             ))
             .await
             .map_err(|err| self.failed_on(self.from, err))?;
         for row in rows {
-            let name: String = row.try_get("", "sequencename")?;
-            if !is_valid_identifier(&name) {
-                continue;
-            }
+            let sequence: String = row.try_get("", "qualified")?;
+            // A sequence never used on the source is left as new on the target.
             let Some(last) = row.try_get::<Option<i64>>("", "last_value")? else {
                 continue;
             };
@@ -523,10 +521,7 @@ impl<'a> Move<'a> {
                 .execute_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
                     "SELECT setval($1::regclass, $2, true)",
-                    [
-                        format!("{}.{name}", self.schema.quoted()).into(),
-                        last.into(),
-                    ],
+                    [sequence.into(), last.into()],
                 ))
                 .await
                 .map_err(|err| self.failed_on(self.to, err))?;
