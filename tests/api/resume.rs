@@ -954,7 +954,7 @@ async fn a_move_interrupted_by_a_crash_is_rolled_back_and_made_again_by_the_rest
         .unwrap();
     let started = first
         .graphql(
-            "mutation($id: ID!) { moveTenant(tenantId: $id, toServer: \"west\") { id } }",
+            "mutation($id: ID!) { moveTenant(tenantId: $id, toServer: \"west\", options: { timeoutSeconds: 600 }) { id } }",
             json!({ "id": id }),
             Some(&token),
         )
