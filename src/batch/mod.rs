@@ -20,8 +20,8 @@ use anyhow::Context;
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -31,12 +31,16 @@ use crate::{
     batch::lock::BatchLock,
     db::servers::CONTROL_SERVER,
     error::{AppError, AppResult},
-    primitives::schema_name::SchemaName,
+    primitives::{
+        locks::{self, Take},
+        schema_name::SchemaName,
+    },
     state::SharedState,
     tenancy::{
         admin::{self, TenantPatch, Undo},
         fleet,
         migrator::Target,
+        moves,
         registry::{self, TenantQuery, find_live},
         seed::{PendingAdmin, SeedRole},
         templates,
@@ -101,6 +105,80 @@ pub enum JobInput {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         undo: Option<Undo>,
     },
+    /// The servers of a move, and, once it switched, how long writes were held (milliseconds):
+    /// written in the switch's own transaction.
+    #[serde(rename_all = "camelCase")]
+    Move {
+        from_server: String,
+        to_server: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        write_pause_ms: Option<i64>,
+    },
+}
+
+/// Starts moving a tenant to database server `to_server`: a batch of one job (see
+/// [`crate::tenancy::moves`]). Refused before anything starts as `moves::check` says.
+#[tracing::instrument(
+    name = "move tenant",
+    skip_all,
+    fields(batch_id = tracing::field::Empty, tenant_id = %tenant_id)
+)]
+pub async fn move_tenant(
+    state: &SharedState,
+    actor: &Actor,
+    tenant_id: Uuid,
+    to_server: &str,
+    options: BatchOptions,
+) -> AppResult<BatchReport> {
+    let options = effective(state, options)?;
+    // Held from the check until the job is recorded (which later checks find): a second move
+    // asked for meanwhile is a conflict.
+    let guard = state.db.begin().await?;
+    let free = guard
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("SELECT {} AS free", locks::take(Take::TryTransaction, 1)),
+            [locks::move_key(tenant_id).into()],
+        ))
+        .await?
+        .map(|row| row.try_get::<bool>("", "free"))
+        .transpose()?
+        .unwrap_or(false);
+    if !free {
+        return Err(moves::already_moving());
+    }
+    let (tenant, from_server) = moves::check(state, tenant_id, to_server).await?;
+    let to_server = to_server.trim().to_owned();
+    let jobs = jobs_of(std::slice::from_ref(&tenant), |_| JobInput::Move {
+        from_server: from_server.clone(),
+        to_server: to_server.clone(),
+        write_pause_ms: None,
+    });
+    let detached = BatchOptions {
+        wait: false,
+        ..options.clone()
+    };
+    let mut report = start(state, actor, BatchKind::Move, None, detached, jobs).await?;
+    guard.rollback().await?;
+    if !options.wait {
+        return Ok(report);
+    }
+    if let Some(run) = report.running.take() {
+        run.await
+            .context("the batch task failed")
+            .map_err(AppError::internal)?;
+    }
+    Ok(load(state, report.batch.id)
+        .await?
+        .expect("the batch was just written"))
+}
+
+/// The write pause of a move batch's job, once it switched.
+pub fn write_pause_ms(job: &provisioning_jobs::Model) -> Option<i64> {
+    match job.input.clone().map(serde_json::from_value) {
+        Some(Ok(JobInput::Move { write_pause_ms, .. })) => write_pause_ms,
+        _ => None,
+    }
 }
 
 /// The tenants a bulk update changes.

@@ -39,6 +39,7 @@ use crate::{
         admin::{self, TenantPatch, Undo},
         migrate::{self, MigrationMode},
         migrator::Target,
+        moves,
         provision::{self, ProvisionOptions},
         registry::find_live,
         validation::validate_new_tenant,
@@ -272,6 +273,18 @@ impl Runner {
                 self.update_one(&job, tenant_id, *patch, first_attempt, interrupted)
                     .await
             }
+            (
+                BatchKind::Move,
+                Some(JobInput::Move {
+                    from_server,
+                    to_server,
+                    ..
+                }),
+            ) => {
+                let servers = (from_server.as_str(), to_server.as_str());
+                self.move_one(&job, tenant_id, servers, first_attempt, interrupted)
+                    .await
+            }
             _ => {
                 // A job recorded by a version that did not store inputs cannot be run again.
                 let error = AppError::Failed {
@@ -296,8 +309,9 @@ impl Runner {
         tenant_id: Uuid,
     ) -> AppResult<bool> {
         // A fleet migration moves each tenant in one transaction with its registry record, so
-        // an interrupted one rolled back; running it again goes on from where the schema is.
-        if self.kind == BatchKind::Migrate {
+        // an interrupted one rolled back; running it again goes on from where the schema is. A
+        // move resumed rolls itself back or finishes, as the registry says (`moves::run`).
+        if matches!(self.kind, BatchKind::Migrate | BatchKind::Move) {
             return Ok(false);
         }
         // An update's change commits with its undo, in one transaction: a job that has its undo
@@ -474,6 +488,60 @@ impl Runner {
             .await
     }
 
+    /// Moves one tenant to another server; an interrupted or failed attempt is rolled back (or,
+    /// past the switch, finished) by the next one.
+    async fn move_one(
+        &self,
+        job: &provisioning_jobs::Model,
+        tenant_id: Uuid,
+        (from, to): (&str, &str),
+        first_attempt: u32,
+        resumed: bool,
+    ) -> JobEnd {
+        let progress = self.progress_of(job);
+        let moved = || async {
+            let attempt = provisioning_jobs::Entity::find_by_id(job.id)
+                .one(&self.state.db)
+                .await?
+                .map_or(first_attempt, |row| row.attempts as u32);
+            let note_pause = |pause: i64| {
+                let input = JobInput::Move {
+                    from_server: from.to_owned(),
+                    to_server: to.to_owned(),
+                    write_pause_ms: Some(pause),
+                };
+                provisioning_jobs::Entity::update_many()
+                    .col_expr(
+                        provisioning_jobs::Column::Input,
+                        Expr::value(serde_json::to_value(input).expect("inputs serialise")),
+                    )
+                    .filter(provisioning_jobs::Column::Id.eq(job.id))
+                    .build(DbBackend::Postgres)
+            };
+            let again = resumed || attempt > first_attempt;
+            let pause = moves::run(
+                &self.state,
+                &self.actor,
+                moves::MoveOrder {
+                    tenant_id,
+                    from,
+                    to,
+                },
+                again,
+                self.timeout(),
+                &progress,
+                note_pause,
+            )
+            .await?;
+            Ok(Some(match pause {
+                Some(pause) => format!("moved to {to}; writes were held for {pause} ms"),
+                None => format!("moved to {to}"),
+            }))
+        };
+        self.run_step(job, tenant_id, Step::Migrate, first_attempt, resumed, moved)
+            .await
+    }
+
     /// Runs `work` (one step on an existing tenant) from attempt `attempt`, again after each
     /// transient failure within the retry budget, and records how the job ended. `work`
     /// answers the message of its success.
@@ -543,7 +611,7 @@ impl Runner {
     fn retry_step(&self) -> Step {
         match self.kind {
             BatchKind::Provision | BatchKind::Update => Step::Register,
-            BatchKind::Migrate => Step::Migrate,
+            BatchKind::Migrate | BatchKind::Move => Step::Migrate,
         }
     }
 
@@ -770,7 +838,7 @@ impl Runner {
             finished_at: Set(Some(Utc::now().fixed_offset())),
             ..Default::default()
         };
-        let outcome = serde_json::json!({
+        let mut outcome = serde_json::json!({
             "batchId": self.batch_id,
             "kind": <&str>::from(self.kind),
             "status": <&str>::from(status),
@@ -778,6 +846,9 @@ impl Runner {
             "successful": successful,
             "failed": failed,
         });
+        if let Some(pause) = jobs.iter().find_map(crate::batch::write_pause_ms) {
+            outcome["writePauseMs"] = pause.into();
+        }
         if let Err(err) = self
             .record_with_event(Record::Batch(row, outcome), last)
             .await
@@ -829,8 +900,9 @@ impl Runner {
                     undo: Some(undo), ..
                 }),
             ) => admin::undo(&self.state, &self.actor, tenant_id, &undo).await,
-            // Nothing was noted, so nothing was changed.
-            (BatchKind::Migrate | BatchKind::Update, _) => Ok(()),
+            // Nothing was noted, so nothing was changed; a move is never undone by the batch
+            // (it is one tenant, rolled back by the move itself when it fails).
+            (BatchKind::Migrate | BatchKind::Update | BatchKind::Move, _) => Ok(()),
         };
         match undone {
             Ok(()) => {

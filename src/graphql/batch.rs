@@ -79,6 +79,7 @@ pub enum BatchKind {
     Provision,
     Migrate,
     Update,
+    Move,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -168,6 +169,9 @@ pub struct BatchSummary {
     pub processing_time_ms: Option<i64>,
     /// Per database server, by name, of the tenants placed so far.
     pub by_server: Vec<ServerBatchSummary>,
+    /// For a move: how long the tenant's writes were held while it switched servers, in
+    /// milliseconds (once it switched).
+    pub write_pause_ms: Option<i64>,
 }
 
 #[derive(SimpleObject, Debug, Clone)]
@@ -186,6 +190,7 @@ pub struct ProvisioningBatch {
 impl From<BatchReport> for ProvisioningBatch {
     fn from(report: BatchReport) -> Self {
         let batch = report.batch;
+        let write_pause_ms = report.jobs.iter().find_map(batch::write_pause_ms);
         let results: Vec<ProvisioningResult> = report
             .jobs
             .into_iter()
@@ -244,6 +249,7 @@ impl From<BatchReport> for ProvisioningBatch {
                 failed: batch.failed,
                 processing_time_ms,
                 by_server,
+                write_pause_ms,
             },
             created_at: batch.created_at,
             finished_at: batch.finished_at,
@@ -372,6 +378,36 @@ impl BatchMutation {
             &Actor::from(request),
             target,
             tenant_ids,
+            options,
+        )
+        .await?;
+        Ok(report.into())
+    }
+
+    /// Moves a tenant online to another database server, as a batch of one job: its schema is
+    /// made there at the same revision and filled by logical replication; once caught up, its
+    /// writes are held for a moment (reported as `summary.writePauseMs`), the row counts
+    /// compared, and the tenant switched; the source copy is dropped last. A failure or a crash
+    /// before the switch leaves the tenant working on its server. Both servers need
+    /// `wal_level=logical`.
+    async fn move_tenant(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+        to_server: String,
+        options: Option<BatchOptionsInput>,
+    ) -> async_graphql::Result<ProvisioningBatch> {
+        let request = ctx.request();
+        request.require_platform()?;
+        let tenant_id = parse_id("tenantId", &tenant_id)?;
+        let options = options
+            .unwrap_or_default()
+            .into_options(&ctx.state().config)?;
+        let report = batch::move_tenant(
+            ctx.state(),
+            &Actor::from(request),
+            tenant_id,
+            &to_server,
             options,
         )
         .await?;

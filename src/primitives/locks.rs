@@ -16,6 +16,12 @@ pub fn schema_key(schema: &SchemaName) -> String {
     format!("tenantgraph.migrate.{schema}")
 }
 
+/// The key of the lock taken while a move of the tenant is checked and recorded: two moves
+/// asked for at once are not both started.
+pub fn move_key(tenant_id: Uuid) -> String {
+    format!("tenantgraph.move.{tenant_id}")
+}
+
 /// The key of a batch's lock: held, for a session, by the live server that runs the batch.
 pub fn batch_key(batch_id: Uuid) -> String {
     format!("tenantgraph.batch.{batch_id}")

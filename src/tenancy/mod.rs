@@ -28,6 +28,7 @@ pub mod guard;
 pub mod health;
 pub mod migrate;
 pub mod migrator;
+pub mod moves;
 pub mod provision;
 pub mod registry;
 pub mod rendered;

@@ -289,6 +289,11 @@ impl TestDatabase {
         }
     }
 
+    /// A fresh, empty database on the first cluster (whose `wal_level` is not logical).
+    pub async fn create_on_first_server() -> TestDatabase {
+        Self::create_empty(&test_server().await.url_pattern).await
+    }
+
     /// A fresh, empty database on the second cluster: a data server to add.
     pub async fn create_on_second_server() -> TestDatabase {
         Self::create_empty(second_server().await).await

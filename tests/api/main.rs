@@ -24,6 +24,7 @@ mod hostile;
 mod isolation;
 mod layers;
 mod migrations;
+mod moves;
 mod observability;
 mod pgbouncer;
 mod rate_limits;

@@ -909,3 +909,111 @@ async fn an_atomic_bulk_update_killed_mid_batch_resumes_and_undoes_the_changes_m
     let events = second.follow(&token, &batch_id).await.await.unwrap();
     assert_complete_log(&events, total as i64);
 }
+
+#[tokio::test]
+async fn a_move_interrupted_by_a_crash_is_rolled_back_and_made_again_by_the_restarted_server() {
+    let database = TestDatabase::create().await;
+    let db = Db::open(&database).await;
+    let (east, west) = (
+        TestDatabase::create_on_second_server().await,
+        TestDatabase::create_on_second_server().await,
+    );
+    let first = Server::start(&database.url, &[]).await;
+    let token = first.operator_token().await;
+    for (name, server) in [("east", &east), ("west", &west)] {
+        first
+            .graphql(
+                "mutation($input: AddDatabaseServerInput!) { addDatabaseServer(input: $input) { name } }",
+                json!({ "input": { "name": name, "url": server.url } }),
+                Some(&token),
+            )
+            .await
+            .data();
+    }
+    let created = first
+        .graphql(
+            "mutation($input: CreateTenantInput!) { createTenant(input: $input) { tenant { id schemaName } } }",
+            json!({ "input": { "tenantName": "Crash Move", "domain": "crash-move.test", "email": "office@crash-move.test", "server": "east" } }),
+            Some(&token),
+        )
+        .await;
+    let tenant = &created.data()["createTenant"]["tenant"];
+    let (id, schema) = (
+        tenant["id"].as_str().unwrap().to_owned(),
+        tenant["schemaName"].as_str().unwrap().to_owned(),
+    );
+    // Enough rows that the copy is still under way when the server is killed.
+    let source = Db::open(&east).await;
+    source
+        .0
+        .execute_unprepared(&format!(
+            "INSERT INTO \"{schema}\".person (first_name, last_name) \
+             SELECT 'Row' || n, 'Copied' FROM generate_series(1, 300000) AS n"
+        ))
+        .await
+        .unwrap();
+    let started = first
+        .graphql(
+            "mutation($id: ID!) { moveTenant(tenantId: $id, toServer: \"west\", options: { timeoutSeconds: 600 }) { id } }",
+            json!({ "id": id }),
+            Some(&token),
+        )
+        .await;
+    let batch_id = started.data()["moveTenant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target = Db::open(&west).await;
+    // The subscription catalog is the cluster's, which other tests' servers share.
+    let subscriptions = "SELECT count(*) FROM pg_subscription WHERE subdbid = \
+        (SELECT oid FROM pg_database WHERE datname = current_database())";
+    target.until(subscriptions, 1).await;
+    drop(first);
+    let unfinished = db
+        .count(&format!(
+            "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NULL"
+        ))
+        .await;
+    assert_eq!(unfinished, 1, "the kill came mid-move");
+
+    let second = Server::start(&database.url, &[]).await;
+    db.finished(&batch_id).await;
+    let batch = second
+        .graphql(
+            "query($id: ID!) { provisioningBatch(id: $id) { status summary { writePauseMs } results { status resumed server } } }",
+            json!({ "id": batch_id }),
+            Some(&token),
+        )
+        .await;
+    let batch = &batch.data()["provisioningBatch"];
+    assert_eq!(batch["status"], "SUCCEEDED", "{batch}");
+    assert_eq!(batch["results"][0]["resumed"], true);
+    assert_eq!(batch["results"][0]["server"], "west");
+    assert!(batch["summary"]["writePauseMs"].as_i64().is_some());
+    // Every row is on the target once, and nothing of the move is left on the source.
+    assert_eq!(
+        target
+            .count(&format!("SELECT count(*) FROM \"{schema}\".person"))
+            .await,
+        300_000
+    );
+    assert_eq!(
+        target.count("SELECT count(*) FROM pg_subscription").await,
+        0
+    );
+    assert_eq!(
+        source
+            .count(&format!(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'"
+            ))
+            .await
+            + source
+                .count(&format!(
+                    "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'tg_move_{}'",
+                    id.replace('-', "")
+                ))
+                .await
+            + source.count("SELECT count(*) FROM pg_publication").await,
+        0
+    );
+}

@@ -209,13 +209,13 @@ async fn adding_a_server_refuses_bad_input_and_servers_it_cannot_use() {
     assert_eq!(unknown.error_code(), "NOT_FOUND");
 }
 
-const CREATE_PERSON: &str =
+pub const CREATE_PERSON: &str =
     "mutation($input: CreatePersonInput!) { createPerson(input: $input) { id firstName } }";
 const PEOPLE: &str = "{ people(first: 50) { nodes { firstName } } }";
 const TENANT_SERVER: &str = "query($id: ID) { tenant(id: $id) { server status } }";
 
 /// Adds `database` as server `name`, asserting success.
-async fn add_server(app: &TestApp, operator: &str, name: &str, database: &TestDatabase) {
+pub async fn add_server(app: &TestApp, operator: &str, name: &str, database: &TestDatabase) {
     app.graphql(
         ADD_SERVER,
         json!({ "input": { "name": name, "url": database.url } }),
@@ -226,7 +226,7 @@ async fn add_server(app: &TestApp, operator: &str, name: &str, database: &TestDa
 }
 
 /// The one value `sql` returns on the database at `url`.
-async fn scalar_at<T: sea_orm::TryGetable>(url: &str, sql: &str) -> T {
+pub async fn scalar_at<T: sea_orm::TryGetable>(url: &str, sql: &str) -> T {
     let pool = tenantgraph::db::open_pool(url, 1).await.unwrap();
     let value = sea_orm::ConnectionTrait::query_one_raw(
         &pool,
@@ -242,7 +242,7 @@ async fn scalar_at<T: sea_orm::TryGetable>(url: &str, sql: &str) -> T {
 }
 
 /// What the pins of tenant `id` on the server at `url` check.
-async fn placement_status(url: &str, id: &str) -> String {
+pub async fn placement_status(url: &str, id: &str) -> String {
     scalar_at::<String>(
         url,
         &format!("SELECT status FROM public.tenant_placements WHERE id = '{id}'"),
@@ -250,7 +250,7 @@ async fn placement_status(url: &str, id: &str) -> String {
     .await
 }
 
-async fn schema_exists_at(url: &str, schema: &str) -> bool {
+pub async fn schema_exists_at(url: &str, schema: &str) -> bool {
     scalar_at::<bool>(
         url,
         &format!("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{schema}')"),
@@ -258,7 +258,7 @@ async fn schema_exists_at(url: &str, schema: &str) -> bool {
     .await
 }
 
-async fn first_names(app: &TestApp, token: &str) -> Vec<String> {
+pub async fn first_names(app: &TestApp, token: &str) -> Vec<String> {
     let people = app.graphql(PEOPLE, json!({}), Some(token)).await;
     people.data()["people"]["nodes"]
         .as_array()
@@ -268,7 +268,7 @@ async fn first_names(app: &TestApp, token: &str) -> Vec<String> {
         .collect()
 }
 
-async fn create_person(app: &TestApp, token: &str, first_name: &str) {
+pub async fn create_person(app: &TestApp, token: &str, first_name: &str) {
     let input = json!({ "input": { "firstName": first_name, "lastName": "Placed" } });
     app.graphql(CREATE_PERSON, input, Some(token)).await.data();
 }

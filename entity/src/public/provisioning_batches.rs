@@ -56,6 +56,8 @@ pub enum BatchKind {
     Migrate,
     #[sea_orm(string_value = "UPDATE")]
     Update,
+    #[sea_orm(string_value = "MOVE")]
+    Move,
 }
 
 impl BatchKind {

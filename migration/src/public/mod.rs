@@ -13,6 +13,7 @@ mod m20261206_000010_create_webhooks;
 mod m20261206_000011_update_batches;
 mod m20261206_000012_index_batches_by_creation;
 mod m20261206_000013_create_database_servers;
+mod m20261206_000014_move_batches;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
@@ -29,5 +30,6 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261206_000011_update_batches::Migration),
         Box::new(m20261206_000012_index_batches_by_creation::Migration),
         Box::new(m20261206_000013_create_database_servers::Migration),
+        Box::new(m20261206_000014_move_batches::Migration),
     ]
 }
