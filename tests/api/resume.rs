@@ -997,10 +997,7 @@ async fn a_move_interrupted_by_a_crash_is_rolled_back_and_made_again_by_the_rest
             .await,
         300_000
     );
-    assert_eq!(
-        target.count("SELECT count(*) FROM pg_subscription").await,
-        0
-    );
+    assert_eq!(target.count(subscriptions).await, 0);
     assert_eq!(
         source
             .count(&format!(
