@@ -30,6 +30,7 @@ use tenantgraph::{
 
 mod query;
 mod server_memory;
+mod servers;
 
 pub use query::{LoadReport, PEOPLE_QUERY};
 pub use server_memory::{RssSample, curve_table, rss_mb_of, sibling_bin};

@@ -19,6 +19,8 @@ enum Scenario {
     Memory,
     /// The release server in its own process: its RSS over provisioning and a mixed load.
     ServerMemory,
+    /// Provisioning and the query load with the tenants on one database server and on two.
+    Servers,
 }
 
 /// tenantgraph benchmarks; each scenario measures its baseline in the same run.
@@ -101,7 +103,7 @@ async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
     // Every other scenario of the in-process server needs tenants: provisioning runs first.
     if !matches!(
         cli.scenario,
-        Scenario::ServerMemory | Scenario::Query | Scenario::Clone
+        Scenario::ServerMemory | Scenario::Query | Scenario::Clone | Scenario::Servers
     ) {
         bar.set_message("provision");
         bench.provision(&bar).await?;
@@ -123,17 +125,26 @@ async fn run(bench: &mut Bench, cli: &Cli) -> anyhow::Result<Vec<RssSample>> {
         .server_bin
         .clone()
         .unwrap_or_else(|| sibling_bin("tenantgraph"));
+    let load_bin = cli
+        .load_bin
+        .clone()
+        .unwrap_or_else(|| sibling_bin("tenantgraph-load"));
     if wanted(Scenario::Query) {
         eprintln!("query …");
-        let load_bin = cli
-            .load_bin
-            .clone()
-            .unwrap_or_else(|| sibling_bin("tenantgraph-load"));
         let bar = ProgressBar::new(cli.n.min(100) as u64).with_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} query tenants ({elapsed})")
                 .expect("valid progress template"),
         );
         bench.query(&server_bin, &load_bin, &bar).await?;
+        bar.finish_and_clear();
+    }
+    if wanted(Scenario::Servers) {
+        eprintln!("servers …");
+        let bar = ProgressBar::new(2 * cli.n.min(100) as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} servers provision ({elapsed})")
+                .expect("valid progress template"),
+        );
+        bench.servers(&server_bin, &load_bin, &bar).await?;
         bar.finish_and_clear();
     }
     if wanted(Scenario::Login) {

@@ -26,8 +26,8 @@ use crate::{Bench, OPERATOR_EMAIL, OPERATOR_PASSWORD, Row, post_json};
 /// The document every query client sends.
 pub const PEOPLE_QUERY: &str = "{ people(first: 20) { nodes { id firstName lastName } } }";
 /// Tenants the load runs over, at most, and the people each holds.
-const QUERY_TENANTS: usize = 100;
-const PEOPLE_PER_TENANT: usize = 1000;
+pub(crate) const QUERY_TENANTS: usize = 100;
+pub(crate) const PEOPLE_PER_TENANT: usize = 1000;
 /// Requests sent one at a time through the counting proxy, after as many to warm up.
 const COUNTED_REQUESTS: usize = 200;
 const P99_TARGET_MS: f64 = 10.0;
@@ -45,7 +45,7 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
 }
@@ -154,7 +154,7 @@ impl Bench {
     }
 
     /// Runs `tenantgraph-load <mode>` for this run's load length and clients.
-    async fn run_load(
+    pub(crate) async fn run_load(
         &self,
         load_bin: &Path,
         mode: &str,
@@ -269,7 +269,7 @@ struct RoundTrips {
     other: f64,
 }
 
-fn tempdir_for(database_url: &str) -> PathBuf {
+pub(crate) fn tempdir_for(database_url: &str) -> PathBuf {
     let name = database_url.rsplit('/').next().unwrap_or("bench");
     std::env::temp_dir().join(format!("tenantgraph-load-{name}"))
 }

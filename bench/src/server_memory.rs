@@ -336,22 +336,25 @@ impl Bench {
         tenants: &[(String, String)],
         people: usize,
     ) -> anyhow::Result<Vec<String>> {
-        let pool = db::open_pool(&server.database_url, 2).await?;
+        let schemas: Vec<&str> = tenants.iter().map(|(_, schema)| schema.as_str()).collect();
+        add_people(&server.database_url, &schemas, people).await?;
+        self.admin_tokens(&server.base, tenants).await
+    }
+
+    /// Logs the admin of each of `tenants` (domain, schema) in; their tokens, in order.
+    pub(crate) async fn admin_tokens(
+        &self,
+        base: &str,
+        tenants: &[(String, String)],
+    ) -> anyhow::Result<Vec<String>> {
         let mut tokens = Vec::with_capacity(tenants.len());
-        for (domain, schema) in tenants {
-            pool.execute_unprepared(&format!(
-                "INSERT INTO \"{schema}\".person (first_name, last_name, email) \
-                 SELECT 'First' || i, 'Last' || i, 'p' || i || '@example.org' \
-                   FROM generate_series(1, {people}) i; ANALYZE \"{schema}\".person"
-            ))
-            .await?;
+        for (domain, _) in tenants {
             let admin = format!("admin@{domain}");
             tokens.push(
-                self.login_on(&server.base, Some(domain), &admin, ADMIN_PASSWORD)
+                self.login_on(base, Some(domain), &admin, ADMIN_PASSWORD)
                     .await?,
             );
         }
-        pool.close().await?;
         Ok(tokens)
     }
 
@@ -444,6 +447,26 @@ impl Bench {
             failed: queries.failed + logins.failed,
         })
     }
+}
+
+/// Gives each schema of the database at `database_url` `people` people, analysed so that plans
+/// are those of a live table.
+pub(crate) async fn add_people(
+    database_url: &str,
+    schemas: &[&str],
+    people: usize,
+) -> anyhow::Result<()> {
+    let pool = db::open_pool(database_url, 2).await?;
+    for schema in schemas {
+        pool.execute_unprepared(&format!(
+            "INSERT INTO \"{schema}\".person (first_name, last_name, email) \
+             SELECT 'First' || i, 'Last' || i, 'p' || i || '@example.org' \
+               FROM generate_series(1, {people}) i; ANALYZE \"{schema}\".person"
+        ))
+        .await?;
+    }
+    pool.close().await?;
+    Ok(())
 }
 
 /// The curve as a table: one row every `every` seconds, and the last sample.

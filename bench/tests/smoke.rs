@@ -50,6 +50,10 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         .query(&server_bin(), load_bin, &indicatif::ProgressBar::hidden())
         .await
         .unwrap();
+    bench
+        .servers(&server_bin(), load_bin, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap();
     bench.login().await.unwrap();
     bench.memory().await.unwrap();
     let curve = bench
@@ -79,12 +83,24 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         "login",
         "memory",
         "server-memory",
+        "servers",
     ] {
         assert!(
             rows.iter().any(|row| row.scenario == scenario),
             "{scenario} reported"
         );
     }
+    let placed = rows
+        .iter()
+        .find(|row| {
+            row.metric
+                .starts_with("tenants placed on the second server")
+        })
+        .expect("the two-server layout reports its placement");
+    assert!(
+        placed.tenantgraph >= 1.0,
+        "placement used the second server: {placed:?}"
+    );
     for row in &rows {
         assert!(
             row.tenantgraph.is_finite() && row.tenantgraph >= 0.0,
