@@ -6,7 +6,10 @@
 //! transaction to the tenant's schema; the pool itself has no tenant schema on its search path,
 //! so a query that skips the pin fails instead of reaching anybody's data.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
 use uuid::Uuid;
 
@@ -90,19 +93,54 @@ impl TenantContext {
     /// [`crate::db::share`]) until it ends; waiting too long for them is `RATE_LIMITED`.
     ///
     /// It runs on the tenant's database server; a server that cannot be reached is
-    /// `SERVER_UNAVAILABLE` for its tenants only.
+    /// `SERVER_UNAVAILABLE` for its tenants only. A pin refused on a data server while the
+    /// registry still has the tenant active with this schema is a move's write pause or its
+    /// switch: the request is held until the registry names the server to go to (at most
+    /// [`MOVE_HOLD`], then `SERVER_UNAVAILABLE`), and pinned there — with the same ownership
+    /// check, on the tenant's id and schema from the credential.
     pub async fn begin(&self, state: &AppState) -> AppResult<TenantTransaction> {
         let slot = self.slots.acquire().await?;
-        let server = self.tenant.server.as_deref();
-        let db = state.servers.pool(server).await?;
-        let txn = begin_as_owner(&db, self.tenant.id, &self.tenant.schema)
-            .await
-            .map_err(|err| state.servers.failed(server, err))?
-            .ok_or_else(|| {
-                AppError::Unauthenticated("this credential's tenant is no longer active".into())
-            })?;
-        Ok(TenantTransaction::new(txn, slot))
+        let held_until = Instant::now() + MOVE_HOLD;
+        let mut server = self.tenant.server.clone();
+        loop {
+            let db = state.servers.pool(server.as_deref()).await?;
+            let pinned = begin_as_owner(&db, self.tenant.id, &self.tenant.schema)
+                .await
+                .map_err(|err| state.servers.failed(server.as_deref(), err))?;
+            if let Some(txn) = pinned {
+                return Ok(TenantTransaction::new(txn, slot));
+            }
+            // On the control database the registry itself refused: no move is under way there.
+            if server.is_none() {
+                return Err(no_longer_active());
+            }
+            let now = state
+                .directory
+                .tenant(&state.db, self.tenant.id)
+                .await?
+                .filter(|now| now.is_active() && now.schema == self.tenant.schema)
+                .ok_or_else(no_longer_active)?;
+            if now.server != server {
+                server = now.server;
+                continue;
+            }
+            if Instant::now() >= held_until {
+                return Err(AppError::ServerUnavailable(
+                    "the tenant is being moved to another database server; try again".into(),
+                ));
+            }
+            tokio::time::sleep(MOVE_HOLD_POLL).await;
+        }
     }
+}
+
+/// The longest a request waits for a tenant's move to switch servers.
+pub const MOVE_HOLD: Duration = Duration::from_secs(10);
+/// How often a held request looks at the registry again (the switch evicts its cached entry).
+const MOVE_HOLD_POLL: Duration = Duration::from_millis(20);
+
+fn no_longer_active() -> AppError {
+    AppError::Unauthenticated("this credential's tenant is no longer active".into())
 }
 
 fn invalid_token() -> AppError {
