@@ -1,3 +1,7 @@
+// The scenarios' futures nest the server's own (async-graphql resolvers included) deeply enough
+// to pass the default limit when the release build computes their layouts.
+#![recursion_limit = "256"]
+
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
