@@ -88,6 +88,27 @@ impl Drop for ServerProcess {
     }
 }
 
+/// CPU time (user and system) process `pid` has used, in seconds, from `/proc/<pid>/stat`.
+pub fn cpu_seconds_of(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a /proc stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let ticks: f64 = fields
+        .get(11..13)
+        .context("utime and stime")?
+        .iter()
+        .map(|field| field.parse::<f64>())
+        .sum::<Result<f64, _>>()?;
+    // In USER_HZ, which Linux fixes at 100 for what it reports to user space.
+    Ok(ticks / 100.0)
+}
+
 /// The resident set of process `pid` in MB, from `/proc/<pid>/status`.
 pub fn rss_mb_of(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -3,8 +3,8 @@
 //! of this run's cluster; the second gets a data server — a database on a second cluster this
 //! scenario starts — so that placement (the active server with the fewest tenants) puts every
 //! other tenant there. Provisioning alternates between the two layouts chunk by chunk, and the
-//! query load of `query` alternates between them turn by turn, so that the machine's drift
-//! lands on both; ratio = two servers ÷ one server.
+//! query load of `query` alternates between them turn by turn, each time in the other order (one,
+//! two, two, one, …), so that the machine's drift lands on both; ratio = two servers ÷ one server.
 
 use std::{path::Path, time::Instant};
 
@@ -19,11 +19,11 @@ use tenantgraph::db::{
 use crate::{
     Bench, CHUNK, OPERATOR_EMAIL, OPERATOR_PASSWORD, Row,
     query::{LoadReport, PEOPLE_PER_TENANT, QUERY_TENANTS, tempdir_for},
-    server_memory::{ServerProcess, add_people},
+    server_memory::{ServerProcess, add_people, cpu_seconds_of},
 };
 
-/// Turns of the query load each layout gets.
-const LOAD_TURNS: usize = 2;
+/// Turns of the query load each layout gets (an even number, see `compare_layouts`).
+const LOAD_TURNS: usize = 4;
 /// Two servers must do at least this share of what one does (same-run noise allowed for).
 const NO_DROP: f64 = 0.9;
 const DATA_SERVER: &str = "second";
@@ -38,6 +38,8 @@ struct Layout {
     provision_seconds: f64,
     tenants: Vec<(String, String)>,
     loads: Vec<LoadReport>,
+    /// The server process's CPU time during its loads.
+    load_cpu_seconds: f64,
 }
 
 impl Layout {
@@ -51,6 +53,13 @@ impl Layout {
         requests as f64 / seconds
     }
 
+    /// The server's CPU time per request of its loads, in microseconds: what placement costs
+    /// the server itself, apart from what two clusters on one machine cost each other.
+    fn cpu_micros_per_request(&self) -> f64 {
+        let requests: u64 = self.loads.iter().map(|load| load.requests).sum();
+        self.load_cpu_seconds * 1e6 / requests as f64
+    }
+
     fn worst_p99(&self) -> f64 {
         self.loads
             .iter()
@@ -60,6 +69,16 @@ impl Layout {
 
     fn failed(&self) -> u64 {
         self.loads.iter().map(|load| load.failed).sum()
+    }
+}
+
+/// The layouts in turn `turn`: one, two, then two, one, …, so that a drift of the machine over
+/// the turns lands on both alike.
+fn turn_order(turn: usize) -> [usize; 2] {
+    if turn.is_multiple_of(2) {
+        [0, 1]
+    } else {
+        [1, 0]
     }
 }
 
@@ -102,10 +121,10 @@ impl Bench {
             self.layout("two", server_bin, Some(cluster)).await?,
         ];
         let count = self.options.tenants.clamp(1, QUERY_TENANTS);
-        let mut made = 0;
-        while made < count {
+        for (chunk, made) in (0..count).step_by(CHUNK).enumerate() {
             let size = CHUNK.min(count - made);
-            for layout in &mut layouts {
+            for index in turn_order(chunk) {
+                let layout = &mut layouts[index];
                 let prefix = format!("{}-{made}", layout.label);
                 let started = Instant::now();
                 let (_, _, tenants) = self
@@ -121,16 +140,18 @@ impl Bench {
                 layout.provision_seconds += started.elapsed().as_secs_f64();
                 layout.tenants.extend(tenants);
             }
-            made += size;
         }
         let mut tokens_files = Vec::new();
         for layout in &layouts {
             tokens_files.push(self.prepare_load(layout).await?);
         }
-        for _ in 0..LOAD_TURNS {
-            for (layout, tokens) in layouts.iter_mut().zip(&tokens_files) {
+        for turn in 0..LOAD_TURNS {
+            for index in turn_order(turn) {
+                let (layout, tokens) = (&mut layouts[index], &tokens_files[index]);
                 let url = format!("{}/graphql", layout.server.base);
+                let cpu_before = cpu_seconds_of(layout.server.pid)?;
                 let load = self.run_load(load_bin, "http", &url, tokens).await;
+                layout.load_cpu_seconds += cpu_seconds_of(layout.server.pid)? - cpu_before;
                 layout
                     .loads
                     .push(load.map_err(|err| err.context(layout.server.log_tail()))?);
@@ -178,6 +199,7 @@ impl Bench {
             provision_seconds: 0.0,
             tenants: Vec::new(),
             loads: Vec::new(),
+            load_cpu_seconds: 0.0,
         })
     }
 
@@ -257,6 +279,12 @@ impl Bench {
             Row::new("servers", "query req/s, two servers", query_two)
                 .against(query_one)
                 .target(&target, query_two >= NO_DROP * query_one),
+            Row::new(
+                "servers",
+                "server CPU µs per request, two servers",
+                two.cpu_micros_per_request(),
+            )
+            .against(one.cpu_micros_per_request()),
             Row::new(
                 "servers",
                 "query p99 ms (worst turn), two servers",
