@@ -24,6 +24,10 @@ pub const OPERATOR_EMAIL: &str = "operator@tenantgraph.test";
 pub const OPERATOR_PASSWORD: &str = "operator-password-for-tests";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 /// The password of every user [`TestApp::with_tenant`] makes.
+/// The subscriptions of the database a query runs in: `pg_subscription` is the cluster's, which
+/// other tests' data servers share.
+pub const OWN_SUBSCRIPTIONS: &str = "SELECT count(*) FROM pg_subscription WHERE subdbid = \
+    (SELECT oid FROM pg_database WHERE datname = current_database())";
 pub const TENANT_PASSWORD: &str = "tenant-user-password";
 
 pub const CREATE_TENANT: &str = r#"

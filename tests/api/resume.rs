@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use crate::{
     batch::{MIGRATE, PROGRESS, PROVISION, inputs},
     helpers::{
-        Gql, JWT_SECRET, OPERATOR_EMAIL, OPERATOR_PASSWORD, TestDatabase, WsClient, WsEvent,
-        free_port,
+        Gql, JWT_SECRET, OPERATOR_EMAIL, OPERATOR_PASSWORD, OWN_SUBSCRIPTIONS, TestDatabase,
+        WsClient, WsEvent, free_port,
     },
 };
 
@@ -964,10 +964,7 @@ async fn a_move_interrupted_by_a_crash_is_rolled_back_and_made_again_by_the_rest
         .unwrap()
         .to_owned();
     let target = Db::open(&west).await;
-    // The subscription catalog is the cluster's, which other tests' servers share.
-    let subscriptions = "SELECT count(*) FROM pg_subscription WHERE subdbid = \
-        (SELECT oid FROM pg_database WHERE datname = current_database())";
-    target.until(subscriptions, 1).await;
+    target.until(OWN_SUBSCRIPTIONS, 1).await;
     drop(first);
     let unfinished = db
         .count(&format!(
@@ -997,7 +994,7 @@ async fn a_move_interrupted_by_a_crash_is_rolled_back_and_made_again_by_the_rest
             .await,
         300_000
     );
-    assert_eq!(target.count(subscriptions).await, 0);
+    assert_eq!(target.count(OWN_SUBSCRIPTIONS).await, 0);
     assert_eq!(
         source
             .count(&format!(
