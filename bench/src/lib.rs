@@ -41,6 +41,8 @@ const ADMIN_PASSWORD: &str = "bench-tenant-admin";
 const POOL_SIZE: u32 = 20;
 /// Tenants per `provisionTenants` call.
 const CHUNK: usize = 50;
+/// Tenants a fleet migration works on at once (each over its own connection).
+const FLEET_CONCURRENCY: usize = 8;
 
 /// What a run measures.
 #[derive(Debug, Clone)]
@@ -174,7 +176,8 @@ impl Bench {
             // Provisioning goes in chunks of CHUNK; the fleet migrations take every tenant in one
             // batch, which the server holds to this limit too.
             ("MAX_TENANTS_PER_BATCH", "10000".into()),
-            ("MAX_CONCURRENT_OPERATIONS", "2".into()),
+            // Provisioning asks for 2 at a time; fleet migrations for FLEET_CONCURRENCY.
+            ("MAX_CONCURRENT_OPERATIONS", FLEET_CONCURRENCY.to_string()),
             ("REQUEST_TIMEOUT_SECONDS", "600".into()),
             ("OPERATION_TIMEOUT_SECONDS", "600".into()),
             // The load is many times one real tenant's: the buckets are still checked.
@@ -371,6 +374,43 @@ impl Bench {
                     .against(warm)
                     .target("≤ 1.2 ×", last <= 1.2 * warm),
             );
+            // Which steps grow: each step's mean over the last 100 against tenants 101-200.
+            let by_step = self
+                .state
+                .db
+                .query_all_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    format!(
+                        "WITH jobs AS ( \
+                           SELECT tenant_name, row_number() OVER (ORDER BY started_at) AS k, \
+                                  count(*) OVER () AS n \
+                             FROM public.provisioning_jobs WHERE tenant_name LIKE 'plain-%'), \
+                         spans AS ( \
+                           SELECT tenant_name, step, \
+                                  extract(epoch FROM max(at) FILTER (WHERE status = 'SUCCEEDED') \
+                                                   - min(at) FILTER (WHERE status = 'STARTED')) * 1000 AS ms \
+                             FROM public.provisioning_events WHERE batch_id IN ({ids}) AND tenant_name IS NOT NULL \
+                            GROUP BY tenant_name, step) \
+                         SELECT step, avg(ms) FILTER (WHERE k BETWEEN 101 AND 200)::float8 AS warm, \
+                                avg(ms) FILTER (WHERE k > n - 100)::float8 AS last \
+                           FROM spans JOIN jobs USING (tenant_name) \
+                          GROUP BY step ORDER BY step"
+                    ),
+                ))
+                .await?;
+            for row in by_step {
+                let step: String = row.try_get("", "step")?;
+                let (Some(warm), Some(last)) = (
+                    row.try_get::<Option<f64>>("", "warm")?,
+                    row.try_get::<Option<f64>>("", "last")?,
+                ) else {
+                    continue;
+                };
+                self.rows.push(
+                    Row::new("provision", &format!("{step} mean ms, last 100"), last)
+                        .against(warm),
+                );
+            }
         }
         Ok(())
     }
@@ -526,7 +566,8 @@ impl Bench {
         let names = migration::tenant_migration_names();
         let previous = &names[names.len() - 2];
         // Stepping down needs its confirmation (the target's name); going up ignores it.
-        let fleet = "mutation($to: String!) { migrateTenants(targetRevision: $to, confirm: $to, options: { wait: true, maxConcurrency: 2 }) { status summary { successful } } }";
+        let fleet = format!("mutation($to: String!) {{ migrateTenants(targetRevision: $to, confirm: $to, options: {{ wait: true, maxConcurrency: {FLEET_CONCURRENCY} }}) {{ status summary {{ successful }} }} }}");
+        let fleet = fleet.as_str();
         let down = self
             .graphql(fleet, json!({ "to": previous }), Some(&self.operator))
             .await?;
