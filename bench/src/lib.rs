@@ -407,8 +407,7 @@ impl Bench {
                     continue;
                 };
                 self.rows.push(
-                    Row::new("provision", &format!("{step} mean ms, last 100"), last)
-                        .against(warm),
+                    Row::new("provision", &format!("{step} mean ms, last 100"), last).against(warm),
                 );
             }
         }
@@ -566,7 +565,9 @@ impl Bench {
         let names = migration::tenant_migration_names();
         let previous = &names[names.len() - 2];
         // Stepping down needs its confirmation (the target's name); going up ignores it.
-        let fleet = format!("mutation($to: String!) {{ migrateTenants(targetRevision: $to, confirm: $to, options: {{ wait: true, maxConcurrency: {FLEET_CONCURRENCY} }}) {{ status summary {{ successful }} }} }}");
+        let fleet = format!(
+            "mutation($to: String!) {{ migrateTenants(targetRevision: $to, confirm: $to, options: {{ wait: true, maxConcurrency: {FLEET_CONCURRENCY} }}) {{ status summary {{ successful }} }} }}"
+        );
         let fleet = fleet.as_str();
         let down = self
             .graphql(fleet, json!({ "to": previous }), Some(&self.operator))
