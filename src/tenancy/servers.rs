@@ -247,8 +247,22 @@ pub async fn place(
     requested: Option<&str>,
     field: &str,
 ) -> AppResult<Option<String>> {
-    let servers = list(&state.db).await?;
     let control_capacity = state.config.control_server_capacity;
+    // The control database without a limit, asked for or the only server: nothing to choose,
+    // and no count of every live tenant (a scan of the registry per new tenant).
+    if control_capacity.is_none() {
+        let control_only = match requested.map(str::trim) {
+            Some(name) => name == CONTROL_SERVER,
+            None => database_servers::Entity::find()
+                .one(&state.db)
+                .await?
+                .is_none(),
+        };
+        if control_only {
+            return Ok(None);
+        }
+    }
+    let servers = list(&state.db).await?;
     let has_room = |server: &ServerSummary| {
         let capacity = if server.control {
             control_capacity.map(i64::from)
