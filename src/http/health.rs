@@ -32,14 +32,14 @@ pub async fn database(State(http): State<HttpState>) -> (StatusCode, Json<Value>
             Json(json!({ "status": "unavailable", "database": control })),
         );
     }
-    let listed = servers::list(&state.db).await.unwrap_or_default();
-    let others = listed.into_iter().filter(|server| !server.control);
-    let reports = futures_util::future::join_all(others.map(|server| async move {
+    // Names and states only: a probe never counts the registry's tenants.
+    let others = servers::registered(&state.db).await.unwrap_or_default();
+    let reports = futures_util::future::join_all(others.into_iter().map(|server| async move {
         let database = match state.servers.pool(Some(&server.name)).await {
             Ok(pool) => ping(&pool).await,
             Err(_) => "down",
         };
-        json!({ "name": server.name, "state": server.state.as_db(), "database": database })
+        json!({ "name": server.name, "state": server.state, "database": database })
     }))
     .await;
     let all_up = reports.iter().all(|report| report["database"] == "up");

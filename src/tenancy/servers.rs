@@ -105,11 +105,7 @@ pub async fn list(db: &impl ConnectionTrait) -> AppResult<Vec<ServerSummary>> {
         tenants: count_of(None),
         control: true,
     }];
-    let rows = database_servers::Entity::find()
-        .order_by_asc(database_servers::Column::Name)
-        .all(db)
-        .await?;
-    servers.extend(rows.into_iter().map(|row| ServerSummary {
+    servers.extend(registered(db).await?.into_iter().map(|row| ServerSummary {
         tenants: count_of(Some(&row.name)),
         name: row.name,
         state: ServerState::from_db(&row.state),
@@ -117,6 +113,15 @@ pub async fn list(db: &impl ConnectionTrait) -> AppResult<Vec<ServerSummary>> {
         control: false,
     }));
     Ok(servers)
+}
+
+/// The data servers as registered, by name: without the control database and without tenant
+/// counts, which read the whole registry.
+pub async fn registered(db: &impl ConnectionTrait) -> AppResult<Vec<database_servers::Model>> {
+    Ok(database_servers::Entity::find()
+        .order_by_asc(database_servers::Column::Name)
+        .all(db)
+        .await?)
 }
 
 /// Live tenants per server (`None`: the control database).
