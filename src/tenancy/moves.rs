@@ -690,11 +690,7 @@ async fn tables_of(
 }
 
 async fn scalar<T: sea_orm::TryGetable>(db: &Pool, sql: &str) -> Result<T, sea_orm::DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await?
-        .ok_or_else(|| sea_orm::DbErr::RecordNotFound(sql.to_owned()))?;
-    row.try_get_by_index(0)
+    first_column(db, Statement::from_string(DbBackend::Postgres, sql)).await
 }
 
 async fn scalar_with<T: sea_orm::TryGetable>(
@@ -702,13 +698,19 @@ async fn scalar_with<T: sea_orm::TryGetable>(
     sql: &str,
     value: String,
 ) -> Result<T, sea_orm::DbErr> {
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, [value.into()]);
+    first_column(db, statement).await
+}
+
+/// The first column of the one row `statement` returns.
+async fn first_column<T: sea_orm::TryGetable>(
+    db: &Pool,
+    statement: Statement,
+) -> Result<T, sea_orm::DbErr> {
+    let sql = statement.sql.clone();
     let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [value.into()],
-        ))
+        .query_one_raw(statement)
         .await?
-        .ok_or_else(|| sea_orm::DbErr::RecordNotFound(sql.to_owned()))?;
+        .ok_or(sea_orm::DbErr::RecordNotFound(sql))?;
     row.try_get_by_index(0)
 }
