@@ -5,7 +5,10 @@
 //!
 //! Only the server holding a batch's lock publishes its events, so `seq` is assigned here, in
 //! memory, continuing from what is stored when a server takes a batch over. One writer task
-//! stores events in the order they were published, so what is stored never has a gap.
+//! stores events in the order they were published, so what is stored never has a gap. The
+//! batch's own records (a job started, an attempt, a job's or the batch's end) go through the
+//! same writer ([`EventHub::store_with`]): each commits with the events published before it, and
+//! the changes of every tenant running at once share the round trip of one bulk.
 
 use std::{
     collections::HashMap,
@@ -17,8 +20,7 @@ use chrono::{DateTime, Utc};
 use entity::public::provisioning_events;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    QueryTrait, Statement,
+    ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
     sea_query::{OnConflict, PostgresQueryBuilder, QueryBuilder},
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -103,9 +105,17 @@ struct Counter {
 }
 
 enum Write {
-    Event(ProgressEvent),
+    /// An event, a change of the batch's records, or both: stored in one transaction with
+    /// every event published before them.
+    Stored(Option<ProgressEvent>, Option<Change>),
     /// Answered once everything published before it is stored.
     Flush(oneshot::Sender<()>),
+}
+
+/// SQL with its values written in, and who waits for it to commit (or to be given up on).
+struct Change {
+    sql: String,
+    stored: oneshot::Sender<Result<(), String>>,
 }
 
 #[derive(Clone)]
@@ -116,10 +126,6 @@ pub struct EventHub {
     /// Ids of batches with newly stored events, from this server's writer and from other
     /// servers' notifications.
     news: broadcast::Sender<Uuid>,
-    /// Held while events are stored, by the writer and by a transaction storing an event of its
-    /// own: no event is stored before one numbered earlier, so what is stored is always
-    /// `0..n`, even when the server dies.
-    storing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl EventHub {
@@ -127,19 +133,12 @@ impl EventHub {
     pub fn new(db: crate::db::Pool) -> Self {
         let (writes, pending) = mpsc::unbounded_channel();
         let news = broadcast::channel(NEWS_BUFFER).0;
-        let storing = Arc::new(tokio::sync::Mutex::new(()));
-        tokio::spawn(write_events(
-            db.clone(),
-            pending,
-            news.clone(),
-            storing.clone(),
-        ));
+        tokio::spawn(write_events(db.clone(), pending, news.clone()));
         EventHub {
             db,
             counters: Arc::default(),
             writes,
             news,
-            storing,
         }
     }
 
@@ -175,64 +174,64 @@ impl EventHub {
             .remove(&batch_id);
     }
 
-    /// Numbers the event of an [`open`](Self::open) batch: the next `seq` and the tenants
-    /// `completed` so far, together, so `completed` never goes back in `seq` order. A tenant's
-    /// `DONE` counts; the batch's last event may carry a larger count (its total) and keeps it.
-    fn number(&self, mut event: ProgressEvent) -> ProgressEvent {
-        let mut counters = self.counters.lock().expect("event hub poisoned");
-        let counter = counters.entry(event.batch_id).or_insert_with(|| {
-            tracing::error!(batch = %event.batch_id, "an event of a batch not opened; numbering from 0");
-            Counter {
-                next_seq: 0,
-                completed: 0,
-            }
-        });
-        event.seq = counter.next_seq;
-        counter.next_seq += 1;
-        if event.ends_tenant() {
-            counter.completed += 1;
-        }
-        counter.completed = counter.completed.max(event.completed);
-        event.completed = counter.completed;
-        event
-    }
-
     /// Publishes an event: numbered now, stored and announced in the background, in order, so
     /// that publishing never waits for the database.
     pub fn publish(&self, event: ProgressEvent) {
-        self.store_later(self.number(event));
+        self.hand_over(Some(event), None);
     }
 
-    /// Numbers an event to be stored with a change of its own ([`store_in`](Self::store_in)),
-    /// after everything published before it is stored; no later event is stored until the
-    /// returned guard is dropped (after the commit). Whatever becomes of that change, the
-    /// numbered event must be stored: if the transaction fails, hand it to
-    /// [`store_later`](Self::store_later), or the log would have a gap.
-    pub async fn number_next(
+    /// Stores `change` (SQL with its values written in: a change of a batch's or a job's record),
+    /// with `event` (numbered now) and every event published before it, in one transaction; returns
+    /// once it committed. A server stopping before that leaves neither the change nor its event.
+    pub async fn store_with(
         &self,
-        event: ProgressEvent,
-    ) -> (ProgressEvent, tokio::sync::OwnedMutexGuard<()>) {
-        self.flush().await;
-        let guard = self.storing.clone().lock_owned().await;
-        (self.number(event), guard)
-    }
-
-    /// Stores a numbered event inside `txn`: announced to other servers if and when `txn`
-    /// commits. Call [`announce`](Self::announce) after the commit for this server.
-    pub async fn store_in(
-        &self,
-        txn: &impl ConnectionTrait,
-        event: &ProgressEvent,
+        change: String,
+        event: Option<ProgressEvent>,
     ) -> Result<(), DbErr> {
-        provisioning_events::Entity::insert(event.row())
-            .exec_without_returning(txn)
-            .await?;
-        notify(txn, event.batch_id).await
+        let (stored, committed) = oneshot::channel();
+        let stopped = || DbErr::Custom("the event writer has stopped".into());
+        if !self.hand_over(
+            event,
+            Some(Change {
+                sql: change,
+                stored,
+            }),
+        ) {
+            return Err(stopped());
+        }
+        committed
+            .await
+            .map_err(|_| stopped())?
+            .map_err(DbErr::Custom)
     }
 
-    /// Stores a numbered event in the background.
-    pub fn store_later(&self, event: ProgressEvent) {
-        let _ = self.writes.send(Write::Event(event));
+    /// Numbers the event of an [`open`](Self::open) batch, if any, and hands it to the writer
+    /// with the change, if any; whether the writer took them.
+    ///
+    /// The number is the next `seq` and the tenants `completed` so far, together, so
+    /// `completed` never goes back in `seq` order. A tenant's `DONE` counts; the batch's last
+    /// event may carry a larger count (its total) and keeps it. The writer gets the event
+    /// before the next one is numbered, so it gets them in `seq` order.
+    fn hand_over(&self, event: Option<ProgressEvent>, change: Option<Change>) -> bool {
+        let mut counters = self.counters.lock().expect("event hub poisoned");
+        let event = event.map(|mut event| {
+            let counter = counters.entry(event.batch_id).or_insert_with(|| {
+                tracing::error!(batch = %event.batch_id, "an event of a batch not opened; numbering from 0");
+                Counter {
+                    next_seq: 0,
+                    completed: 0,
+                }
+            });
+            event.seq = counter.next_seq;
+            counter.next_seq += 1;
+            if event.ends_tenant() {
+                counter.completed += 1;
+            }
+            counter.completed = counter.completed.max(event.completed);
+            event.completed = counter.completed;
+            event
+        });
+        self.writes.send(Write::Stored(event, change)).is_ok()
     }
 
     /// Waits until every event published so far is stored (or given up on).
@@ -263,18 +262,8 @@ impl EventHub {
     }
 }
 
-/// Notifies every server, when the transaction commits, that `batch_id` has new events.
-async fn notify(conn: &impl ConnectionTrait, batch_id: Uuid) -> Result<(), DbErr> {
-    conn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [BATCH_EVENTS_CHANNEL.into(), batch_id.to_string().into()],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// [`notify`] as SQL with its values written in.
+/// Notifies every server, when the transaction commits, that `batch_id` has new events: SQL with
+/// its values written in.
 fn notify_sql(batch_id: Uuid) -> String {
     let text = |value: String| PostgresQueryBuilder.value_to_string(&value.into());
     format!(
@@ -284,46 +273,55 @@ fn notify_sql(batch_id: Uuid) -> String {
     )
 }
 
-/// Stores events in bulk, in the order they were published, each bulk in one transaction with
-/// its notifications; then announces them here.
+/// Stores events and changes in bulk, in the order they were published, each bulk in one
+/// transaction with its notifications; then announces them here.
 async fn write_events(
     db: crate::db::Pool,
     mut pending: mpsc::UnboundedReceiver<Write>,
     news: broadcast::Sender<Uuid>,
-    storing: Arc<tokio::sync::Mutex<()>>,
 ) {
     let mut buffer = Vec::new();
     while pending.recv_many(&mut buffer, 500).await > 0 {
         let mut events = Vec::new();
+        let mut changes = Vec::new();
+        let mut answers = Vec::new();
         let mut flushes = Vec::new();
         for write in buffer.drain(..) {
             match write {
-                Write::Event(event) => events.push(event),
+                Write::Stored(event, change) => {
+                    events.extend(event);
+                    if let Some(Change { sql, stored }) = change {
+                        changes.push(sql);
+                        answers.push(stored);
+                    }
+                }
                 Write::Flush(done) => flushes.push(done),
             }
         }
-        if !events.is_empty() {
+        if !events.is_empty() || !changes.is_empty() {
             let mut batches: Vec<Uuid> = events.iter().map(|event| event.batch_id).collect();
             batches.sort_unstable();
             batches.dedup();
-            let _storing = storing.lock().await;
             let mut attempt = 1;
-            loop {
-                match store(&db, &events, &batches).await {
-                    Ok(()) => break,
+            let stored = loop {
+                match store(&db, &events, &changes, &batches).await {
+                    Ok(()) => break Ok(()),
                     Err(err) if attempt < WRITE_ATTEMPTS => {
                         tracing::warn!(error = %err, attempt, "could not record progress events; trying again");
                         tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
                         attempt += 1;
                     }
                     Err(err) => {
-                        tracing::error!(error = %err, lost = events.len(), "could not record progress events");
-                        break;
+                        tracing::error!(error = %err, lost = events.len(), changes = changes.len(), "could not record progress events");
+                        break Err(err.to_string());
                     }
                 }
-            }
+            };
             for batch_id in batches {
                 let _ = news.send(batch_id);
+            }
+            for answer in answers {
+                let _ = answer.send(stored.clone());
             }
         }
         for done in flushes {
@@ -335,26 +333,36 @@ async fn write_events(
 async fn store(
     db: &crate::db::Pool,
     events: &[ProgressEvent],
+    changes: &[String],
     batches: &[Uuid],
 ) -> Result<(), DbErr> {
-    // Stored before: an earlier try that committed without our hearing of it.
-    let insert = provisioning_events::Entity::insert_many(events.iter().map(ProgressEvent::row))
-        .on_conflict(
-            OnConflict::columns([
-                provisioning_events::Column::BatchId,
-                provisioning_events::Column::Seq,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .into_query()
-        .to_string(PostgresQueryBuilder);
-    let notifies: String = batches
-        .iter()
-        .map(|batch_id| format!("{};\n", notify_sql(*batch_id)))
-        .collect();
-    // One round trip: a tenant's end waits for the events before its own to be stored.
-    run_script(db, format!("BEGIN;\n{insert};\n{notifies}COMMIT;"))
-        .await
-        .map(drop)
+    let mut script = String::from("BEGIN;\n");
+    if !events.is_empty() {
+        // Stored before: an earlier try that committed without our hearing of it.
+        let insert =
+            provisioning_events::Entity::insert_many(events.iter().map(ProgressEvent::row))
+                .on_conflict(
+                    OnConflict::columns([
+                        provisioning_events::Column::BatchId,
+                        provisioning_events::Column::Seq,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .into_query()
+                .to_string(PostgresQueryBuilder);
+        script.push_str(&insert);
+        script.push_str(";\n");
+    }
+    for change in changes {
+        script.push_str(change);
+        script.push_str(";\n");
+    }
+    for batch_id in batches {
+        script.push_str(&notify_sql(*batch_id));
+        script.push_str(";\n");
+    }
+    script.push_str("COMMIT;");
+    // One round trip for the whole bulk.
+    run_script(db, script).await.map(drop)
 }

@@ -20,8 +20,9 @@ use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use futures_util::{StreamExt, stream};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
-    TransactionTrait, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
+    sea_query::{Expr, PostgresQueryBuilder},
 };
 use uuid::Uuid;
 
@@ -200,6 +201,8 @@ impl Runner {
         }
         let input = stored_input(&job);
         let interrupted = job.status == JobStatus::Running;
+        // Recorded with the job's start; a retry records its own.
+        let first_attempt = job.attempts as u32 + 1;
         let started = Instant::now();
         let tenant_id = job.tenant_id.unwrap_or_else(Uuid::new_v4);
         tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));
@@ -238,7 +241,11 @@ impl Runner {
                 StepStatus::Retrying,
                 Some(&format!("{INTERRUPTED}; running it again")),
             );
-            self.update_job(job.id, |row| row.resumed = Set(true)).await;
+            self.update_job(job.id, |row| {
+                row.resumed = Set(true);
+                row.attempts = Set(first_attempt as i32);
+            })
+            .await;
         } else {
             if self.kind == BatchKind::Provision {
                 self.event(&job, Step::Validate, StepStatus::Started, None);
@@ -248,10 +255,10 @@ impl Runner {
                 row.status = Set(JobStatus::Running);
                 row.tenant_id = Set(Some(tenant_id));
                 row.started_at = Set(Some(Utc::now().fixed_offset()));
+                row.attempts = Set(first_attempt as i32);
             })
             .await;
         }
-        let first_attempt = job.attempts as u32 + 1;
         Some(match (self.kind, input) {
             (
                 BatchKind::Provision,
@@ -368,8 +375,9 @@ impl Runner {
                     .await;
             }
         };
+        let first_attempt = attempt;
         loop {
-            self.job_attempt(job, attempt).await;
+            self.job_retried(job, attempt, first_attempt).await;
             let options = ProvisionOptions {
                 provision_schema: true,
                 run_migrations: true,
@@ -409,18 +417,28 @@ impl Runner {
         attempt: u32,
         resumed: bool,
     ) -> JobEnd {
-        if let Err(error) = find_live(&self.state.db, tenant_id).await {
-            return self
-                .job_finished(job, Some(tenant_id), Instant::now(), Some(error), resumed)
-                .await;
-        }
+        let tenant = match find_live(&self.state.db, tenant_id).await {
+            Ok(tenant) => tenant,
+            Err(error) => {
+                return self
+                    .job_finished(job, Some(tenant_id), Instant::now(), Some(error), resumed)
+                    .await;
+            }
+        };
+        // The first attempt migrates the tenant as just read; a retry reads it again.
+        let just_read = std::sync::Mutex::new(Some(tenant));
         let migrate = || async {
+            let known = just_read.lock().expect("not poisoned").take();
+            let tenant = match known {
+                Some(tenant) => tenant,
+                None => find_live(&self.state.db, tenant_id).await?,
+            };
             let (_, reached) = tokio::time::timeout(
                 self.timeout(),
-                migrate::run_migrations(
+                migrate::migrate_tenant(
                     &self.state,
                     &self.actor,
-                    tenant_id,
+                    tenant,
                     self.target.clone(),
                     MigrationMode::Whole,
                 ),
@@ -559,8 +577,9 @@ impl Runner {
         Done: Future<Output = AppResult<Option<String>>>,
     {
         let started = Instant::now();
+        let first_attempt = attempt;
         loop {
-            self.job_attempt(job, attempt).await;
+            self.job_retried(job, attempt, first_attempt).await;
             self.event(job, step, StepStatus::Started, None);
             match work().await {
                 Ok(message) => {
@@ -673,9 +692,12 @@ impl Runner {
             .publish(self.event_of(job, step, status, message));
     }
 
-    async fn job_attempt(&self, job: &provisioning_jobs::Model, attempt: u32) {
-        self.update_job(job.id, |row| row.attempts = Set(attempt as i32))
-            .await;
+    /// Records a retry's attempt (the first is recorded with the job's start).
+    async fn job_retried(&self, job: &provisioning_jobs::Model, attempt: u32, first_attempt: u32) {
+        if attempt > first_attempt {
+            self.update_job(job.id, |row| row.attempts = Set(attempt as i32))
+                .await;
+        }
     }
 
     /// Records how a job ended and announces it.
@@ -699,7 +721,6 @@ impl Runner {
         // One client text (and log reference) for the job's result and its last event.
         let message = error.as_ref().map(|e| e.client_message().0);
         let row = provisioning_jobs::ActiveModel {
-            id: sea_orm::ActiveValue::Unchanged(job.id),
             status: Set(status),
             tenant_id: Set(tenant_id),
             error_code: Set(error.as_ref().map(|e| e.code().to_owned())),
@@ -717,7 +738,7 @@ impl Runner {
         // The job's end and its DONE event commit together: a server stopping in between
         // leaves neither, and the job is resumed; never a finished job without its event.
         let done = self.event_of(job, Step::Done, step_status, message.as_deref());
-        if let Err(err) = self.record_with_event(Record::Job(row), done).await {
+        if let Err(err) = self.record_with_event(Record::Job(job.id, row), done).await {
             tracing::error!(batch = %self.batch_id, job = %job.id, error = %err, "could not record a job's end");
         }
         JobEnd {
@@ -932,62 +953,56 @@ impl Runner {
         change: Record,
         event: ProgressEvent,
     ) -> Result<(), sea_orm::DbErr> {
-        let events = &self.state.events;
-        let (event, _storing) = events.number_next(event).await;
-        let recorded = async {
-            let txn = self.state.db.begin().await?;
-            match change {
-                Record::Job(row) => provisioning_jobs::Entity::update(row)
-                    .exec(&txn)
-                    .await
-                    .map(drop)?,
-                Record::Batch(row, outcome) => {
-                    provisioning_batches::Entity::update(row).exec(&txn).await?;
-                    audit::record(
-                        &txn,
-                        &self.actor,
-                        "batch.finished",
-                        None,
-                        Outcome::Success,
-                        outcome,
-                    )
-                    .await;
-                }
+        let sql = match change {
+            Record::Job(job_id, row) => job_update_sql(job_id, row),
+            Record::Batch(row, outcome) => {
+                let update = provisioning_batches::Entity::update_many()
+                    .set(row)
+                    .filter(provisioning_batches::Column::Id.eq(self.batch_id))
+                    .into_query()
+                    .to_string(PostgresQueryBuilder);
+                let audited = audit::record_script(
+                    &self.actor,
+                    "batch.finished",
+                    None,
+                    Outcome::Success,
+                    outcome,
+                );
+                format!("{update};\n{audited}")
             }
-            events.store_in(&txn, &event).await?;
-            txn.commit().await
-        }
-        .await;
-        match recorded {
-            Ok(()) => events.announce(self.batch_id),
-            // Numbered, so stored anyway: the log never has a gap.
-            Err(_) => events.store_later(event),
-        }
-        recorded
+        };
+        self.state.events.store_with(sql, Some(event)).await
     }
 
+    /// Records a change of a job's row (with the events published before it).
     async fn update_job(
         &self,
         job_id: Uuid,
         change: impl FnOnce(&mut provisioning_jobs::ActiveModel),
     ) {
-        let mut row = provisioning_jobs::ActiveModel {
-            id: sea_orm::ActiveValue::Unchanged(job_id),
-            ..Default::default()
-        };
+        let mut row = provisioning_jobs::ActiveModel::default();
         change(&mut row);
-        if let Err(err) = provisioning_jobs::Entity::update(row)
-            .exec(&self.state.db)
-            .await
-        {
+        let change = job_update_sql(job_id, row);
+        if let Err(err) = self.state.events.store_with(change, None).await {
             tracing::error!(batch = %self.batch_id, job = %job_id, error = %err, "could not record a job's state");
         }
     }
 }
 
+/// The update of a job's row, as SQL with its values written in (for [`EventHub::store_with`]).
+///
+/// [`EventHub::store_with`]: crate::batch::events::EventHub::store_with
+fn job_update_sql(job_id: Uuid, row: provisioning_jobs::ActiveModel) -> String {
+    provisioning_jobs::Entity::update_many()
+        .set(row)
+        .filter(provisioning_jobs::Column::Id.eq(job_id))
+        .into_query()
+        .to_string(PostgresQueryBuilder)
+}
+
 /// A change recorded together with its event.
 enum Record {
-    Job(provisioning_jobs::ActiveModel),
+    Job(Uuid, provisioning_jobs::ActiveModel),
     /// The batch's end, with its outcome for the audit trail (and the `batch.finished` webhook).
     Batch(provisioning_batches::ActiveModel, serde_json::Value),
 }

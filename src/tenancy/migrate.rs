@@ -109,11 +109,6 @@ pub async fn provision_schema(
 /// Migrates the tenant's schema up or down to `target`. A failing migration leaves the schema at
 /// the last good revision ([`MigrationMode::Stepwise`]) or where it started
 /// ([`MigrationMode::Whole`]), and the registry says so.
-#[tracing::instrument(
-    name = "migrate tenant",
-    skip_all,
-    fields(tenant_id = %tenant_id, schema = tracing::field::Empty)
-)]
 pub async fn run_migrations(
     state: &SharedState,
     actor: &Actor,
@@ -122,22 +117,52 @@ pub async fn run_migrations(
     mode: MigrationMode,
 ) -> AppResult<(tenants::Model, SchemaMigrations)> {
     let tenant = find_live(&state.db, tenant_id).await?;
+    migrate_tenant(state, actor, tenant, target, mode).await
+}
+
+/// [`run_migrations`] of a tenant as just read from the registry.
+#[tracing::instrument(
+    name = "migrate tenant",
+    skip_all,
+    fields(tenant_id = %tenant.id, schema = tracing::field::Empty)
+)]
+pub async fn migrate_tenant(
+    state: &SharedState,
+    actor: &Actor,
+    tenant: tenants::Model,
+    target: Target,
+    mode: MigrationMode,
+) -> AppResult<(tenants::Model, SchemaMigrations)> {
     record_tenant(&tenant);
+    let tenant_id = tenant.id;
     let schema = schema_of(&tenant);
-    let schema_db = servers::pool_of(state, &tenant).await?;
-    if !migrator::schema_exists(&schema_db, &schema)
-        .await
-        .map_err(|err| state.servers.failed(tenant.server_name.as_deref(), err))?
-    {
-        return Err(AppError::bad_input(
-            "tenantId",
-            "the tenant's schema is not provisioned; run provisionSchema first",
-        ));
-    }
     let task_state = state.clone();
     let task_actor = actor.clone();
     let result = run_detached("migration", async move {
-        match mode {
+        // One round trip holds the registry's record with the steps: on the control database
+        // only. A schema that is not there makes it step aside too, to be told apart below.
+        if mode == MigrationMode::Whole
+            && tenant.server_name.is_none()
+            && let Some(moved) =
+                migrate_in_one_trip(&task_state, &task_actor, &tenant, &schema, &target).await
+        {
+            return Ok(moved);
+        }
+        let schema_db = servers::pool_of(&task_state, &tenant).await?;
+        if !migrator::schema_exists(&schema_db, &schema)
+            .await
+            .map_err(|err| {
+                task_state
+                    .servers
+                    .failed(tenant.server_name.as_deref(), err)
+            })?
+        {
+            return Err(AppError::bad_input(
+                "tenantId",
+                "the tenant's schema is not provisioned; run provisionSchema first",
+            ));
+        }
+        Ok(match mode {
             MigrationMode::Stepwise => {
                 let migrated = migrator::migrate_to(&schema_db, &schema, &target).await;
                 let (reached, succeeded_by) = match &migrated {
@@ -151,9 +176,9 @@ pub async fn run_migrations(
             MigrationMode::Whole => {
                 migrate_whole(&task_state, &task_actor, &tenant, &schema, &target).await
             }
-        }
+        })
     })
-    .await?;
+    .await??;
     match result {
         (Ok(reached), Ok(tenant)) => Ok((tenant, reached)),
         (
@@ -228,12 +253,6 @@ async fn migrate_whole(
             )),
         )
     };
-    // One round trip holds the registry's record with the steps: on the control database only.
-    if tenant.server_name.is_none()
-        && let Some(moved) = migrate_in_one_trip(state, actor, tenant, schema, target).await
-    {
-        return moved;
-    }
     let (txn, elsewhere) = match servers::begin_placed(state, tenant).await {
         Ok(begun) => begun,
         Err(err) => return not_started(sea_orm::DbErr::Custom(err.client_message().0)),

@@ -31,7 +31,8 @@ use crate::{
     tenancy::migrator::LOCK_TIMEOUT,
 };
 
-/// What the script raises when the ledger does not hold what the registry says is applied.
+/// What the script's ledger check (`public.tenantgraph_check_ledger`) raises when the ledger
+/// does not hold what the registry says is applied.
 const LEDGER_MOVED: &str = "TGL01";
 /// `undefined_table`: the schema has no ledger (never migrated, or gone).
 const NO_LEDGER: &str = "42P01";
@@ -176,12 +177,10 @@ pub async fn script(schema: &SchemaName, from: usize, to: usize, record: &str) -
         .map(|name| literal(name))
         .collect::<Vec<_>>()
         .join(", ");
+    // `public.tenantgraph_check_ledger` raises LEDGER_MOVED (or NO_LEDGER) when it is not.
     sql.push_str(&format!(
-        "DO $ledger$BEGIN IF (SELECT coalesce(array_agg(version::text ORDER BY version), '{{}}') \
-         FROM seaql_migrations) IS DISTINCT FROM ARRAY[{expected}]::text[] THEN \
-         RAISE EXCEPTION USING ERRCODE = '{LEDGER_MOVED}', \
-         MESSAGE = 'the migration ledger is not at the registry''s revision'; \
-         END IF; END$ledger$;\n"
+        "SELECT public.tenantgraph_check_ledger({schema}, ARRAY[{expected}]::text[]);\n",
+        schema = literal(schema.as_str()),
     ));
     if from <= to {
         push_up(&mut sql, &all[from..to])?;
@@ -350,7 +349,9 @@ mod tests {
             .map(|n| format!("'{n}'"))
             .collect::<Vec<_>>()
             .join(", ");
-        assert!(up.contains(&format!("IS DISTINCT FROM ARRAY[{ledger}]::text[]")));
+        assert!(up.contains(&format!(
+            "SELECT public.tenantgraph_check_ledger('tenant_a', ARRAY[{ledger}]::text[]);\n"
+        )));
         let head = migration::tenant_migration_names().pop().unwrap();
         assert!(up.contains(&format!(
             "INSERT INTO \"seaql_migrations\" (\"version\", \"applied_at\") VALUES ('{head}', "

@@ -720,14 +720,17 @@ async fn a_server_killed_at_each_step_of_provisioning_is_undone_and_redone_exact
     db.finished(&batch_id).await;
     let batch = assert_every_tenant_made_once(&db, &second, &token, &batch_id, 6).await;
     for result in batch["results"].as_array().unwrap() {
-        assert_eq!(result["resumed"], true, "{result}");
-        // What had committed is kept; anything else is made again, once.
-        let expected = if result["domain"] == "fault-done" {
-            1
+        // What had committed is kept; anything else is made again, once. The held end of
+        // `fault-done` had been sent whole with its events (the batch's records go in one
+        // script per bulk): let go, it commits although its server is gone, so that job ended
+        // on the first server.
+        let (resumed, attempts) = if result["domain"] == "fault-done" {
+            (false, 1)
         } else {
-            2
+            (true, 2)
         };
-        assert_eq!(result["attempts"], expected, "{result}");
+        assert_eq!(result["resumed"], resumed, "{result}");
+        assert_eq!(result["attempts"], attempts, "{result}");
     }
     let admins = db
         .count(

@@ -14,6 +14,8 @@ mod m20261206_000011_update_batches;
 mod m20261206_000012_index_batches_by_creation;
 mod m20261206_000013_create_database_servers;
 mod m20261206_000014_move_batches;
+mod m20261206_000015_quiet_revision_changes;
+mod m20261206_000016_ledger_check_function;
 
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
@@ -31,5 +33,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261206_000012_index_batches_by_creation::Migration),
         Box::new(m20261206_000013_create_database_servers::Migration),
         Box::new(m20261206_000014_move_batches::Migration),
+        Box::new(m20261206_000015_quiet_revision_changes::Migration),
+        Box::new(m20261206_000016_ledger_check_function::Migration),
     ]
 }
