@@ -22,7 +22,7 @@ use futures_util::{StreamExt, stream};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
-    sea_query::{Expr, PostgresQueryBuilder},
+    sea_query::{Expr, IntoCondition, PostgresQueryBuilder},
 };
 use uuid::Uuid;
 
@@ -375,9 +375,7 @@ impl Runner {
                     .await;
             }
         };
-        let first_attempt = attempt;
         loop {
-            self.job_retried(job, attempt, first_attempt).await;
             let options = ProvisionOptions {
                 provision_schema: true,
                 run_migrations: true,
@@ -577,9 +575,7 @@ impl Runner {
         Done: Future<Output = AppResult<Option<String>>>,
     {
         let started = Instant::now();
-        let first_attempt = attempt;
         loop {
-            self.job_retried(job, attempt, first_attempt).await;
             self.event(job, step, StepStatus::Started, None);
             match work().await {
                 Ok(message) => {
@@ -634,6 +630,8 @@ impl Runner {
         }
     }
 
+    /// Announces the retry of `attempt`, waits its backoff and records the next attempt (the
+    /// first is recorded with the job's start).
     async fn retry_after(&self, job: &provisioning_jobs::Model, attempt: u32, error: &AppError) {
         self.event(
             job,
@@ -642,6 +640,8 @@ impl Runner {
             Some(&error.client_message().0),
         );
         tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(attempt - 1)).await;
+        self.update_job(job.id, |row| row.attempts = Set(attempt as i32 + 1))
+            .await;
     }
 
     /// Events of one tenant's steps, as provisioning reports them.
@@ -690,14 +690,6 @@ impl Runner {
         self.state
             .events
             .publish(self.event_of(job, step, status, message));
-    }
-
-    /// Records a retry's attempt (the first is recorded with the job's start).
-    async fn job_retried(&self, job: &provisioning_jobs::Model, attempt: u32, first_attempt: u32) {
-        if attempt > first_attempt {
-            self.update_job(job.id, |row| row.attempts = Set(attempt as i32))
-                .await;
-        }
     }
 
     /// Records how a job ended and announces it.
@@ -954,13 +946,9 @@ impl Runner {
         event: ProgressEvent,
     ) -> Result<(), sea_orm::DbErr> {
         let sql = match change {
-            Record::Job(job_id, row) => job_update_sql(job_id, row),
+            Record::Job(job_id, row) => update_sql(row, provisioning_jobs::Column::Id.eq(job_id)),
             Record::Batch(row, outcome) => {
-                let update = provisioning_batches::Entity::update_many()
-                    .set(row)
-                    .filter(provisioning_batches::Column::Id.eq(self.batch_id))
-                    .into_query()
-                    .to_string(PostgresQueryBuilder);
+                let update = update_sql(row, provisioning_batches::Column::Id.eq(self.batch_id));
                 let audited = audit::record_script(
                     &self.actor,
                     "batch.finished",
@@ -982,20 +970,21 @@ impl Runner {
     ) {
         let mut row = provisioning_jobs::ActiveModel::default();
         change(&mut row);
-        let change = job_update_sql(job_id, row);
+        let change = update_sql(row, provisioning_jobs::Column::Id.eq(job_id));
         if let Err(err) = self.state.events.store_with(change, None).await {
             tracing::error!(batch = %self.batch_id, job = %job_id, error = %err, "could not record a job's state");
         }
     }
 }
 
-/// The update of a job's row, as SQL with its values written in (for [`EventHub::store_with`]).
+/// The update of the rows `filter` selects, as SQL with its values written in (for
+/// [`EventHub::store_with`]).
 ///
 /// [`EventHub::store_with`]: crate::batch::events::EventHub::store_with
-fn job_update_sql(job_id: Uuid, row: provisioning_jobs::ActiveModel) -> String {
-    provisioning_jobs::Entity::update_many()
+fn update_sql<A: sea_orm::ActiveModelTrait>(row: A, filter: impl IntoCondition) -> String {
+    A::Entity::update_many()
         .set(row)
-        .filter(provisioning_jobs::Column::Id.eq(job_id))
+        .filter(filter)
         .into_query()
         .to_string(PostgresQueryBuilder)
 }
