@@ -141,6 +141,18 @@ pub async fn open_pool_for(
 /// Idle time after which a pooled connection is pinged before it is handed out.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
 
+/// Age after which a pooled connection is closed when it is next returned (or found idle) and
+/// a fresh one takes its place.
+///
+/// A PostgreSQL backend keeps what it touched in every tenant's schema: the plans of the
+/// foreign-key checks of each tenant it seeded, the relation entries of each schema it read.
+/// None of that is freed while the backend lives, and every `CREATE`, `ALTER` or `DROP` in any
+/// schema makes every backend walk its whole list of cached plans. A backend that lives for
+/// hours walks thousands of other tenants' plans per statement of DDL, so provisioning and
+/// fleet migrations slowed down with the number of tenants. Half a minute of a backend's
+/// work is a few hundred plans at most; a new connection costs a few milliseconds.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
 pub(crate) fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -149,6 +161,7 @@ pub(crate) fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
+        .max_lifetime(CONNECTION_LIFETIME)
         // A connection back from a request was just checked by the pool (it syncs with the
         // server when a connection is returned); pinging it again on every checkout would add a
         // round trip to each request. Only one idle this long may have been dropped meanwhile.

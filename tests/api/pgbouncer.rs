@@ -66,6 +66,7 @@ impl PgBouncer {
              auth_file = {dir}/userlist.txt\n\
              pool_mode = transaction\n\
              default_pool_size = {SERVER_CONNECTIONS}\n\
+             server_lifetime = 30\n\
              max_client_conn = 200\n\
              query_wait_timeout = 30\n\
              logfile = {dir}/pgbouncer.log\n",
