@@ -571,7 +571,7 @@ impl Bench {
         let tenants = (self.plain.len() + self.with_admin.len()) as f64;
 
         self.fleet_to(previous).await?;
-        let (unparked, _) = self.fleet_to("head").await?;
+        let (unparking_seconds, _) = self.fleet_to("head").await?;
         self.fleet_to(previous).await?;
         // A deploy finds its tenants at the revision they were at, active: what stepping down
         // parked is let back in, as if the newest migration had just been added.
@@ -586,7 +586,7 @@ impl Bench {
             .await?;
         let (seconds, statements) = self.fleet_to("head").await?;
         let rate = tenants / seconds;
-        let unparked = tenants / unparked;
+        let unparked = tenants / unparking_seconds;
         let statements = statements as f64 / tenants;
 
         let mut connection = PgConnection::connect(&self.url).await?;
