@@ -22,7 +22,7 @@ use futures_util::{StreamExt, stream};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
-    sea_query::{Expr, IntoCondition, PostgresQueryBuilder},
+    sea_query::{Expr, PostgresQueryBuilder},
 };
 use uuid::Uuid;
 
@@ -33,6 +33,7 @@ use crate::{
         events::ProgressEvent,
         lock::{BatchLock, HeldLock},
     },
+    db::pinned::update_by_key,
     error::{AppError, AppResult},
     state::SharedState,
     tenancy::{
@@ -713,6 +714,7 @@ impl Runner {
         // One client text (and log reference) for the job's result and its last event.
         let message = error.as_ref().map(|e| e.client_message().0);
         let row = provisioning_jobs::ActiveModel {
+            id: sea_orm::ActiveValue::Unchanged(job.id),
             status: Set(status),
             tenant_id: Set(tenant_id),
             error_code: Set(error.as_ref().map(|e| e.code().to_owned())),
@@ -730,7 +732,7 @@ impl Runner {
         // The job's end and its DONE event commit together: a server stopping in between
         // leaves neither, and the job is resumed; never a finished job without its event.
         let done = self.event_of(job, Step::Done, step_status, message.as_deref());
-        if let Err(err) = self.record_with_event(Record::Job(job.id, row), done).await {
+        if let Err(err) = self.record_with_event(Record::Job(row), done).await {
             tracing::error!(batch = %self.batch_id, job = %job.id, error = %err, "could not record a job's end");
         }
         JobEnd {
@@ -946,9 +948,12 @@ impl Runner {
         event: ProgressEvent,
     ) -> Result<(), sea_orm::DbErr> {
         let sql = match change {
-            Record::Job(job_id, row) => update_sql(row, provisioning_jobs::Column::Id.eq(job_id)),
+            Record::Job(row) => {
+                update_by_key(row, provisioning_jobs::Column::Id).to_string(PostgresQueryBuilder)
+            }
             Record::Batch(row, outcome) => {
-                let update = update_sql(row, provisioning_batches::Column::Id.eq(self.batch_id));
+                let update = update_by_key(row, provisioning_batches::Column::Id)
+                    .to_string(PostgresQueryBuilder);
                 let audited = audit::record_script(
                     &self.actor,
                     "batch.finished",
@@ -968,30 +973,23 @@ impl Runner {
         job_id: Uuid,
         change: impl FnOnce(&mut provisioning_jobs::ActiveModel),
     ) {
-        let mut row = provisioning_jobs::ActiveModel::default();
+        let mut row = provisioning_jobs::ActiveModel {
+            id: sea_orm::ActiveValue::Unchanged(job_id),
+            ..Default::default()
+        };
         change(&mut row);
-        let change = update_sql(row, provisioning_jobs::Column::Id.eq(job_id));
+        let change =
+            update_by_key(row, provisioning_jobs::Column::Id).to_string(PostgresQueryBuilder);
         if let Err(err) = self.state.events.store_with(change, None).await {
             tracing::error!(batch = %self.batch_id, job = %job_id, error = %err, "could not record a job's state");
         }
     }
 }
 
-/// The update of the rows `filter` selects, as SQL with its values written in (for
-/// [`EventHub::store_with`]).
-///
-/// [`EventHub::store_with`]: crate::batch::events::EventHub::store_with
-fn update_sql<A: sea_orm::ActiveModelTrait>(row: A, filter: impl IntoCondition) -> String {
-    A::Entity::update_many()
-        .set(row)
-        .filter(filter)
-        .into_query()
-        .to_string(PostgresQueryBuilder)
-}
-
 /// A change recorded together with its event.
 enum Record {
-    Job(Uuid, provisioning_jobs::ActiveModel),
+    /// A job's row (holding its id).
+    Job(provisioning_jobs::ActiveModel),
     /// The batch's end, with its outcome for the audit trail (and the `batch.finished` webhook).
     Batch(provisioning_batches::ActiveModel, serde_json::Value),
 }

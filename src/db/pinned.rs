@@ -244,8 +244,8 @@ pub(crate) async fn run_script(db: &Pool, script: String) -> Result<Vec<QueryRes
 }
 
 /// The UPDATE of `row` by its primary key column `key` (which `row` holds unchanged), for a
-/// script of `run_script`: render it with `to_string(PostgresQueryBuilder)`, which writes the
-/// values in.
+/// script of `run_script` or a change handed to the event writer: render it with
+/// `to_string(PostgresQueryBuilder)`, which writes the values in.
 pub fn update_by_key<A: ActiveModelTrait>(
     row: A,
     key: <A::Entity as EntityTrait>::Column,
