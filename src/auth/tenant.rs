@@ -2,21 +2,25 @@
 //! only door to that tenant's data.
 //!
 //! A [`TenantContext`] is built once per request from a verified token (held against its
-//! session and the user's current state) or API key, and the registry. Tenant data is reachable only through [`TenantContext::begin`], which pins a
-//! transaction to the tenant's schema; the pool itself has no tenant schema on its search path,
-//! so a query that skips the pin fails instead of reaching anybody's data.
+//! session and the user's current state) or API key, and the registry. Tenant data is reachable
+//! only through [`TenantContext::begin`], which pins a transaction to the tenant's schema, and
+//! [`TenantContext::read`], one statement naming the tenant's table with the same ownership check
+//! in it; the pool itself has no tenant schema on its search path, so a query that does neither
+//! fails instead of reaching anybody's data.
 
 use std::{
     collections::BTreeSet,
     time::{Duration, Instant},
 };
 
+use sea_orm::{DbErr, EntityTrait, Select};
 use uuid::Uuid;
 
 use crate::{
     auth::{SessionRef, access, jwt::Claims},
     db::{
-        pinned::{TenantTransaction, begin_as_owner},
+        pinned::{TenantTransaction, begin_as_owner, read_as_owner},
+        pool::Pool,
         share::DbSlots,
     },
     error::{AppError, AppResult},
@@ -86,8 +90,8 @@ impl TenantContext {
         }
     }
 
-    /// A transaction pinned to this tenant's schema: the one way to its data. Refused when the
-    /// tenant is no longer active or no longer owns the schema it was authenticated with.
+    /// A transaction pinned to this tenant's schema. Refused when the tenant is no longer active
+    /// or no longer owns the schema it was authenticated with.
     ///
     /// The transaction holds one of the request's and one of the tenant's database slots (see
     /// [`crate::db::share`]) until it ends; waiting too long for them is `RATE_LIMITED`.
@@ -97,18 +101,53 @@ impl TenantContext {
     /// registry still has the tenant active with this schema is a move's write pause or its
     /// switch: the request is held until the registry names the server to go to (at most
     /// [`MOVE_HOLD`], then `SERVER_UNAVAILABLE`), and pinned there — with the same ownership
-    /// check, on the tenant's id and schema from the credential.
+    /// check, on the tenant's id and schema from the credential. [`read`](Self::read) does the
+    /// same.
     pub async fn begin(&self, state: &AppState) -> AppResult<TenantTransaction> {
         let slot = self.slots.acquire().await?;
+        let txn = self
+            .as_owner(state, |db| async move {
+                begin_as_owner(&db, self.tenant.id, &self.tenant.schema).await
+            })
+            .await?;
+        Ok(TenantTransaction::new(txn, slot))
+    }
+
+    /// Reads one table of the tenant's in one statement and one round trip, with the same
+    /// ownership check as [`begin`](Self::begin) in it (see [`read_as_owner`]). Reads of more
+    /// than one table, or more than one statement that must agree, go through `begin`.
+    pub async fn read<E: EntityTrait>(
+        &self,
+        state: &AppState,
+        select: Select<E>,
+    ) -> AppResult<Vec<E::Model>> {
+        let _slot = self.slots.acquire().await?;
+        self.as_owner(state, |db| {
+            let select = select.clone();
+            async move { read_as_owner(&db, self.tenant.id, &self.tenant.schema, select).await }
+        })
+        .await
+    }
+
+    /// Runs `attempt` (a pin or a gated read, `None` when the ownership check refused it) on
+    /// the tenant's database server, following the tenant when a move switches servers.
+    async fn as_owner<T, Attempt>(
+        &self,
+        state: &AppState,
+        attempt: impl Fn(Pool) -> Attempt,
+    ) -> AppResult<T>
+    where
+        Attempt: Future<Output = Result<Option<T>, DbErr>>,
+    {
         let held_until = Instant::now() + MOVE_HOLD;
         let mut server = self.tenant.server.clone();
         loop {
             let db = state.servers.pool(server.as_deref()).await?;
-            let pinned = begin_as_owner(&db, self.tenant.id, &self.tenant.schema)
+            let owned = attempt(db)
                 .await
                 .map_err(|err| state.servers.failed(server.as_deref(), err))?;
-            if let Some(txn) = pinned {
-                return Ok(TenantTransaction::new(txn, slot));
+            if let Some(owned) = owned {
+                return Ok(owned);
             }
             // On the control database the registry itself refused: no move is under way there.
             if server.is_none() {

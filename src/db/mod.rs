@@ -166,9 +166,16 @@ pub(crate) fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
         // server when a connection is returned); pinging it again on every checkout would add a
         // round trip to each request. Only one idle this long may have been dropped meanwhile.
         .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        .map_sqlx_postgres_opts(|options| options.statement_cache_capacity(STATEMENT_CACHE));
     options
 }
+
+/// Prepared statements a connection keeps. A tenant's gated reads name its schema (see
+/// [`pinned::read_as_owner`]), so each tenant a connection serves adds its own few; this many
+/// keep a hundred busy tenants' plans on every connection, and [`CONNECTION_LIFETIME`] bounds
+/// what a backend holds for them.
+const STATEMENT_CACHE: usize = 512;
 
 /// Creates `database` through the maintenance database at `maintenance_url`; a concurrent
 /// creator winning the race is fine.

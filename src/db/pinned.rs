@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, ExecResult, QueryFilter, QueryResult, QueryTrait, RuntimeErr, Statement,
+    EntityTrait, ExecResult, QueryFilter, QueryResult, QueryTrait, RuntimeErr, Select, Statement,
     TransactionTrait,
-    sea_query::UpdateStatement,
+    sea_query::{Alias, Expr, UpdateStatement},
     sqlx::{
         AssertSqlSafe, Postgres, SqlSafeStr,
         pool::PoolConnection,
@@ -140,10 +140,6 @@ pub async fn begin_as_owner(
             observer: db.observer().clone(),
         })),
         Err(err) => {
-            let not_owner = err
-                .as_database_error()
-                .and_then(|db_err| db_err.try_downcast_ref::<PgDatabaseError>())
-                .is_some_and(|db_err| db_err.code() == NOT_OWNER);
             // The failed statement left the connection in an aborted transaction block; it goes
             // back to the pool only once that is rolled back (still guarded meanwhile).
             let conn = guard.0.as_mut().expect("held until settled");
@@ -155,10 +151,11 @@ pub async fn begin_as_owner(
             if !rolled_back {
                 conn.close_on_drop();
             }
-            if not_owner {
+            let err = sqlx_error_to_conn_err(err);
+            if is_not_owner(&err) {
                 Ok(None)
             } else {
-                Err(sqlx_error_to_conn_err(err))
+                Err(err)
             }
         }
     }
@@ -189,17 +186,74 @@ fn pin_sql(
         DatabasePooler::PgBouncer => "DEALLOCATE ALL; SET LOCAL search_path = pg_catalog; ",
         DatabasePooler::None => "",
     };
+    format!(
+        "BEGIN; {reset}SELECT set_config('search_path', '{quoted}', true) FROM {owners} \
+         HAVING 1 / count(*) = 1",
+        quoted = schema.quoted(),
+        owners = owner_rows(
+            ownership,
+            &format!("'{tenant_id}'"),
+            &format!("'{}'", schema.as_str())
+        ),
+    )
+}
+
+/// The row of the table `ownership` names that backs tenant `id` (an SQL expression) owning
+/// `schema` (another) while it is active: what a pin and a gated read count to be 1.
+fn owner_rows(ownership: OwnershipTable, id: &str, schema: &str) -> String {
     let owners = match ownership {
         OwnershipTable::Registry => "public.tenants WHERE deleted_at IS NULL AND",
         OwnershipTable::Placements => "public.tenant_placements WHERE",
     };
-    format!(
-        "BEGIN; {reset}SELECT set_config('search_path', '{quoted}', true) FROM {owners} \
-         id = '{tenant_id}' AND schema_name = '{name}' AND status = 'ACTIVE' \
-         HAVING 1 / count(*) = 1",
-        quoted = schema.quoted(),
-        name = schema.as_str(),
-    )
+    format!("{owners} id = {id} AND schema_name = {schema} AND status = 'ACTIVE'")
+}
+
+/// Runs `select`, a read of one table of a tenant's, as one statement outside any transaction:
+/// the table qualified with `schema`, the rows gated on the same ownership check as
+/// [`begin_as_owner`]'s pin (failing with `division_by_zero` unless the registry backs tenant
+/// `tenant_id` owning `schema`). `None` when it does not.
+///
+/// The check and the read share the statement's snapshot, and no `search_path` is set: one
+/// round trip, no transaction to end, and the statement's plan (its text names the schema)
+/// survives on the connection for the tenant's next read. Only the table of `E` is qualified;
+/// the pool's search path holds no schema of ours, so any other table the statement names
+/// (a join, a subquery) fails it instead of resolving anywhere.
+pub async fn read_as_owner<E: EntityTrait>(
+    db: &Pool,
+    tenant_id: Uuid,
+    schema: &SchemaName,
+    select: Select<E>,
+) -> Result<Option<Vec<E::Model>>, DbErr> {
+    let mut query = select.into_query();
+    query
+        .from_clear()
+        .from((Alias::new(schema.as_str()), E::default()))
+        .and_where(Expr::cust_with_values(
+            format!(
+                "(SELECT 1 / count(*) FROM {}) = 1",
+                owner_rows(db.ownership(), "$1", "$2")
+            ),
+            [tenant_id.into(), schema.as_str().into()] as [sea_orm::Value; 2],
+        ));
+    let statement = db.get_database_backend().build(&query);
+    match E::find().from_raw_sql(statement).all(db).await {
+        Ok(rows) => Ok(Some(rows)),
+        Err(err) if is_not_owner(&err) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether a statement failed because the registry did not back its pin or gate.
+fn is_not_owner(err: &DbErr) -> bool {
+    let (DbErr::Conn(RuntimeErr::SqlxError(err))
+    | DbErr::Exec(RuntimeErr::SqlxError(err))
+    | DbErr::Query(RuntimeErr::SqlxError(err))) = err
+    else {
+        return false;
+    };
+    err.as_database_error()
+        .and_then(|db_err| db_err.try_downcast_ref::<PgDatabaseError>())
+        .is_some_and(|db_err| db_err.code() == NOT_OWNER)
 }
 
 /// Runs `script`, which opens and commits its own transaction (`BEGIN; …; COMMIT`), as one

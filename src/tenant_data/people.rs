@@ -65,18 +65,7 @@ pub async fn page(
                 .add(lower(person::Column::Email).like(pattern())),
         );
     }
-    let txn = tenant.begin(state).await?;
-    let total_count = if with_total {
-        Some(
-            person::Entity::find()
-                .filter(filter.clone())
-                .count(&txn)
-                .await?,
-        )
-    } else {
-        None
-    };
-    let mut query = person::Entity::find().filter(filter);
+    let mut query = person::Entity::find().filter(filter.clone());
     if let Some(after) = after {
         query = query.filter(
             Condition::any()
@@ -88,13 +77,20 @@ pub async fn page(
                 ),
         );
     }
-    let mut people = query
+    let query = query
         .order_by_asc(person::Column::CreatedAt)
         .order_by_asc(person::Column::Id)
-        .limit(limit + 1)
-        .all(&txn)
-        .await?;
-    end_read(txn);
+        .limit(limit + 1);
+    // A page alone is one gated statement; with its count it is two, in a pinned transaction.
+    let (mut people, total_count) = if with_total {
+        let txn = tenant.begin(state).await?;
+        let total = person::Entity::find().filter(filter).count(&txn).await?;
+        let people = query.all(&txn).await?;
+        end_read(txn);
+        (people, Some(total))
+    } else {
+        (tenant.read(state, query).await?, None)
+    };
     let has_next_page = people.len() as u64 > limit;
     people.truncate(limit as usize);
     Ok(PeoplePage {
@@ -109,10 +105,8 @@ pub async fn find(
     tenant: &TenantContext,
     id: Uuid,
 ) -> AppResult<Option<person::Model>> {
-    let txn = tenant.begin(state).await?;
-    let found = person::Entity::find_by_id(id).one(&txn).await?;
-    end_read(txn);
-    Ok(found)
+    let found = tenant.read(state, person::Entity::find_by_id(id)).await?;
+    Ok(found.into_iter().next())
 }
 
 pub async fn create(

@@ -7,17 +7,19 @@ use serde_json::json;
 
 use crate::{
     auth::tenant::TenantContext,
-    db::pinned::end_read,
     error::{AppError, AppResult},
     state::AppState,
     tenancy::validation::{Faults, SettingsDraft, validate_settings},
 };
 
 pub async fn get(state: &AppState, tenant: &TenantContext) -> AppResult<tenant_settings::Model> {
-    let txn = tenant.begin(state).await?;
-    let settings = tenant_settings::Entity::find_by_id(true).one(&txn).await?;
-    end_read(txn);
-    settings.ok_or_else(|| AppError::not_found("the tenant's settings are not seeded"))
+    let settings = tenant
+        .read(state, tenant_settings::Entity::find_by_id(true))
+        .await?;
+    settings
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::not_found("the tenant's settings are not seeded"))
 }
 
 /// Changes to the settings row; absent parts keep their value, and so do absent limits.

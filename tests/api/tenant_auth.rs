@@ -458,11 +458,17 @@ async fn a_pin_the_registry_does_not_back_is_refused_and_leaves_its_connection_c
     pin_refusals_leave_the_connection_clean(&app).await;
 }
 
-/// `BEGIN` and the pin travel as one statement: a pin for another tenant's id, a schema the
-/// tenant does not own, or a deactivated tenant is refused, and the one pooled connection comes
-/// back usable (not stuck in an aborted transaction) and without any schema of ours.
+/// `BEGIN` and the pin travel as one statement, and a gated read is one statement: a pin or a
+/// read for another tenant's id, a schema the tenant does not own, or a deactivated tenant is
+/// refused, and the one pooled connection comes back usable (not stuck in an aborted
+/// transaction) and without any schema of ours.
 pub async fn pin_refusals_leave_the_connection_clean(app: &TestApp) {
-    use tenantgraph::{db::pinned::begin_as_owner, primitives::schema_name::SchemaName};
+    use entity::tenant::{user_statuses, users};
+    use sea_orm::EntityTrait;
+    use tenantgraph::{
+        db::pinned::{begin_as_owner, read_as_owner},
+        primitives::schema_name::SchemaName,
+    };
     let a = app.with_tenant("pin-a.church").await;
     let b = app.with_tenant("pin-b.church").await;
     let id = |tenant: &TestTenant| tenant.id.parse::<uuid::Uuid>().unwrap();
@@ -477,8 +483,27 @@ pub async fn pin_refusals_leave_the_connection_clean(app: &TestApp) {
         for _ in 0..3 {
             let pinned = begin_as_owner(app.db(), tenant_id, &schema).await.unwrap();
             assert!(pinned.is_none(), "{tenant_id} pinned to {schema}");
+            let read = read_as_owner(app.db(), tenant_id, &schema, users::Entity::find())
+                .await
+                .unwrap();
+            assert!(read.is_none(), "{tenant_id} read {schema}: {read:?}");
         }
     }
+    let read = read_as_owner(app.db(), id(&a), &schema(&a), users::Entity::find())
+        .await
+        .unwrap()
+        .expect("the owner reads its table");
+    assert_eq!(read.len(), 3);
+    // Only the read's own table is qualified: a joined table resolves nowhere, so the read
+    // fails rather than reaching another schema.
+    let joined = read_as_owner(
+        app.db(),
+        id(&a),
+        &schema(&a),
+        users::Entity::find().inner_join(user_statuses::Entity),
+    )
+    .await;
+    assert!(joined.is_err(), "a join read {joined:?}");
     let pinned = begin_as_owner(app.db(), id(&a), &schema(&a))
         .await
         .unwrap()
@@ -497,6 +522,10 @@ pub async fn pin_refusals_leave_the_connection_clean(app: &TestApp) {
     assert_eq!(deactivated.data()["deactivateTenant"]["status"], "INACTIVE");
     let refused = begin_as_owner(app.db(), id(&a), &schema(&a)).await.unwrap();
     assert!(refused.is_none(), "a deactivated tenant pinned its schema");
+    let refused = read_as_owner(app.db(), id(&a), &schema(&a), users::Entity::find())
+        .await
+        .unwrap();
+    assert!(refused.is_none(), "a deactivated tenant read its schema");
 
     // The only connection, after every refusal: usable, and no tenant schema on its path.
     let search_path = app

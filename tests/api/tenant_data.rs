@@ -275,6 +275,35 @@ async fn statements_for(app: &TestApp, token: &str, query: &str, variables: Valu
     (count, response)
 }
 
+/// A page of people, a person, or the settings is one gated statement: no transaction, no pin
+/// of its own. A page with its count takes a pinned transaction: the pin and two statements.
+#[tokio::test]
+async fn a_read_of_one_table_is_one_statement() {
+    let app = TestApp::spawn_with(count_statements).await;
+    let admin = app.with_tenant("onestatement.church").await.admin;
+    let created = app
+        .graphql(CREATE_PERSON, person("One", "Statement"), Some(&admin))
+        .await;
+    let id = created.data()["createPerson"]["id"].clone();
+    const PAGE: &str = "{ people(first: 20) { nodes { id firstName lastName } } }";
+    const ONE: &str = "query($id: ID!) { person(id: $id) { firstName } }";
+    const SETTINGS: &str = "{ tenantSettings { displayName } }";
+    const COUNTED: &str = "{ people(first: 20) { totalCount nodes { firstName } } }";
+
+    let (page, answer) = statements_for(&app, &admin, PAGE, json!({})).await;
+    assert_eq!(answer.data()["people"]["nodes"][0]["lastName"], "Statement");
+    assert_eq!(page, 1);
+    let (one, answer) = statements_for(&app, &admin, ONE, json!({ "id": id })).await;
+    assert_eq!(answer.data()["person"]["firstName"], "One");
+    assert_eq!(one, 1);
+    let (settings, answer) = statements_for(&app, &admin, SETTINGS, json!({})).await;
+    assert!(answer.data()["tenantSettings"]["displayName"].is_string());
+    assert_eq!(settings, 1);
+    let (counted, answer) = statements_for(&app, &admin, COUNTED, json!({})).await;
+    assert_eq!(answer.data()["people"]["totalCount"], 1);
+    assert_eq!(counted, 3);
+}
+
 #[tokio::test]
 async fn nested_creators_and_roles_cost_a_constant_number_of_queries() {
     nested_creators_cost_a_constant_number_of_queries(&TestApp::spawn_with(count_statements).await)
