@@ -37,7 +37,8 @@ pub mod app;
 pub(crate) mod audit;
 #[doc(hidden)]
 pub mod auth;
-pub(crate) mod batch;
+#[doc(hidden)]
+pub mod batch;
 pub mod cli;
 pub mod config;
 #[doc(hidden)]

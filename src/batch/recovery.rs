@@ -6,7 +6,8 @@ use anyhow::Context;
 use chrono::Utc;
 use entity::public::{provisioning_batches, provisioning_jobs, tenants};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityName, EntityTrait, QueryFilter, Statement,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -83,7 +84,9 @@ pub async fn recover_stalled_tenants(state: &SharedState) -> anyhow::Result<usiz
             tenants::Column::Id.not_in_subquery(
                 sea_orm::sea_query::Query::select()
                     .column(provisioning_jobs::Column::TenantId)
-                    .from(provisioning_jobs::Entity)
+                    // The entity's table reference, schema and all: the pool's search path
+                    // has none of ours.
+                    .from(provisioning_jobs::Entity.table_ref())
                     .and_where(provisioning_jobs::Column::TenantId.is_not_null())
                     .and_where(provisioning_jobs::Column::FinishedAt.is_null())
                     .to_owned(),

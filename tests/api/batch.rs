@@ -681,3 +681,48 @@ async fn batches_are_listed_newest_first_by_status_for_operators_only() {
     let anonymous = app.graphql(BATCHES, json!({}), None).await;
     assert_eq!(anonymous.error_code(), "UNAUTHENTICATED");
 }
+
+/// A tenant a stopped server left `PROVISIONING` outside any batch goes at the next
+/// housekeeping (which then prunes ended sessions): its registry row and whatever of its schema exists. The look-up names the
+/// jobs table with its schema (the pool's search path has none of ours).
+#[tokio::test]
+async fn housekeeping_removes_a_tenant_a_stopped_server_left_provisioning() {
+    let app = TestApp::spawn().await;
+    let stalled = app.with_tenant("stalled.church").await;
+    let recent = app.with_tenant("recent.church").await;
+    app.db()
+        .execute_unprepared(&format!(
+            "UPDATE public.tenants SET status = 'PROVISIONING', updated_at = CASE id \
+             WHEN '{stalled}' THEN now() - interval '1 day' ELSE now() END \
+             WHERE id IN ('{stalled}', '{recent}')",
+            stalled = stalled.id,
+            recent = recent.id,
+        ))
+        .await
+        .unwrap();
+
+    let removed = tenantgraph::batch::recovery::recover_stalled_tenants(&app.state)
+        .await
+        .expect("the stalled tenants are found");
+    assert_eq!(removed, 1);
+    let left = app
+        .db()
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT id::text FROM public.tenants WHERE id IN ('{}', '{}') \
+                 UNION ALL SELECT nspname::text FROM pg_namespace WHERE nspname = '{}'",
+                stalled.id, recent.id, stalled.schema
+            ),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(left, vec![recent.id.clone()], "only the recent one is left");
+    // The rest of housekeeping runs after it.
+    tenantgraph::auth::sessions::prune_ended(&app.state)
+        .await
+        .expect("ended sessions are pruned");
+}
