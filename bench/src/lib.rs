@@ -38,7 +38,8 @@ pub use server_memory::{RssSample, curve_table, rss_mb_of, sibling_bin};
 const OPERATOR_EMAIL: &str = "bench@tenantgraph.bench";
 const OPERATOR_PASSWORD: &str = "bench-operator-password";
 const ADMIN_PASSWORD: &str = "bench-tenant-admin";
-const POOL_SIZE: u32 = 20;
+/// The servers' pool unless `--pool-size` says otherwise.
+pub const POOL_SIZE: u32 = 20;
 /// Tenants per `provisionTenants` call.
 const CHUNK: usize = 50;
 /// Tenants a fleet migration works on at once (each over its own connection).
@@ -64,6 +65,8 @@ pub struct Options {
     pub baseline: bool,
     /// Tenants of each kind the `clone` scenario makes.
     pub clones: usize,
+    /// The servers' `DATABASE_MAX_CONNECTIONS`.
+    pub pool_size: u32,
 }
 
 impl Default for Options {
@@ -77,6 +80,7 @@ impl Default for Options {
             memory_load: Duration::from_secs(60),
             baseline: true,
             clones: 20,
+            pool_size: POOL_SIZE,
         }
     }
 }
@@ -172,7 +176,7 @@ impl Bench {
             ),
             ("BOOTSTRAP_ADMIN_EMAIL", OPERATOR_EMAIL.into()),
             ("BOOTSTRAP_ADMIN_PASSWORD", OPERATOR_PASSWORD.into()),
-            ("DATABASE_MAX_CONNECTIONS", POOL_SIZE.to_string()),
+            ("DATABASE_MAX_CONNECTIONS", options.pool_size.to_string()),
             // Provisioning goes in chunks of CHUNK; the fleet migrations take every tenant in one
             // batch, which the server holds to this limit too.
             ("MAX_TENANTS_PER_BATCH", "10000".into()),
@@ -901,8 +905,8 @@ impl Bench {
         ));
         self.rows.push(
             Row::new("memory", "peak PostgreSQL connections", connections).target(
-                &format!("≤ pool size {POOL_SIZE} (+1 sampler)"),
-                connections <= f64::from(POOL_SIZE) + 1.0,
+                &format!("≤ pool size {} (+1 sampler)", self.options.pool_size),
+                connections <= f64::from(self.options.pool_size) + 1.0,
             ),
         );
         Ok(())

@@ -61,6 +61,9 @@ struct Cli {
     /// to hold every schema twice (`--n 10000` needs some 40 GB of disk with it).
     #[arg(long)]
     no_baseline: bool,
+    /// The servers' pool of connections to PostgreSQL (`DATABASE_MAX_CONNECTIONS`).
+    #[arg(long, default_value_t = tenantgraph_bench::POOL_SIZE)]
+    pool_size: u32,
     /// Write the results as JSON here (`rows`, and `server_rss`: the curve of `server-memory`).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -77,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         memory_load: Duration::from_secs(cli.memory_seconds),
         baseline: !cli.no_baseline,
         clones: cli.clones,
+        pool_size: cli.pool_size,
         ..Options::default()
     };
     let mut bench = Bench::start(options).await?;

@@ -224,7 +224,10 @@ impl Bench {
             .env("JWT_SECRET", "bench-secret-bench-secret-bench-secret-0123")
             .env("BOOTSTRAP_ADMIN_EMAIL", OPERATOR_EMAIL)
             .env("BOOTSTRAP_ADMIN_PASSWORD", OPERATOR_PASSWORD)
-            .env("DATABASE_MAX_CONNECTIONS", crate::POOL_SIZE.to_string())
+            .env(
+                "DATABASE_MAX_CONNECTIONS",
+                self.options.pool_size.to_string(),
+            )
             .env("TENANT_RATE_LIMIT_PER_MINUTE", "1000000")
             .env("MAX_TENANTS_PER_BATCH", crate::CHUNK.to_string())
             .env("MAX_CONCURRENT_OPERATIONS", "2")

@@ -36,6 +36,7 @@ async fn every_scenario_runs_and_reports_finite_numbers() {
         memory_load: Duration::from_secs(2),
         baseline: true,
         clones: 2,
+        pool_size: tenantgraph_bench::POOL_SIZE,
     };
     let mut bench = Bench::start(options).await.unwrap();
     bench

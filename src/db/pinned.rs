@@ -1,8 +1,9 @@
-//! Transactions pinned to one tenant schema.
+//! Transactions pinned to one tenant schema, and single-statement reads gated on the same
+//! ownership check ([`read_as_owner`]).
 //!
 //! The search path is set with `set_config(.., true)`, the function form of `SET LOCAL`: it ends
 //! with the transaction, so a pooled connection never carries a tenant's schema into the next
-//! request.
+//! request. A gated read sets none: it names the tenant's table with its schema.
 
 use std::time::Instant;
 
