@@ -34,6 +34,8 @@ const P99_TARGET_MS: f64 = 10.0;
 const FLOOR_TARGET: f64 = 0.25;
 const ROUND_TRIP_TARGET: f64 = 1.0;
 
+/// The longest unmeasured load before a measured one.
+const MAX_WARMUP: Duration = Duration::from_secs(3);
 /// What `tenantgraph-load` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadReport {
@@ -153,7 +155,8 @@ impl Bench {
         Ok(())
     }
 
-    /// Runs `tenantgraph-load <mode>` for this run's load length and clients.
+    /// Runs `tenantgraph-load <mode>` for this run's load length and clients, after a warm-up
+    /// of a third of that (at most three seconds) that is not measured.
     pub(crate) async fn run_load(
         &self,
         load_bin: &Path,
@@ -171,6 +174,13 @@ impl Bench {
             .arg(self.options.clients.to_string())
             .arg("--millis")
             .arg(self.options.load.as_millis().to_string())
+            .arg("--warmup-millis")
+            .arg(
+                (self.options.load / 3)
+                    .min(MAX_WARMUP)
+                    .as_millis()
+                    .to_string(),
+            )
             .kill_on_drop(true)
             .output()
             .await

@@ -1,9 +1,13 @@
 //! The load generator of the `query` benchmark, run as a process of its own so that the load
 //! shares no runtime with the server (nor with the benchmark that starts both). Prints one JSON
-//! line: `{"requests", "failed", "seconds", "p50_ms", "p99_ms"}`.
+//! line: `{"requests", "failed", "seconds", "p50_ms", "p99_ms"}` of the measured part, which
+//! follows an unmeasured warm-up (`--warmup-millis`). Both modes run on one thread, the HTTP
+//! one over bare hyper connections, so that the generator takes as little as it can of the
+//! cores the server and PostgreSQL share with it.
 //!
 //! - `tenantgraph-load http --url http://…/graphql --keys FILE`: POSTs `people(first: 20)`
-//!   with a random tenant token of FILE (one a line) from each client, as fast as answered.
+//!   with a random tenant token of FILE (one a line) from each client, one HTTP/1.1
+//!   connection per client, as fast as answered.
 //! - `tenantgraph-load sql --url postgres://… --keys FILE`: the floor, one schema-qualified
 //!   `SELECT … LIMIT 20` of a random schema of FILE per round trip, one connection per client.
 
@@ -13,11 +17,20 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use futures_util::future::join_all;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    Request, Uri,
+    client::conn::http1,
+    header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue},
+};
+use hyper_util::rt::TokioIo;
 use rand::seq::IndexedRandom;
 use sea_orm::sqlx::{self, Connection, PgConnection};
 use tenantgraph_bench::{LoadReport, PEOPLE_QUERY, percentiles};
+use tokio::net::TcpStream;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -37,12 +50,45 @@ struct Cli {
     keys: PathBuf,
     #[arg(long, default_value_t = 16)]
     clients: usize,
-    /// How long the load runs, in milliseconds.
+    /// How long the load is measured, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     millis: u64,
+    /// How long the load runs before it is measured, in milliseconds: every connection's
+    /// plans are made (PostgreSQL plans a statement with parameters five times before it keeps
+    /// one plan) and its caches filled, as on a server that has been up for a while.
+    #[arg(long, default_value_t = 3_000)]
+    warmup_millis: u64,
 }
 
-#[tokio::main]
+/// When the load runs and which part of it counts.
+#[derive(Clone, Copy)]
+struct Window {
+    measured_from: Instant,
+    until: Instant,
+}
+
+impl Window {
+    fn new(warmup: Duration, measured: Duration) -> Self {
+        let measured_from = Instant::now() + warmup;
+        Window {
+            measured_from,
+            until: measured_from + measured,
+        }
+    }
+
+    fn open(&self) -> bool {
+        Instant::now() < self.until
+    }
+
+    /// Records how long a request sent at `sent` took, if it was sent in the measured part.
+    fn record(&self, latencies: &mut Vec<Duration>, sent: Instant) {
+        if sent >= self.measured_from {
+            latencies.push(sent.elapsed());
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let keys: Vec<String> = std::fs::read_to_string(&cli.keys)
@@ -54,10 +100,13 @@ async fn main() -> anyhow::Result<()> {
     if keys.is_empty() {
         bail!("{} names nothing to load", cli.keys.display());
     }
-    let duration = Duration::from_millis(cli.millis);
+    let durations = (
+        Duration::from_millis(cli.warmup_millis),
+        Duration::from_millis(cli.millis),
+    );
     let latencies = match cli.mode {
-        Mode::Http => http_load(&cli.url, &keys, cli.clients, duration).await?,
-        Mode::Sql => sql_load(&cli.url, &keys, cli.clients, duration).await?,
+        Mode::Http => http_load(&cli.url, &keys, cli.clients, durations).await?,
+        Mode::Sql => sql_load(&cli.url, &keys, cli.clients, durations).await?,
     };
     println!("{}", serde_json::to_string(&latencies)?);
     Ok(())
@@ -67,33 +116,48 @@ async fn http_load(
     url: &str,
     tokens: &[String],
     clients: usize,
-    duration: Duration,
+    (warmup, measured): (Duration, Duration),
 ) -> anyhow::Result<LoadReport> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()?;
-    let body = serde_json::json!({ "query": PEOPLE_QUERY }).to_string();
-    let deadline = Instant::now() + duration;
-    let started = Instant::now();
-    let workers = (0..clients).map(|_| {
-        let (http, body) = (http.clone(), body.clone());
+    let url: Uri = url.parse().context("the GraphQL endpoint")?;
+    let authority = url.authority().context("an endpoint with a host")?.clone();
+    let body = Bytes::from(serde_json::json!({ "query": PEOPLE_QUERY }).to_string());
+    // Each client's header values, made once: the load is the server's work, not ours.
+    let bearers = tokens
+        .iter()
+        .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
+        .collect::<Result<Vec<_>, _>>()
+        .context("a token that fits in a header")?;
+    let mut connections = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let stream = TcpStream::connect(authority.as_str()).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        connections.push(sender);
+    }
+    let window = Window::new(warmup, measured);
+    let workers = connections.into_iter().map(|mut sender| {
+        let (url, authority, body, bearers) = (&url, &authority, &body, &bearers);
         async move {
             let (mut latencies, mut failed) = (Vec::new(), 0u64);
-            while Instant::now() < deadline {
-                let token = tokens.choose(&mut rand::rng()).context("a token")?;
+            while window.open() {
+                let bearer = bearers.choose(&mut rand::rng()).context("a token")?;
+                let request = Request::post(url.path())
+                    .header(HOST, authority.as_str())
+                    .header(AUTHORIZATION, bearer)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(Full::new(body.clone()))?;
                 let sent = Instant::now();
-                let answer = http
-                    .post(url)
-                    .bearer_auth(token)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
+                let answer = sender
+                    .send_request(request)
                     .await?
-                    .bytes()
+                    .into_body()
+                    .collect()
                     .await?;
+                let answer = answer.to_bytes();
                 // A page of people, not an error: `"nodes"` comes only with data.
                 if answer.windows(7).any(|w| w == b"\"nodes\"") {
-                    latencies.push(sent.elapsed());
+                    window.record(&mut latencies, sent);
                 } else {
                     failed += 1;
                 }
@@ -101,24 +165,23 @@ async fn http_load(
             anyhow::Ok((latencies, failed))
         }
     });
-    report(join_all(workers).await, started)
+    report(join_all(workers).await, window)
 }
 
 async fn sql_load(
     url: &str,
     schemas: &[String],
     clients: usize,
-    duration: Duration,
+    (warmup, measured): (Duration, Duration),
 ) -> anyhow::Result<LoadReport> {
     let mut connections = Vec::with_capacity(clients);
     for _ in 0..clients {
         connections.push(PgConnection::connect(url).await?);
     }
-    let deadline = Instant::now() + duration;
-    let started = Instant::now();
+    let window = Window::new(warmup, measured);
     let workers = connections.into_iter().map(|mut connection| async move {
         let mut latencies = Vec::new();
-        while Instant::now() < deadline {
+        while window.open() {
             let schema = schemas.choose(&mut rand::rng()).context("a schema")?;
             let sent = Instant::now();
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -127,19 +190,19 @@ async fn sql_load(
             )))
             .fetch_all(&mut connection)
             .await?;
-            latencies.push(sent.elapsed());
+            window.record(&mut latencies, sent);
         }
         connection.close().await?;
         anyhow::Ok((latencies, 0))
     });
-    report(join_all(workers).await, started)
+    report(join_all(workers).await, window)
 }
 
 fn report(
     workers: Vec<anyhow::Result<(Vec<Duration>, u64)>>,
-    started: Instant,
+    window: Window,
 ) -> anyhow::Result<LoadReport> {
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = window.measured_from.elapsed().as_secs_f64();
     let (mut latencies, mut failed) = (Vec::new(), 0);
     for worker in workers {
         let (worker_latencies, worker_failed) = worker?;
