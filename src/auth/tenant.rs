@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{DbErr, EntityTrait, Select};
+use sea_orm::{DbErr, EntityTrait, FromQueryResult, QueryResult, Select};
 use uuid::Uuid;
 
 use crate::{
@@ -121,6 +121,19 @@ impl TenantContext {
         state: &AppState,
         select: Select<E>,
     ) -> AppResult<Vec<E::Model>> {
+        let rows = self.read_rows(state, select).await?;
+        Ok(rows
+            .iter()
+            .map(|row| E::Model::from_query_result(row, ""))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// [`read`](Self::read), for a select of chosen columns: the rows as they come.
+    pub async fn read_rows<E: EntityTrait>(
+        &self,
+        state: &AppState,
+        select: Select<E>,
+    ) -> AppResult<Vec<QueryResult>> {
         let _slot = self.slots.acquire().await?;
         self.as_owner(state, |db| {
             let select = select.clone();

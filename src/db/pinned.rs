@@ -224,7 +224,7 @@ pub async fn read_as_owner<E: EntityTrait>(
     tenant_id: Uuid,
     schema: &SchemaName,
     select: Select<E>,
-) -> Result<Option<Vec<E::Model>>, DbErr> {
+) -> Result<Option<Vec<QueryResult>>, DbErr> {
     let mut query = select.into_query();
     query
         .from_clear()
@@ -237,7 +237,7 @@ pub async fn read_as_owner<E: EntityTrait>(
             [tenant_id.into(), schema.as_str().into()] as [sea_orm::Value; 2],
         ));
     let statement = db.get_database_backend().build(&query);
-    match E::find().from_raw_sql(statement).all(db).await {
+    match db.query_all_raw(statement).await {
         Ok(rows) => Ok(Some(rows)),
         Err(err) if is_not_owner(&err) => Ok(None),
         Err(err) => Err(err),

@@ -304,6 +304,65 @@ async fn a_read_of_one_table_is_one_statement() {
     assert_eq!(counted, 3);
 }
 
+/// A page reads only the columns its selection asks for. Whatever the selection's shape —
+/// `nodes` or `edges { node }`, a named or an inline fragment, an alias, with the count (in a
+/// pinned transaction) or without — every field is the person's own, as `person` answers it.
+#[tokio::test]
+async fn a_page_answers_each_selected_field_as_the_person_itself() {
+    let app = TestApp::spawn().await;
+    let admin = app.with_tenant("columns.church").await.admin;
+    let input = json!({
+        "firstName": "Naomi", "lastName": "Bethlehem", "email": "naomi@columns.church",
+        "phone": "+1 555 0100", "address": "1 Field Road", "birthDate": "1990-04-01",
+        "membershipStatus": "member", "notes": "came back",
+    });
+    let created = app
+        .graphql(CREATE_PERSON, json!({ "input": input }), Some(&admin))
+        .await;
+    let id = created.data()["createPerson"]["id"].clone();
+    const FIELDS: &str = "id firstName lastName email phone address birthDate membershipStatus \
+                          notes externalRef createdAt updatedAt createdBy { email }";
+    let whole = app
+        .graphql(
+            &format!("query($id: ID!) {{ person(id: $id) {{ {FIELDS} }} }}"),
+            json!({ "id": id }),
+            Some(&admin),
+        )
+        .await
+        .data()["person"]
+        .clone();
+    assert_eq!(whole["notes"], "came back");
+    let shapes = [
+        format!("{{ people {{ nodes {{ {FIELDS} }} }} }}"),
+        format!("{{ people {{ totalCount edges {{ cursor node {{ {FIELDS} }} }} }} }}"),
+        format!("{{ people {{ nodes {{ ...whole }} }} }} fragment whole on Person {{ {FIELDS} }}"),
+        format!(
+            "{{ people {{ edges {{ node {{ __typename ... on Person {{ {FIELDS} }} }} }} }} }}"
+        ),
+    ];
+    for shape in &shapes {
+        let answer = app.graphql(shape, json!({}), Some(&admin)).await;
+        let people = &answer.data()["people"];
+        let mut node = people["nodes"][0].clone();
+        if node.is_null() {
+            node = people["edges"][0]["node"].clone();
+            node.as_object_mut().unwrap().remove("__typename");
+        }
+        assert_eq!(node, whole, "{shape}");
+    }
+    let aliased = app
+        .graphql(
+            "{ people { nodes { family: lastName given: firstName } } }",
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        aliased.data()["people"]["nodes"][0],
+        json!({ "family": "Bethlehem", "given": "Naomi" })
+    );
+}
+
 #[tokio::test]
 async fn nested_creators_and_roles_cost_a_constant_number_of_queries() {
     nested_creators_cost_a_constant_number_of_queries(&TestApp::spawn_with(count_statements).await)

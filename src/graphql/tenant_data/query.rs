@@ -82,6 +82,7 @@ impl TenantDataQuery {
             after.as_deref(),
             limit,
             with_total,
+            &Person::columns_for(ctx.field()),
         )
         .await?;
         let look_ahead = ctx.look_ahead();

@@ -1,5 +1,5 @@
 use async_graphql::{
-    ComplexObject, Context, ID, Object, SimpleObject,
+    ComplexObject, Context, ID, Object, SelectionField, SimpleObject,
     connection::{Connection, OpaqueCursor},
 };
 use chrono::{DateTime, FixedOffset, NaiveDate};
@@ -94,6 +94,48 @@ impl From<person::Model> for Person {
             updated_at: model.updated_at,
             created_by: model.created_by,
         }
+    }
+}
+
+impl Person {
+    /// The columns a page must read for the `Person` fields `connection` (a `people` field)
+    /// selects under `nodes` or `edges { node }`, fragments followed. A field this does not
+    /// know reads every column: a field added to `Person` is never read empty.
+    pub(super) fn columns_for(connection: SelectionField<'_>) -> people::PersonColumns {
+        use person::Column as C;
+        let mut nodes = Vec::new();
+        for field in connection.selection_set() {
+            match field.name() {
+                "nodes" => nodes.extend(field.selection_set()),
+                "edges" => {
+                    for edge_field in field.selection_set() {
+                        if edge_field.name() == "node" {
+                            nodes.extend(edge_field.selection_set());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut columns = Vec::new();
+        for field in nodes {
+            columns.push(match field.name() {
+                "__typename" | "id" | "createdAt" => continue,
+                "firstName" => C::FirstName,
+                "lastName" => C::LastName,
+                "email" => C::Email,
+                "phone" => C::Phone,
+                "address" => C::Address,
+                "birthDate" => C::BirthDate,
+                "membershipStatus" => C::MembershipStatus,
+                "notes" => C::Notes,
+                "externalRef" => C::ExternalRef,
+                "updatedAt" => C::UpdatedAt,
+                "createdBy" => C::CreatedBy,
+                _ => return people::PersonColumns::all(),
+            });
+        }
+        people::PersonColumns::with(columns)
     }
 }
 
