@@ -200,12 +200,11 @@ fn is_unreachable(err: &AppError) -> bool {
 /// nothing here is session state.
 async fn open_lazily(url: &str, size: u32) -> anyhow::Result<Pool> {
     // As the control database's pool, but connecting on first use and giving up sooner.
-    let mut options = super::pool_options(url, size);
+    let mut options = super::straight_pool_options(url, size);
     options
         .connect_timeout(ACQUIRE_TIMEOUT)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy(true);
-    options.set_schema_search_path("pg_catalog");
     let connection = Database::connect(options)
         .await
         .map_err(|err| anyhow::Error::new(err).context("could not set up a server's pool"))?;

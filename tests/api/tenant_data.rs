@@ -1,5 +1,6 @@
 //! The tenant data API: users, people, roles and settings, per role, through GraphQL.
 
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 
 use crate::helpers::{Gql, TENANT_PASSWORD as PASSWORD, TestApp, TestTenant, count_statements};
@@ -302,6 +303,41 @@ async fn a_read_of_one_table_is_one_statement() {
     let (counted, answer) = statements_for(&app, &admin, COUNTED, json!({})).await;
     assert_eq!(answer.data()["people"]["totalCount"], 1);
     assert_eq!(counted, 3);
+}
+
+/// A tenant's gated read is planned once on a connection and that plan serves every later
+/// read (PostgreSQL would otherwise plan a statement with parameters afresh five times first).
+#[tokio::test]
+async fn a_gated_read_keeps_one_plan_per_connection() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
+    })
+    .await;
+    let admin = app.with_tenant("oneplan.church").await.admin;
+    app.graphql(CREATE_PERSON, person("One", "Plan"), Some(&admin))
+        .await
+        .data();
+    const PAGE: &str = "{ people(first: 5) { nodes { firstName } } }";
+    for _ in 0..7 {
+        let page = app.graphql(PAGE, json!({}), Some(&admin)).await;
+        assert_eq!(page.data()["people"]["nodes"][0]["firstName"], "One");
+    }
+    // The pool's one connection, which served every read above.
+    let plans = app
+        .db()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT generic_plans, custom_plans FROM pg_catalog.pg_prepared_statements \
+             WHERE statement LIKE '%\"tenant_oneplan_church\".\"person\"%'",
+        ))
+        .await
+        .unwrap()
+        .expect("the page's statement is prepared on the connection");
+    let generic: i64 = plans.try_get_by_index(0).unwrap();
+    let custom: i64 = plans.try_get_by_index(1).unwrap();
+    // Every read if the connection lived through them all; fewer if it was renewed meanwhile.
+    assert!((1..=7).contains(&generic), "{generic} generic plans");
+    assert_eq!(custom, 0);
 }
 
 /// A page reads only the columns its selection asks for. Whatever the selection's shape —
