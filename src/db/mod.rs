@@ -180,7 +180,8 @@ pub(crate) fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
 ///   tenant's gated read is its own statement on each connection (it names the schema), so
 ///   with a hundred busy tenants and connections renewed every [`CONNECTION_LIFETIME`] that
 ///   planning was a tenth of PostgreSQL's time under a read load. Our statements look rows up
-///   by key or walk an index in order, where the plan does not depend on the values.
+///   by key or walk an index in order, where the plan does not depend on the values (a
+///   search's `%…%` pattern can use no index whatever its value).
 pub(crate) fn straight_pool_options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut options = pool_options(url, max_connections);
     options.set_schema_search_path("pg_catalog");
