@@ -1,7 +1,8 @@
 //! The load generator of the `query` benchmark, run as a process of its own so that the load
 //! shares no runtime with the server (nor with the benchmark that starts both). Prints one JSON
-//! line: `{"requests", "failed", "seconds", "p50_ms", "p99_ms"}` of the measured part, which
-//! follows an unmeasured warm-up (`--warmup-millis`). Both modes run on one thread, the HTTP
+//! line: `{"requests", "failed", "seconds", "p50_ms", "p99_ms"}`. All but `failed` are of the
+//! measured part, which follows an unmeasured warm-up (`--warmup-millis`); `failed` counts the
+//! warm-up's failures too. Both modes run on one thread, the HTTP
 //! one over bare hyper connections, so that the generator takes as little as it can of the
 //! cores the server and PostgreSQL share with it.
 //!
@@ -121,7 +122,7 @@ async fn http_load(
     let url: Uri = url.parse().context("the GraphQL endpoint")?;
     let authority = url.authority().context("an endpoint with a host")?.clone();
     let body = Bytes::from(serde_json::json!({ "query": PEOPLE_QUERY }).to_string());
-    // Each client's header values, made once: the load is the server's work, not ours.
+    // Every token's header value, made once: the load is the server's work, not ours.
     let bearers = tokens
         .iter()
         .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
