@@ -39,6 +39,12 @@ pub enum LogFormat {
     Json,
 }
 
+/// The connections a pool of `size` may open: `size` for statements and transactions, and
+/// straight to PostgreSQL as many for a tenant's single-statement reads (see `db::reads`).
+pub fn connections_of_pool(size: u32) -> u32 {
+    2 * size
+}
+
 /// Everything the server needs to know about its surroundings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -300,7 +306,7 @@ impl Config {
             database_total_max_connections: env.number(
                 "DATABASE_TOTAL_MAX_CONNECTIONS",
                 (database_max_connections * 10).max(100),
-                database_max_connections..=10_000,
+                connections_of_pool(database_max_connections)..=10_000,
             )?,
             database_pooler,
             database_direct_url,

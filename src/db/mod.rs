@@ -5,6 +5,7 @@ pub mod migrate;
 pub mod notify;
 pub mod pinned;
 pub mod pool;
+pub mod reads;
 pub mod servers;
 pub mod share;
 pub mod statements;
@@ -136,6 +137,9 @@ pub async fn open_pool_for(
     }
 }
 
+/// Idle time after which a pooled connection is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Idle time after which a pooled connection is pinged before it is handed out.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(5);
 
@@ -158,7 +162,7 @@ pub(crate) fn pool_options(url: &str, max_connections: u32) -> ConnectOptions {
         .min_connections(0)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
-        .idle_timeout(Duration::from_secs(300))
+        .idle_timeout(IDLE_TIMEOUT)
         .max_lifetime(CONNECTION_LIFETIME)
         // A connection back from a request was just checked by the pool (it syncs with the
         // server when a connection is returned); pinging it again on every checkout would add a
@@ -192,8 +196,9 @@ pub(crate) fn straight_pool_options(url: &str, max_connections: u32) -> ConnectO
 }
 
 /// Prepared statements a connection keeps. A tenant's gated reads name its schema (see
-/// [`pinned::read_as_owner`]), so each tenant a connection serves adds its own few; this many
-/// keep the plans of about a hundred busy tenants on every connection. Each costs the server
+/// [`pinned::read_as_owner`]), so each tenant a read connection serves adds its own few; this
+/// many keep the plans of about a hundred busy tenants on every read connection (whose caches
+/// hold nothing else, see [`reads`]). Each costs the server
 /// about 2 KB (with 512, a 20-connection pool took the server from 85 to 107 MB under load)
 /// and its backend more; [`CONNECTION_LIFETIME`] bounds how long a backend holds them.
 const STATEMENT_CACHE: usize = 128;

@@ -237,7 +237,16 @@ pub async fn read_as_owner<E: EntityTrait>(
             [tenant_id.into(), schema.as_str().into()] as [sea_orm::Value; 2],
         ));
     let statement = db.get_database_backend().build(&query);
-    match db.query_all_raw(statement).await {
+    let rows = match db.reads() {
+        Some(reads) => {
+            let started = Instant::now();
+            let rows = reads.query_all(&statement).await;
+            db.observer().observe(&statement, started, rows.is_err());
+            rows
+        }
+        None => db.query_all_raw(statement).await,
+    };
+    match rows {
         Ok(rows) => Ok(Some(rows)),
         Err(err) if is_not_owner(&err) => Ok(None),
         Err(err) => Err(err),
@@ -379,7 +388,7 @@ impl Drop for PinnedTransaction {
 }
 
 // As SeaORM wraps sqlx errors, so that errors from here read like those from its transactions.
-fn sqlx_error_to_conn_err(err: sea_orm::sqlx::Error) -> DbErr {
+pub(super) fn sqlx_error_to_conn_err(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Conn(RuntimeErr::SqlxError(err.into()))
 }
 
@@ -387,11 +396,13 @@ fn sqlx_error_to_exec_err(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Exec(RuntimeErr::SqlxError(err.into()))
 }
 
-fn sqlx_error_to_query_err(err: sea_orm::sqlx::Error) -> DbErr {
+pub(super) fn sqlx_error_to_query_err(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(err.into()))
 }
 
-fn sqlx_query(stmt: &Statement) -> sea_orm::sqlx::query::Query<'_, Postgres, SqlxValues> {
+pub(super) fn sqlx_query(
+    stmt: &Statement,
+) -> sea_orm::sqlx::query::Query<'_, Postgres, SqlxValues> {
     let values = stmt.values.clone().unwrap_or(sea_orm::Values(Vec::new()));
     sea_orm::sqlx::query_with(AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
 }

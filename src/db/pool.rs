@@ -18,7 +18,8 @@
 //!
 //! So behind PgBouncer nothing goes through this pool that cannot run in a transaction block
 //! (`CREATE DATABASE`, `VACUUM`, …). Straight to PostgreSQL it is SeaORM's pool as it is, with
-//! `search_path` set once per connection.
+//! `search_path` set once per connection, and gated reads have connections of their own
+//! ([`super::reads`]): up to as many again.
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Instant};
 
@@ -28,6 +29,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
+use super::reads::ReadConnections;
 use crate::config::DatabasePooler;
 
 /// A pool of connections; see the module documentation for what changes behind PgBouncer.
@@ -37,6 +39,8 @@ pub struct Pool {
     pooler: DatabasePooler,
     observer: StatementObserver,
     ownership: OwnershipTable,
+    /// Straight to PostgreSQL: the gated reads' own connections.
+    reads: Option<ReadConnections>,
 }
 
 /// Where a pin on this pool's server reads who owns a schema (see [`super::pinned`]).
@@ -75,11 +79,14 @@ impl fmt::Debug for StatementObserver {
 
 impl Pool {
     pub fn new(connection: DatabaseConnection, pooler: DatabasePooler) -> Self {
+        let reads = (pooler == DatabasePooler::None)
+            .then(|| ReadConnections::like(connection.get_postgres_connection_pool()));
         Pool {
             connection,
             pooler,
             observer: StatementObserver::default(),
             ownership: OwnershipTable::Registry,
+            reads,
         }
     }
 
@@ -119,11 +126,19 @@ impl Pool {
 
     /// Closes every connection; further use fails.
     pub async fn close(self) -> Result<(), DbErr> {
-        self.connection.close().await
+        self.close_by_ref().await
     }
 
     pub async fn close_by_ref(&self) -> Result<(), DbErr> {
+        if let Some(reads) = &self.reads {
+            reads.close().await;
+        }
         self.connection.close_by_ref().await
+    }
+
+    /// The gated reads' own connections, straight to PostgreSQL (see [`super::reads`]).
+    pub fn reads(&self) -> Option<&ReadConnections> {
+        self.reads.as_ref()
     }
 
     /// Calls `callback` for every statement sent through the pool or its transactions.

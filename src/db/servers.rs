@@ -20,7 +20,7 @@ use entity::public::database_servers;
 use sea_orm::{Database, DbErr, EntityTrait, RuntimeErr};
 
 use crate::{
-    config::{Config, DatabasePooler},
+    config::{Config, DatabasePooler, connections_of_pool},
     db::pool::{OwnershipTable, Pool},
     error::{AppError, AppResult, code_of},
 };
@@ -66,7 +66,7 @@ impl DbServers {
                 pools: HashMap::new(),
                 budget: config
                     .database_total_max_connections
-                    .saturating_sub(config.database_max_connections),
+                    .saturating_sub(connections_of_pool(config.database_max_connections)),
                 unreachable_until: HashMap::new(),
             }),
             per_server: config.database_server_max_connections,
@@ -95,7 +95,9 @@ impl DbServers {
             .one(&self.control)
             .await?
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("unknown database server")))?;
-        let size = self.per_server.min(self.lock().budget);
+        let size = self
+            .per_server
+            .min(self.lock().budget / connections_of_pool(1));
         if size == 0 {
             tracing::warn!(
                 server = name,
@@ -112,10 +114,11 @@ impl DbServers {
         if let Some(pool) = opened.pools.get(name) {
             return Ok(pool.clone());
         }
-        if opened.budget < size {
+        let connections = connections_of_pool(size);
+        if opened.budget < connections {
             return Err(unavailable());
         }
-        opened.budget -= size;
+        opened.budget -= connections;
         opened.pools.insert(name.to_owned(), pool.clone());
         Ok(pool)
     }

@@ -380,7 +380,9 @@ async fn a_batch_resumed_after_a_crash_applies_the_template_it_was_submitted_wit
         )
         .await
         .data();
-    let total = 12;
+    // One at a time, and enough of them that many are still to be made when the kill lands
+    // even if this test is held up between seeing the first two and the kill.
+    let total = 20;
     let tenants = inputs("tpl", total)
         .into_iter()
         .map(|mut tenant| {
@@ -388,7 +390,7 @@ async fn a_batch_resumed_after_a_crash_applies_the_template_it_was_submitted_wit
             tenant
         })
         .collect();
-    let batch_id = start_batch(&first, &token, tenants, json!({ "maxConcurrency": 2 })).await;
+    let batch_id = start_batch(&first, &token, tenants, json!({ "maxConcurrency": 1 })).await;
     db.kill_mid_batch(first, &batch_id).await;
     // Gone while no server runs: the resumed jobs still get what they were submitted with.
     db.0.execute_unprepared("DELETE FROM public.tenant_templates")

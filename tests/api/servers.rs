@@ -687,9 +687,10 @@ async fn migrations_health_and_drift_work_on_the_tenants_server_and_fleets_repor
 
 #[tokio::test]
 async fn a_batch_places_its_tenants_and_a_server_past_the_connection_cap_is_unavailable() {
-    // Five connections for the control database and not one more for any other server.
+    // The control database's five connections and its five for gated reads, and not one more
+    // for any other server.
     let app = TestApp::spawn_with(|env| {
-        env.insert("DATABASE_TOTAL_MAX_CONNECTIONS".into(), "5".into());
+        env.insert("DATABASE_TOTAL_MAX_CONNECTIONS".into(), "10".into());
     })
     .await;
     let operator = app.operator_token().await;

@@ -1,6 +1,8 @@
 //! The tenant data API: users, people, roles and settings, per role, through GraphQL.
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use std::time::Duration;
+
+use sea_orm::{DbBackend, Statement};
 use serde_json::{Value, json};
 
 use crate::helpers::{Gql, TENANT_PASSWORD as PASSWORD, TestApp, TestTenant, count_statements};
@@ -320,8 +322,9 @@ async fn a_gated_read_keeps_one_plan_per_connection() {
     const PAGE: &str = "{ people(first: 5) { nodes { firstName } } }";
     const PLANS: &str = "SELECT generic_plans, custom_plans FROM pg_catalog.pg_prepared_statements \
                          WHERE statement LIKE '%\"tenant_oneplan_church\".\"person\"%'";
-    // The pool's one connection serves the reads and then the look at its prepared statements.
+    // The one read connection serves the reads and then the look at its prepared statements.
     // It is renewed every 30 s: a round that straddles a renewal finds nothing, and goes again.
+    let reads = app.db().reads().expect("straight to PostgreSQL");
     let mut rounds = 0;
     let plans = loop {
         rounds += 1;
@@ -329,12 +332,11 @@ async fn a_gated_read_keeps_one_plan_per_connection() {
             let page = app.graphql(PAGE, json!({}), Some(&admin)).await;
             assert_eq!(page.data()["people"]["nodes"][0]["firstName"], "One");
         }
-        let plans = app
-            .db()
-            .query_one_raw(Statement::from_string(DbBackend::Postgres, PLANS))
+        let plans = reads
+            .query_all(&Statement::from_string(DbBackend::Postgres, PLANS))
             .await
             .unwrap();
-        match plans {
+        match plans.into_iter().next() {
             Some(plans) => break plans,
             None => assert!(rounds < 3, "the page's statement is never prepared"),
         }
@@ -345,6 +347,53 @@ async fn a_gated_read_keeps_one_plan_per_connection() {
     // meanwhile.
     assert!((1..=7).contains(&generic), "{generic} generic plans");
     assert_eq!(custom, 0);
+}
+
+/// The gated reads' connections go back to their pool unchecked, so one whose read was given up
+/// half-way must not be handed out again, while one whose statement PostgreSQL refused is still
+/// in step and stays.
+#[tokio::test]
+async fn a_read_connection_given_up_half_way_is_closed_and_a_refused_one_kept() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
+    })
+    .await;
+    let reads = app.db().reads().expect("straight to PostgreSQL");
+    let backend = async || -> i32 {
+        let rows = reads
+            .query_all(&Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pg_catalog.pg_backend_pid()",
+            ))
+            .await
+            .unwrap();
+        rows[0].try_get_by_index(0).unwrap()
+    };
+    let first = backend().await;
+    assert_eq!(backend().await, first, "one connection, reused");
+
+    let sleep = Statement::from_string(DbBackend::Postgres, "SELECT pg_catalog.pg_sleep(5)");
+    let given_up = tokio::time::timeout(Duration::from_millis(300), reads.query_all(&sleep)).await;
+    assert!(given_up.is_err(), "the read was still waiting");
+    let second = backend().await;
+    assert_ne!(
+        second, first,
+        "the connection given up half-way is not reused"
+    );
+
+    let refused = reads
+        .query_all(&Statement::from_string(DbBackend::Postgres, "SELECT 1 / 0"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("division by zero"),
+        "{refused}"
+    );
+    assert_eq!(
+        backend().await,
+        second,
+        "a refused statement keeps its connection"
+    );
 }
 
 /// A page reads only the columns its selection asks for. Whatever the selection's shape —
