@@ -25,6 +25,7 @@ use crate::{
     auth::sessions::session_state_on,
     db::notify::{AccessEvent, AccessFeed},
     error::AppResult,
+    primitives::debounce::Debounce,
     state::AppState,
     tenancy::directory::{ENTRY_TTL, TenantEntry, cached},
 };
@@ -53,7 +54,7 @@ pub struct CurrentUser {
 pub struct Access {
     feed: Arc<AccessFeed>,
     sessions: Cache<Uuid, Arc<CachedSession>>,
-    recently_used: Cache<Uuid, ()>,
+    recently_used: Debounce,
 }
 
 impl Access {
@@ -65,10 +66,7 @@ impl Access {
                 .time_to_live(ENTRY_TTL)
                 .support_invalidation_closures()
                 .build(),
-            recently_used: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(LAST_USED_DEBOUNCE)
-                .build(),
+            recently_used: Debounce::new(LAST_USED_DEBOUNCE),
         }
     }
 
@@ -166,13 +164,7 @@ pub async fn current_tenant_user(
 
 /// Notes that a session was used; the first note in a debounce window writes `last_used_at`.
 pub async fn touch(state: &AppState, session_id: Uuid) {
-    let entry = state
-        .access
-        .recently_used
-        .entry(session_id)
-        .or_insert(())
-        .await;
-    if !entry.is_fresh() {
+    if !state.access.recently_used.first_note(session_id).await {
         return;
     }
     let db = state.db.clone();

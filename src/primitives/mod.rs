@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod credentials;
+pub mod debounce;
 pub mod hosts;
 pub mod locks;
 pub mod metrics;

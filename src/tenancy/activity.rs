@@ -3,24 +3,22 @@
 use std::time::Duration;
 
 use entity::public::tenants;
-use moka::future::Cache;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
+
+use crate::primitives::debounce::Debounce;
 
 pub const DEBOUNCE: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct ActivityTracker {
-    recently_written: Cache<Uuid, ()>,
+    recently_written: Debounce,
 }
 
 impl Default for ActivityTracker {
     fn default() -> Self {
         ActivityTracker {
-            recently_written: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(DEBOUNCE)
-                .build(),
+            recently_written: Debounce::new(DEBOUNCE),
         }
     }
 }
@@ -28,8 +26,7 @@ impl Default for ActivityTracker {
 impl ActivityTracker {
     /// Notes activity of a tenant; the first note in a debounce window writes it.
     pub async fn touch(&self, db: &crate::db::Pool, tenant_id: Uuid) {
-        let entry = self.recently_written.entry(tenant_id).or_insert(()).await;
-        if !entry.is_fresh() {
+        if !self.recently_written.first_note(tenant_id).await {
             return;
         }
         let db = db.clone();
