@@ -25,8 +25,8 @@ use sea_orm::{
 use super::{CONNECTION_LIFETIME, IDLE_TIMEOUT, PING_IF_IDLE_FOR, pinned};
 
 /// Up to as many connections as the pool they are made for, opened when needed, each closed
-/// after the pool's connection lifetime (why: see `CONNECTION_LIFETIME` in `db`) or after the
-/// pool's idle timeout unused.
+/// after the same lifetime as the pool's (why: see `CONNECTION_LIFETIME` in `db`) or after as
+/// long unused as the pool's idle ones.
 #[derive(Clone)]
 pub struct ReadConnections {
     pool: managed::Pool<Connector>,
@@ -47,7 +47,6 @@ impl ReadConnections {
         let wait = Some(options.get_acquire_timeout());
         let connector = Connector {
             options: pool.connect_options().as_ref().clone(),
-            lifetime: options.get_max_lifetime().unwrap_or(CONNECTION_LIFETIME),
         };
         let pool = managed::Pool::builder(connector)
             .max_size(options.get_max_connections() as usize)
@@ -62,8 +61,7 @@ impl ReadConnections {
             loop {
                 sweeps.tick().await;
                 let Some(pool) = weak.upgrade() else { break };
-                let lifetime = pool.manager().lifetime;
-                close_all(pool.retain(|_, used| !worn_out(&used, lifetime)).removed).await;
+                close_all(pool.retain(|_, used| !worn_out(&used)).removed).await;
             }
         });
         ReadConnections { pool }
@@ -111,13 +109,12 @@ async fn close_all(connections: Vec<PgConnection>) {
 /// How often connections worn out while idle are closed.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-fn worn_out(used: &Metrics, lifetime: Duration) -> bool {
-    used.age() >= lifetime || used.last_used() >= IDLE_TIMEOUT
+fn worn_out(used: &Metrics) -> bool {
+    used.age() >= CONNECTION_LIFETIME || used.last_used() >= IDLE_TIMEOUT
 }
 
 struct Connector {
     options: PgConnectOptions,
-    lifetime: Duration,
 }
 
 impl managed::Manager for Connector {
@@ -135,7 +132,7 @@ impl managed::Manager for Connector {
         connection: &mut PgConnection,
         used: &Metrics,
     ) -> RecycleResult<sqlx::Error> {
-        if worn_out(used, self.lifetime) {
+        if worn_out(used) {
             return Err(RecycleError::message("worn out"));
         }
         if used.last_used() >= PING_IF_IDLE_FOR {

@@ -307,14 +307,20 @@ async fn a_read_of_one_table_is_one_statement() {
     assert_eq!(counted, 3);
 }
 
+/// An app whose pools hold one connection each, so that the gated reads share one connection
+/// a test can look at through `app.db().reads()`.
+async fn with_one_read_connection() -> TestApp {
+    TestApp::spawn_with(|env| {
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
+    })
+    .await
+}
+
 /// A tenant's gated read is planned once on a connection and that plan serves every later
 /// read (PostgreSQL would otherwise plan a statement with parameters afresh five times first).
 #[tokio::test]
 async fn a_gated_read_keeps_one_plan_per_connection() {
-    let app = TestApp::spawn_with(|env| {
-        env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
-    })
-    .await;
+    let app = with_one_read_connection().await;
     let admin = app.with_tenant("oneplan.church").await.admin;
     app.graphql(CREATE_PERSON, person("One", "Plan"), Some(&admin))
         .await
@@ -354,10 +360,7 @@ async fn a_gated_read_keeps_one_plan_per_connection() {
 /// in step and stays.
 #[tokio::test]
 async fn a_read_connection_given_up_half_way_is_closed_and_a_refused_one_kept() {
-    let app = TestApp::spawn_with(|env| {
-        env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
-    })
-    .await;
+    let app = with_one_read_connection().await;
     let reads = app.db().reads().expect("straight to PostgreSQL");
     let backend = async || -> i32 {
         let rows = reads
