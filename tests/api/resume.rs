@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement, sqlx::Connection};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait, sqlx::Connection,
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -191,13 +193,39 @@ impl Db {
         )
         .await;
         drop(server);
+        self.assert_unfinished(batch_id).await;
+        self.others_gone().await;
+    }
+
+    /// `server` killed (SIGKILL) once its batch `batch_id` waits for a lock `blocker` holds;
+    /// returns once the killed server's connections are gone. The killed server's statement
+    /// that waits is ended before `blocker` lets go: released, it would run on.
+    async fn kill_while_waiting_on(
+        &self,
+        blocker: DatabaseTransaction,
+        server: Server,
+        batch_id: &str,
+    ) {
+        const WAITING: &str = "FROM pg_stat_activity WHERE datname = current_database() \
+                               AND wait_event_type = 'Lock'";
+        self.until(&format!("SELECT count(*) {WAITING}"), 1).await;
+        drop(server);
+        self.assert_unfinished(batch_id).await;
+        self.count(&format!(
+            "SELECT count(pg_terminate_backend(pid)) {WAITING}"
+        ))
+        .await;
+        blocker.rollback().await.unwrap();
+        self.others_gone().await;
+    }
+
+    async fn assert_unfinished(&self, batch_id: &str) {
         let unfinished = self
             .count(&format!(
                 "SELECT count(*) FROM public.provisioning_batches WHERE id = '{batch_id}' AND finished_at IS NULL"
             ))
             .await;
         assert_eq!(unfinished, 1, "the kill came mid-batch");
-        self.others_gone().await;
     }
 
     /// Until the database has no connection but this handle's: a killed server's are gone.
@@ -380,9 +408,14 @@ async fn a_batch_resumed_after_a_crash_applies_the_template_it_was_submitted_wit
         )
         .await
         .data();
-    // One at a time, and enough of them that many are still to be made when the kill lands
-    // even if this test is held up between seeing the first two and the kill.
+    // One at a time; the sixth one's schema is being made by another transaction, so its
+    // provisioning waits at `CREATE SCHEMA` until the kill, however slowly this test runs.
     let total = 20;
+    let blocker = db.0.begin().await.unwrap();
+    blocker
+        .execute_unprepared("CREATE SCHEMA tenant_tpl_5")
+        .await
+        .unwrap();
     let tenants = inputs("tpl", total)
         .into_iter()
         .map(|mut tenant| {
@@ -391,7 +424,7 @@ async fn a_batch_resumed_after_a_crash_applies_the_template_it_was_submitted_wit
         })
         .collect();
     let batch_id = start_batch(&first, &token, tenants, json!({ "maxConcurrency": 1 })).await;
-    db.kill_mid_batch(first, &batch_id).await;
+    db.kill_while_waiting_on(blocker, first, &batch_id).await;
     // Gone while no server runs: the resumed jobs still get what they were submitted with.
     db.0.execute_unprepared("DELETE FROM public.tenant_templates")
         .await
