@@ -32,7 +32,7 @@ mod query;
 mod server_memory;
 mod servers;
 
-pub use query::{LoadReport, PEOPLE_QUERY};
+pub use query::{LoadReport, PEOPLE_PAGE, PEOPLE_QUERY};
 pub use server_memory::{RssSample, curve_table, rss_mb_of, sibling_bin};
 
 const OPERATOR_EMAIL: &str = "bench@tenantgraph.bench";

@@ -362,7 +362,9 @@ impl Bench {
     ) -> anyhow::Result<Vec<String>> {
         let schemas: Vec<&str> = tenants.iter().map(|(_, schema)| schema.as_str()).collect();
         add_people(&server.database_url, &schemas, people).await?;
-        self.admin_tokens(&server.base, tenants).await
+        let tokens = self.admin_tokens(&server.base, tenants).await?;
+        settle_registry(&server.database_url).await?;
+        Ok(tokens)
     }
 
     /// Logs the admin of each of `tenants` (domain, schema) in; their tokens, in order.
@@ -524,6 +526,27 @@ pub(crate) async fn add_people(
         unsettled.is_empty(),
         "the statistics never settled for {unsettled:?}"
     );
+    Ok(())
+}
+
+/// Vacuums and analyses the registry's tables (`public`), as autovacuum does a while after
+/// provisioning: the rows just written by it and by the logins are left as dead versions, and
+/// every ownership check would visit them until then.
+async fn settle_registry(database_url: &str) -> anyhow::Result<()> {
+    let pool = db::open_pool(database_url, 1).await?;
+    let tables = pool
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables \
+             WHERE schemaname = 'public'",
+        ))
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String>("", "name"))
+        .collect::<Result<Vec<_>, _>>()?;
+    pool.execute_unprepared(&format!("VACUUM (ANALYZE) {}", tables.join(", ")))
+        .await?;
+    pool.close().await?;
     Ok(())
 }
 

@@ -30,7 +30,7 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use rand::seq::IndexedRandom;
 use sea_orm::sqlx::{self, Connection, PgConnection};
-use tenantgraph_bench::{LoadReport, PEOPLE_QUERY, percentiles};
+use tenantgraph_bench::{LoadReport, PEOPLE_PAGE, PEOPLE_QUERY, percentiles};
 use tokio::net::TcpStream;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -156,8 +156,9 @@ async fn http_load(
                     .collect()
                     .await?;
                 let answer = answer.to_bytes();
-                // A page of people, not an error: `"nodes"` comes only with data.
-                if answer.windows(7).any(|w| w == b"\"nodes\"") {
+                // A full page of people, not an error or an empty page: `"id":` comes only
+                // with a person.
+                if answer.windows(5).filter(|w| w == b"\"id\":").count() == PEOPLE_PAGE {
                     window.record(&mut latencies, sent);
                 } else {
                     failed += 1;
