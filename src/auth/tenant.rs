@@ -128,7 +128,8 @@ impl TenantContext {
             .collect::<Result<_, _>>()?)
     }
 
-    /// [`read`](Self::read), for a select of chosen columns: the rows as they come.
+    /// [`read`](Self::read), for a select of chosen columns: the rows as they come, to be read
+    /// by column name (see `ReadConnections::query_all`).
     pub async fn read_rows<E: EntityTrait>(
         &self,
         state: &AppState,

@@ -64,16 +64,17 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     .await?;
     let opened = async {
         create_database_if_missing(&embedded.url("postgres"), EMBEDDED_DATABASE).await?;
-        open_pool(
+        open_pool_for(
             &embedded.url(EMBEDDED_DATABASE),
             config.database_max_connections,
+            DatabasePooler::None,
         )
         .await
     }
     .await;
     match opened {
         Ok(db) => Ok(Connected {
-            db: Pool::new(db, DatabasePooler::None),
+            db,
             embedded: Some(embedded),
         }),
         Err(err) => {
@@ -117,7 +118,8 @@ pub async fn open_pool_for(
         DatabasePooler::None => Ok(Pool::new(
             open_pool(url, max_connections).await?,
             DatabasePooler::None,
-        )),
+        )
+        .with_read_connections(url)),
         DatabasePooler::PgBouncer => {
             let mut options = pool_options(url, max_connections);
             // Nothing that outlives a transaction: no statement cache (each statement is

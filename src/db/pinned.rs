@@ -237,19 +237,22 @@ pub async fn read_as_owner<E: EntityTrait>(
             [tenant_id.into(), schema.as_str().into()] as [sea_orm::Value; 2],
         ));
     let statement = db.get_database_backend().build(&query);
-    let rows = match db.reads() {
+    match db.reads() {
         Some(reads) => {
             let started = Instant::now();
             let rows = reads.query_all(&statement).await;
             db.observer().observe(&statement, started, rows.is_err());
-            rows
+            match rows {
+                Ok(rows) => Ok(Some(rows)),
+                Err(err) if err.code().is_some_and(|code| code.code() == NOT_OWNER) => Ok(None),
+                Err(err) => Err(err.into()),
+            }
         }
-        None => db.query_all_raw(statement).await,
-    };
-    match rows {
-        Ok(rows) => Ok(Some(rows)),
-        Err(err) if is_not_owner(&err) => Ok(None),
-        Err(err) => Err(err),
+        None => match db.query_all_raw(statement).await {
+            Ok(rows) => Ok(Some(rows)),
+            Err(err) if is_not_owner(&err) => Ok(None),
+            Err(err) => Err(err),
+        },
     }
 }
 
@@ -388,7 +391,7 @@ impl Drop for PinnedTransaction {
 }
 
 // As SeaORM wraps sqlx errors, so that errors from here read like those from its transactions.
-pub(super) fn sqlx_error_to_conn_err(err: sea_orm::sqlx::Error) -> DbErr {
+fn sqlx_error_to_conn_err(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Conn(RuntimeErr::SqlxError(err.into()))
 }
 
@@ -396,13 +399,11 @@ fn sqlx_error_to_exec_err(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Exec(RuntimeErr::SqlxError(err.into()))
 }
 
-pub(super) fn sqlx_error_to_query_err(err: sea_orm::sqlx::Error) -> DbErr {
+fn sqlx_error_to_query_err(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(err.into()))
 }
 
-pub(super) fn sqlx_query(
-    stmt: &Statement,
-) -> sea_orm::sqlx::query::Query<'_, Postgres, SqlxValues> {
+fn sqlx_query(stmt: &Statement) -> sea_orm::sqlx::query::Query<'_, Postgres, SqlxValues> {
     let values = stmt.values.clone().unwrap_or(sea_orm::Values(Vec::new()));
     sea_orm::sqlx::query_with(AssertSqlSafe(stmt.sql.as_str()), SqlxValues(values))
 }

@@ -79,15 +79,27 @@ impl fmt::Debug for StatementObserver {
 
 impl Pool {
     pub fn new(connection: DatabaseConnection, pooler: DatabasePooler) -> Self {
-        let reads = (pooler == DatabasePooler::None)
-            .then(|| ReadConnections::like(connection.get_postgres_connection_pool()));
         Pool {
             connection,
             pooler,
             observer: StatementObserver::default(),
             ownership: OwnershipTable::Registry,
-            reads,
+            reads: None,
         }
+    }
+
+    /// This pool, straight to PostgreSQL at `url`, with gated reads on connections of their
+    /// own (see [`super::reads`]): as many as the pool's at most, opened within its acquire
+    /// timeout.
+    pub(crate) fn with_read_connections(mut self, url: &str) -> Self {
+        debug_assert_eq!(self.pooler, DatabasePooler::None);
+        let options = self.connection.get_postgres_connection_pool().options();
+        self.reads = ReadConnections::for_url(
+            url,
+            options.get_max_connections(),
+            options.get_acquire_timeout(),
+        );
+        self
     }
 
     /// This pool with pins that prove ownership through `table`.

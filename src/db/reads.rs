@@ -1,172 +1,490 @@
-//! Connections of their own for gated reads ([`super::pinned::read_as_owner`]), handed back to
-//! their pool without a check.
+//! Connections of their own for gated reads ([`super::pinned::read_as_owner`]), shared by the
+//! reads that run at the same time: their statements are pipelined.
 //!
-//! sqlx's pool sends a `Sync` and waits for PostgreSQL's answer every time it takes a
-//! connection back, from a task of its own: on a read path of one statement per request that
-//! is one more wake-up of the backend and of the server per request. A gated read is one
-//! statement outside any transaction, so once it has been answered the connection is known to
-//! be idle, and one given up half-way (the request was cancelled, or the connection failed) is
-//! closed instead of reused. Their statement caches hold the tenants' reads only: the
-//! transactions' statements do not push them out.
+//! A gated read is one statement outside any transaction, so reads need not take turns on a
+//! connection: each connection here is a `tokio_postgres` client, which writes every statement
+//! sent to it as soon as it is sent, and PostgreSQL answers them in order. Under load a
+//! backend finds the next statement already waiting when it has answered one, and one write
+//! and one read carry several requests' statements, where a connection taken and handed back
+//! per read costs a wake-up of the backend and of the server per request (and sqlx's pool one
+//! more `Sync` round trip each time it takes a connection back). A read goes to the connection
+//! with the fewest reads under way; another connection is opened, up to as many as the pool
+//! has, only while each one open is busy. Their statement caches hold the tenants' reads
+//! only: the transactions' statements do not push them out.
 //!
-//! Straight to PostgreSQL only: behind PgBouncer a gated read takes the pool's way.
+//! A read given up before its answer (the request was cancelled) leaves its statement running
+//! on the backend, in front of any read sent after it: its connection takes no further reads,
+//! and once the reads it still carries are answered, the statement is cancelled and the
+//! connection closed.
+//!
+//! Straight to PostgreSQL without TLS only: behind PgBouncer, or with `sslmode=require`, a
+//! gated read takes the pool's way.
 
-use std::time::Duration;
-
-use deadpool::{
-    Runtime,
-    managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult},
+use std::{
+    collections::BTreeMap,
+    fmt,
+    num::NonZeroUsize,
+    str::FromStr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
 };
-use sea_orm::{
-    ConnAcquireErr, DbErr, QueryResult, Statement,
-    sqlx::{self, ConnectOptions, Connection, PgConnection, PgPool, postgres::PgConnectOptions},
+
+use lru::LruCache;
+use sea_orm::{ConnAcquireErr, DbErr, ProxyRow, QueryResult, RuntimeErr, Statement, Value};
+use sea_query_postgres::{PostgresValue, PostgresValues};
+use tokio_postgres::{
+    Client, Config, NoTls, Row,
+    config::SslMode,
+    error::{DbError, SqlState},
+    types::Type,
 };
 
-use super::{CONNECTION_LIFETIME, IDLE_TIMEOUT, PING_IF_IDLE_FOR, pinned};
+use super::{CONNECTION_LIFETIME, IDLE_TIMEOUT, STATEMENT_CACHE};
 
-/// Up to as many connections as the pool they are made for, opened when needed, each closed
-/// after the same lifetime as the pool's (why: see `CONNECTION_LIFETIME` in `db`) or after as
-/// long unused as the pool's idle ones.
+/// Up to `size` connections, opened when needed, each renewed after the same lifetime as the
+/// pool's (why: see `CONNECTION_LIFETIME` in `db`) and closed after as long unused as the
+/// pool's idle ones.
 #[derive(Clone)]
 pub struct ReadConnections {
-    pool: managed::Pool<Connector>,
+    inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for ReadConnections {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+struct Inner {
+    config: Config,
+    slots: Box<[Slot]>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Slot {
+    connection: Mutex<Option<Arc<Connection>>>,
+    /// Held while a connection is opened for this slot: concurrent reads wait for that one.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for ReadConnections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let open = self
+            .inner
+            .slots
+            .iter()
+            .filter(|slot| slot.usable().is_some());
         f.debug_struct("ReadConnections")
-            .field("status", &self.pool.status())
+            .field("size", &self.inner.slots.len())
+            .field("open", &open.count())
             .finish()
     }
 }
 
 impl ReadConnections {
-    /// Connections made like `pool`'s, as many at most, waited for as long.
-    pub(crate) fn like(pool: &PgPool) -> Self {
-        let options = pool.options();
-        let wait = Some(options.get_acquire_timeout());
-        let connector = Connector {
-            options: pool.connect_options().as_ref().clone(),
-        };
-        let pool = managed::Pool::builder(connector)
-            .max_size(options.get_max_connections() as usize)
-            .wait_timeout(wait)
-            .create_timeout(wait)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .expect("a runtime and a size are given");
-        let weak = pool.weak();
+    /// Connections to the database at `url` like the pool's (`search_path` without a schema
+    /// of ours, generic plans: see `straight_pool_options` in `db`), `size` at most, each
+    /// opened within `connect_timeout`. `None` when `url` asks for TLS, which these
+    /// connections do not speak, or is not one `tokio_postgres` reads.
+    pub(crate) fn for_url(url: &str, size: u32, connect_timeout: Duration) -> Option<Self> {
+        let mut config = Config::from_str(url).ok()?;
+        if config.get_ssl_mode() == SslMode::Require {
+            return None;
+        }
+        let options = [
+            config.get_options().unwrap_or_default(),
+            "-c search_path=pg_catalog -c plan_cache_mode=force_generic_plan",
+        ]
+        .join(" ");
+        config
+            .options(options.trim())
+            .ssl_mode(SslMode::Disable)
+            .connect_timeout(connect_timeout);
+        let slots = (0..size.max(1)).map(|_| Slot::default()).collect();
+        let inner = Arc::new(Inner {
+            config,
+            slots,
+            closed: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
             let mut sweeps = tokio::time::interval(SWEEP_EVERY);
             loop {
                 sweeps.tick().await;
-                let Some(pool) = weak.upgrade() else { break };
-                close_all(pool.retain(|_, used| !worn_out(&used)).removed).await;
+                let Some(inner) = weak.upgrade() else { break };
+                for slot in &inner.slots {
+                    slot.close_if_unusable();
+                }
             }
         });
-        ReadConnections { pool }
+        Some(ReadConnections { inner })
     }
 
-    /// Runs `statement` (one statement, outside any transaction) and returns its rows.
-    pub async fn query_all(&self, statement: &Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let connection = self.pool.get().await.map_err(acquire_error)?;
-        let mut in_flight = InFlight(Some(connection));
-        let connection = in_flight.0.as_mut().expect("held until answered");
-        let answer = pinned::sqlx_query(statement)
-            .fetch_all(&mut **connection)
-            .await;
-        match answer {
-            Ok(rows) => {
-                in_flight.answered();
-                Ok(rows.into_iter().map(Into::into).collect())
+    /// Runs `statement` (one statement, outside any transaction) and returns its rows, which
+    /// answer by column name only (see [`row_of`]).
+    pub async fn query_all(&self, statement: &Statement) -> Result<Vec<QueryResult>, ReadError> {
+        let values = PostgresValues(
+            statement
+                .values
+                .iter()
+                .flat_map(|values| values.0.iter().cloned())
+                .map(|value| bound(value).map(PostgresValue))
+                .collect::<Result<_, _>>()
+                .map_err(ReadError::Failed)?,
+        );
+        let mut retried = false;
+        loop {
+            let connection = self.connection().await?;
+            let reading = Reading::on(&connection);
+            let rows = connection.query(&statement.sql, &values).await;
+            reading.answered();
+            match rows {
+                Ok(rows) => {
+                    return rows
+                        .iter()
+                        .map(row_of)
+                        .collect::<Result<_, _>>()
+                        .map_err(ReadError::Failed);
+                }
+                // The connection ended between being chosen and being written to (the server
+                // closed it meanwhile): a read can be sent again, once, on another.
+                Err(err) if connection.client.is_closed() && !retried => {
+                    tracing::debug!(error = %err, "a read connection had ended; reading again");
+                    retried = true;
+                }
+                Err(err) => return Err(err.into()),
             }
-            // PostgreSQL refused the statement and stays in step: the connection waits for the
-            // rest of the answer before its next statement.
-            Err(err @ sqlx::Error::Database(_)) => {
-                in_flight.answered();
-                Err(pinned::sqlx_error_to_query_err(err))
-            }
-            // Anything else (the connection broke, the answer could not be read) closes it.
-            Err(err) => Err(pinned::sqlx_error_to_query_err(err)),
         }
     }
 
-    /// Closes every idle connection, and the rest as they come back; further reads fail.
+    /// Closes every connection once its reads are answered; further reads fail.
     pub(crate) async fn close(&self) {
-        let idle = self.pool.retain(|_, _| false).removed;
-        self.pool.close();
-        close_all(idle).await;
+        self.inner.closed.store(true, Ordering::Release);
+        for slot in &self.inner.slots {
+            slot.connection.lock().expect("slot lock").take();
+        }
     }
-}
 
-async fn close_all(connections: Vec<PgConnection>) {
-    for connection in connections {
-        // Closing says goodbye to PostgreSQL; a connection that cannot is gone anyway.
-        connection.close().await.ok();
+    /// The connection with the fewest reads under way, or a new one while each open one is
+    /// busy and there is room for another.
+    async fn connection(&self) -> Result<Arc<Connection>, ReadError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(ReadError::Failed(DbErr::ConnectionAcquire(
+                ConnAcquireErr::ConnectionClosed,
+            )));
+        }
+        let mut least_busy: Option<Arc<Connection>> = None;
+        let mut vacant = None;
+        for (index, slot) in self.inner.slots.iter().enumerate() {
+            match slot.usable() {
+                Some(connection) => {
+                    if least_busy
+                        .as_ref()
+                        .is_none_or(|least| connection.reads() < least.reads())
+                    {
+                        least_busy = Some(connection);
+                    }
+                }
+                None => {
+                    vacant.get_or_insert(index);
+                }
+            }
+        }
+        match (least_busy, vacant) {
+            (Some(idle), _) if idle.reads() == 0 => Ok(idle),
+            // Another read is opening that one: no need to wait for it.
+            (Some(busy), Some(index)) if self.inner.slots[index].opening.try_lock().is_err() => {
+                Ok(busy)
+            }
+            (busy, Some(index)) => match self.open(index).await {
+                Ok(opened) => Ok(opened),
+                Err(err) => busy.ok_or(err),
+            },
+            (Some(busy), None) => Ok(busy),
+            (None, None) => unreachable!("a slot without a usable connection is vacant"),
+        }
+    }
+
+    async fn open(&self, index: usize) -> Result<Arc<Connection>, ReadError> {
+        let slot = &self.inner.slots[index];
+        let _opening = slot.opening.lock().await;
+        if let Some(opened) = slot.usable() {
+            return Ok(opened);
+        }
+        let (client, connection) =
+            self.inner.config.connect(NoTls).await.map_err(|err| {
+                ReadError::Failed(DbErr::Conn(RuntimeErr::Internal(err.to_string())))
+            })?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "a read connection ended");
+            }
+        });
+        let opened = Arc::new(Connection::new(client));
+        // A connection this one replaces closes once the reads it carries are answered.
+        *slot.connection.lock().expect("slot lock") = Some(opened.clone());
+        Ok(opened)
     }
 }
 
 /// How often connections worn out while idle are closed.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-fn worn_out(used: &Metrics) -> bool {
-    used.age() >= CONNECTION_LIFETIME || used.last_used() >= IDLE_TIMEOUT
-}
-
-struct Connector {
-    options: PgConnectOptions,
-}
-
-impl managed::Manager for Connector {
-    type Type = PgConnection;
-    type Error = sqlx::Error;
-
-    async fn create(&self) -> Result<PgConnection, sqlx::Error> {
-        self.options.connect().await
+impl Slot {
+    fn usable(&self) -> Option<Arc<Connection>> {
+        self.connection
+            .lock()
+            .expect("slot lock")
+            .as_ref()
+            .filter(|connection| connection.usable())
+            .cloned()
     }
 
-    /// Before a connection is handed out: renewed when worn out, and pinged (as the pool's own
-    /// connections are) when it sat idle long enough for PostgreSQL to have dropped it.
-    async fn recycle(
+    fn close_if_unusable(&self) {
+        let mut connection = self.connection.lock().expect("slot lock");
+        if connection.as_ref().is_some_and(|open| !open.usable()) {
+            connection.take();
+        }
+    }
+}
+
+struct Connection {
+    client: Client,
+    opened: Instant,
+    /// Reads sent and not yet answered.
+    reads: AtomicUsize,
+    /// Set when a read was given up before its answer: see the module documentation.
+    abandoned: AtomicBool,
+    last_used: Mutex<Instant>,
+    statements: Mutex<LruCache<String, tokio_postgres::Statement>>,
+}
+
+impl Connection {
+    fn new(client: Client) -> Self {
+        let now = Instant::now();
+        Connection {
+            client,
+            opened: now,
+            reads: AtomicUsize::new(0),
+            abandoned: AtomicBool::new(false),
+            last_used: Mutex::new(now),
+            statements: Mutex::new(LruCache::new(
+                NonZeroUsize::new(STATEMENT_CACHE).expect("a cache of some size"),
+            )),
+        }
+    }
+
+    fn reads(&self) -> usize {
+        self.reads.load(Ordering::Acquire)
+    }
+
+    fn usable(&self) -> bool {
+        !self.client.is_closed()
+            && !self.abandoned.load(Ordering::Acquire)
+            && self.opened.elapsed() < CONNECTION_LIFETIME
+            && (self.reads() > 0
+                || self.last_used.lock().expect("last used").elapsed() < IDLE_TIMEOUT)
+    }
+
+    /// Runs `sql` with `values`, prepared on this connection the first time (a statement the
+    /// cache pushes out is closed on the server as it is dropped).
+    async fn query(
         &self,
-        connection: &mut PgConnection,
-        used: &Metrics,
-    ) -> RecycleResult<sqlx::Error> {
-        if worn_out(used) {
-            return Err(RecycleError::message("worn out"));
-        }
-        if used.last_used() >= PING_IF_IDLE_FOR {
-            connection.ping().await?;
-        }
-        Ok(())
+        sql: &str,
+        values: &PostgresValues,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let cached = self
+            .statements
+            .lock()
+            .expect("statements")
+            .get(sql)
+            .cloned();
+        let prepared = match cached {
+            Some(prepared) => prepared,
+            None => {
+                let prepared = self.client.prepare_typed(sql, &values.as_types()).await?;
+                self.statements
+                    .lock()
+                    .expect("statements")
+                    .put(sql.to_owned(), prepared.clone());
+                prepared
+            }
+        };
+        self.client.query(&prepared, &values.as_params()).await
     }
 }
 
-/// A connection between sending a statement and reading all of its answer. Dropped before
-/// [`answered`](Self::answered), the connection's state is unknown: it is taken out of the
-/// pool and closed.
-struct InFlight(Option<Object<Connector>>);
-
-impl InFlight {
-    fn answered(mut self) {
-        self.0.take();
-    }
-}
-
-impl Drop for InFlight {
+impl Drop for Connection {
+    /// A statement given up half-way may still run: once nothing else is under way on the
+    /// connection (the last read holding it is gone), cancelling it can hit nothing else.
     fn drop(&mut self) {
-        if let Some(connection) = self.0.take() {
-            drop(Object::take(connection));
+        if self.abandoned.load(Ordering::Acquire) {
+            let cancel = self.client.cancel_token();
+            tokio::spawn(async move {
+                if let Err(err) = cancel.cancel_query(NoTls).await {
+                    tracing::debug!(error = %err, "could not cancel a read given up");
+                }
+            });
         }
     }
 }
 
-fn acquire_error(err: PoolError<sqlx::Error>) -> DbErr {
-    match err {
-        PoolError::Timeout(_) => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
-        PoolError::Backend(err) => pinned::sqlx_error_to_conn_err(err),
-        PoolError::Closed | PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
-            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)
+/// A read under way on a connection. Dropped before [`answered`](Self::answered), the
+/// connection takes no further reads (see the module documentation).
+struct Reading<'a> {
+    connection: &'a Connection,
+    answered: bool,
+}
+
+impl<'a> Reading<'a> {
+    fn on(connection: &'a Connection) -> Self {
+        connection.reads.fetch_add(1, Ordering::AcqRel);
+        Reading {
+            connection,
+            answered: false,
         }
     }
+
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.connection.abandoned.store(true, Ordering::Release);
+        }
+        *self.connection.last_used.lock().expect("last used") = Instant::now();
+        self.connection.reads.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a read has no rows: PostgreSQL refused its statement (with an SQLSTATE to look at), or
+/// anything else.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0} (SQLSTATE {code})", code = .0.code().code())]
+    Refused(Box<DbError>),
+    #[error(transparent)]
+    Failed(DbErr),
+}
+
+impl ReadError {
+    /// The SQLSTATE PostgreSQL refused the statement with.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            ReadError::Refused(refusal) => Some(refusal.code()),
+            ReadError::Failed(_) => None,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for ReadError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        match err.as_db_error() {
+            Some(refusal) => ReadError::Refused(Box::new(refusal.clone())),
+            None if err.is_closed() => {
+                ReadError::Failed(DbErr::Conn(RuntimeErr::Internal(err.to_string())))
+            }
+            None => ReadError::Failed(DbErr::Query(RuntimeErr::Internal(err.to_string()))),
+        }
+    }
+}
+
+impl From<ReadError> for DbErr {
+    /// A refusal's SQLSTATE stays in its text, for the checks of `crate::error` to find; a
+    /// server refusing because it is going away (class 08, 57P01 to 57P03) has ended the
+    /// connection, as a lost one has.
+    fn from(err: ReadError) -> Self {
+        let ending = err.code().is_some_and(|code| {
+            let code = code.code();
+            code.starts_with("08") || code.starts_with("57P0")
+        });
+        match err {
+            ReadError::Failed(err) => err,
+            refused if ending => DbErr::Conn(RuntimeErr::Internal(refused.to_string())),
+            refused => DbErr::Query(RuntimeErr::Internal(refused.to_string())),
+        }
+    }
+}
+
+/// `value` as it is bound: with the type sqlx gives it (`sea_query_postgres` declares each
+/// value's type from its variant, but writes unsigned and one-byte integers in an encoding of
+/// another type, and declares times in UTC without their zone), or refused.
+fn bound(value: Value) -> Result<Value, DbErr> {
+    use sea_orm::sea_query::ArrayType;
+    Ok(match value {
+        Value::TinyInt(v) => Value::SmallInt(v.map(i16::from)),
+        Value::TinyUnsigned(v) => Value::SmallInt(v.map(i16::from)),
+        Value::SmallUnsigned(v) => Value::Int(v.map(i32::from)),
+        Value::Unsigned(v) => Value::BigInt(v.map(i64::from)),
+        Value::BigUnsigned(v) => Value::BigInt(
+            v.map(i64::try_from)
+                .transpose()
+                .map_err(|_| DbErr::Type("an unsigned value beyond a bigint".into()))?,
+        ),
+        Value::ChronoDateTimeUtc(v) => {
+            Value::ChronoDateTimeWithTimeZone(v.map(|at| at.fixed_offset()))
+        }
+        Value::ChronoDateTimeLocal(v) => {
+            Value::ChronoDateTimeWithTimeZone(v.map(|at| at.fixed_offset()))
+        }
+        Value::Char(_)
+        | Value::Array(
+            ArrayType::TinyInt
+            | ArrayType::TinyUnsigned
+            | ArrayType::SmallUnsigned
+            | ArrayType::Unsigned
+            | ArrayType::BigUnsigned
+            | ArrayType::Char
+            | ArrayType::ChronoDateTimeUtc
+            | ArrayType::ChronoDateTimeLocal,
+            _,
+        ) => {
+            return Err(DbErr::Type(format!(
+                "{value:?} is not bound in a gated read"
+            )));
+        }
+        value => value,
+    })
+}
+
+/// A row as SeaORM's proxy row: its values by column name. Reading it by index follows the
+/// names' order, not the statement's, so the rows of a read are read by name.
+fn row_of(row: &Row) -> Result<QueryResult, DbErr> {
+    let mut values = BTreeMap::new();
+    for (index, column) in row.columns().iter().enumerate() {
+        let value = value_of(row, index, column.type_())
+            .map_err(|err| DbErr::Type(format!("column {:?}: {err}", column.name())))?;
+        values.insert(column.name().to_owned(), value);
+    }
+    Ok(ProxyRow::new(values).into())
+}
+
+/// The value at `index` of `row`, of PostgreSQL type `ty`, as SeaORM's value of that type.
+fn value_of(row: &Row, index: usize, ty: &Type) -> Result<Value, Box<dyn std::error::Error>> {
+    Ok(match *ty {
+        Type::BOOL => Value::Bool(row.try_get(index)?),
+        Type::INT2 => Value::SmallInt(row.try_get(index)?),
+        Type::INT4 => Value::Int(row.try_get(index)?),
+        Type::INT8 => Value::BigInt(row.try_get(index)?),
+        Type::FLOAT4 => Value::Float(row.try_get(index)?),
+        Type::FLOAT8 => Value::Double(row.try_get(index)?),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+            Value::String(row.try_get(index)?)
+        }
+        Type::BYTEA => Value::Bytes(row.try_get(index)?),
+        Type::UUID => Value::Uuid(row.try_get(index)?),
+        Type::DATE => Value::ChronoDate(row.try_get(index)?),
+        Type::TIME => Value::ChronoTime(row.try_get(index)?),
+        Type::TIMESTAMP => Value::ChronoDateTime(row.try_get(index)?),
+        Type::TIMESTAMPTZ => Value::ChronoDateTimeWithTimeZone(
+            row.try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(index)?
+                .map(|at| at.fixed_offset()),
+        ),
+        Type::JSON | Type::JSONB => Value::Json(
+            row.try_get::<_, Option<serde_json::Value>>(index)?
+                .map(Box::new),
+        ),
+        _ => return Err(format!("type {ty} is not read here").into()),
+    })
 }

@@ -211,5 +211,7 @@ async fn open_lazily(url: &str, size: u32) -> anyhow::Result<Pool> {
     let connection = Database::connect(options)
         .await
         .map_err(|err| anyhow::Error::new(err).context("could not set up a server's pool"))?;
-    Ok(Pool::new(connection, DatabasePooler::None).owned_through(OwnershipTable::Placements))
+    Ok(Pool::new(connection, DatabasePooler::None)
+        .with_read_connections(url)
+        .owned_through(OwnershipTable::Placements))
 }

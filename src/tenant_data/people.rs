@@ -69,12 +69,13 @@ impl PersonColumns {
         PersonColumns(columns)
     }
 
-    /// A person from a row of these columns, in this order; the columns not read are empty.
+    /// A person from a row of these columns (read by name: a gated read's rows answer by name
+    /// only); the columns not read are empty.
     fn decode(&self, row: &QueryResult) -> Result<person::Model, DbErr> {
         use person::Column as C;
         let mut person = person::Model {
-            id: row.try_get_by_index(0)?,
-            created_at: row.try_get_by_index(1)?,
+            id: row.try_get_by(C::Id.as_str())?,
+            created_at: row.try_get_by(C::CreatedAt.as_str())?,
             first_name: String::new(),
             last_name: String::new(),
             email: None,
@@ -87,20 +88,21 @@ impl PersonColumns {
             updated_at: DateTime::default(),
             external_ref: None,
         };
-        for (index, column) in self.0.iter().enumerate().skip(2) {
+        for column in self.0.iter().skip(2) {
+            let name = column.as_str();
             match column {
                 C::Id | C::CreatedAt => {}
-                C::FirstName => person.first_name = row.try_get_by_index(index)?,
-                C::LastName => person.last_name = row.try_get_by_index(index)?,
-                C::Email => person.email = row.try_get_by_index(index)?,
-                C::Phone => person.phone = row.try_get_by_index(index)?,
-                C::Address => person.address = row.try_get_by_index(index)?,
-                C::BirthDate => person.birth_date = row.try_get_by_index(index)?,
-                C::MembershipStatus => person.membership_status = row.try_get_by_index(index)?,
-                C::Notes => person.notes = row.try_get_by_index(index)?,
-                C::CreatedBy => person.created_by = row.try_get_by_index(index)?,
-                C::UpdatedAt => person.updated_at = row.try_get_by_index(index)?,
-                C::ExternalRef => person.external_ref = row.try_get_by_index(index)?,
+                C::FirstName => person.first_name = row.try_get_by(name)?,
+                C::LastName => person.last_name = row.try_get_by(name)?,
+                C::Email => person.email = row.try_get_by(name)?,
+                C::Phone => person.phone = row.try_get_by(name)?,
+                C::Address => person.address = row.try_get_by(name)?,
+                C::BirthDate => person.birth_date = row.try_get_by(name)?,
+                C::MembershipStatus => person.membership_status = row.try_get_by(name)?,
+                C::Notes => person.notes = row.try_get_by(name)?,
+                C::CreatedBy => person.created_by = row.try_get_by(name)?,
+                C::UpdatedAt => person.updated_at = row.try_get_by(name)?,
+                C::ExternalRef => person.external_ref = row.try_get_by(name)?,
             }
         }
         Ok(person)

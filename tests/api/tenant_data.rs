@@ -347,42 +347,60 @@ async fn a_gated_read_keeps_one_plan_per_connection() {
             None => assert!(rounds < 3, "the page's statement is never prepared"),
         }
     };
-    let generic: i64 = plans.try_get_by_index(0).unwrap();
-    let custom: i64 = plans.try_get_by_index(1).unwrap();
+    let generic: i64 = plans.try_get_by("generic_plans").unwrap();
+    let custom: i64 = plans.try_get_by("custom_plans").unwrap();
     // Every read of the round if the connection lived through them all; fewer if it was renewed
     // meanwhile.
     assert!((1..=7).contains(&generic), "{generic} generic plans");
     assert_eq!(custom, 0);
 }
 
-/// The gated reads' connections go back to their pool unchecked, so one whose read was given up
-/// half-way must not be handed out again, while one whose statement PostgreSQL refused is still
-/// in step and stays.
+/// A read given up half-way leaves its statement running in front of any read sent after it:
+/// its connection takes no further reads and the statement is cancelled, while a connection
+/// whose statement PostgreSQL refused is still in step and stays.
 #[tokio::test]
-async fn a_read_connection_given_up_half_way_is_closed_and_a_refused_one_kept() {
+async fn a_read_given_up_half_way_is_cancelled_and_a_refused_one_keeps_its_connection() {
     let app = with_one_read_connection().await;
     let reads = app.db().reads().expect("straight to PostgreSQL");
     let backend = async || -> i32 {
         let rows = reads
             .query_all(&Statement::from_string(
                 DbBackend::Postgres,
-                "SELECT pg_catalog.pg_backend_pid()",
+                "SELECT pg_catalog.pg_backend_pid() AS pid",
             ))
             .await
             .unwrap();
-        rows[0].try_get_by_index(0).unwrap()
+        rows[0].try_get_by("pid").unwrap()
     };
     let first = backend().await;
     assert_eq!(backend().await, first, "one connection, reused");
 
-    let sleep = Statement::from_string(DbBackend::Postgres, "SELECT pg_catalog.pg_sleep(5)");
+    let sleep = Statement::from_string(DbBackend::Postgres, "SELECT pg_catalog.pg_sleep(60)");
     let given_up = tokio::time::timeout(Duration::from_millis(300), reads.query_all(&sleep)).await;
     assert!(given_up.is_err(), "the read was still waiting");
     let second = backend().await;
     assert_ne!(
         second, first,
-        "the connection given up half-way is not reused"
+        "the connection given up half-way takes no further reads"
     );
+    // The sleep would hold the first backend for a minute; cancelled, it is idle (or gone)
+    // within moments.
+    let still_sleeping = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT count(*) AS sleeping FROM pg_catalog.pg_stat_activity \
+         WHERE pid = $1 AND state = 'active'",
+        [first.into()],
+    );
+    let mut polls = 0;
+    loop {
+        let rows = reads.query_all(&still_sleeping).await.unwrap();
+        if rows[0].try_get_by::<i64, _>("sleeping").unwrap() == 0 {
+            break;
+        }
+        polls += 1;
+        assert!(polls < 100, "the read given up was not cancelled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let refused = reads
         .query_all(&Statement::from_string(DbBackend::Postgres, "SELECT 1 / 0"))
@@ -397,6 +415,77 @@ async fn a_read_connection_given_up_half_way_is_closed_and_a_refused_one_kept() 
         second,
         "a refused statement keeps its connection"
     );
+}
+
+/// Reads that share a connection at the same time each get their own answer, and one that
+/// PostgreSQL refuses in the middle of them fails alone.
+#[tokio::test]
+async fn reads_sharing_a_connection_get_their_own_answers() {
+    let app = with_one_read_connection().await;
+    let reads = app.db().reads().expect("straight to PostgreSQL");
+    let answers = futures_util::future::join_all((0..24_i64).map(|n| async move {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_catalog.pg_backend_pid() AS pid, 1000 / ($1::int8 - 7) AS quotient",
+            [n.into()],
+        );
+        let rows = reads.query_all(&statement).await?;
+        let pid: i32 = rows[0].try_get_by("pid").unwrap();
+        let quotient: i64 = rows[0].try_get_by("quotient").unwrap();
+        Ok::<_, tenantgraph::db::reads::ReadError>((pid, quotient))
+    }))
+    .await;
+    let mut backends = std::collections::HashSet::new();
+    for (n, answer) in (0..24_i64).zip(answers) {
+        match answer {
+            Ok((pid, quotient)) => {
+                assert_eq!(quotient, 1000 / (n - 7), "read {n} got another's answer");
+                backends.insert(pid);
+            }
+            Err(err) => {
+                assert_eq!(n, 7, "read {n} failed: {err}");
+                assert!(err.to_string().contains("division by zero"), "{err}");
+            }
+        }
+    }
+    assert_eq!(backends.len(), 1, "one connection carried them all");
+}
+
+/// Two tenants' pages read at the same time over one shared connection: each answer holds its
+/// own tenant's people only.
+#[tokio::test]
+async fn tenants_reading_at_once_on_one_connection_see_their_own_people() {
+    let app = with_one_read_connection().await;
+    let first = app.with_tenant("pipelined-a.church").await.admin;
+    let second = app.with_tenant("pipelined-b.church").await.admin;
+    for (token, name) in [(&first, "Aaron"), (&second, "Beatrice")] {
+        app.graphql(CREATE_PERSON, person(name, "Reader"), Some(token))
+            .await
+            .data();
+    }
+    const PAGE: &str = "{ people(first: 10) { nodes { firstName } } }";
+    let pages = futures_util::future::join_all((0..40).map(|i| {
+        let (token, name) = if i % 2 == 0 {
+            (&first, "Aaron")
+        } else {
+            (&second, "Beatrice")
+        };
+        let app = &app;
+        async move {
+            (
+                name,
+                app.graphql(PAGE, json!({}), Some(token.as_str())).await,
+            )
+        }
+    }))
+    .await;
+    for (name, page) in pages {
+        assert_eq!(
+            page.data()["people"]["nodes"],
+            json!([{ "firstName": name }]),
+            "a page for {name}'s tenant"
+        );
+    }
 }
 
 /// A page reads only the columns its selection asks for. Whatever the selection's shape —
