@@ -17,8 +17,8 @@
 //! and once the reads it still carries are answered, the statement is cancelled and the
 //! connection closed.
 //!
-//! Straight to PostgreSQL without TLS only: behind PgBouncer, or with `sslmode=require`, a
-//! gated read takes the pool's way.
+//! Straight to PostgreSQL without TLS only: behind PgBouncer, or to another machine unless
+//! the URL says `sslmode=disable`, a gated read takes the pool's way.
 
 use std::{
     collections::BTreeMap,
@@ -37,7 +37,7 @@ use sea_orm::{ConnAcquireErr, DbErr, ProxyRow, QueryResult, RuntimeErr, Statemen
 use sea_query_postgres::{PostgresValue, PostgresValues};
 use tokio_postgres::{
     Client, Config, NoTls, Row,
-    config::SslMode,
+    config::{Host, SslMode},
     error::{DbError, SqlState},
     types::Type,
 };
@@ -82,11 +82,19 @@ impl fmt::Debug for ReadConnections {
 impl ReadConnections {
     /// Connections to the database at `url` like the pool's (`search_path` without a schema
     /// of ours, generic plans: see `straight_pool_options` in `db`), `size` at most, each
-    /// opened within `connect_timeout`. `None` when `url` asks for TLS, which these
-    /// connections do not speak, or is not one `tokio_postgres` reads.
+    /// opened within `connect_timeout`. These connections do not speak TLS: `None` (the reads
+    /// take the pool's way) unless `url` says `sslmode=disable` or names only this machine,
+    /// and when it is not a URL `tokio_postgres` reads.
     pub(crate) fn for_url(url: &str, size: u32, connect_timeout: Duration) -> Option<Self> {
-        let mut config = Config::from_str(url).ok()?;
-        if config.get_ssl_mode() == SslMode::Require {
+        let mut config = match Config::from_str(url) {
+            Ok(config) => config,
+            Err(err) => {
+                tracing::info!(error = %err, "gated reads use the pool: its URL is not one for read connections");
+                return None;
+            }
+        };
+        if config.get_ssl_mode() != SslMode::Disable && !only_this_machine(&config) {
+            tracing::info!("gated reads use the pool: it may speak TLS to another machine");
             return None;
         }
         let options = [
@@ -225,6 +233,26 @@ impl ReadConnections {
     }
 }
 
+/// Whether every host `config` names is a loopback address or a Unix socket, where a plain
+/// connection travels no network.
+fn only_this_machine(config: &Config) -> bool {
+    let loopback = |host: &str| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback())
+    };
+    config
+        .get_hostaddrs()
+        .iter()
+        .all(|address| address.is_loopback())
+        && config.get_hosts().iter().all(|host| match host {
+            Host::Tcp(name) => loopback(name),
+            Host::Unix(_) => true,
+        })
+}
+
 /// How often connections worn out while idle are closed.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
@@ -316,9 +344,13 @@ impl Drop for Connection {
     /// A statement given up half-way may still run: once nothing else is under way on the
     /// connection (the last read holding it is gone), cancelling it can hit nothing else.
     fn drop(&mut self) {
-        if self.abandoned.load(Ordering::Acquire) {
+        // (A runtime shutting down drops its tasks and their connections: nothing to cancel.)
+        if let (true, Ok(runtime)) = (
+            self.abandoned.load(Ordering::Acquire),
+            tokio::runtime::Handle::try_current(),
+        ) {
             let cancel = self.client.cancel_token();
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 if let Err(err) = cancel.cancel_query(NoTls).await {
                     tracing::debug!(error = %err, "could not cancel a read given up");
                 }
@@ -487,4 +519,65 @@ fn value_of(row: &Row, index: usize, ty: &Type) -> Result<Value, Box<dyn std::er
         ),
         _ => return Err(format!("type {ty} is not read here").into()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(1);
+
+    #[tokio::test]
+    async fn read_connections_are_plain_only_where_no_network_is_crossed() {
+        for here in [
+            "postgres://app:secret@127.0.0.1:5432/app",
+            "postgres://app@localhost/app",
+            "postgres://app@[::1]:5432/app",
+            "postgres://app@127.0.0.2/app",
+            "host=/run/postgresql user=app dbname=app",
+        ] {
+            assert!(ReadConnections::for_url(here, 2, WAIT).is_some(), "{here}");
+        }
+        // Any other host (here the unspecified address) only when TLS is declined outright.
+        assert!(ReadConnections::for_url("postgres://app@0.0.0.0/app", 2, WAIT).is_none());
+        assert!(
+            ReadConnections::for_url("postgres://app@0.0.0.0/app?sslmode=require", 2, WAIT)
+                .is_none()
+        );
+        assert!(
+            ReadConnections::for_url("postgres://app@0.0.0.0/app?sslmode=disable", 2, WAIT)
+                .is_some()
+        );
+        // A URL only sqlx reads leaves the reads to the pool.
+        assert!(
+            ReadConnections::for_url(
+                "postgres://app@127.0.0.1/app?statement-cache-capacity=10",
+                2,
+                WAIT
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn values_are_bound_with_the_types_sqlx_gives_them() {
+        assert_eq!(
+            bound(Value::BigUnsigned(Some(20))).unwrap(),
+            Value::BigInt(Some(20))
+        );
+        assert!(bound(Value::BigUnsigned(Some(u64::MAX))).is_err());
+        assert_eq!(
+            bound(Value::TinyInt(Some(-3))).unwrap(),
+            Value::SmallInt(Some(-3))
+        );
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert_eq!(
+            bound(Value::ChronoDateTimeUtc(Some(at))).unwrap(),
+            Value::ChronoDateTimeWithTimeZone(Some(at.fixed_offset()))
+        );
+        assert_eq!(
+            bound(Value::String(Some("kept".into()))).unwrap(),
+            Value::String(Some("kept".into()))
+        );
+    }
 }
