@@ -184,28 +184,25 @@ impl Db {
         .await;
     }
 
-    /// Some tenants done, then `server` killed (SIGKILL) while batch `batch_id` still runs; returns
-    /// once the killed server's connections are gone.
-    async fn kill_mid_batch(&self, server: Server, batch_id: &str) {
-        self.until(
-            "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
-            2,
-        )
-        .await;
-        drop(server);
-        self.assert_unfinished(batch_id).await;
-        self.others_gone().await;
+    /// Holds the tenants of `schemas` at `CREATE SCHEMA` (which runs before any `lock_timeout`
+    /// is set): the returned transaction is making the same schemas, so theirs wait until it
+    /// ends. A batch with one of them cannot finish, however slowly the test runs.
+    async fn hold_at_create_schema(&self, schemas: &[&str]) -> DatabaseTransaction {
+        let blocker = self.0.begin().await.unwrap();
+        for schema in schemas {
+            blocker
+                .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .unwrap();
+        }
+        blocker
     }
 
-    /// `server` killed (SIGKILL) once its batch `batch_id` waits for a lock `blocker` holds;
-    /// returns once the killed server's connections are gone. The killed server's statement
-    /// that waits is ended before `blocker` lets go: released, it would run on.
-    async fn kill_while_waiting_on(
-        &self,
-        blocker: DatabaseTransaction,
-        server: Server,
-        batch_id: &str,
-    ) {
+    /// `server` killed (SIGKILL) once its batch `batch_id` waits for `blocker` (see
+    /// [`Db::hold_at_create_schema`]); returns once the killed server's connections are gone.
+    /// The killed server's waiting statements are ended before `blocker` lets go: released,
+    /// they would run on.
+    async fn kill_mid_batch(&self, blocker: DatabaseTransaction, server: Server, batch_id: &str) {
         const WAITING: &str = "FROM pg_stat_activity WHERE datname = current_database() \
                                AND wait_event_type = 'Lock'";
         self.until(&format!("SELECT count(*) {WAITING}"), 1).await;
@@ -364,6 +361,10 @@ async fn a_server_killed_mid_batch_resumes_every_tenant_after_a_restart() {
     let db = Db::open(&database).await;
     let first = Server::start(&database.url, &[]).await;
     let token = first.operator_token().await;
+    // Both of its runner's slots end up waiting, with ten tenants made and 28 still to go.
+    let blocker = db
+        .hold_at_create_schema(&["tenant_crash_10", "tenant_crash_11"])
+        .await;
     let batch_id = start_batch(
         &first,
         &token,
@@ -372,7 +373,7 @@ async fn a_server_killed_mid_batch_resumes_every_tenant_after_a_restart() {
     )
     .await;
 
-    db.kill_mid_batch(first, &batch_id).await;
+    db.kill_mid_batch(blocker, first, &batch_id).await;
 
     let second = Server::start(&database.url, &[]).await;
     db.finished(&batch_id).await;
@@ -408,14 +409,9 @@ async fn a_batch_resumed_after_a_crash_applies_the_template_it_was_submitted_wit
         )
         .await
         .data();
-    // One at a time; the sixth one's schema is being made by another transaction, so its
-    // provisioning waits at `CREATE SCHEMA` until the kill, however slowly this test runs.
+    // One at a time, the sixth held until the kill.
     let total = 20;
-    let blocker = db.0.begin().await.unwrap();
-    blocker
-        .execute_unprepared("CREATE SCHEMA tenant_tpl_5")
-        .await
-        .unwrap();
+    let blocker = db.hold_at_create_schema(&["tenant_tpl_5"]).await;
     let tenants = inputs("tpl", total)
         .into_iter()
         .map(|mut tenant| {
@@ -424,7 +420,7 @@ async fn a_batch_resumed_after_a_crash_applies_the_template_it_was_submitted_wit
         })
         .collect();
     let batch_id = start_batch(&first, &token, tenants, json!({ "maxConcurrency": 1 })).await;
-    db.kill_while_waiting_on(blocker, first, &batch_id).await;
+    db.kill_mid_batch(blocker, first, &batch_id).await;
     // Gone while no server runs: the resumed jobs still get what they were submitted with.
     db.0.execute_unprepared("DELETE FROM public.tenant_templates")
         .await
