@@ -417,6 +417,48 @@ async fn a_read_given_up_half_way_is_cancelled_and_a_refused_one_keeps_its_conne
     );
 }
 
+/// A read sent behind a slow statement would wait for it: a connection that has answered
+/// nothing for a while takes no further reads, which go to another.
+#[tokio::test]
+async fn reads_go_around_a_connection_stuck_on_a_slow_statement() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), "2".into());
+    })
+    .await;
+    let reads = app.db().reads().expect("straight to PostgreSQL").clone();
+    let slow = tokio::spawn({
+        let reads = reads.clone();
+        async move {
+            let sleep =
+                Statement::from_string(DbBackend::Postgres, "SELECT pg_catalog.pg_sleep(30)");
+            reads.query_all(&sleep).await
+        }
+    });
+    // Until the slow statement runs (seen through the pool, not the reads' connections), and a
+    // little longer: its connection has answered nothing since.
+    let mut polls = 0;
+    while app
+        .scalar(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE state = 'active' \
+             AND query LIKE '%pg_sleep(30)%' AND pid <> pg_catalog.pg_backend_pid()",
+        )
+        .await
+        == 0
+    {
+        polls += 1;
+        assert!(polls < 250, "the slow statement never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let quick = Statement::from_string(DbBackend::Postgres, "SELECT 1 AS one");
+    let rows = tokio::time::timeout(Duration::from_secs(20), reads.query_all(&quick))
+        .await
+        .expect("the quick read did not wait for the slow one")
+        .unwrap();
+    assert_eq!(rows[0].try_get_by::<i32, _>("one").unwrap(), 1);
+    slow.abort();
+}
+
 /// Reads that share a connection at the same time each get their own answer, and one that
 /// PostgreSQL refuses in the middle of them fails alone.
 #[tokio::test]
