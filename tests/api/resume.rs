@@ -115,12 +115,34 @@ impl Server {
     }
 
     /// SIGTERM, then the exit (within the deadline).
-    async fn terminate(mut self) -> std::process::ExitStatus {
+    async fn terminate(self) -> std::process::ExitStatus {
+        self.stop_taking_work().await;
+        self.exited().await
+    }
+
+    /// SIGTERM; returns once the server has begun to drain (it closes its listener after it
+    /// stopped starting jobs).
+    async fn stop_taking_work(&self) {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_ok()
+        {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the server kept listening after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The exit (within the deadline).
+    async fn exited(mut self) -> std::process::ExitStatus {
         let started = Instant::now();
         while started.elapsed() < DEADLINE {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -139,6 +161,10 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The backends of the test's database waiting for a lock (held by [`Db::hold_at_create_schema`]).
+const WAITING_ON_A_LOCK: &str =
+    "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
 
 /// Reads the test's database directly.
 struct Db(sea_orm::DatabaseConnection);
@@ -203,13 +229,12 @@ impl Db {
     /// The killed server's waiting statements are ended before `blocker` lets go: released,
     /// they would run on.
     async fn kill_mid_batch(&self, blocker: DatabaseTransaction, server: Server, batch_id: &str) {
-        const WAITING: &str = "FROM pg_stat_activity WHERE datname = current_database() \
-                               AND wait_event_type = 'Lock'";
-        self.until(&format!("SELECT count(*) {WAITING}"), 1).await;
+        self.until(&format!("SELECT count(*) {WAITING_ON_A_LOCK}"), 1)
+            .await;
         drop(server);
         self.assert_unfinished(batch_id).await;
         self.count(&format!(
-            "SELECT count(pg_terminate_backend(pid)) {WAITING}"
+            "SELECT count(pg_terminate_backend(pid)) {WAITING_ON_A_LOCK}"
         ))
         .await;
         blocker.rollback().await.unwrap();
@@ -522,6 +547,10 @@ async fn sigterm_mid_batch_drains_the_running_tenants_and_the_next_server_resume
     let db = Db::open(&database).await;
     let first = Server::start(&database.url, &[("SHUTDOWN_GRACE_SECONDS", "60")]).await;
     let token = first.operator_token().await;
+    // Both slots held at tenants 10 and 11 until the server drains: 18 still to go by then.
+    let blocker = db
+        .hold_at_create_schema(&["tenant_drain_10", "tenant_drain_11"])
+        .await;
     let batch_id = start_batch(
         &first,
         &token,
@@ -529,12 +558,12 @@ async fn sigterm_mid_batch_drains_the_running_tenants_and_the_next_server_resume
         json!({ "maxConcurrency": 2 }),
     )
     .await;
-    db.until(
-        "SELECT count(*) FROM public.tenants WHERE status = 'ACTIVE'",
-        2,
-    )
-    .await;
-    let status = first.terminate().await;
+    db.until(&format!("SELECT count(*) {WAITING_ON_A_LOCK}"), 2)
+        .await;
+    first.stop_taking_work().await;
+    // Released, the two held tenants are made; the drain waits for them.
+    blocker.rollback().await.unwrap();
+    let status = first.exited().await;
     assert!(
         status.success(),
         "a drained server exits cleanly: {status:?}"
