@@ -143,7 +143,7 @@ impl Pool {
 
     pub async fn close_by_ref(&self) -> Result<(), DbErr> {
         if let Some(reads) = &self.reads {
-            reads.close().await;
+            reads.close();
         }
         self.connection.close_by_ref().await
     }

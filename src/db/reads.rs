@@ -73,7 +73,7 @@ impl fmt::Debug for ReadConnections {
             .inner
             .slots
             .iter()
-            .filter(|slot| slot.usable().is_some());
+            .filter(|slot| slot.connection.lock().expect("slot lock").is_some());
         f.debug_struct("ReadConnections")
             .field("size", &self.inner.slots.len())
             .field("open", &open.count())
@@ -167,7 +167,7 @@ impl ReadConnections {
     }
 
     /// Closes every connection once its reads are answered; further reads fail.
-    pub(crate) async fn close(&self) {
+    pub(crate) fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
         for slot in &self.inner.slots {
             slot.connection.lock().expect("slot lock").take();
@@ -201,7 +201,6 @@ impl ReadConnections {
             }
         }
         match (least_busy, vacant) {
-            (Some(idle), _) if idle.reads() == 0 => Ok(idle),
             // Another read is opening that one: no need to wait for it.
             (Some(busy), Some(index)) if self.inner.slots[index].opening.try_lock().is_err() => {
                 Ok(busy)
@@ -294,6 +293,8 @@ struct Connection {
     reads: AtomicUsize,
     /// Set when a read was given up before its answer: see the module documentation.
     abandoned: AtomicBool,
+    /// When the last answer came, or the first read after a quiet spell was sent: how long
+    /// the connection has been idle, or stalled (see [`Connection::takes_more`]).
     last_used: Mutex<Instant>,
     statements: Mutex<LruCache<String, tokio_postgres::Statement>>,
 }

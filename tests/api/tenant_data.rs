@@ -307,11 +307,11 @@ async fn a_read_of_one_table_is_one_statement() {
     assert_eq!(counted, 3);
 }
 
-/// An app whose pools hold one connection each, so that the gated reads share one connection
-/// a test can look at through `app.db().reads()`.
-async fn with_one_read_connection() -> TestApp {
+/// An app whose pools hold `connections` connections each, so that the gated reads share
+/// those a test can look at through `app.db().reads()`.
+async fn with_read_connections(connections: u32) -> TestApp {
     TestApp::spawn_with(|env| {
-        env.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
+        env.insert("DATABASE_MAX_CONNECTIONS".into(), connections.to_string());
     })
     .await
 }
@@ -320,7 +320,7 @@ async fn with_one_read_connection() -> TestApp {
 /// read (PostgreSQL would otherwise plan a statement with parameters afresh five times first).
 #[tokio::test]
 async fn a_gated_read_keeps_one_plan_per_connection() {
-    let app = with_one_read_connection().await;
+    let app = with_read_connections(1).await;
     let admin = app.with_tenant("oneplan.church").await.admin;
     app.graphql(CREATE_PERSON, person("One", "Plan"), Some(&admin))
         .await
@@ -360,7 +360,7 @@ async fn a_gated_read_keeps_one_plan_per_connection() {
 /// whose statement PostgreSQL refused is still in step and stays.
 #[tokio::test]
 async fn a_read_given_up_half_way_is_cancelled_and_a_refused_one_keeps_its_connection() {
-    let app = with_one_read_connection().await;
+    let app = with_read_connections(1).await;
     let reads = app.db().reads().expect("straight to PostgreSQL");
     let backend = async || -> i32 {
         let rows = reads
@@ -421,11 +421,8 @@ async fn a_read_given_up_half_way_is_cancelled_and_a_refused_one_keeps_its_conne
 /// nothing for a while takes no further reads, which go to another.
 #[tokio::test]
 async fn reads_go_around_a_connection_stuck_on_a_slow_statement() {
-    let app = TestApp::spawn_with(|env| {
-        env.insert("DATABASE_MAX_CONNECTIONS".into(), "2".into());
-    })
-    .await;
-    let reads = app.db().reads().expect("straight to PostgreSQL").clone();
+    let app = with_read_connections(2).await;
+    let reads = app.db().reads().expect("straight to PostgreSQL");
     let slow = tokio::spawn({
         let reads = reads.clone();
         async move {
@@ -463,7 +460,7 @@ async fn reads_go_around_a_connection_stuck_on_a_slow_statement() {
 /// PostgreSQL refuses in the middle of them fails alone.
 #[tokio::test]
 async fn reads_sharing_a_connection_get_their_own_answers() {
-    let app = with_one_read_connection().await;
+    let app = with_read_connections(1).await;
     let reads = app.db().reads().expect("straight to PostgreSQL");
     let answers = futures_util::future::join_all((0..24_i64).map(|n| async move {
         let statement = Statement::from_sql_and_values(
@@ -497,7 +494,7 @@ async fn reads_sharing_a_connection_get_their_own_answers() {
 /// own tenant's people only.
 #[tokio::test]
 async fn tenants_reading_at_once_on_one_connection_see_their_own_people() {
-    let app = with_one_read_connection().await;
+    let app = with_read_connections(1).await;
     let first = app.with_tenant("pipelined-a.church").await.admin;
     let second = app.with_tenant("pipelined-b.church").await.admin;
     for (token, name) in [(&first, "Aaron"), (&second, "Beatrice")] {
