@@ -2,7 +2,7 @@
 //! request. Each names its session (`sid`), which the server holds against current state on every
 //! use; refresh tokens are not JWTs at all (see [`crate::auth::sessions`]).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -60,7 +60,16 @@ pub struct JwtKeys {
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    /// Tokens that verified lately, by their whole text: a client sends the same token with
+    /// every request until it expires, and looking it up costs a fraction of decoding it and
+    /// checking its signature. Only tokens that verified are kept, and the expiry is checked
+    /// again on every use; what a token's session and user may do is looked up per request
+    /// after this either way.
+    verified: moka::sync::Cache<String, Arc<Claims>>,
 }
+
+/// How many verified tokens are remembered (a token's text is some 400 bytes).
+const VERIFIED_TOKENS: u64 = 4096;
 
 /// A freshly signed token.
 pub struct IssuedToken {
@@ -84,6 +93,10 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(bytes),
             validation,
             ttl,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -130,9 +143,16 @@ impl JwtKeys {
     }
 
     /// Verifies signature, algorithm, expiry, issuer and audience, and the shape of the claims.
-    pub fn verify(&self, token: &str) -> AppResult<Claims> {
+    pub fn verify(&self, token: &str) -> AppResult<Arc<Claims>> {
+        let invalid = || AppError::Unauthenticated("invalid or expired token".into());
+        if let Some(claims) = self.verified.get(token) {
+            // The same test as the decoder's: expired `leeway` seconds after `exp`.
+            let expired =
+                claims.exp < chrono::Utc::now().timestamp() - self.validation.leeway as i64;
+            return if expired { Err(invalid()) } else { Ok(claims) };
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| AppError::Unauthenticated("invalid or expired token".into()))?
+            .map_err(|_| invalid())?
             .claims;
         let tenant_claims_present = claims.tid.is_some() && claims.schema.is_some();
         let shape_ok = match claims.kind {
@@ -140,8 +160,10 @@ impl JwtKeys {
             TokenKind::TenantUser => tenant_claims_present,
         };
         if !shape_ok {
-            return Err(AppError::Unauthenticated("invalid or expired token".into()));
+            return Err(invalid());
         }
+        let claims = Arc::new(claims);
+        self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
 }
@@ -161,7 +183,7 @@ mod tests {
         let issued = ours
             .issue(TokenKind::Platform, Uuid::new_v4(), Uuid::new_v4(), None)
             .unwrap();
-        assert_eq!(ours.verify(&issued.token).unwrap(), issued.claims);
+        assert_eq!(*ours.verify(&issued.token).unwrap(), issued.claims);
         assert!(theirs.verify(&issued.token).is_err());
     }
 
@@ -197,5 +219,20 @@ mod tests {
         json["typ"] = "access".into();
         json.as_object_mut().unwrap().remove("sid");
         assert!(keys.verify(&sign(&json)).is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let keys = keys("0123456789abcdef0123456789abcdef");
+        let issued = keys
+            .issue(TokenKind::Platform, Uuid::new_v4(), Uuid::new_v4(), None)
+            .unwrap();
+        assert!(keys.verify(&issued.token).is_ok());
+        assert!(keys.verified.contains_key(&issued.token));
+        // As if the clock had passed its expiry since it was remembered.
+        let mut aged = issued.claims.clone();
+        aged.exp = chrono::Utc::now().timestamp() - keys.validation.leeway as i64 - 1;
+        keys.verified.insert(issued.token.clone(), Arc::new(aged));
+        assert!(keys.verify(&issued.token).is_err());
     }
 }

@@ -13,13 +13,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{DbErr, EntityTrait, FromQueryResult, QueryResult, Select};
+use sea_orm::{DbErr, EntityTrait, FromQueryResult, Select};
 use uuid::Uuid;
 
 use crate::{
     auth::{SessionRef, access, jwt::Claims},
     db::{
-        pinned::{TenantTransaction, begin_as_owner, read_as_owner},
+        pinned::{TenantRow, TenantTransaction, begin_as_owner, read_as_owner},
         pool::Pool,
         share::DbSlots,
     },
@@ -123,18 +123,18 @@ impl TenantContext {
     ) -> AppResult<Vec<E::Model>> {
         let rows = self.read_rows(state, select).await?;
         Ok(rows
-            .iter()
-            .map(|row| E::Model::from_query_result(row, ""))
+            .into_iter()
+            .map(|row| E::Model::from_query_result(&row.into_query_result()?, ""))
             .collect::<Result<_, _>>()?)
     }
 
     /// [`read`](Self::read), for a select of chosen columns: the rows as they come, to be read
-    /// by column name (see `ReadConnections::query_all`).
+    /// by column name.
     pub async fn read_rows<E: EntityTrait>(
         &self,
         state: &AppState,
         select: Select<E>,
-    ) -> AppResult<Vec<QueryResult>> {
+    ) -> AppResult<Vec<TenantRow>> {
         let _slot = self.slots.acquire().await?;
         self.as_owner(state, |db| {
             let select = select.clone();
@@ -274,6 +274,6 @@ async fn permissions_of(
         .iter()
         .filter_map(|role| table.get(role))
         .flatten()
-        .filter_map(|code| Permission::from_code(code))
+        .copied()
         .collect())
 }

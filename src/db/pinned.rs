@@ -10,7 +10,7 @@ use std::time::Instant;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, ExecResult, QueryFilter, QueryResult, QueryTrait, RuntimeErr, Select, Statement,
-    TransactionTrait,
+    TransactionTrait, TryGetable,
     sea_query::{Alias, Expr, UpdateStatement},
     sqlx::{
         AssertSqlSafe, Postgres, SqlSafeStr,
@@ -27,6 +27,7 @@ use crate::{
     config::DatabasePooler,
     db::{
         pool::{OwnershipTable, Pool, StatementObserver},
+        reads,
         share::DbSlot,
     },
     primitives::schema_name::SchemaName,
@@ -224,7 +225,7 @@ pub async fn read_as_owner<E: EntityTrait>(
     tenant_id: Uuid,
     schema: &SchemaName,
     select: Select<E>,
-) -> Result<Option<Vec<QueryResult>>, DbErr> {
+) -> Result<Option<Vec<TenantRow>>, DbErr> {
     let mut query = select.into_query();
     query
         .from_clear()
@@ -243,16 +244,49 @@ pub async fn read_as_owner<E: EntityTrait>(
             let rows = reads.query_all(&statement).await;
             db.observer().observe(&statement, started, rows.is_err());
             match rows {
-                Ok(rows) => Ok(Some(rows)),
+                Ok(rows) => Ok(Some(rows.into_iter().map(TenantRow::Read).collect())),
                 Err(err) if err.code().is_some_and(|code| code.code() == NOT_OWNER) => Ok(None),
                 Err(err) => Err(err.into()),
             }
         }
         None => match db.query_all_raw(statement).await {
-            Ok(rows) => Ok(Some(rows)),
+            Ok(rows) => Ok(Some(rows.into_iter().map(TenantRow::Pooled).collect())),
             Err(err) if is_not_owner(&err) => Ok(None),
             Err(err) => Err(err),
         },
+    }
+}
+
+/// A row of a tenant's table, as the driver that read it returned it: read connections'
+/// rows are read straight from the wire format, without building SeaORM's row first.
+#[derive(Debug)]
+pub enum TenantRow {
+    /// From the pool (behind PgBouncer, or in a pinned transaction).
+    Pooled(QueryResult),
+    /// From a read connection.
+    Read(tokio_postgres::Row),
+}
+
+impl TenantRow {
+    /// The value of the column `name`.
+    pub fn get<T>(&self, name: &str) -> Result<T, DbErr>
+    where
+        T: TryGetable + for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        match self {
+            TenantRow::Pooled(row) => row.try_get_by(name),
+            TenantRow::Read(row) => row
+                .try_get(name)
+                .map_err(|err| DbErr::Type(format!("column {name:?}: {err}"))),
+        }
+    }
+
+    /// The row as SeaORM's, to be read as a model (by column name only, see `reads::row_of`).
+    pub fn into_query_result(self) -> Result<QueryResult, DbErr> {
+        match self {
+            TenantRow::Pooled(row) => Ok(row),
+            TenantRow::Read(row) => reads::row_of(&row),
+        }
     }
 }
 

@@ -129,9 +129,8 @@ impl ReadConnections {
         Some(ReadConnections { inner })
     }
 
-    /// Runs `statement` (one statement, outside any transaction) and returns its rows, which
-    /// answer by column name only (see [`row_of`]).
-    pub async fn query_all(&self, statement: &Statement) -> Result<Vec<QueryResult>, ReadError> {
+    /// Runs `statement` (one statement, outside any transaction) and returns its rows.
+    pub async fn query_all(&self, statement: &Statement) -> Result<Vec<Row>, ReadError> {
         let values = PostgresValues(
             statement
                 .values
@@ -148,13 +147,7 @@ impl ReadConnections {
             let rows = connection.query(&statement.sql, &values).await;
             reading.answered();
             match rows {
-                Ok(rows) => {
-                    return rows
-                        .iter()
-                        .map(row_of)
-                        .collect::<Result<_, _>>()
-                        .map_err(ReadError::Failed);
-                }
+                Ok(rows) => return Ok(rows),
                 // The connection ended between being chosen and being written to (the server
                 // closed it meanwhile): a read can be sent again, once, on another.
                 Err(err) if connection.client.is_closed() && !retried => {
@@ -510,8 +503,8 @@ fn bound(value: Value) -> Result<Value, DbErr> {
 }
 
 /// A row as SeaORM's proxy row: its values by column name. Reading it by index follows the
-/// names' order, not the statement's, so the rows of a read are read by name.
-fn row_of(row: &Row) -> Result<QueryResult, DbErr> {
+/// names' order, not the statement's, so such rows are read by name.
+pub(crate) fn row_of(row: &Row) -> Result<QueryResult, DbErr> {
     let mut values = BTreeMap::new();
     for (index, column) in row.columns().iter().enumerate() {
         let value = value_of(row, index, column.type_())

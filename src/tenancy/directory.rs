@@ -6,7 +6,12 @@
 //! [`crate::db::notify`]). [`ENTRY_TTL`] bounds what a missed notification could leave behind,
 //! and while the listener is disconnected the cache is not used at all.
 
-use std::{collections::HashMap, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
+};
 
 use entity::public::tenants;
 use moka::future::Cache;
@@ -76,8 +81,9 @@ impl From<&tenants::Model> for TenantEntry {
     }
 }
 
-/// Role name → permission codes of one tenant.
-pub type RolePermissions = Arc<HashMap<String, Vec<String>>>;
+/// Role name → permissions of one tenant, parsed once per load (codes this server does not
+/// know are left out).
+pub type RolePermissions = Arc<HashMap<String, BTreeSet<Permission>>>;
 
 #[derive(Clone)]
 pub struct TenantDirectory {
@@ -196,12 +202,11 @@ impl TenantDirectory {
                 ))
                 .await?;
             end_read(txn);
-            let mut table: HashMap<String, Vec<String>> = HashMap::new();
+            let mut table: HashMap<String, BTreeSet<Permission>> = HashMap::new();
             for row in rows {
-                table
-                    .entry(row.try_get("", "name")?)
-                    .or_default()
-                    .push(row.try_get("", "code")?);
+                let permissions = table.entry(row.try_get("", "name")?).or_default();
+                let code: String = row.try_get("", "code")?;
+                permissions.extend(Permission::from_code(&code));
             }
             Ok(Arc::new(table))
         })

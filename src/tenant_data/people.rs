@@ -6,7 +6,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IdenStatic, Iterable,
-    PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{Expr, ExprTrait, Func},
 };
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::tenant::TenantContext,
-    db::pinned::end_read,
+    db::pinned::{TenantRow, end_read},
     error::{AppError, AppResult},
     state::AppState,
     tenancy::validation::Faults,
@@ -71,11 +71,11 @@ impl PersonColumns {
 
     /// A person from a row of these columns (read by name: a gated read's rows answer by name
     /// only); the columns not read are empty.
-    fn decode(&self, row: &QueryResult) -> Result<person::Model, DbErr> {
+    fn decode(&self, row: &TenantRow) -> Result<person::Model, DbErr> {
         use person::Column as C;
         let mut person = person::Model {
-            id: row.try_get_by(C::Id.as_str())?,
-            created_at: row.try_get_by(C::CreatedAt.as_str())?,
+            id: row.get(C::Id.as_str())?,
+            created_at: row.get(C::CreatedAt.as_str())?,
             first_name: String::new(),
             last_name: String::new(),
             email: None,
@@ -92,17 +92,17 @@ impl PersonColumns {
             let name = column.as_str();
             match column {
                 C::Id | C::CreatedAt => {}
-                C::FirstName => person.first_name = row.try_get_by(name)?,
-                C::LastName => person.last_name = row.try_get_by(name)?,
-                C::Email => person.email = row.try_get_by(name)?,
-                C::Phone => person.phone = row.try_get_by(name)?,
-                C::Address => person.address = row.try_get_by(name)?,
-                C::BirthDate => person.birth_date = row.try_get_by(name)?,
-                C::MembershipStatus => person.membership_status = row.try_get_by(name)?,
-                C::Notes => person.notes = row.try_get_by(name)?,
-                C::CreatedBy => person.created_by = row.try_get_by(name)?,
-                C::UpdatedAt => person.updated_at = row.try_get_by(name)?,
-                C::ExternalRef => person.external_ref = row.try_get_by(name)?,
+                C::FirstName => person.first_name = row.get(name)?,
+                C::LastName => person.last_name = row.get(name)?,
+                C::Email => person.email = row.get(name)?,
+                C::Phone => person.phone = row.get(name)?,
+                C::Address => person.address = row.get(name)?,
+                C::BirthDate => person.birth_date = row.get(name)?,
+                C::MembershipStatus => person.membership_status = row.get(name)?,
+                C::Notes => person.notes = row.get(name)?,
+                C::CreatedBy => person.created_by = row.get(name)?,
+                C::UpdatedAt => person.updated_at = row.get(name)?,
+                C::ExternalRef => person.external_ref = row.get(name)?,
             }
         }
         Ok(person)
@@ -155,7 +155,10 @@ pub async fn page(
         let total = person::Entity::find().filter(filter).count(&txn).await?;
         let rows = txn.query_all(query.as_query()).await?;
         end_read(txn);
-        (rows, Some(total))
+        (
+            rows.into_iter().map(TenantRow::Pooled).collect(),
+            Some(total),
+        )
     } else {
         (tenant.read_rows(state, query).await?, None)
     };

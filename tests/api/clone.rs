@@ -3,7 +3,7 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde_json::{Value, json};
-use tenantgraph::auth::jwt::JwtKeys;
+use tenantgraph::auth::jwt::{Claims, JwtKeys};
 
 use crate::helpers::{Gql, JWT_SECRET, TENANT_PASSWORD, TestApp, TestTenant, tenant_input};
 
@@ -325,7 +325,7 @@ async fn tokens_and_refresh_tokens_of_the_source_never_act_on_the_clone() {
         source.id.as_str(),
         "the re-signed token is accepted unchanged, so the refusal below is for the tenant alone"
     );
-    let mut aimed = claims.clone();
+    let mut aimed = Claims::clone(&claims);
     aimed.tid = Some(clone_id.parse().unwrap());
     aimed.schema = Some("tenant_copy_org".into());
     let me = app

@@ -347,8 +347,8 @@ async fn a_gated_read_keeps_one_plan_per_connection() {
             None => assert!(rounds < 3, "the page's statement is never prepared"),
         }
     };
-    let generic: i64 = plans.try_get_by("generic_plans").unwrap();
-    let custom: i64 = plans.try_get_by("custom_plans").unwrap();
+    let generic: i64 = plans.get("generic_plans");
+    let custom: i64 = plans.get("custom_plans");
     // Every read of the round if the connection lived through them all; fewer if it was renewed
     // meanwhile.
     assert!((1..=7).contains(&generic), "{generic} generic plans");
@@ -370,7 +370,7 @@ async fn a_read_given_up_half_way_is_cancelled_and_a_refused_one_keeps_its_conne
             ))
             .await
             .unwrap();
-        rows[0].try_get_by("pid").unwrap()
+        rows[0].get("pid")
     };
     let first = backend().await;
     assert_eq!(backend().await, first, "one connection, reused");
@@ -394,7 +394,7 @@ async fn a_read_given_up_half_way_is_cancelled_and_a_refused_one_keeps_its_conne
     let mut polls = 0;
     loop {
         let rows = reads.query_all(&still_sleeping).await.unwrap();
-        if rows[0].try_get_by::<i64, _>("sleeping").unwrap() == 0 {
+        if rows[0].get::<_, i64>("sleeping") == 0 {
             break;
         }
         polls += 1;
@@ -452,7 +452,7 @@ async fn reads_go_around_a_connection_stuck_on_a_slow_statement() {
         .await
         .expect("the quick read did not wait for the slow one")
         .unwrap();
-    assert_eq!(rows[0].try_get_by::<i32, _>("one").unwrap(), 1);
+    assert_eq!(rows[0].get::<_, i32>("one"), 1);
     slow.abort();
 }
 
@@ -469,8 +469,8 @@ async fn reads_sharing_a_connection_get_their_own_answers() {
             [n.into()],
         );
         let rows = reads.query_all(&statement).await?;
-        let pid: i32 = rows[0].try_get_by("pid").unwrap();
-        let quotient: i64 = rows[0].try_get_by("quotient").unwrap();
+        let pid: i32 = rows[0].get("pid");
+        let quotient: i64 = rows[0].get("quotient");
         Ok::<_, tenantgraph::db::reads::ReadError>((pid, quotient))
     }))
     .await;
