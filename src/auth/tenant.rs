@@ -128,8 +128,7 @@ impl TenantContext {
             .collect::<Result<_, _>>()?)
     }
 
-    /// [`read`](Self::read), for a select of chosen columns: the rows as they come, to be read
-    /// by column name.
+    /// [`read`](Self::read), for a select of chosen columns: the rows as they come.
     pub async fn read_rows<E: EntityTrait>(
         &self,
         state: &AppState,

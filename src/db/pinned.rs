@@ -268,16 +268,16 @@ pub enum TenantRow {
 }
 
 impl TenantRow {
-    /// The value of the column `name`.
-    pub fn get<T>(&self, name: &str) -> Result<T, DbErr>
+    /// The value of the statement's column at `index`.
+    pub fn get<T>(&self, index: usize) -> Result<T, DbErr>
     where
         T: TryGetable + for<'a> tokio_postgres::types::FromSql<'a>,
     {
         match self {
-            TenantRow::Pooled(row) => row.try_get_by(name),
+            TenantRow::Pooled(row) => row.try_get_by_index(index),
             TenantRow::Read(row) => row
-                .try_get(name)
-                .map_err(|err| DbErr::Type(format!("column {name:?}: {err}"))),
+                .try_get(index)
+                .map_err(|err| DbErr::Type(format!("column {index}: {err}"))),
         }
     }
 

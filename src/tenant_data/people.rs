@@ -69,13 +69,12 @@ impl PersonColumns {
         PersonColumns(columns)
     }
 
-    /// A person from a row of these columns (read by name: a gated read's rows answer by name
-    /// only); the columns not read are empty.
+    /// A person from a row of these columns, in this order; the columns not read are empty.
     fn decode(&self, row: &TenantRow) -> Result<person::Model, DbErr> {
         use person::Column as C;
         let mut person = person::Model {
-            id: row.get(C::Id.as_str())?,
-            created_at: row.get(C::CreatedAt.as_str())?,
+            id: row.get(0)?,
+            created_at: row.get(1)?,
             first_name: String::new(),
             last_name: String::new(),
             email: None,
@@ -88,21 +87,20 @@ impl PersonColumns {
             updated_at: DateTime::default(),
             external_ref: None,
         };
-        for column in self.0.iter().skip(2) {
-            let name = column.as_str();
+        for (index, column) in self.0.iter().enumerate().skip(2) {
             match column {
                 C::Id | C::CreatedAt => {}
-                C::FirstName => person.first_name = row.get(name)?,
-                C::LastName => person.last_name = row.get(name)?,
-                C::Email => person.email = row.get(name)?,
-                C::Phone => person.phone = row.get(name)?,
-                C::Address => person.address = row.get(name)?,
-                C::BirthDate => person.birth_date = row.get(name)?,
-                C::MembershipStatus => person.membership_status = row.get(name)?,
-                C::Notes => person.notes = row.get(name)?,
-                C::CreatedBy => person.created_by = row.get(name)?,
-                C::UpdatedAt => person.updated_at = row.get(name)?,
-                C::ExternalRef => person.external_ref = row.get(name)?,
+                C::FirstName => person.first_name = row.get(index)?,
+                C::LastName => person.last_name = row.get(index)?,
+                C::Email => person.email = row.get(index)?,
+                C::Phone => person.phone = row.get(index)?,
+                C::Address => person.address = row.get(index)?,
+                C::BirthDate => person.birth_date = row.get(index)?,
+                C::MembershipStatus => person.membership_status = row.get(index)?,
+                C::Notes => person.notes = row.get(index)?,
+                C::CreatedBy => person.created_by = row.get(index)?,
+                C::UpdatedAt => person.updated_at = row.get(index)?,
+                C::ExternalRef => person.external_ref = row.get(index)?,
             }
         }
         Ok(person)
